@@ -1,0 +1,36 @@
+/**
+ * One SDK client of each kind per process. Endpoints come from the SDK's own
+ * AWS_ENDPOINT_URL_* variables, so the same code reaches AWS or the local stand-ins.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { serviceConfig } from '#shared/config';
+
+let documentClient: DynamoDBDocumentClient | undefined;
+let s3Client: S3Client | undefined;
+
+export function dynamo(): DynamoDBDocumentClient {
+  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  return documentClient;
+}
+
+export function s3(): S3Client {
+  s3Client ??= new S3Client({
+    forcePathStyle: serviceConfig().s3ForcePathStyle,
+    // Image bodies are hashed by Hangar itself; the SDK's own checksums would re-read every byte.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return s3Client;
+}
+
+/** For tests that restart the stand-ins on new ports. */
+export function resetClients(): void {
+  documentClient?.destroy();
+  s3Client?.destroy();
+  documentClient = undefined;
+  s3Client = undefined;
+}

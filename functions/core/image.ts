@@ -1,0 +1,117 @@
+/** The image record as stored and as the domain sees it. API rendering is in image-view.ts. */
+export const IMAGE_STATUSES = [
+  'queued',
+  'saving',
+  'uploading',
+  'importing',
+  'active',
+  'killed',
+  'deleted',
+  'pending_delete',
+  'deactivated',
+] as const;
+export type ImageStatus = (typeof IMAGE_STATUSES)[number];
+
+export const VISIBILITIES = ['public', 'community', 'shared', 'private'] as const;
+export type Visibility = (typeof VISIBILITIES)[number];
+
+export const DISK_FORMATS = [
+  'ami',
+  'ari',
+  'aki',
+  'vhd',
+  'vhdx',
+  'vmdk',
+  'raw',
+  'qcow2',
+  'vdi',
+  'iso',
+  'ploop',
+] as const;
+export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'] as const;
+
+export interface ImageRecord {
+  id: string;
+  name: string | null;
+  status: ImageStatus;
+  visibility: Visibility;
+  protected: boolean;
+  os_hidden: boolean;
+  checksum: string | null;
+  os_hash_algo: string | null;
+  os_hash_value: string | null;
+  owner: string | null;
+  size: number | null;
+  virtual_size: number | null;
+  min_ram: number;
+  min_disk: number;
+  container_format: string | null;
+  disk_format: string | null;
+  /** ISO 8601 with second precision and a Z, as Glance shows it. */
+  created_at: string;
+  updated_at: string;
+  tags: string[];
+  /** Extra (user-defined) properties, plus reserved os_glance_* ones set by the service. */
+  properties: Record<string, string>;
+  /** Optimistic-concurrency counter, bumped by every write. Never shown to clients. */
+  version: number;
+  /** Object key of the image data once it exists. Never shown to clients. */
+  blob_key: string | null;
+}
+
+/** Base properties: always present in the API view, and never removable by PATCH. */
+export const BASE_PROPERTIES = [
+  'id',
+  'name',
+  'status',
+  'visibility',
+  'protected',
+  'os_hidden',
+  'checksum',
+  'os_hash_algo',
+  'os_hash_value',
+  'owner',
+  'size',
+  'virtual_size',
+  'min_ram',
+  'min_disk',
+  'container_format',
+  'disk_format',
+  'created_at',
+  'updated_at',
+  'tags',
+  'self',
+  'file',
+  'schema',
+  'direct_url',
+  'locations',
+  'stores',
+] as const;
+
+export const READ_ONLY_PROPERTIES = new Set([
+  'created_at',
+  'updated_at',
+  'status',
+  'checksum',
+  'size',
+  'virtual_size',
+  'direct_url',
+  'self',
+  'file',
+  'schema',
+  'id',
+  'os_hash_algo',
+  'os_hash_value',
+]);
+
+/** Reserved keys: nobody sets them through the API. Any os_glance* key is reserved too. */
+export const RESERVED_PROPERTIES = new Set(['location', 'locations', 'deleted', 'deleted_at']);
+
+export function isReservedProperty(key: string): boolean {
+  return RESERVED_PROPERTIES.has(key) || key.startsWith('os_glance');
+}
+
+/** Glance shows timestamps at second precision. */
+export function isoSeconds(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
