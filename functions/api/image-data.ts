@@ -1,0 +1,60 @@
+/**
+ * PUT/GET /v2/images/{id}/file. On the embedded gateway bodies stream both ways; on Lambda an
+ * event carries at most 6 MB, so large uploads use the presigned import path and downloads are
+ * redirected to a short-lived presigned S3 URL (HANGAR_BLOB_DELIVERY=redirect).
+ */
+import {
+  BadRequestError,
+  NotFoundError,
+  RangeNotSatisfiableError,
+  UnsupportedMediaTypeError,
+} from '#core/errors';
+import { parseByteRange } from '#core/image-data';
+import { serviceConfig } from '#shared/config';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
+import { getServices } from '#shared/services';
+
+async function upload(request: ApiRequest): Promise<ApiResponse> {
+  const contentType = request.headers['content-type']?.split(';')[0]?.trim();
+  if (contentType !== 'application/octet-stream')
+    throw new UnsupportedMediaTypeError(
+      `The request media type ${contentType ?? 'None'} is not supported by this server.`,
+    );
+  await getServices().imageData.upload(request.principal, request.params.image_id ?? '', request.stream(), {
+    declaredSize: request.headers['x-openstack-image-size'],
+    sizeCap: serviceConfig().imageSizeCap,
+  });
+  return { status: 204 };
+}
+
+async function download(request: ApiRequest): Promise<ApiResponse> {
+  const { imageData, blobs } = getServices();
+  const { image, key } = await imageData.locate(request.principal, request.params.image_id ?? '');
+  if (!key) return { status: 204 };
+  const size = image.size ?? 0;
+  const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+  if (image.checksum) headers['content-md5'] = image.checksum;
+
+  const range = parseByteRange(request.headers.range ?? request.headers['content-range'], size);
+  if (range === 'unsatisfiable') throw new RangeNotSatisfiableError('Requested range not satisfiable', size);
+
+  if (serviceConfig().blobDelivery === 'redirect') {
+    if (range)
+      throw new BadRequestError('Ranged downloads go to the presigned URL; request the whole image first.');
+    return { status: 303, headers: { ...headers, location: await blobs.presignedGet(key, 900) } };
+  }
+  if (range) {
+    headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+    headers['content-length'] = String(range.end - range.start + 1);
+    return { status: 206, headers, stream: await blobs.get(key, range) };
+  }
+  headers['content-length'] = String(size);
+  if (size === 0) return { status: 200, headers, text: '' };
+  return { status: 200, headers, stream: await blobs.get(key) };
+}
+
+export const handler = httpHandler(async (request) => {
+  if (request.event.routeKey === 'PUT /v2/images/{image_id}/file') return upload(request);
+  if (request.event.routeKey === 'GET /v2/images/{image_id}/file') return download(request);
+  throw new NotFoundError('The resource could not be found.');
+});

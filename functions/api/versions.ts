@@ -1,0 +1,20 @@
+/**
+ * The unauthenticated version documents: `GET /` answers 300 Multiple Choices (as does any
+ * unknown-version path, routed here by the gateway), `GET /versions` answers 200.
+ */
+import { httpHandler } from '#shared/http';
+
+const CURRENT = 17;
+
+export const handler = httpHandler(
+  async (request) => {
+    // Newest first, as Glance lists them; every version is served by the same /v2/ endpoint.
+    const versions = Array.from({ length: CURRENT + 1 }, (_, i) => CURRENT - i).map((minor) => ({
+      id: `v2.${minor}`,
+      status: minor === CURRENT ? 'CURRENT' : 'SUPPORTED',
+      links: [{ rel: 'self', href: `${request.origin}/v2/` }],
+    }));
+    return { status: request.event.routeKey === 'GET /versions' ? 200 : 300, json: { versions } };
+  },
+  { auth: false },
+);

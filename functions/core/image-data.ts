@@ -1,0 +1,220 @@
+/**
+ * Image data: upload (PUT /file) and download (GET /file). The upload streams the body once:
+ * every block is hashed (md5 + sha512) and sent to the blob store as it arrives, and the image
+ * only becomes active after both the bytes and the digests are safely stored. Anything that goes
+ * wrong returns the image to `queued` and removes the partial blob, so a retry starts clean.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  BadRequestError,
+  ConflictError,
+  type HangarError,
+  NotFoundError,
+  StaleWriteError,
+  TooLargeError,
+} from './errors.ts';
+import { type ImageRecord, isoSeconds } from './image.ts';
+import { readable, writable } from './image-access.ts';
+import { assertDownloadable, requireFormatsForData, transitionImage } from './image-status.ts';
+import type { BlobStore, ImageRepository, StreamDigester } from './ports.ts';
+import type { Principal } from './principal.ts';
+
+export interface UploadOptions {
+  /** The x-openstack-image-size header, if sent. */
+  declaredSize?: string;
+  sizeCap: number;
+}
+
+/** Blocks handed to hashing and to the blob store; the S3 multipart part size. */
+export const BLOCK_SIZE = 8 * 1024 * 1024;
+
+export class ImageDataService {
+  constructor(
+    private readonly repo: ImageRepository,
+    private readonly blobs: BlobStore,
+    private readonly digester: () => StreamDigester,
+    private readonly sharedBlock: (size: number) => Buffer,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  async upload(
+    principal: Principal,
+    id: string,
+    body: AsyncIterable<Buffer>,
+    options: UploadOptions,
+  ): Promise<ImageRecord> {
+    let declared: number | undefined;
+    if (options.declaredSize !== undefined) {
+      if (!/^\d+$/.test(options.declaredSize))
+        throw new BadRequestError(
+          `x-openstack-image-size must be a non-negative integer, not '${options.declaredSize}'`,
+        );
+      declared = Number(options.declaredSize);
+      if (declared > options.sizeCap) throw sizeCapError(options.sizeCap);
+    }
+
+    const queued = writable(await this.repo.get(id), id, principal);
+    requireFormatsForData(queued);
+    const saving = await this.transition(queued, 'saving');
+    const key = `images/${id}/${randomUUID()}`;
+    const digest = this.digester();
+    try {
+      let size = 0;
+      await this.blobs.put(key, rechunk(body, BLOCK_SIZE, this.sharedBlock), {
+        onBlock: async (block) => {
+          size += block.length;
+          if (size > options.sizeCap) throw sizeCapError(options.sizeCap);
+          if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
+          await digest.update(block);
+        },
+      });
+      if (declared !== undefined && size !== declared) throw sizeMismatch(declared, size);
+      const digests = await digest.finish();
+      return await this.activate(saving, {
+        size,
+        checksum: digests.md5,
+        os_hash_algo: 'sha512',
+        os_hash_value: digests.sha512,
+        blob_key: key,
+      });
+    } catch (error) {
+      digest.cancel();
+      await this.blobs.delete(key).catch(() => undefined);
+      await this.restoreQueued(id);
+      throw error;
+    }
+  }
+
+  /** saving -> active, re-applied if metadata changed meanwhile; fails if the image left `saving`. */
+  private async activate(
+    saving: ImageRecord,
+    data: Pick<ImageRecord, 'size' | 'checksum' | 'os_hash_algo' | 'os_hash_value' | 'blob_key'>,
+  ): Promise<ImageRecord> {
+    let current = saving;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      if (current.status !== 'saving')
+        throw new ConflictError(`Image ${current.id} changed status to ${current.status} during the upload`);
+      const next: ImageRecord = {
+        ...transitionImage(current, 'active', this.clock()),
+        ...data,
+        virtual_size: current.virtual_size,
+        version: current.version + 1,
+      };
+      try {
+        await this.repo.update(current, next);
+        return next;
+      } catch (error) {
+        if (!(error instanceof StaleWriteError)) throw error;
+        const fresh = await this.repo.get(current.id);
+        if (!fresh) throw new NotFoundError(`Image ${current.id} not found.`);
+        current = fresh;
+      }
+    }
+    throw new ConflictError(`Image ${saving.id} is being changed too often to activate`);
+  }
+
+  private async transition(image: ImageRecord, to: ImageRecord['status']): Promise<ImageRecord> {
+    const next = { ...transitionImage(image, to, this.clock()), version: image.version + 1 };
+    try {
+      await this.repo.update(image, next);
+    } catch (error) {
+      if (error instanceof StaleWriteError)
+        throw new ConflictError(`Image ${image.id} was changed by another request; retry the upload`);
+      throw error;
+    }
+    return next;
+  }
+
+  /** Glance v2 puts a failed upload back to queued so it can be retried. */
+  private async restoreQueued(id: string): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await this.repo.get(id);
+      if (!current || current.status !== 'saving') return;
+      const next: ImageRecord = {
+        ...current,
+        status: 'queued',
+        size: null,
+        virtual_size: null,
+        updated_at: isoSeconds(this.clock()),
+        version: current.version + 1,
+      };
+      try {
+        await this.repo.update(current, next);
+        return;
+      } catch (error) {
+        if (!(error instanceof StaleWriteError)) throw error;
+      }
+    }
+  }
+
+  /** What GET /file needs: the image, and where its bytes are (null: no data yet -> 204). */
+  async locate(principal: Principal, id: string): Promise<{ image: ImageRecord; key: string | null }> {
+    const image = readable(await this.repo.get(id), id, principal);
+    assertDownloadable(image, principal);
+    if (image.status !== 'active' && image.status !== 'deactivated') return { image, key: null };
+    return { image, key: image.blob_key };
+  }
+}
+
+function sizeCapError(cap: number): HangarError {
+  return new TooLargeError(`Image exceeds the storage quota: the image size cap is ${cap} bytes.`);
+}
+
+function sizeMismatch(declared: number, actual: number): HangarError {
+  return new BadRequestError(
+    `Image size mismatch: x-openstack-image-size says ${declared} bytes, the body had ${actual} or more.`,
+  );
+}
+
+/**
+ * Regroups a byte stream into fixed-size blocks in fresh (shared) memory: the single copy each
+ * byte makes on its way to the hashers and the blob store.
+ */
+export async function* rechunk(
+  source: AsyncIterable<Buffer>,
+  blockSize: number,
+  allocate: (size: number) => Buffer,
+): AsyncGenerator<Buffer> {
+  let block = allocate(blockSize);
+  let filled = 0;
+  for await (const chunk of source) {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const n = Math.min(chunk.length - offset, blockSize - filled);
+      chunk.copy(block, filled, offset, offset + n);
+      filled += n;
+      offset += n;
+      if (filled === blockSize) {
+        yield block;
+        block = allocate(blockSize);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) yield block.subarray(0, filled);
+}
+
+/** Parses a Range (or Glance's legacy Content-Range) request header against `size`. */
+export function parseByteRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | 'unsatisfiable' | undefined {
+  if (!header) return undefined;
+  const match = /^bytes[ =](\d*)-(\d*)(?:\/(\d+|\*))?$/.exec(header.trim());
+  if (!match) return undefined;
+  const [, first, last] = match;
+  if (first === '' && last === '') return 'unsatisfiable';
+  let start: number;
+  let end: number;
+  if (first === '') {
+    const suffix = Number(last);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(first);
+    end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  }
+  if (start >= size || start > end) return 'unsatisfiable';
+  return { start, end };
+}

@@ -1,0 +1,144 @@
+/**
+ * Image use-cases over the ImageRepository port. Writes are read-modify-write under the record's
+ * version; when another writer got there first the change is re-applied to the fresh record, so
+ * concurrent PATCHes both land and neither is lost.
+ */
+import { BadRequestError, NotFoundError, StaleWriteError } from './errors.ts';
+import type { ImageRecord } from './image.ts';
+import { listScopes, matchesVisibility, readable, writable } from './image-access.ts';
+import { parseCreateRequest } from './image-create.ts';
+import { applyPatch } from './image-patch.ts';
+import { deactivateImage, deleteImage, reactivateImage } from './image-status.ts';
+import { dedupeTags, enforceTagQuota, type Quotas } from './image-validation.ts';
+import { compareImages, type ListQuery, matchesFilters } from './list-query.ts';
+import type { ImageRepository } from './ports.ts';
+import type { Principal } from './principal.ts';
+
+/** Enough for heavy contention on one image; each retry re-reads the record. */
+const MAX_WRITE_ATTEMPTS = 20;
+
+export class ImagesService {
+  constructor(
+    private readonly repo: ImageRepository,
+    private readonly quotas: Quotas,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  async create(principal: Principal, body: unknown): Promise<ImageRecord> {
+    const image = parseCreateRequest(body, principal, this.quotas, this.clock());
+    await this.repo.create(image);
+    return image;
+  }
+
+  async show(principal: Principal, id: string): Promise<ImageRecord> {
+    return readable(await this.repo.get(id), id, principal);
+  }
+
+  async list(principal: Principal, query: ListQuery): Promise<ImageRecord[]> {
+    let marker: ImageRecord | undefined;
+    if (query.marker !== undefined) {
+      const found = await this.repo.get(query.marker);
+      if (!found || found.status === 'deleted' || !readableSafe(found, principal))
+        throw new BadRequestError(`No image found with ID ${query.marker}`);
+      marker = found;
+    }
+    if (query.limit === 0) return [];
+    return this.repo.list({
+      scopes: listScopes(principal, query.visibility, principal.isAdmin ? query.filters.owner : undefined),
+      sort: query.sort,
+      limit: query.limit,
+      marker,
+      filter: (image) =>
+        image.status !== 'deleted' &&
+        image.status !== 'killed' &&
+        matchesVisibility(image, principal, query.visibility) &&
+        matchesFilters(image, query.filters),
+      compare: (a, b) => compareImages(a, b, query.sort),
+    });
+  }
+
+  /**
+   * Re-reads and re-applies `change` until the conditional write succeeds. `change` returns the
+   * new record, or null when there is nothing to write.
+   */
+  async mutate(
+    principal: Principal,
+    id: string,
+    change: (current: ImageRecord) => ImageRecord | null,
+  ): Promise<ImageRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const current = writable(await this.repo.get(id), id, principal);
+      const next = change(current);
+      if (!next) return current;
+      const versioned = { ...next, version: current.version + 1 };
+      try {
+        await this.repo.update(current, versioned);
+        return versioned;
+      } catch (error) {
+        if (!(error instanceof StaleWriteError) || attempt >= MAX_WRITE_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  patch(
+    principal: Principal,
+    id: string,
+    mediaType: string | undefined,
+    body: unknown,
+  ): Promise<ImageRecord> {
+    return this.mutate(principal, id, (current) =>
+      applyPatch(current, mediaType, body, principal, this.quotas, this.clock()),
+    );
+  }
+
+  async delete(principal: Principal, id: string): Promise<ImageRecord> {
+    const image = await this.repo.get(id);
+    if (!image || image.status === 'deleted') throw new NotFoundError(`Failed to find image ${id} to delete`);
+    return this.mutate(principal, id, (current) => deleteImage(current, this.clock()));
+  }
+
+  deactivate(principal: Principal, id: string): Promise<ImageRecord> {
+    return this.mutate(principal, id, (current) => {
+      const change = deactivateImage(current, this.clock());
+      return change.changed ? change.image : null;
+    });
+  }
+
+  reactivate(principal: Principal, id: string): Promise<ImageRecord> {
+    return this.mutate(principal, id, (current) => {
+      const change = reactivateImage(current, this.clock());
+      return change.changed ? change.image : null;
+    });
+  }
+
+  addTag(principal: Principal, id: string, tag: string): Promise<ImageRecord> {
+    if (tag.length > 255)
+      throw new BadRequestError(`Provided object does not match schema 'image': '${tag}' is too long`);
+    return this.mutate(principal, id, (current) => {
+      if (current.tags.includes(tag)) return null;
+      const tags = dedupeTags([...current.tags, tag]);
+      enforceTagQuota(tags.length, this.quotas);
+      return { ...current, tags, updated_at: isoNow(this.clock()) };
+    });
+  }
+
+  removeTag(principal: Principal, id: string, tag: string): Promise<ImageRecord> {
+    return this.mutate(principal, id, (current) => {
+      if (!current.tags.includes(tag)) throw new NotFoundError('The resource could not be found.');
+      return { ...current, tags: current.tags.filter((t) => t !== tag), updated_at: isoNow(this.clock()) };
+    });
+  }
+}
+
+function isoNow(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+function readableSafe(image: ImageRecord, principal: Principal): boolean {
+  try {
+    readable(image, image.id, principal);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The whole backend on one machine: the AWS stand-ins, the table and buckets, and the HTTP
+ * gateway in front of the Lambda handlers. Used by `npm start` (local/main.ts) and by the
+ * integration tests (test/helpers/backend.ts).
+ *
+ * The service reads its settings from process.env, so one process runs one backend at a time.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  DynamoDBClient,
+  ResourceInUseException,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { resetClients } from '#adapters/aws-clients';
+import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
+import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
+import { serviceConfig, setServiceEnvironment } from '#shared/config';
+import { logger } from '#shared/logger';
+import { type Gateway, startGateway } from './gateway.ts';
+import {
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  type S3EventRecord,
+  type StandIns,
+  startStandIns,
+} from './stand-ins.ts';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+export interface BackendOptions {
+  /** 0 picks a free port. Default 9292, Glance's port. */
+  port?: number;
+  host?: string;
+  /** Disk storage only: where DynamoDB, S3 and the development token file live. Default `.hangar`. */
+  dataDir?: string;
+  /** memory: nothing survives stop(); all state goes to a temporary directory that stop() removes. */
+  storage: 'disk' | 'memory';
+  /** A token file (see functions/adapters/token-file.ts); without one a development file is made. */
+  tokensFile?: string;
+  logLevel?: LogLevel;
+}
+
+export interface Backend {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** Where state lives: the data directory, or the temporary directory in memory mode. */
+  readonly stateDir: string;
+  readonly tokensFile: string;
+  /** Set when the backend manages the development token file and it holds a plain admin token. */
+  readonly adminToken?: string;
+  readonly endpoints: { readonly dynamodb: string; readonly s3: string };
+  readonly pids: { readonly dynamodb: number; readonly s3: number };
+  onS3Event(listener: (record: S3EventRecord) => void): () => void;
+  onUnexpectedExit(listener: (name: string, code: number | null, signal: string | null) => void): () => void;
+  /** Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Reuses `<dir>/tokens.json` or creates it with one admin token. */
+function developmentTokens(dir: string): { path: string; adminToken?: string } {
+  const path = join(dir, 'tokens.json');
+  if (existsSync(path)) {
+    const parsed = TokenFileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+    // A sha256: key cannot be shown back to the user, only a plain one.
+    const admin = Object.entries(parsed.tokens).find(
+      ([key, entry]) =>
+        !key.startsWith('sha256:') && entry.project === 'admin' && entry.roles.includes('admin'),
+    );
+    return admin ? { path, adminToken: admin[0] } : { path };
+  }
+  const adminToken = randomBytes(24).toString('base64url');
+  const file: TokenFile = {
+    tokens: { [adminToken]: { project: 'admin', user: 'admin', roles: ['admin', 'member'] } },
+  };
+  // 0600 and 'wx': a bearer token file, never world-readable, never clobbered.
+  writeFileSync(path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  return { path, adminToken };
+}
+
+function checkTokensFile(path: string): void {
+  try {
+    TokenFileSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+  } catch (error) {
+    throw new Error(`cannot use token file ${path}: ${error instanceof Error ? error.message : error}`, {
+      cause: error,
+    });
+  }
+}
+
+async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(new CreateTableCommand(createTableInput(tableName)));
+    logger.info('created table', { table: tableName });
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException)) throw error;
+    // A data directory made by an older key design keeps its old indexes: say so, do not migrate.
+    const described = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    const have = new Set((described.Table?.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName));
+    const missing = TABLE_DEFINITION.globalSecondaryIndexes.filter((i) => !have.has(i.indexName));
+    if (missing.length > 0) {
+      logger.warn('existing table lacks indexes; delete the data directory to recreate it', {
+        table: tableName,
+        missing: missing.map((i) => i.indexName),
+      });
+    }
+  }
+  const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+  if (ttl.TimeToLiveDescription?.TimeToLiveStatus !== 'ENABLED') {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: TABLE_DEFINITION.timeToLiveAttribute, Enabled: true },
+      }),
+    );
+  }
+}
+
+async function ensureBucket(client: S3Client, bucket: string): Promise<void> {
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: bucket }));
+    return;
+  } catch (error) {
+    if (!(error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404)) throw error;
+  }
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  logger.info('created bucket', { bucket });
+}
+
+export async function startBackend(options: BackendOptions): Promise<Backend> {
+  // First, so that the logger honours the level from the first line on.
+  if (options.logLevel) setServiceEnvironment({ HANGAR_LOG_LEVEL: options.logLevel });
+  const memory = options.storage === 'memory';
+  const stateDir = memory ? mkdtempSync(join(tmpdir(), 'hangar-')) : resolve(options.dataDir ?? '.hangar');
+  mkdirSync(stateDir, { recursive: true });
+  const removeStateDir = () => {
+    if (memory) rmSync(stateDir, { recursive: true, force: true });
+  };
+
+  let standIns: StandIns | undefined;
+  let gateway: Gateway | undefined;
+  try {
+    let tokensFile: string;
+    let adminToken: string | undefined;
+    if (options.tokensFile) {
+      tokensFile = resolve(options.tokensFile);
+      checkTokensFile(tokensFile);
+    } else {
+      ({ path: tokensFile, adminToken } = developmentTokens(stateDir));
+    }
+
+    standIns = await startStandIns({
+      directory: stateDir,
+      storage: options.storage,
+      verbose: options.logLevel === 'debug',
+    });
+
+    setServiceEnvironment({
+      AWS_ENDPOINT_URL_DYNAMODB: standIns.dynamodb.endpoint,
+      AWS_ENDPOINT_URL_S3: standIns.s3.endpoint,
+      AWS_REGION: LOCAL_REGION,
+      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      // Without these, s3rver stores streamed uploads with the aws-chunked framing inside.
+      AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+      AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+      HANGAR_S3_FORCE_PATH_STYLE: 'true',
+      HANGAR_BLOB_DELIVERY: 'stream',
+      HANGAR_AUTH_MODE: 'tokens',
+      HANGAR_TOKENS: tokensFile,
+    });
+    const config = serviceConfig();
+    // Names stay as configured (or defaulted); written back so every handler sees the same ones.
+    setServiceEnvironment({
+      HANGAR_TABLE: config.tableName,
+      HANGAR_IMAGE_BUCKET: config.buckets.images,
+      HANGAR_UPLOAD_BUCKET: config.buckets.uploads,
+      HANGAR_STAGING_BUCKET: config.buckets.staging,
+      HANGAR_EXPORT_BUCKET: config.buckets.exports,
+    });
+    // Clients cached by an earlier backend in this process point at its (dead) ports.
+    resetClients();
+
+    const ddb = new DynamoDBClient({});
+    const s3 = new S3Client({ forcePathStyle: true });
+    try {
+      await ensureTable(ddb, config.tableName);
+      await Promise.all(Object.values(config.buckets).map((bucket) => ensureBucket(s3, bucket)));
+    } finally {
+      ddb.destroy();
+      s3.destroy();
+    }
+
+    gateway = await startGateway({ host: options.host ?? '127.0.0.1', port: options.port ?? 9292 });
+    logger.info('backend started', {
+      url: gateway.url,
+      storage: options.storage,
+      stateDir,
+      dynamodb: { pid: standIns.dynamodb.pid, endpoint: standIns.dynamodb.endpoint },
+      s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
+    });
+
+    const started = { standIns, gateway };
+    let stopping: Promise<void> | undefined;
+    return {
+      url: gateway.url,
+      host: gateway.host,
+      port: gateway.port,
+      stateDir,
+      tokensFile,
+      ...(adminToken ? { adminToken } : {}),
+      endpoints: { dynamodb: standIns.dynamodb.endpoint, s3: standIns.s3.endpoint },
+      pids: { dynamodb: standIns.dynamodb.pid, s3: standIns.s3.pid },
+      onS3Event: (listener) => started.standIns.onS3Event(listener),
+      onUnexpectedExit: (listener) => started.standIns.onUnexpectedExit(listener),
+      stop() {
+        stopping ??= (async () => {
+          // Requests first, so none is cut off by a vanished stand-in.
+          await started.gateway.close();
+          await started.standIns.stop();
+          removeStateDir();
+          logger.info('backend stopped', {});
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await gateway?.close(0);
+    await standIns?.stop();
+    removeStateDir();
+    throw error;
+  }
+}

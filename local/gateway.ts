@@ -1,0 +1,316 @@
+/**
+ * A stand-in for API Gateway's HTTP API: turns each HTTP request into a payload-2.0 event, calls
+ * the Lambda handler of the matching route (functions/api/<fn>.ts) in-process, and writes the
+ * result back. Unlike API Gateway it never buffers bodies: image data streams through the
+ * side channels of functions/shared/streams.ts in both directions.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { type HttpMethod, matchRoute, ROUTES, type RouteSpec, routeKey } from '#api/routes';
+import { errorResult } from '#shared/http';
+import { logger } from '#shared/logger';
+import { attachRequestBody, responseBodyStream } from '#shared/streams';
+
+type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
+
+export interface GatewayOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Resolves a function module name to its handler (tests may swap modules in). */
+  loadHandler?: (fn: string) => Promise<LambdaHandler>;
+}
+
+export interface Gateway {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** Stops accepting, lets in-flight requests finish for up to graceMs, then cuts them. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const handlerCache = new Map<string, Promise<LambdaHandler>>();
+
+/** Imports functions/api/<fn>.ts once; a failed import is not cached, so a fixed file loads next time. */
+export function loadApiHandler(fn: string): Promise<LambdaHandler> {
+  if (!/^[a-z0-9-]+$/.test(fn)) return Promise.reject(new Error(`bad function name ${fn}`));
+  let loaded = handlerCache.get(fn);
+  if (!loaded) {
+    const url = new URL(`../functions/api/${fn}.ts`, import.meta.url).href;
+    loaded = import(url).then((module: { handler?: unknown }) => {
+      if (typeof module.handler !== 'function') throw new Error(`functions/api/${fn}.ts exports no handler`);
+      return module.handler as LambdaHandler;
+    });
+    loaded.catch(() => handlerCache.delete(fn));
+    handlerCache.set(fn, loaded);
+  }
+  return loaded;
+}
+
+const VERSIONS_ROUTE = ROUTES.find((r) => r.method === 'GET' && r.path === '/');
+const METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'];
+
+/** Glance's version negotiation: an unversioned or unknown-version path gets the versions document. */
+function isVersionedPath(path: string): boolean {
+  return /^\/v[12](\/|$)/.test(path);
+}
+
+function allowedMethods(path: string): string[] {
+  return METHODS.filter((method) => 'route' in matchRoute(method, path));
+}
+
+/** API Gateway joins repeated headers with commas and moves cookies into their own field. */
+function eventHeaders(req: IncomingMessage): { headers: Record<string, string>; cookies?: string[] } {
+  const headers: Record<string, string> = {};
+  let cookies: string[] | undefined;
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (!values) continue;
+    if (name === 'cookie') {
+      cookies = values
+        .flatMap((v) => v.split(';'))
+        .map((c) => c.trim())
+        .filter(Boolean);
+      continue;
+    }
+    headers[name] = values.join(',');
+  }
+  return cookies ? { headers, cookies } : { headers };
+}
+
+function queryParameters(raw: string): Record<string, string> | undefined {
+  if (!raw) return undefined;
+  const out: Record<string, string> = {};
+  for (const [key, value] of new URLSearchParams(raw)) out[key] = key in out ? `${out[key]},${value}` : value;
+  return out;
+}
+
+/** API Gateway's requestContext.time format: 12/Mar/2020:19:03:58 +0000. */
+function clfTime(date: Date): string {
+  const month = date.toLocaleString('en-US', { month: 'short', timeZone: 'UTC' });
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(date.getUTCDate())}/${month}/${date.getUTCFullYear()}:${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${p(date.getUTCSeconds())} +0000`;
+}
+
+function buildEvent(
+  req: IncomingMessage,
+  route: RouteSpec,
+  pathParameters: Record<string, string>,
+  rawPath: string,
+  rawQueryString: string,
+): APIGatewayProxyEventV2 {
+  const { headers, cookies } = eventHeaders(req);
+  const now = new Date();
+  const key = routeKey(route);
+  const domainName = headers.host ?? 'localhost';
+  const event: APIGatewayProxyEventV2 = {
+    version: '2.0',
+    routeKey: key,
+    rawPath,
+    rawQueryString,
+    headers,
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'local',
+      domainName,
+      domainPrefix: domainName.split('.')[0] ?? domainName,
+      http: {
+        method: req.method ?? 'GET',
+        path: rawPath,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+        userAgent: headers['user-agent'] ?? '',
+      },
+      requestId: randomUUID(),
+      routeKey: key,
+      stage: '$default',
+      time: clfTime(now),
+      timeEpoch: now.getTime(),
+    },
+    // The body stays on the socket (attachRequestBody below); API Gateway would have base64'd it.
+    isBase64Encoded: false,
+  };
+  if (cookies) event.cookies = cookies;
+  const query = queryParameters(rawQueryString);
+  if (query) event.queryStringParameters = query;
+  if (Object.keys(pathParameters).length > 0) event.pathParameters = pathParameters;
+  attachRequestBody(event, req);
+  return event;
+}
+
+/** Enough of a Lambda context for middy and for handlers that check their remaining time. */
+function fakeContext(fn: string, requestId: string): Context {
+  // Local requests are not cut off; API Gateway's 30 s limit would break large uploads here.
+  const deadline = Date.now() + 15 * 60 * 1000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: `hangar-${fn}`,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:us-east-1:000000000000:function:hangar-${fn}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/hangar-${fn}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+function asStructured(result: unknown): APIGatewayProxyStructuredResultV2 {
+  // Payload 2.0 lets a handler return a bare string (or any JSON) to mean a 200 JSON body.
+  if (result && typeof result === 'object' && 'statusCode' in result)
+    return result as APIGatewayProxyStructuredResultV2;
+  return {
+    statusCode: 200,
+    headers: { 'content-type': 'application/json' },
+    body: typeof result === 'string' ? result : JSON.stringify(result),
+  };
+}
+
+async function writeResult(
+  req: IncomingMessage,
+  res: ServerResponse,
+  result: APIGatewayProxyStructuredResultV2,
+): Promise<void> {
+  const stream = responseBodyStream(result);
+  res.statusCode = result.statusCode ?? 200;
+  for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, String(value));
+  if (result.cookies?.length) res.setHeader('set-cookie', result.cookies);
+  // An unread upload (e.g. refused with 4xx) is not drained byte by byte: close the connection instead.
+  if (hasBody(req) && !req.complete) res.setHeader('connection', 'close');
+
+  if (stream) {
+    if (req.method === 'HEAD') {
+      stream.destroy();
+      res.end();
+      return;
+    }
+    // pipeline gives backpressure and destroys the source if the client goes away.
+    await pipeline(stream, res).catch((error: unknown) => {
+      if (!res.destroyed && !res.writableEnded) res.destroy(error as Error);
+      logger.info('response stream ended early', { error });
+    });
+    return;
+  }
+  // 204 and 304 must carry neither a body nor a Content-Length.
+  const bodyless = res.statusCode === 204 || res.statusCode === 304;
+  const body =
+    result.body === undefined || bodyless
+      ? undefined
+      : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
+  if (body && !res.hasHeader('content-length')) res.setHeader('content-length', body.length);
+  res.end(body);
+}
+
+function requestIdHeaders(): Record<string, string> {
+  return { 'x-openstack-request-id': `req-${randomUUID()}` };
+}
+
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  loadHandler: (fn: string) => Promise<LambdaHandler>,
+): Promise<void> {
+  const method = (req.method ?? 'GET').toUpperCase();
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  const rawQueryString = q === -1 ? '' : rawUrl.slice(q + 1);
+  const accept = req.headers.accept;
+
+  let match = matchRoute(method, rawPath);
+  if (!('route' in match) && !match.methodMismatch && !isVersionedPath(rawPath) && VERSIONS_ROUTE) {
+    match = { route: VERSIONS_ROUTE, pathParameters: {} };
+  }
+  if (!('route' in match)) {
+    const result = match.methodMismatch
+      ? errorResult(405, `The method ${method} is not allowed for this resource.`, accept, {
+          ...requestIdHeaders(),
+          allow: allowedMethods(rawPath).join(', '),
+        })
+      : errorResult(404, 'The resource could not be found.', accept, requestIdHeaders());
+    await writeResult(req, res, result);
+    return;
+  }
+
+  const { route, pathParameters } = match;
+  const event = buildEvent(req, route, pathParameters, rawPath, rawQueryString);
+  const started = Date.now();
+  let result: APIGatewayProxyStructuredResultV2;
+  try {
+    const handler = await loadHandler(route.fn);
+    result = asStructured(await handler(event, fakeContext(route.fn, event.requestContext.requestId)));
+  } catch (error) {
+    // httpHandler maps every error itself; reaching here means a module failed to load or is not wrapped.
+    logger.error('handler failed', { fn: route.fn, routeKey: event.routeKey, error });
+    result = errorResult(
+      500,
+      'The server has either erred or is incapable of performing the requested operation.',
+      accept,
+      requestIdHeaders(),
+    );
+  }
+  await writeResult(req, res, result);
+  logger.debug('request', {
+    method,
+    path: rawPath,
+    routeKey: event.routeKey,
+    status: res.statusCode,
+    ms: Date.now() - started,
+  });
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const loadHandler = options.loadHandler ?? loadApiHandler;
+  const server: Server = createServer((req, res) => {
+    handle(req, res, loadHandler).catch((error: unknown) => {
+      logger.error('gateway failure', { error });
+      if (!res.headersSent) {
+        res.statusCode = 500;
+        res.end();
+      } else res.destroy();
+    });
+  });
+  // Uploads of many GiB take longer than Node's 5-minute default request timeout.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  // A wildcard bind is reached through loopback; the URL is for humans and tests to use.
+  const reachable =
+    address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+  const hostForUrl = reachable.includes(':') ? `[${reachable}]` : reachable;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${hostForUrl}:${address.port}`,
+    host: address.address,
+    port: address.port,
+    close(graceMs = 2000) {
+      closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * `npm start`: the whole backend on this machine, no AWS account needed.
+ * Settings come from HANGAR_* variables (functions/shared/config.ts, localConfig()).
+ * stdout gets a short human-readable banner; the service's JSON logs go to stderr.
+ */
+import { localConfig } from '#shared/config';
+import { logger } from '#shared/logger';
+import { startBackend } from './backend.ts';
+
+const config = localConfig();
+
+let backend: Awaited<ReturnType<typeof startBackend>>;
+try {
+  backend = await startBackend({
+    port: config.HANGAR_PORT,
+    host: config.HANGAR_HOST,
+    dataDir: config.HANGAR_DATA_DIR,
+    storage: config.HANGAR_STORAGE,
+    ...(config.HANGAR_TOKENS ? { tokensFile: config.HANGAR_TOKENS } : {}),
+    logLevel: config.HANGAR_LOG_LEVEL,
+  });
+} catch (error) {
+  logger.error('could not start the backend', { error });
+  process.stderr.write(`hangar: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+}
+
+const lines = [
+  `Hangar is listening on ${backend.url}`,
+  config.HANGAR_STORAGE === 'memory'
+    ? `  storage: in memory (scratch files in ${backend.stateDir}, removed on exit)`
+    : `  data directory: ${backend.stateDir}`,
+  `  token file: ${backend.tokensFile}`,
+];
+if (backend.adminToken) {
+  lines.push(
+    `  development admin token: ${backend.adminToken}`,
+    `  try: glance --os-image-url ${backend.url} --os-auth-token ${backend.adminToken} image-list`,
+  );
+}
+lines.push('Press Ctrl+C to stop.');
+process.stdout.write(`${lines.join('\n')}\n`);
+
+let shuttingDown = false;
+async function shutdown(code: number): Promise<never> {
+  if (shuttingDown) {
+    // A second Ctrl+C: stop waiting. The 'exit' hook in stand-ins.ts still kills the children.
+    process.exit(code || 130);
+  }
+  shuttingDown = true;
+  try {
+    await backend.stop();
+  } catch (error) {
+    logger.error('error while stopping', { error });
+    code ||= 1;
+  }
+  process.exit(code);
+}
+
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+backend.onUnexpectedExit((name, exitCode, signal) => {
+  process.stderr.write(`hangar: the ${name} stand-in died (code ${exitCode}, signal ${signal}); stopping\n`);
+  void shutdown(1);
+});

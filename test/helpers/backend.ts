@@ -1,0 +1,86 @@
+/**
+ * An in-memory backend on an ephemeral port for integration tests, with one token per test
+ * persona. One per test file (the service's settings live in process.env); start it in
+ * beforeAll and stop it in afterAll.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TokenFile } from '#adapters/token-file';
+import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
+
+export type Persona = 'admin' | 'alice' | 'bob' | 'carol';
+
+const PERSONAS: Record<Persona, { project: string; roles: string[] }> = {
+  admin: { project: 'admin', roles: ['admin', 'member'] },
+  alice: { project: 'projA', roles: ['member'] },
+  bob: { project: 'projB', roles: ['member'] },
+  carol: { project: 'projC', roles: ['member'] },
+};
+
+export interface RequestOptions {
+  /** Sent as X-Auth-Token. */
+  token?: string;
+  headers?: Record<string, string>;
+  /** Strings and bytes are sent as they are; anything else as JSON (Content-Type defaults to JSON). */
+  body?: string | Uint8Array | object;
+}
+
+export interface TestBackend {
+  readonly url: string;
+  readonly tokens: Readonly<Record<Persona, string>>;
+  readonly backend: Backend;
+  request(method: string, path: string, options?: RequestOptions): Promise<Response>;
+  /** Idempotent. */
+  stop(): Promise<void>;
+}
+
+export async function startTestBackend(options: { logLevel?: LogLevel } = {}): Promise<TestBackend> {
+  const dir = mkdtempSync(join(tmpdir(), 'hangar-test-tokens-'));
+  const tokens = Object.fromEntries(
+    Object.keys(PERSONAS).map((persona) => [persona, `${persona}-${randomBytes(12).toString('hex')}`]),
+  ) as Record<Persona, string>;
+  const file: TokenFile = { tokens: {} };
+  for (const [persona, { project, roles }] of Object.entries(PERSONAS))
+    file.tokens[tokens[persona as Persona]] = { project, user: persona, roles };
+  const tokensFile = join(dir, 'tokens.json');
+  writeFileSync(tokensFile, JSON.stringify(file), { mode: 0o600 });
+
+  let backend: Backend;
+  try {
+    backend = await startBackend({
+      port: 0,
+      storage: 'memory',
+      tokensFile,
+      // Quiet unless asked: a failing test prints its own assertion.
+      logLevel: options.logLevel ?? (process.env.HANGAR_TEST_LOG_LEVEL as LogLevel | undefined) ?? 'warn',
+    });
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url: backend.url,
+    tokens,
+    backend,
+    async request(method, path, { token, headers = {}, body } = {}) {
+      const sent: Record<string, string> = { ...headers };
+      if (token !== undefined) sent['x-auth-token'] = token;
+      let payload: string | Uint8Array | undefined;
+      if (typeof body === 'string' || body instanceof Uint8Array) payload = body;
+      else if (body !== undefined) {
+        payload = JSON.stringify(body);
+        if (!Object.keys(sent).some((h) => h.toLowerCase() === 'content-type'))
+          sent['content-type'] = 'application/json';
+      }
+      return fetch(`${backend.url}${path}`, { method, headers: sent, body: payload });
+    },
+    stop() {
+      stopping ??= backend.stop().finally(() => rmSync(dir, { recursive: true, force: true }));
+      return stopping;
+    },
+  };
+}
