@@ -1,6 +1,7 @@
 /**
- * Three projects, all part of `vitest run` (and so of CI):
+ * Four projects, all part of `vitest run` (and so of CI):
  * - unit: fast, no processes, no network.
+ * - infra: CDK template assertions and `cdk synth`, offline (esbuild bundles every function).
  * - integration: the real local stand-ins (java, s3rver) behind the embedded gateway.
  * - e2e: a real guest under libvirt; minutes per test.
  */
@@ -21,12 +22,25 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          name: 'infra',
+          include: ['test/infra/**/*.test.ts'],
+          // Each file synthesizes once in beforeAll (bundling every function); the CPU is the limit.
+          pool: 'forks',
+          maxWorkers: 2,
+          sequence: { groupOrder: 1 },
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           // Each file starts its own JVM and s3rver: processes, not threads, and few at a time.
           pool: 'forks',
           maxWorkers: 2,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },
@@ -38,7 +52,7 @@ export default defineConfig({
           include: ['test/e2e/**/*.test.ts'],
           pool: 'forks',
           maxWorkers: 1,
-          sequence: { groupOrder: 2 },
+          sequence: { groupOrder: 3 },
           testTimeout: 600_000,
           hookTimeout: 600_000,
         },

@@ -19,11 +19,13 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { resetClients } from '#adapters/aws-clients';
+import { registerLocalWorkflows } from '#adapters/step-functions';
 import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
 import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
 import { type Gateway, startGateway } from './gateway.ts';
+import { connectUploadTrigger } from './s3-events.ts';
 import {
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
@@ -31,6 +33,7 @@ import {
   type StandIns,
   startStandIns,
 } from './stand-ins.ts';
+import { LocalStepFunctions } from './step-functions.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
@@ -44,6 +47,8 @@ export interface BackendOptions {
   storage: 'disk' | 'memory';
   /** A token file (see functions/adapters/token-file.ts); without one a development file is made. */
   tokensFile?: string;
+  /** keystone: tokens are checked by the Keystone named by HANGAR_KEYSTONE_* (keystone-auth.ts). */
+  authMode?: 'tokens' | 'keystone';
   logLevel?: LogLevel;
 }
 
@@ -60,6 +65,8 @@ export interface Backend {
   readonly pids: { readonly dynamodb: number; readonly s3: number };
   onS3Event(listener: (record: S3EventRecord) => void): () => void;
   onUnexpectedExit(listener: (name: string, code: number | null, signal: string | null) => void): () => void;
+  /** Resolves when no S3-trigger invocation and no state machine execution is running. */
+  idle(): Promise<void>;
   /** Idempotent. */
   stop(): Promise<void>;
 }
@@ -146,6 +153,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
 
   let standIns: StandIns | undefined;
   let gateway: Gateway | undefined;
+  let background: (() => Promise<void>) | undefined;
   try {
     let tokensFile: string;
     let adminToken: string | undefined;
@@ -173,8 +181,10 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
       HANGAR_S3_FORCE_PATH_STYLE: 'true',
       HANGAR_BLOB_DELIVERY: 'stream',
-      HANGAR_AUTH_MODE: 'tokens',
+      HANGAR_AUTH_MODE: options.authMode ?? 'tokens',
       HANGAR_TOKENS: tokensFile,
+      // State machines run in-process (local/step-functions.ts) instead of on AWS Step Functions.
+      HANGAR_WORKFLOWS: 'local',
     });
     const config = serviceConfig();
     // Names stay as configured (or defaulted); written back so every handler sees the same ones.
@@ -198,6 +208,18 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       s3.destroy();
     }
 
+    // s3rver's events drive the S3 trigger; state machines run in-process, as on AWS with Lambda.
+    const workflows = new LocalStepFunctions();
+    registerLocalWorkflows(workflows);
+    const events = standIns;
+    const trigger = connectUploadTrigger((listener) => events.onS3Event(listener), config.buckets.uploads);
+    const stopWorkflows = async () => {
+      await trigger.stop();
+      await workflows.stop();
+      registerLocalWorkflows(undefined);
+    };
+    background = stopWorkflows;
+
     gateway = await startGateway({ host: options.host ?? '127.0.0.1', port: options.port ?? 9292 });
     logger.info('backend started', {
       url: gateway.url,
@@ -220,10 +242,18 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       pids: { dynamodb: standIns.dynamodb.pid, s3: standIns.s3.pid },
       onS3Event: (listener) => started.standIns.onS3Event(listener),
       onUnexpectedExit: (listener) => started.standIns.onUnexpectedExit(listener),
+      async idle() {
+        // A trigger may start an execution and an execution may write to S3: settle both ways.
+        do {
+          await trigger.idle();
+          await workflows.idle();
+        } while (trigger.pending() || workflows.pending());
+      },
       stop() {
         stopping ??= (async () => {
           // Requests first, so none is cut off by a vanished stand-in.
           await started.gateway.close();
+          await stopWorkflows();
           await started.standIns.stop();
           removeStateDir();
           logger.info('backend stopped', {});
@@ -233,6 +263,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     };
   } catch (error) {
     await gateway?.close(0);
+    await background?.();
     await standIns?.stop();
     removeStateDir();
     throw error;

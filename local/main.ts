@@ -17,6 +17,7 @@ try {
     dataDir: config.HANGAR_DATA_DIR,
     storage: config.HANGAR_STORAGE,
     ...(config.HANGAR_TOKENS ? { tokensFile: config.HANGAR_TOKENS } : {}),
+    authMode: config.HANGAR_AUTH_MODE,
     logLevel: config.HANGAR_LOG_LEVEL,
   });
 } catch (error) {

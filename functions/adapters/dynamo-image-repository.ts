@@ -1,24 +1,30 @@
-/**
- * Images in the single DynamoDB table (layout in keys.ts). Every write is one transaction that
- * checks the record's version, so concurrent writers never lose an update, and rewrites the
- * listing rows with it, so the indexes never disagree with the record.
- */
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
+  type BatchGetCommandOutput,
   GetCommand,
   QueryCommand,
   type QueryCommandInput,
   TransactWriteCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { ConflictError, StaleWriteError } from '#core/errors';
-import { IMAGE_STATUSES, type ImageRecord, VISIBILITIES } from '#core/image';
-import type { ImageListSpec, ImageRepository } from '#core/ports';
+import { ConflictError, StaleWriteError, TooLargeError } from '#core/errors';
+import { IMAGE_STATUSES, type ImageRecord, MEMBER_STATUSES, VISIBILITIES } from '#core/image';
+import type {
+  ImageListSpec,
+  ImageMember,
+  ImageRepository,
+  MembershipRepository,
+  MemberWrite,
+} from '#core/ports';
 import { serviceConfig } from '#shared/config';
+import { logger } from '#shared/logger';
 import { dynamo } from './aws-clients.ts';
+import { isConditionFailure, isLostRace } from './dynamo-errors.ts';
 import {
   imageKey,
   indexName,
+  MEMBER_PREFIX,
+  memberKey,
   ordAttribute,
   orderValue,
   runBounds,
@@ -27,6 +33,7 @@ import {
   scopeRowKey,
   scopesOf,
 } from './keys.ts';
+import { desiredRows, planRowWrites, type RowOp, TRANSACTION_ITEMS } from './member-rows.ts';
 
 const StoredImageSchema = z.object({
   id: z.string(),
@@ -51,11 +58,24 @@ const StoredImageSchema = z.object({
   properties: z.record(z.string(), z.string()),
   version: z.number().int(),
   blob_key: z.string().nullable(),
+  member_statuses: z.array(z.tuple([z.string(), z.enum(MEMBER_STATUSES)])).optional(),
 });
+
+/**
+ * A DynamoDB item holds at most 400 KB, and every listing row carries the record next to its keys
+ * and order values (a few KB at most): a larger record is refused (413) rather than failing the write.
+ */
+const MAX_RECORD_BYTES = 384 * 1024;
 
 /** DynamoDB drops nulls inside maps poorly across SDK versions; store the record as JSON text. */
 function toItem(image: ImageRecord): Record<string, unknown> {
-  return { data: JSON.stringify(image), version: image.version };
+  const data = JSON.stringify(image);
+  const bytes = Buffer.byteLength(data, 'utf8');
+  if (bytes > MAX_RECORD_BYTES)
+    throw new TooLargeError(
+      `Image metadata is too large: ${bytes} bytes, at most ${MAX_RECORD_BYTES} bytes are allowed.`,
+    );
+  return { data, version: image.version };
 }
 
 function fromItem(item: Record<string, unknown>): ImageRecord {
@@ -68,12 +88,50 @@ function scopeRow(image: ImageRecord, scope: string): Record<string, unknown> {
   return row;
 }
 
-function isConditionFailure(error: unknown): boolean {
-  return (
-    error instanceof TransactionCanceledException &&
-    (error.CancellationReasons ?? []).some((reason) => reason.Code === 'ConditionalCheckFailed')
-  );
+/** A member listing row that only points at the record (member-rows.ts: never trusted as is). */
+function refRow(image: ImageRecord, scope: string): Record<string, unknown> {
+  const row: Record<string, unknown> = { ...scopeRowKey(image.id, scope), scope, ref: true };
+  for (const key of SORT_KEYS) row[ordAttribute(key)] = orderValue(image, key);
+  return row;
 }
+
+function memberItem(member: ImageMember): Record<string, unknown> {
+  return { ...memberKey(member.image_id, member.member_id), ...member };
+}
+
+const StoredMemberSchema = z.object({
+  image_id: z.string(),
+  member_id: z.string(),
+  status: z.enum(MEMBER_STATUSES),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+/**
+ * Every item a new image consists of: the record and its listing rows (members included), for
+ * bulk loads such as the benchmarks' seeding. Normal writes go through create/update.
+ */
+export function imageItems(image: ImageRecord): Record<string, unknown>[] {
+  const items: Record<string, unknown>[] = [{ ...imageKey(image.id), ...toItem(image) }];
+  for (const [scope, kind] of desiredRows(image))
+    items.push(kind === 'full' ? scopeRow(image, scope) : refRow(image, scope));
+  return items;
+}
+
+/** The member item, for bulk loads (see imageItems). */
+export function imageMemberItem(member: ImageMember): Record<string, unknown> {
+  return memberItem(member);
+}
+
+/** Membership is changed by membership writes only: other writes keep the stored list. */
+function withMembersOf(next: ImageRecord, source: ImageRecord): ImageRecord {
+  const { member_statuses: _dropped, ...rest } = next;
+  return source.member_statuses ? { ...rest, member_statuses: source.member_statuses } : rest;
+}
+
+type TransactItem = NonNullable<
+  ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']
+>[number];
 
 /** Compares order values as DynamoDB does: by UTF-8 bytes. */
 function compareOrd(a: string, b: string): number {
@@ -85,7 +143,7 @@ interface Head {
   image: ImageRecord;
 }
 
-export class DynamoImageRepository implements ImageRepository {
+export class DynamoImageRepository implements ImageRepository, MembershipRepository {
   private get table(): string {
     return serviceConfig().tableName;
   }
@@ -122,34 +180,172 @@ export class DynamoImageRepository implements ImageRepository {
   }
 
   async update(previous: ImageRecord, next: ImageRecord): Promise<void> {
-    const nextScopes = new Set(scopesOf(next));
-    const staleScopes = scopesOf(previous).filter((scope) => !nextScopes.has(scope));
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: { ...imageKey(next.id), ...toItem(next) },
-                ConditionExpression: 'version = :expected',
-                ExpressionAttributeValues: { ':expected': previous.version },
-              },
-            },
-            ...[...nextScopes].map((scope) => ({
-              Put: { TableName: this.table, Item: scopeRow(next, scope) },
-            })),
-            ...staleScopes.map((scope) => ({
-              Delete: { TableName: this.table, Key: scopeRowKey(next.id, scope) },
-            })),
-          ],
+    await this.write(previous, withMembersOf(next, previous));
+  }
+
+  async updateMembership(previous: ImageRecord, next: ImageRecord, member: MemberWrite): Promise<void> {
+    await this.write(previous, next, member);
+  }
+
+  async getMember(imageId: string, memberId: string): Promise<ImageMember | null> {
+    const out = await dynamo().send(
+      new GetCommand({ TableName: this.table, Key: memberKey(imageId, memberId), ConsistentRead: true }),
+    );
+    return out.Item ? StoredMemberSchema.parse(out.Item) : null;
+  }
+
+  async listMembers(imageId: string): Promise<ImageMember[]> {
+    const members: ImageMember[] = [];
+    let exclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const out = await dynamo().send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: { ':pk': imageKey(imageId).pk, ':prefix': MEMBER_PREFIX },
+          ConsistentRead: true,
+          ExclusiveStartKey: exclusiveStartKey,
         }),
       );
+      for (const item of out.Items ?? []) members.push(StoredMemberSchema.parse(item));
+      exclusiveStartKey = out.LastEvaluatedKey;
+    } while (exclusiveStartKey);
+    return members;
+  }
+
+  /**
+   * The record, the member item (if any) and the listing rows in one transaction under the
+   * record's version; member ref rows that do not fit follow (member-rows.ts).
+   */
+  private async write(previous: ImageRecord, next: ImageRecord, member?: MemberWrite): Promise<void> {
+    const fixed = member ? 2 : 1;
+    const plan = planRowWrites(previous, next, TRANSACTION_ITEMS - fixed);
+    const items: TransactItem[] = [
+      {
+        Put: {
+          TableName: this.table,
+          Item: { ...imageKey(next.id), ...toItem(next) },
+          ConditionExpression: 'version = :expected',
+          ExpressionAttributeValues: { ':expected': previous.version },
+        },
+      },
+    ];
+    if (member && 'put' in member)
+      items.push({ Put: { TableName: this.table, Item: memberItem(member.put) } });
+    if (member && 'delete' in member)
+      items.push({ Delete: { TableName: this.table, Key: memberKey(next.id, member.delete) } });
+    items.push(...plan.now.map((op) => this.rowItem(next, op)));
+    // planRowWrites keeps what must be atomic within the limit; this guards that promise.
+    if (items.length > TRANSACTION_ITEMS)
+      throw new Error(`image ${next.id}: ${items.length} items in one transaction`);
+    try {
+      await dynamo().send(new TransactWriteCommand({ TransactItems: items }));
     } catch (error) {
-      if (isConditionFailure(error))
-        throw new StaleWriteError(`Image ${next.id} was changed by another request`);
+      if (isLostRace(error)) throw new StaleWriteError(`Image ${next.id} was changed by another request`);
       throw error;
     }
+    await this.followUp(next, plan.later);
+  }
+
+  private rowItem(image: ImageRecord, op: RowOp): TransactItem {
+    if (op.op === 'delete')
+      return { Delete: { TableName: this.table, Key: scopeRowKey(image.id, op.scope) } };
+    const row = op.op === 'put-full' ? scopeRow(image, op.scope) : refRow(image, op.scope);
+    return { Put: { TableName: this.table, Item: row } };
+  }
+
+  /**
+   * Ref-row writes after the main transaction, each batch only while the record is still at
+   * `image.version` (a newer write redoes them itself). The main write has succeeded, so a
+   * failure here is logged, not thrown: lists re-check ref rows and repair stale ones.
+   */
+  private async followUp(image: ImageRecord, ops: readonly RowOp[]): Promise<void> {
+    for (let i = 0; i < ops.length; i += TRANSACTION_ITEMS - 1) {
+      const batch = ops.slice(i, i + TRANSACTION_ITEMS - 1);
+      try {
+        await dynamo().send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                ConditionCheck: {
+                  TableName: this.table,
+                  Key: imageKey(image.id),
+                  ConditionExpression: 'version = :version',
+                  ExpressionAttributeValues: { ':version': image.version },
+                },
+              },
+              ...batch.map((op) => this.rowItem(image, op)),
+            ],
+          }),
+        );
+      } catch (error) {
+        if (!isConditionFailure(error))
+          logger.warn('member listing rows not written; lists repair them', { image: image.id, error });
+        return;
+      }
+    }
+  }
+
+  /** Rewrites the ref rows of `image` (and drops `stale`, a row it no longer has): a list's repair. */
+  private async repairRefRows(image: ImageRecord, stale: readonly string[]): Promise<void> {
+    const rows = desiredRows(image);
+    const ops: RowOp[] = [];
+    for (const [scope, kind] of rows) if (kind === 'ref') ops.push({ op: 'put-ref', scope });
+    for (const scope of stale) if (!rows.has(scope)) ops.push({ op: 'delete', scope });
+    await this.followUp(image, ops);
+  }
+
+  /** Current records by id, read consistently (ref rows are checked against them). */
+  private async records(ids: readonly string[]): Promise<Map<string, ImageRecord>> {
+    const found = new Map<string, ImageRecord>();
+    for (let i = 0; i < ids.length; i += 100) {
+      let keys: Record<string, unknown>[] | undefined = ids.slice(i, i + 100).map((id) => imageKey(id));
+      while (keys && keys.length > 0) {
+        const out: BatchGetCommandOutput = await dynamo().send(
+          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.table] ?? []) {
+          const image = fromItem(item);
+          found.set(image.id, image);
+        }
+        keys = out.UnprocessedKeys?.[this.table]?.Keys;
+      }
+    }
+    return found;
+  }
+
+  /**
+   * A page of index items as list heads. Ref rows (member-rows.ts) are replaced by the current
+   * record when it still lists the image in that partition at that position, and dropped (and
+   * repaired) otherwise.
+   */
+  private async heads(items: Record<string, unknown>[], key: SortKey): Promise<Head[]> {
+    const ord = ordAttribute(key);
+    const refIds = items
+      .filter((item) => item.ref === true)
+      .map((item) => String(item.pk).slice('IMG#'.length));
+    const current =
+      refIds.length > 0 ? await this.records([...new Set(refIds)]) : new Map<string, ImageRecord>();
+    const heads: Head[] = [];
+    const repairs = new Map<string, { image: ImageRecord; stale: string[] }>();
+    for (const item of items) {
+      if (item.ref !== true) {
+        heads.push({ ord: String(item[ord]), image: fromItem(item) });
+        continue;
+      }
+      const image = current.get(String(item.pk).slice('IMG#'.length));
+      if (!image) continue;
+      const scope = String(item.scope);
+      if (desiredRows(image).has(scope) && orderValue(image, key) === item[ord]) {
+        heads.push({ ord: String(item[ord]), image });
+        continue;
+      }
+      const repair = repairs.get(image.id) ?? { image, stale: [] };
+      repair.stale.push(scope);
+      repairs.set(image.id, repair);
+    }
+    for (const { image, stale } of repairs.values()) await this.repairRefRows(image, stale);
+    return heads;
   }
 
   /**
@@ -257,7 +453,7 @@ export class DynamoImageRepository implements ImageRepository {
       };
       if (!bound) delete input.ExpressionAttributeNames?.['#ord'];
       const out = await dynamo().send(new QueryCommand(input));
-      for (const item of out.Items ?? []) yield { ord: String(item[ord]), image: fromItem(item) };
+      yield* await this.heads(out.Items ?? [], key);
       exclusiveStartKey = out.LastEvaluatedKey;
       batch = Math.min(batch * 2, 1000);
     } while (exclusiveStartKey);

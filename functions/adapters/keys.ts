@@ -71,3 +71,79 @@ export function scopesOf(image: ImageRecord, memberScopes: readonly string[] = [
   if (image.visibility === 'shared') scopes.push(...memberScopes);
   return scopes;
 }
+
+// Tasks (imports, exports) and S3 event markers:
+//   pk=TASK#<id>                 sk=META                         the task; in the by_kind GSI under
+//                                                                kind_pk=TASK#all, kind_sk=<created_at>#<id>
+//   pk=IMG#<image id>            sk=TASK#<created_at>#<task id>  pointer: the image's tasks, in order
+//   pk=S3EVENT#<bucket>/<key>#<version>#<sequencer>#<etag>  sk=META  one S3 event's claim (idempotency)
+// Finished tasks, their pointers and event markers carry `expiration` (the table's TTL attribute).
+export const taskKey = (id: string) => ({ pk: `TASK#${id}`, sk: 'META' });
+export const TASK_KIND_ALL = 'TASK#all';
+export const taskKindSort = (createdAt: string, id: string) => `${createdAt}#${id}`;
+export const imageTaskKey = (imageId: string, createdAt: string, taskId: string) => ({
+  pk: `IMG#${imageId}`,
+  sk: `TASK#${createdAt}#${taskId}`,
+});
+export const IMAGE_TASK_PREFIX = 'TASK#';
+export const eventMarkerKey = (eventId: string) => ({ pk: `S3EVENT#${eventId}`, sk: 'META' });
+
+// name:tag references (see dynamo-reference-repository.ts).
+export const referencePartition = (namespace: string, name: string) => `REF#${namespace}#${name}`;
+export const referenceKey = (namespace: string, name: string, tag: string) => ({
+  pk: referencePartition(namespace, name),
+  sk: `TAG#${tag}`,
+});
+/** Tags sort after the name and a ':' so one name's tags are a begins_with range. */
+export const referenceListKeys = (namespace: string, name: string, tag: string) => ({
+  kind_pk: `REFS#${namespace}`,
+  kind_sk: `${name}:${tag}`,
+});
+export const referenceHistoryKey = (namespace: string, name: string, tag: string, seq: number) => ({
+  pk: referencePartition(namespace, name),
+  sk: `HIST#${tag}#${String(seq).padStart(10, '0')}`,
+});
+export const referencePolicyKey = (namespace: string, name: string) => ({
+  pk: referencePartition(namespace, name),
+  sk: 'POLICY',
+});
+
+// Image members (see member-rows.ts for their listing rows):
+//   pk=IMG#<id>   sk=MEMBER#<project>   one member of the image: status, created_at, updated_at
+// Images shared with a project are listed from its member scopes (memberScope above), one
+// partition per member status, so "shared with me" reads the consumer's partition, never a scan.
+export const MEMBER_PREFIX = 'MEMBER#';
+export const memberKey = (imageId: string, member: string) => ({
+  pk: `IMG#${imageId}`,
+  sk: `${MEMBER_PREFIX}${member}`,
+});
+
+// Instances, hosts and the per-host work queue (see dynamo-instance-repository.ts):
+//   pk=INST#<id>       sk=META          the instance (`version`); by_kind: kind_pk=INSTP#<project>,
+//                                       kind_sk=<created_at>#<id> (a project's instances)
+//   pk=INST#<id>       sk=LIST          listing row for admins: kind_pk=INST#all, same kind_sk
+//   pk=HOST#<id>       sk=META          the host: capacity and use (used_*); by_kind: kind_pk=HOST#all
+//   pk=HOST#<id>       sk=INST#<inst>   pointer: an instance placed on the host, until destroyed
+//   pk=IMGUSE#<image>  sk=INST#<inst>   pointer: an instance built from the image, until destroyed
+//   pk=JOB#<id>        sk=META          a job (`version`, `status`, `lease_expires_ms`); while open it is
+//                                       in by_kind under kind_pk=HOSTQ#<host>, kind_sk=<enqueued_at>#<id>
+// Destroyed instances and finished jobs carry `expiration` (the table's TTL attribute).
+export const instanceKey = (id: string) => ({ pk: `INST#${id}`, sk: 'META' });
+export const instanceListRowKey = (id: string) => ({ pk: `INST#${id}`, sk: 'LIST' });
+export const INSTANCE_KIND_ALL = 'INST#all';
+export const instanceProjectKind = (project: string) => `INSTP#${project}`;
+export const instanceKindSort = (createdAt: string, id: string) => `${createdAt}#${id}`;
+export const hostKey = (id: string) => ({ pk: `HOST#${id}`, sk: 'META' });
+export const HOST_KIND_ALL = 'HOST#all';
+export const HOST_INSTANCE_PREFIX = 'INST#';
+export const hostInstanceKey = (hostId: string, instanceId: string) => ({
+  pk: `HOST#${hostId}`,
+  sk: `${HOST_INSTANCE_PREFIX}${instanceId}`,
+});
+export const imageUseKey = (imageId: string, instanceId: string) => ({
+  pk: `IMGUSE#${imageId}`,
+  sk: `INST#${instanceId}`,
+});
+export const jobKey = (id: string) => ({ pk: `JOB#${id}`, sk: 'META' });
+export const hostQueueKind = (hostId: string) => `HOSTQ#${hostId}`;
+export const hostQueueSort = (enqueuedAt: string, jobId: string) => `${enqueuedAt}#${jobId}`;

@@ -3,7 +3,7 @@
  * shared memory for hashing go out without another copy), written with If-None-Match so an
  * existing object is never overwritten, and aborted on any failure so no partial blob remains.
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -21,11 +21,20 @@ import { awsErrorName } from './errors.ts';
 
 /** Parts in flight at once: enough to overlap network and hashing without hoarding memory. */
 const PART_CONCURRENCY = 3;
+/** S3's limit for a single PutObject. */
+const SINGLE_PUT_LIMIT = 5 * 1024 * 1024 * 1024;
 
 export class S3BlobStore implements BlobStore {
   constructor(private readonly bucket: string) {}
 
-  async put(key: string, source: AsyncIterable<Buffer>, hooks: BlobPutHooks): Promise<{ size: number }> {
+  async put(
+    key: string,
+    source: AsyncIterable<Buffer>,
+    hooks: BlobPutHooks,
+    expectedSize?: number,
+  ): Promise<{ size: number }> {
+    if (expectedSize !== undefined && expectedSize <= SINGLE_PUT_LIMIT)
+      return this.putStreamed(key, source, hooks, expectedSize);
     const iterator = source[Symbol.asyncIterator]();
     const first = await iterator.next();
     const firstBlock = first.done ? Buffer.alloc(0) : first.value;
@@ -103,6 +112,59 @@ export class S3BlobStore implements BlobStore {
         .catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * One PutObject streaming the blocks as they come: no part bookkeeping, and a single request
+   * for the store to hash. S3 refuses the object unless exactly `size` bytes arrive.
+   */
+  private async putStreamed(
+    key: string,
+    source: AsyncIterable<Buffer>,
+    hooks: BlobPutHooks,
+    size: number,
+  ): Promise<{ size: number }> {
+    let seen = 0;
+    // The SDK pipes the body into its request without watching it: when the source fails (client
+    // gone, a hook refusing a block) the request would wait for the announced bytes forever. So
+    // the failure is kept and the request aborted, and the caller gets the source's own error.
+    let failure: unknown;
+    const abort = new AbortController();
+    async function* checked() {
+      try {
+        for await (const block of source) {
+          await hooks.onBlock(block);
+          seen += block.length;
+          yield block;
+        }
+        // Zero-length bodies still run the hooks once, as the multipart path does.
+        if (seen === 0) await hooks.onBlock(Buffer.alloc(0));
+      } catch (error) {
+        failure = error;
+        abort.abort();
+        throw error;
+      }
+    }
+    const body = Readable.from(checked(), { objectMode: false });
+    // Reported through `failure`; an 'error' event nobody listens to would crash the process.
+    body.on('error', () => undefined);
+    try {
+      await s3().send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentLength: size,
+          IfNoneMatch: '*',
+        }),
+        { abortSignal: abort.signal },
+      );
+    } catch (error) {
+      body.destroy();
+      throw failure ?? error;
+    }
+    if (seen !== size) throw new Error(`body had ${seen} bytes, ${size} were announced`);
+    return { size: seen };
   }
 
   async get(key: string, range?: { start: number; end: number }): Promise<Readable> {

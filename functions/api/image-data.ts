@@ -5,6 +5,7 @@
  */
 import {
   BadRequestError,
+  HangarError,
   NotFoundError,
   RangeNotSatisfiableError,
   UnsupportedMediaTypeError,
@@ -20,10 +21,19 @@ async function upload(request: ApiRequest): Promise<ApiResponse> {
     throw new UnsupportedMediaTypeError(
       `The request media type ${contentType ?? 'None'} is not supported by this server.`,
     );
-  await getServices().imageData.upload(request.principal, request.params.image_id ?? '', request.stream(), {
-    declaredSize: request.headers['x-openstack-image-size'],
-    sizeCap: serviceConfig().imageSizeCap,
-  });
+  const body = request.stream();
+  try {
+    await getServices().imageData.upload(request.principal, request.params.image_id ?? '', body, {
+      declaredSize: request.headers['x-openstack-image-size'],
+      contentLength: request.headers['content-length'],
+      sizeCap: serviceConfig().imageSizeCap,
+    });
+  } catch (error) {
+    // The client went away mid-body: the service already rolled back; this is not a server fault.
+    if (body.destroyed && !(error instanceof HangarError))
+      throw new BadRequestError('The upload was interrupted before the body ended.');
+    throw error;
+  }
   return { status: 204 };
 }
 

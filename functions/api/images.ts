@@ -2,6 +2,7 @@
 import { NotFoundError } from '#core/errors';
 import { imagePath, renderImage, renderImageList } from '#core/image-view';
 import { buildLinks, parseListQuery } from '#core/list-query';
+import { parseReference } from '#core/references';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
 import { getServices } from '#shared/services';
 
@@ -20,11 +21,30 @@ async function create(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function list(request: ApiRequest): Promise<ApiResponse> {
-  const query = parseListQuery(request.query.pairs);
+  const query = parseListQuery(await withReferenceResolved(request));
   const images = await getServices().images.list(request.principal, query);
   // Glance offers `next` whenever the page is full, so the last page may be empty.
   const last = images.length === query.limit && query.limit > 0 ? images[images.length - 1]?.id : undefined;
   return { status: 200, json: renderImageList(images, buildLinks(request.query.pairs, last)) };
+}
+
+/**
+ * Hangar's `reference=name:tag` filter: the reference is resolved for the caller and becomes an
+ * `id` filter, so an unresolvable (or invisible) reference simply lists nothing.
+ */
+async function withReferenceResolved(request: ApiRequest): Promise<ReadonlyArray<readonly [string, string]>> {
+  const reference = request.query.get('reference');
+  if (reference === undefined) return request.query.pairs;
+  parseReference(reference);
+  const resolved = await getServices()
+    .references.resolve(request.principal, reference)
+    .then((r) => r.image.id)
+    .catch((error: unknown) => {
+      // No image id has this form, so the filter matches nothing.
+      if (error instanceof NotFoundError) return 'unresolved-reference';
+      throw error;
+    });
+  return [...request.query.pairs.filter(([key]) => key !== 'reference'), ['id', resolved]];
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {

@@ -49,6 +49,11 @@ export class ConflictError extends HangarError {
   override name = 'ConflictError';
 }
 
+export class GoneError extends HangarError {
+  readonly kind = 'gone';
+  override name = 'GoneError';
+}
+
 export class TooLargeError extends HangarError {
   readonly kind = 'too_large';
   override name = 'TooLargeError';

@@ -1,17 +1,50 @@
 /**
  * Who may see and change an image, in one place. Another project's image that the caller may
  * not see is reported as missing (404), never as forbidden, so its existence does not leak.
+ *
+ * Roles: an admin reads and writes every image; the owner project reads and writes its own;
+ * everyone reads public and community images; members of a `shared` image read it whatever their
+ * member status (pending, accepted or rejected), but never write it. A `private` image keeps its
+ * member list but ignores it (Glance: making a shared image private cuts the members off, making
+ * it shared again lets them back in).
  */
 import { ForbiddenError, NotFoundError } from './errors.ts';
-import type { ImageRecord } from './image.ts';
-import type { ListVisibility } from './list-query.ts';
+import type { ImageRecord, MemberStatus } from './image.ts';
+import type { ListVisibility, MemberStatusFilter } from './list-query.ts';
 import type { Principal } from './principal.ts';
+
+/** The project's member status on `image`, or undefined when it is not a member. */
+export function memberStatusOf(image: ImageRecord, project: string): MemberStatus | undefined {
+  return image.member_statuses?.find(([member]) => member === project)?.[1];
+}
+
+/** Membership that grants access: only `shared` images honour their member list. */
+export function isActiveMember(image: ImageRecord, project: string): boolean {
+  return image.visibility === 'shared' && memberStatusOf(image, project) !== undefined;
+}
+
+export function isOwner(image: ImageRecord, principal: Principal): boolean {
+  return image.owner !== null && image.owner === principal.project;
+}
 
 export function canRead(image: ImageRecord, principal: Principal): boolean {
   if (image.status === 'deleted') return false;
   if (principal.isAdmin) return true;
-  if (image.owner === principal.project) return true;
-  return image.visibility === 'public' || image.visibility === 'community';
+  if (isHostAgent(principal)) return true;
+  if (isOwner(image, principal)) return true;
+  if (image.visibility === 'public' || image.visibility === 'community') return true;
+  return isActiveMember(image, principal.project);
+}
+
+/** Data and properties: the owner or an admin; members and other readers are read-only. */
+export function canWrite(image: ImageRecord, principal: Principal): boolean {
+  return principal.isAdmin || isOwner(image, principal);
+}
+
+// Host agents (instances API): a token with the `host` role reads any image, so it can download
+// the image of any instance placed on its host. Reading only; it never writes or lists more.
+function isHostAgent(principal: Principal): boolean {
+  return principal.roles.includes('host');
 }
 
 export function notFound(id: string): NotFoundError {
@@ -27,19 +60,26 @@ export function readable(image: ImageRecord | null, id: string, principal: Princ
 /** Owner or admin writes; a reader who is neither gets 403, anyone else 404. */
 export function writable(image: ImageRecord | null, id: string, principal: Principal): ImageRecord {
   const visible = readable(image, id, principal);
-  if (!principal.isAdmin && visible.owner !== principal.project)
-    throw new ForbiddenError(`You are not permitted to modify image ${id}.`);
+  if (!canWrite(visible, principal)) throw new ForbiddenError(`You are not permitted to modify image ${id}.`);
   return visible;
 }
 
+function memberScopes(project: string, memberStatus: MemberStatusFilter): string[] {
+  const statuses = memberStatus === 'all' ? (['pending', 'accepted', 'rejected'] as const) : [memberStatus];
+  return statuses.map((status) => `member#${project}#${status}`);
+}
+
 /**
- * Index partitions a list reads for this caller, and the visibility it must then match.
- * Admins read everything; others read their own images, public ones and (later) shared ones.
+ * Index partitions a list reads for this caller. They only narrow the search: every row read is
+ * then re-checked with matchesVisibility, which alone decides what is shown. Admins read
+ * everything; others their own images, public ones, community ones when asked, and images shared
+ * with them (the partition of their project and the member status asked for, default accepted).
  */
 export function listScopes(
   principal: Principal,
   visibility: ListVisibility | undefined,
   owner: string | undefined,
+  memberStatus: MemberStatusFilter = 'accepted',
 ): string[] {
   if (principal.isAdmin) {
     if (owner !== undefined) return [`owner#${owner}`];
@@ -48,30 +88,48 @@ export function listScopes(
     return ['all'];
   }
   const own = `owner#${principal.project}`;
+  const shared = memberScopes(principal.project, memberStatus);
   switch (visibility) {
     case 'public':
       return ['public'];
     case 'community':
       return ['community'];
     case 'private':
-    case 'shared':
       return [own];
+    case 'shared':
+      return [own, ...shared];
     case 'all':
-      return [own, 'public', 'community'];
+      return [own, 'public', 'community', ...shared];
     default:
-      return [own, 'public'];
+      return [own, 'public', ...shared];
   }
 }
 
-/** Visibility filtering that the scopes alone do not give (e.g. `private` within the own partition). */
+/**
+ * Whether a list shows `image` to the caller: Glance's _select_images_query. A non-admin sees the
+ * union of its own images, public and community ones, and shared images it is a member of with
+ * the asked member status (`all`: any); then `visibility` narrows that (none: everything but other
+ * projects' community images). Admins see every image, narrowed the same way.
+ */
 export function matchesVisibility(
   image: ImageRecord,
   principal: Principal,
   visibility: ListVisibility | undefined,
+  memberStatus: MemberStatusFilter = 'accepted',
 ): boolean {
+  if (image.status === 'deleted') return false;
+  if (!principal.isAdmin) {
+    const status = image.visibility === 'shared' ? memberStatusOf(image, principal.project) : undefined;
+    const reachable =
+      isOwner(image, principal) ||
+      image.visibility === 'public' ||
+      image.visibility === 'community' ||
+      (status !== undefined && (memberStatus === 'all' || status === memberStatus));
+    if (!reachable) return false;
+  }
   if (visibility === undefined) {
     // Glance's default list leaves out other projects' community images.
-    return image.visibility !== 'community' || image.owner === principal.project || principal.isAdmin;
+    return image.visibility !== 'community' || isOwner(image, principal) || principal.isAdmin;
   }
   if (visibility === 'all') return true;
   return image.visibility === visibility;

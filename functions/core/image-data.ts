@@ -8,11 +8,13 @@ import { randomUUID } from 'node:crypto';
 import {
   BadRequestError,
   ConflictError,
+  GoneError,
   type HangarError,
   NotFoundError,
   StaleWriteError,
   TooLargeError,
 } from './errors.ts';
+import { FormatInspector, inspectAndCheck } from './format-inspector.ts';
 import { type ImageRecord, isoSeconds } from './image.ts';
 import { readable, writable } from './image-access.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from './image-status.ts';
@@ -22,6 +24,8 @@ import type { Principal } from './principal.ts';
 export interface UploadOptions {
   /** The x-openstack-image-size header, if sent. */
   declaredSize?: string;
+  /** The request's Content-Length, when the body is not chunked. */
+  contentLength?: string;
   sizeCap: number;
 }
 
@@ -53,25 +57,40 @@ export class ImageDataService {
       if (declared > options.sizeCap) throw sizeCapError(options.sizeCap);
     }
 
-    const queued = writable(await this.repo.get(id), id, principal);
-    requireFormatsForData(queued);
-    const saving = await this.transition(queued, 'saving');
+    const saving = await this.startSaving(principal, id);
     const key = `images/${id}/${randomUUID()}`;
     const digest = this.digester();
+    const inspector = new FormatInspector();
     try {
       let size = 0;
-      await this.blobs.put(key, rechunk(body, BLOCK_SIZE, this.sharedBlock), {
-        onBlock: async (block) => {
-          size += block.length;
-          if (size > options.sizeCap) throw sizeCapError(options.sizeCap);
-          if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
-          await digest.update(block);
+      // Only Content-Length is a promise the transport keeps (the body has exactly that many bytes
+      // or the request fails); the declared size is checked against the bytes, never trusted.
+      const length =
+        options.contentLength !== undefined && /^\d+$/.test(options.contentLength)
+          ? Number(options.contentLength)
+          : undefined;
+      await this.blobs.put(
+        key,
+        rechunk(body, BLOCK_SIZE, this.sharedBlock),
+        {
+          onBlock: async (block) => {
+            size += block.length;
+            if (size > options.sizeCap) throw sizeCapError(options.sizeCap);
+            if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
+            inspector.update(block);
+            await digest.update(block);
+          },
         },
-      });
+        length,
+      );
       if (declared !== undefined && size !== declared) throw sizeMismatch(declared, size);
       const digests = await digest.finish();
+      // Glance's content checks (bug 2059809): unsafe or mismatched images never become active.
+      const inspection = inspector.finish();
+      inspectAndCheck(inspection, saving.disk_format);
       return await this.activate(saving, {
         size,
+        virtual_size: inspection.virtualSize,
         checksum: digests.md5,
         os_hash_algo: 'sha512',
         os_hash_value: digests.sha512,
@@ -88,16 +107,23 @@ export class ImageDataService {
   /** saving -> active, re-applied if metadata changed meanwhile; fails if the image left `saving`. */
   private async activate(
     saving: ImageRecord,
-    data: Pick<ImageRecord, 'size' | 'checksum' | 'os_hash_algo' | 'os_hash_value' | 'blob_key'>,
+    data: Pick<
+      ImageRecord,
+      'size' | 'virtual_size' | 'checksum' | 'os_hash_algo' | 'os_hash_value' | 'blob_key'
+    >,
   ): Promise<ImageRecord> {
     let current = saving;
     for (let attempt = 0; attempt < 20; attempt++) {
+      // Glance answers 410 when the image was deleted while its data was being uploaded.
+      if (current.status === 'deleted')
+        throw new GoneError(
+          `Image ${current.id} could not be found after upload. The image may have been deleted during the upload.`,
+        );
       if (current.status !== 'saving')
         throw new ConflictError(`Image ${current.id} changed status to ${current.status} during the upload`);
       const next: ImageRecord = {
         ...transitionImage(current, 'active', this.clock()),
         ...data,
-        virtual_size: current.virtual_size,
         version: current.version + 1,
       };
       try {
@@ -113,23 +139,32 @@ export class ImageDataService {
     throw new ConflictError(`Image ${saving.id} is being changed too often to activate`);
   }
 
-  private async transition(image: ImageRecord, to: ImageRecord['status']): Promise<ImageRecord> {
-    const next = { ...transitionImage(image, to, this.clock()), version: image.version + 1 };
-    try {
-      await this.repo.update(image, next);
-    } catch (error) {
-      if (error instanceof StaleWriteError)
-        throw new ConflictError(`Image ${image.id} was changed by another request; retry the upload`);
-      throw error;
+  /**
+   * queued -> saving. A metadata write that lands between the read and the write must not fail
+   * the upload (Glance only requires the status to still be queued), so the transition is
+   * re-applied to the fresh record; a concurrent upload that got there first makes it a 409.
+   */
+  private async startSaving(principal: Principal, id: string): Promise<ImageRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const queued = writable(await this.repo.get(id), id, principal);
+      requireFormatsForData(queued);
+      const next = { ...transitionImage(queued, 'saving', this.clock()), version: queued.version + 1 };
+      try {
+        await this.repo.update(queued, next);
+        return next;
+      } catch (error) {
+        if (!(error instanceof StaleWriteError)) throw error;
+        if (attempt >= 20)
+          throw new ConflictError(`Image ${id} was changed by another request; retry the upload`);
+      }
     }
-    return next;
   }
 
   /** Glance v2 puts a failed upload back to queued so it can be retried. */
   private async restoreQueued(id: string): Promise<void> {
     for (let attempt = 0; attempt < 20; attempt++) {
       const current = await this.repo.get(id);
-      if (!current || current.status !== 'saving') return;
+      if (current?.status !== 'saving') return;
       const next: ImageRecord = {
         ...current,
         status: 'queued',

@@ -15,6 +15,10 @@ export type ImageStatus = (typeof IMAGE_STATUSES)[number];
 export const VISIBILITIES = ['public', 'community', 'shared', 'private'] as const;
 export type Visibility = (typeof VISIBILITIES)[number];
 
+/** An image member's answer to the offer (Glance's image member statuses). */
+export const MEMBER_STATUSES = ['pending', 'accepted', 'rejected'] as const;
+export type MemberStatus = (typeof MEMBER_STATUSES)[number];
+
 export const DISK_FORMATS = [
   'ami',
   'ari',
@@ -57,6 +61,12 @@ export interface ImageRecord {
   version: number;
   /** Object key of the image data once it exists. Never shown to clients. */
   blob_key: string | null;
+  /**
+   * The members (consumer projects) and their statuses, in the order they were added. Only
+   * membership writes change it (image-members.ts); kept on the record so access checks and the
+   * listing index need no second read. Never shown to clients (members have their own resource).
+   */
+  member_statuses?: Array<[member: string, status: MemberStatus]>;
 }
 
 /** Base properties: always present in the API view, and never removable by PATCH. */

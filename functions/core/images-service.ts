@@ -44,14 +44,19 @@ export class ImagesService {
     }
     if (query.limit === 0) return [];
     return this.repo.list({
-      scopes: listScopes(principal, query.visibility, principal.isAdmin ? query.filters.owner : undefined),
+      scopes: listScopes(
+        principal,
+        query.visibility,
+        principal.isAdmin ? query.filters.owner : undefined,
+        query.memberStatus,
+      ),
       sort: query.sort,
       limit: query.limit,
       marker,
       filter: (image) =>
         image.status !== 'deleted' &&
         image.status !== 'killed' &&
-        matchesVisibility(image, principal, query.visibility) &&
+        matchesVisibility(image, principal, query.visibility, query.memberStatus) &&
         matchesFilters(image, query.filters),
       compare: (a, b) => compareImages(a, b, query.sort),
     });

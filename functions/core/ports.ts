@@ -1,5 +1,6 @@
 /** Ports the domain needs from storage. Adapters in functions/adapters implement them. */
-import type { ImageRecord } from './image.ts';
+import type { ImageRecord, MemberStatus } from './image.ts';
+import type { TaskRecord } from './task.ts';
 
 export type SortDir = 'asc' | 'desc';
 export interface SortSpec {
@@ -37,7 +38,13 @@ export interface ImageRepository {
 
 export interface BlobStore {
   /** Streams `source` to a new object; never overwrites an existing one. */
-  put(key: string, source: AsyncIterable<Buffer>, hooks: BlobPutHooks): Promise<{ size: number }>;
+  /** `expectedSize`, when the caller knows it, lets the store send one streamed PUT instead of parts. */
+  put(
+    key: string,
+    source: AsyncIterable<Buffer>,
+    hooks: BlobPutHooks,
+    expectedSize?: number,
+  ): Promise<{ size: number }>;
   get(key: string, range?: { start: number; end: number }): Promise<import('node:stream').Readable>;
   delete(key: string): Promise<void>;
   exists(key: string): Promise<boolean>;
@@ -54,4 +61,139 @@ export interface StreamDigester {
   update(block: Buffer): Promise<void>;
   finish(): Promise<{ md5: string; sha512: string }>;
   cancel(): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks, imports and exports.
+
+export interface TaskListSpec {
+  limit: number;
+  /** Newest first unless false. */
+  descending: boolean;
+  /** The task the previous page ended with. */
+  marker?: TaskRecord;
+  /** Applied after reading the index (status/type filters). */
+  filter: (task: TaskRecord) => boolean;
+}
+
+export interface TaskRepository {
+  get(id: string): Promise<TaskRecord | null>;
+  /** ConflictError when the id exists. Also indexes the task under its image. */
+  create(task: TaskRecord): Promise<void>;
+  /** Writes `next` if the stored version is still `next.version - 1`; StaleWriteError otherwise. */
+  update(previous: TaskRecord, next: TaskRecord): Promise<void>;
+  list(spec: TaskListSpec): Promise<TaskRecord[]>;
+  listForImage(imageId: string): Promise<TaskRecord[]>;
+}
+
+export type WorkflowName = 'import' | 'export';
+
+/** Starts a state machine execution. Idempotent per execution name: a repeat is a no-op. */
+export interface WorkflowStarter {
+  start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<void>;
+}
+
+/** What an S3 event claimed, so a redelivered event finds the same task and image ids. */
+export interface EventMarker {
+  eventId: string;
+  taskId: string;
+  imageId: string;
+  /** Set once the event's work was started (or recorded as refused). */
+  done: boolean;
+}
+
+export interface EventMarkers {
+  /** Stores `proposal` unless a marker for its eventId exists; returns whichever is stored. */
+  claim(proposal: EventMarker): Promise<EventMarker>;
+  markDone(eventId: string): Promise<void>;
+}
+
+export interface ObjectRef {
+  bucket: string;
+  key: string;
+}
+
+/** Identifies the exact object version that was read, so a copy can take the same bytes. */
+export interface ObjectPin {
+  etag?: string;
+  versionId?: string;
+}
+
+export interface OpenedObject {
+  body: AsyncIterable<Buffer>;
+  size: number;
+  pin: ObjectPin;
+  /** Stops reading (on failure). */
+  abort(): void;
+}
+
+/** Objects in the upload and staging buckets (the images bucket has BlobStore). */
+export interface ObjectStore {
+  open(ref: ObjectRef): Promise<OpenedObject>;
+  /** Server-side copy of exactly the pinned version; never overwrites `to`. */
+  copy(from: ObjectRef, pin: ObjectPin, to: ObjectRef, size: number): Promise<void>;
+  /** User metadata (lower-case keys) and size, or null when the object is gone. */
+  head(ref: ObjectRef): Promise<{ size: number; metadata: Record<string, string> } | null>;
+  delete(ref: ObjectRef): Promise<void>;
+}
+
+/** Fetches web-download URLs under the SSRF policy (core/url-filter.ts). */
+export interface WebFetcher {
+  /** Throws UrlRefused when the URL (form, or any address its host resolves to) is not allowed. */
+  vet(uri: string): Promise<void>;
+  open(uri: string): Promise<{ body: AsyncIterable<Buffer>; size: number | undefined; abort(): void }>;
+}
+
+/** Converts an image blob to another disk format and stores the result with its sha512. */
+export interface ImageExporter {
+  export(spec: {
+    blobKey: string;
+    sourceFormat: string;
+    targetFormat: string;
+    destination: ObjectRef;
+  }): Promise<{ size: number; sha512: string }>;
+}
+
+/** Presigned S3 multipart uploads into the upload bucket (bodies too large for API Gateway/Lambda). */
+export interface MultipartUploads {
+  start(
+    ref: ObjectRef,
+    partCount: number,
+    expiresSeconds: number,
+  ): Promise<{ uploadId: string; partUrls: string[] }>;
+  complete(
+    ref: ObjectRef,
+    uploadId: string,
+    parts: ReadonlyArray<{ partNumber: number; etag: string }>,
+  ): Promise<void>;
+  abort(ref: ObjectRef, uploadId: string): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Image members (image-members.ts).
+
+/** One consumer project of a shared image, as stored and as the API shows it. */
+export interface ImageMember {
+  image_id: string;
+  member_id: string;
+  status: MemberStatus;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The member item a membership write adds, replaces or removes along with the image record. */
+export type MemberWrite = { put: ImageMember } | { delete: string };
+
+/**
+ * Membership storage. A membership write changes the image record (its member_statuses) and the
+ * member item in one conditional write: the record's version guards both, so a concurrent image
+ * update and member change cannot leave the listing index stale.
+ */
+export interface MembershipRepository {
+  get(id: string): Promise<ImageRecord | null>;
+  /** Like ImageRepository.update, plus the member item; StaleWriteError when the version moved. */
+  updateMembership(previous: ImageRecord, next: ImageRecord, member: MemberWrite): Promise<void>;
+  getMember(imageId: string, memberId: string): Promise<ImageMember | null>;
+  /** Every member item of the image (any order). */
+  listMembers(imageId: string): Promise<ImageMember[]>;
 }

@@ -278,7 +278,8 @@ const TASK_PROPERTIES = {
   },
   type: {
     description: 'The type of task represented by this content',
-    enum: ['import', 'api_image_import'],
+    // export is Hangar's own task type (image conversion to the export bucket).
+    enum: ['import', 'api_image_import', 'export'],
     type: 'string',
   },
   status: {

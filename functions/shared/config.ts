@@ -14,6 +14,20 @@ const ServiceConfigSchema = z.object({
   HANGAR_EXPORT_BUCKET: z.string().min(1).default('hangar-exports'),
   HANGAR_AUTH_MODE: z.enum(['tokens', 'keystone', 'claims']).default('tokens'),
   HANGAR_TOKENS: z.string().optional(),
+  /** keystone mode: Identity v3 (with or without the /v3) and Hangar's own service account. */
+  HANGAR_KEYSTONE_URL: z.url().optional(),
+  HANGAR_KEYSTONE_USER: z.string().min(1).optional(),
+  HANGAR_KEYSTONE_PASSWORD: z.string().min(1).optional(),
+  HANGAR_KEYSTONE_PROJECT: z.string().min(1).optional(),
+  HANGAR_KEYSTONE_USER_DOMAIN: z.string().min(1).default('Default'),
+  HANGAR_KEYSTONE_PROJECT_DOMAIN: z.string().min(1).default('Default'),
+  /** Validated tokens kept (until they expire), least recently used first out. */
+  HANGAR_KEYSTONE_CACHE_SIZE: z.coerce.number().int().positive().default(10000),
+  HANGAR_KEYSTONE_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
+  /** claims mode: the authorizer's claim (or Lambda authorizer context key) names. */
+  HANGAR_CLAIM_PROJECT: z.string().min(1).default('project'),
+  HANGAR_CLAIM_ROLES: z.string().min(1).default('roles'),
+  HANGAR_CLAIM_USER: z.string().min(1).default('sub'),
   /** Glance's image_size_cap: 1 TiB by default. */
   HANGAR_IMAGE_SIZE_CAP: bytes.default(1099511627776),
   HANGAR_PROPERTY_QUOTA: z.coerce.number().int().positive().default(128),
@@ -24,6 +38,18 @@ const ServiceConfigSchema = z.object({
   /** s3rver needs path-style URLs; real S3 does not. */
   HANGAR_S3_FORCE_PATH_STYLE: z.stringbool().default(false),
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  /** stepfunctions: StartExecution on AWS; local: the embedded runner registered by local/backend.ts. */
+  HANGAR_WORKFLOWS: z.enum(['stepfunctions', 'local']).default('stepfunctions'),
+  HANGAR_IMPORT_STATE_MACHINE_ARN: z.string().optional(),
+  HANGAR_EXPORT_STATE_MACHINE_ARN: z.string().optional(),
+  /** web-download: hosts, IPs or CIDRs that may be private/loopback (comma-separated). Empty: none. */
+  HANGAR_WEB_DOWNLOAD_ALLOW: z.string().default(''),
+  /** Glance's task_time_to_live: finished tasks expire this many hours later. */
+  HANGAR_TASK_TTL_HOURS: z.coerce.number().positive().default(48),
+  /** Lifetime of presigned multipart-upload part URLs. */
+  HANGAR_UPLOAD_URL_SECONDS: z.coerce.number().int().min(60).max(604800).default(3600),
+  /** Placement skips a host not heard from (registration or heartbeat) for this long. */
+  HANGAR_HOST_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(180),
 });
 
 export type ServiceConfig = {
@@ -31,11 +57,31 @@ export type ServiceConfig = {
   buckets: { images: string; uploads: string; staging: string; exports: string };
   authMode: 'tokens' | 'keystone' | 'claims';
   tokensFile: string | undefined;
+  keystone: {
+    url: string | undefined;
+    user: string | undefined;
+    password: string | undefined;
+    project: string | undefined;
+    userDomain: string;
+    projectDomain: string;
+    cacheSize: number;
+    timeoutMs: number;
+  };
+  claims: { project: string; roles: string; user: string };
   imageSizeCap: number;
   quotas: { properties: number; tags: number; members: number };
   blobDelivery: 'stream' | 'redirect';
   s3ForcePathStyle: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  workflows: {
+    mode: 'stepfunctions' | 'local';
+    importArn: string | undefined;
+    exportArn: string | undefined;
+  };
+  webDownloadAllow: string[];
+  taskTimeToLiveHours: number;
+  uploadUrlSeconds: number;
+  hostTimeoutSeconds: number;
 };
 
 let cached: ServiceConfig | undefined;
@@ -53,6 +99,17 @@ export function serviceConfig(): ServiceConfig {
     },
     authMode: env.HANGAR_AUTH_MODE,
     tokensFile: env.HANGAR_TOKENS,
+    keystone: {
+      url: env.HANGAR_KEYSTONE_URL,
+      user: env.HANGAR_KEYSTONE_USER,
+      password: env.HANGAR_KEYSTONE_PASSWORD,
+      project: env.HANGAR_KEYSTONE_PROJECT,
+      userDomain: env.HANGAR_KEYSTONE_USER_DOMAIN,
+      projectDomain: env.HANGAR_KEYSTONE_PROJECT_DOMAIN,
+      cacheSize: env.HANGAR_KEYSTONE_CACHE_SIZE,
+      timeoutMs: env.HANGAR_KEYSTONE_TIMEOUT_MS,
+    },
+    claims: { project: env.HANGAR_CLAIM_PROJECT, roles: env.HANGAR_CLAIM_ROLES, user: env.HANGAR_CLAIM_USER },
     imageSizeCap: env.HANGAR_IMAGE_SIZE_CAP,
     quotas: {
       properties: env.HANGAR_PROPERTY_QUOTA,
@@ -62,6 +119,17 @@ export function serviceConfig(): ServiceConfig {
     blobDelivery: env.HANGAR_BLOB_DELIVERY,
     s3ForcePathStyle: env.HANGAR_S3_FORCE_PATH_STYLE,
     logLevel: env.HANGAR_LOG_LEVEL,
+    workflows: {
+      mode: env.HANGAR_WORKFLOWS,
+      importArn: env.HANGAR_IMPORT_STATE_MACHINE_ARN,
+      exportArn: env.HANGAR_EXPORT_STATE_MACHINE_ARN,
+    },
+    webDownloadAllow: env.HANGAR_WEB_DOWNLOAD_ALLOW.split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== ''),
+    taskTimeToLiveHours: env.HANGAR_TASK_TTL_HOURS,
+    uploadUrlSeconds: env.HANGAR_UPLOAD_URL_SECONDS,
+    hostTimeoutSeconds: env.HANGAR_HOST_TIMEOUT_SECONDS,
   };
   return cached;
 }
@@ -78,6 +146,8 @@ const LocalConfigSchema = z.object({
   /** memory: nothing is written to disk (tests). */
   HANGAR_STORAGE: z.enum(['disk', 'memory']).default('disk'),
   HANGAR_TOKENS: z.string().optional(),
+  /** keystone: stand in for Glance in an OpenStack cloud (HANGAR_KEYSTONE_* name the Keystone). */
+  HANGAR_AUTH_MODE: z.enum(['tokens', 'keystone']).default('tokens'),
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 

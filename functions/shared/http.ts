@@ -13,6 +13,7 @@ import {
   type ErrorKind,
   HangarError,
   RangeNotSatisfiableError,
+  TooLargeError,
   UnsupportedMediaTypeError,
 } from '#core/errors';
 import type { Principal } from '#core/principal';
@@ -138,6 +139,18 @@ export function errorToResult(error: unknown, accept: string | undefined, reques
   );
 }
 
+/** JSON documents (create, PATCH) are small; image data never goes through json(). */
+const MAX_JSON_BODY = 1024 * 1024;
+
+/** Like Python's unquote, which Glance's router uses: a malformed escape stays as it is. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function lowerHeaders(headers: APIGatewayProxyEventV2['headers']): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(headers ?? {}))
@@ -187,7 +200,7 @@ export function httpHandler(
         method: event.requestContext?.http?.method ?? 'GET',
         path: event.rawPath,
         params: Object.fromEntries(
-          Object.entries(event.pathParameters ?? {}).map(([k, v]) => [k, decodeURIComponent(v ?? '')]),
+          Object.entries(event.pathParameters ?? {}).map(([k, v]) => [k, decodePathSegment(v ?? '')]),
         ),
         query: new QueryParams(event.rawQueryString ?? ''),
         rawQuery: event.rawQueryString ?? '',
@@ -197,7 +210,12 @@ export function httpHandler(
         origin: `${proto}://${host}`,
         event,
         json: async () => {
-          const buffer = await requestBodyBuffer(event);
+          const buffer = await requestBodyBuffer(event, MAX_JSON_BODY).catch((error: unknown) => {
+            // requestBodyBuffer's RangeError means the body passed the limit: the client's fault.
+            if (error instanceof RangeError)
+              throw new TooLargeError(`The request body is larger than ${MAX_JSON_BODY} bytes.`);
+            throw error;
+          });
           try {
             return JSON.parse(buffer.toString('utf8') || 'null');
           } catch {

@@ -1,12 +1,27 @@
 /** The composition root: domain services wired to their AWS adapters, one set per process. */
 import { DigestJob } from '#adapters/digests';
 import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
+import { DynamoInstanceRepository } from '#adapters/dynamo-instance-repository';
+import { DynamoReferenceRepository } from '#adapters/dynamo-reference-repository';
 import { S3BlobStore } from '#adapters/s3-blob-store';
 import { ImageDataService } from '#core/image-data';
+import { MembersService } from '#core/image-members';
 import { ImagesService } from '#core/images-service';
+import { type ImageUsage, ReferencesService } from '#core/references-service';
 import { serviceConfig } from './config.ts';
 
-let services: { images: ImagesService; imageData: ImageDataService; blobs: S3BlobStore } | undefined;
+let services:
+  | {
+      images: ImagesService;
+      imageData: ImageDataService;
+      blobs: S3BlobStore;
+      references: ReferencesService;
+      members: MembersService;
+    }
+  | undefined;
+
+// Retention never retires an image an instance (not yet destroyed) was built from.
+const imageUsage: ImageUsage = { inUse: (ids) => new DynamoInstanceRepository().imagesInUse(ids) };
 let builtFor: object | undefined;
 
 export function getServices() {
@@ -15,9 +30,12 @@ export function getServices() {
   if (services && builtFor === config) return services;
   const repo = new DynamoImageRepository();
   const blobs = new S3BlobStore(config.buckets.images);
+  const images = new ImagesService(repo, config.quotas);
   services = {
-    images: new ImagesService(repo, config.quotas),
+    images,
+    references: new ReferencesService(new DynamoReferenceRepository(), images, imageUsage),
     imageData: new ImageDataService(repo, blobs, () => new DigestJob(), DigestJob.sharedBlock),
+    members: new MembersService(repo, config.quotas),
     blobs,
   };
   builtFor = config;

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenFile } from '#adapters/token-file';
+import { resetServiceConfig, setServiceEnvironment } from '#shared/config';
 import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
 
 export type Persona = 'admin' | 'alice' | 'bob' | 'carol';
@@ -30,13 +31,35 @@ export interface RequestOptions {
 export interface TestBackend {
   readonly url: string;
   readonly tokens: Readonly<Record<Persona, string>>;
+  /** One token per host id asked for with `hosts` (role host, project hosts). */
+  readonly hostTokens: Readonly<Record<string, string>>;
   readonly backend: Backend;
   request(method: string, path: string, options?: RequestOptions): Promise<Response>;
   /** Idempotent. */
   stop(): Promise<void>;
 }
 
-export async function startTestBackend(options: { logLevel?: LogLevel } = {}): Promise<TestBackend> {
+export interface TestBackendOptions {
+  logLevel?: LogLevel;
+  /**
+   * Service settings (HANGAR_* variables, e.g. HANGAR_IMAGE_SIZE_CAP) for this backend. They are
+   * set in process.env before it starts, since serviceConfig() reads them there, and put back on stop().
+   */
+  env?: Record<string, string>;
+  /** Host ids to make host-agent tokens for (`{project: 'hosts', user: <id>, roles: ['host']}`). */
+  hosts?: readonly string[];
+}
+
+export async function startTestBackend(options: TestBackendOptions = {}): Promise<TestBackend> {
+  const saved = Object.fromEntries(Object.keys(options.env ?? {}).map((key) => [key, process.env[key]]));
+  const restoreEnv = () => {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+    resetServiceConfig();
+  };
+  if (options.env) setServiceEnvironment(options.env);
   const dir = mkdtempSync(join(tmpdir(), 'hangar-test-tokens-'));
   const tokens = Object.fromEntries(
     Object.keys(PERSONAS).map((persona) => [persona, `${persona}-${randomBytes(12).toString('hex')}`]),
@@ -44,6 +67,11 @@ export async function startTestBackend(options: { logLevel?: LogLevel } = {}): P
   const file: TokenFile = { tokens: {} };
   for (const [persona, { project, roles }] of Object.entries(PERSONAS))
     file.tokens[tokens[persona as Persona]] = { project, user: persona, roles };
+  const hostTokens = Object.fromEntries(
+    (options.hosts ?? []).map((host) => [host, `host-${randomBytes(12).toString('hex')}`]),
+  );
+  for (const [host, token] of Object.entries(hostTokens))
+    file.tokens[token] = { project: 'hosts', user: host, roles: ['host'] };
   const tokensFile = join(dir, 'tokens.json');
   writeFileSync(tokensFile, JSON.stringify(file), { mode: 0o600 });
 
@@ -58,6 +86,7 @@ export async function startTestBackend(options: { logLevel?: LogLevel } = {}): P
     });
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
+    restoreEnv();
     throw error;
   }
 
@@ -65,6 +94,7 @@ export async function startTestBackend(options: { logLevel?: LogLevel } = {}): P
   return {
     url: backend.url,
     tokens,
+    hostTokens,
     backend,
     async request(method, path, { token, headers = {}, body } = {}) {
       const sent: Record<string, string> = { ...headers };
@@ -79,7 +109,10 @@ export async function startTestBackend(options: { logLevel?: LogLevel } = {}): P
       return fetch(`${backend.url}${path}`, { method, headers: sent, body: payload });
     },
     stop() {
-      stopping ??= backend.stop().finally(() => rmSync(dir, { recursive: true, force: true }));
+      stopping ??= backend.stop().finally(() => {
+        rmSync(dir, { recursive: true, force: true });
+        restoreEnv();
+      });
       return stopping;
     },
   };

@@ -1,0 +1,244 @@
+/**
+ * One handler per job kind. Every handler is idempotent: a job can be retried (a new attempt after a lost
+ * lease or a killed agent) and must converge on the same single domain, never a second one.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BootTimeoutError, JobRejectedError, LibvirtError } from './errors.ts';
+import { type DomainType, domainNameFor, domainUuidFor } from './hypervisor/domain-xml.ts';
+import type { DomainInfo, Hypervisor, ShutdownOptions } from './hypervisor/hypervisor.ts';
+import type { ImageCache } from './image-cache.ts';
+import type { InstanceFiles } from './instance-files.ts';
+import type { Logger } from './log.ts';
+import type { Job, JobResult } from './service-client.ts';
+
+export interface JobContext {
+  hostId: string;
+  hypervisor: Hypervisor;
+  cache: ImageCache;
+  files: InstanceFiles;
+  domainType: DomainType;
+  network: 'user' | 'none';
+  seedDevice: 'disk' | 'cdrom';
+  shutdown: ShutdownOptions;
+  /** When set, a (re)boot completes only once the console prints a match (fresh output only). */
+  bootMarker?: RegExp;
+  bootTimeoutMs: number;
+  /** How much of the console log goes back to the service with a result. */
+  consoleTailBytes: number;
+}
+
+export type JobHandler = (job: Job, ctx: JobContext, log: Logger, signal: AbortSignal) => Promise<JobResult>;
+
+/** Polls the console log past `fromOffset` for the boot marker; fails if the domain stops or time runs out. */
+async function waitForBoot(
+  ctx: JobContext,
+  job: Job,
+  fromOffset: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const marker = ctx.bootMarker;
+  if (!marker) return;
+  const name = domainNameFor(job.instance.id);
+  const deadline = Date.now() + ctx.bootTimeoutMs;
+  for (let poll = 0; ; poll += 1) {
+    // The log is appended across boots: only bytes written since this start count.
+    if (marker.test(await ctx.files.consoleSince(job.instance.id, fromOffset))) return;
+    if (poll % 10 === 9) {
+      const state = (await ctx.hypervisor.info(name, signal))?.state;
+      if (state !== 'running')
+        throw new BootTimeoutError(`domain ${name} is ${state ?? 'gone'} before the boot marker appeared`);
+    }
+    if (Date.now() > deadline) {
+      throw new BootTimeoutError(
+        `domain ${name}: no ${marker} on the console within ${ctx.bootTimeoutMs} ms`,
+      );
+    }
+    await sleep(200, undefined, { signal });
+  }
+}
+
+async function result(ctx: JobContext, job: Job): Promise<JobResult> {
+  return {
+    domain_uuid: domainUuidFor(job.instance.id),
+    console_log: await ctx.files.consoleTail(job.instance.id, ctx.consoleTailBytes),
+  };
+}
+
+async function requireDomain(ctx: JobContext, job: Job, signal: AbortSignal): Promise<DomainInfo> {
+  const name = domainNameFor(job.instance.id);
+  const info = await ctx.hypervisor.info(name, signal);
+  if (info === null) throw new LibvirtError(`domain ${name} does not exist on this host`, 'not_found', name);
+  return info;
+}
+
+const build: JobHandler = async (job, ctx, log, signal) => {
+  const instance = job.instance;
+  const image = instance.image;
+  if (!image) throw new JobRejectedError('build job without an image');
+  const name = domainNameFor(instance.id);
+  const uuid = domainUuidFor(instance.id);
+  const t0 = performance.now();
+  const timings: Record<string, number> = {};
+  const lap = (phase: string) => {
+    timings[`${phase}_ms`] = Math.round(performance.now() - t0);
+  };
+  const previous = await ctx.files.readRecord(instance.id);
+
+  // instance.json first: from then on the image cache sees this instance as a user of the image.
+  const prepared = ctx.files.prepare({
+    instance_id: instance.id,
+    image_id: image.id,
+    domain_name: name,
+    domain_uuid: uuid,
+    created_at: previous?.created_at ?? new Date().toISOString(),
+  });
+  // The libvirt lookup, the cache check and the seed do not depend on each other: run them side by side.
+  // (Settled into values so a failure is raised below, in order, never as an unhandled rejection.)
+  const settle = <T>(promise: Promise<T>) =>
+    promise.then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+  const cached = settle(prepared.then(() => ctx.cache.ensure(image, signal)));
+  const seeded = settle(
+    prepared.then(() =>
+      ctx.files.createSeed(
+        instance.id,
+        { hostname: instance.hostname, userData: instance.user_data },
+        signal,
+      ),
+    ),
+  );
+  const existing = await ctx.hypervisor.info(name, signal);
+  const paths = await prepared;
+
+  if (existing && (existing.state === 'running' || existing.state === 'shutting_down')) {
+    // An earlier attempt got as far as starting it: reuse, never a second domain.
+    await Promise.all([cached, seeded]);
+    log.info('domain already running from an earlier attempt; reusing it', { domain: name });
+    await waitForBoot(ctx, job, 0, signal);
+    return result(ctx, job);
+  }
+
+  const outcome = await cached;
+  if ('error' in outcome) throw outcome.error;
+  lap('cached');
+  // Without a domain no guest has written to an old overlay (a half-made one may be left by a killed
+  // attempt): make it afresh. With a defined domain the overlay may hold the guest's writes: keep it.
+  if (!existing || !(await ctx.files.exists(paths.overlay))) {
+    await ctx.files.createOverlay(instance.id, outcome.value, instance.disk_gb, signal);
+  }
+  const seed = await seeded;
+  if ('error' in seed) throw seed.error;
+  lap('files');
+  // Same name + same UUID: defining again updates the one domain.
+  await ctx.hypervisor.define(
+    {
+      name,
+      uuid,
+      title: instance.name,
+      type: ctx.domainType,
+      vcpus: instance.vcpus,
+      memoryMib: instance.ram_mb,
+      disk: { path: paths.overlay },
+      seed: { path: paths.seed, device: ctx.seedDevice },
+      consoleLogPath: paths.consoleLog,
+      network: ctx.network,
+      metadata: { instanceId: instance.id, hostId: ctx.hostId },
+    },
+    signal,
+  );
+  lap('defined');
+  const offset = await ctx.files.consoleSize(instance.id);
+  // Defining changes no run state: what we saw before is still true (a new domain is shut off).
+  const known = existing ?? { name, state: 'shutoff' as const, managedSave: false };
+  const started = await ctx.hypervisor.start(name, signal, known);
+  lap('started');
+  // Cumulative milliseconds since the handler began, per phase.
+  log.info('domain started', {
+    domain: name,
+    outcome: started,
+    reused_domain: existing !== null,
+    ...timings,
+  });
+  await waitForBoot(ctx, job, offset, signal);
+  return result(ctx, job);
+};
+
+const start: JobHandler = async (job, ctx, log, signal) => {
+  const info = await requireDomain(ctx, job, signal);
+  const offset = await ctx.files.consoleSize(job.instance.id);
+  const outcome = await ctx.hypervisor.start(info.name, signal);
+  log.info('domain start', { domain: info.name, outcome });
+  // A restore carries on where the guest was: it prints no boot marker.
+  if (outcome === 'started') await waitForBoot(ctx, job, offset, signal);
+  return result(ctx, job);
+};
+
+const stop: JobHandler = async (job, ctx, log, signal) => {
+  const info = await requireDomain(ctx, job, signal);
+  if (info.state === 'saved') {
+    // Stopping a sleeping instance drops its saved state: the next start is a cold boot.
+    await ctx.hypervisor.managedSaveRemove(info.name, signal);
+    log.info('managed save discarded', { domain: info.name });
+    return result(ctx, job);
+  }
+  const outcome = await ctx.hypervisor.shutdown(info.name, ctx.shutdown, signal);
+  log.info('domain stopped', { domain: info.name, outcome });
+  return result(ctx, job);
+};
+
+const sleepJob: JobHandler = async (job, ctx, log, signal) => {
+  const info = await requireDomain(ctx, job, signal);
+  if (info.state === 'shutoff' || info.state === 'crashed') {
+    throw new JobRejectedError(`instance ${job.instance.id} is shut off: there is no running state to save`);
+  }
+  const outcome = await ctx.hypervisor.managedSave(info.name, signal);
+  log.info('domain saved', { domain: info.name, outcome });
+  return result(ctx, job);
+};
+
+const wake: JobHandler = async (job, ctx, log, signal) => {
+  const info = await requireDomain(ctx, job, signal);
+  if (info.state === 'shutoff' || info.state === 'crashed') {
+    throw new JobRejectedError(`instance ${job.instance.id} has no saved state to wake from (use start)`);
+  }
+  const outcome = await ctx.hypervisor.start(info.name, signal);
+  log.info('domain woken', { domain: info.name, outcome });
+  return result(ctx, job);
+};
+
+const reboot: JobHandler = async (job, ctx, log, signal) => {
+  const info = await requireDomain(ctx, job, signal);
+  if (info.state !== 'running' && info.state !== 'paused' && info.state !== 'shutting_down') {
+    throw new JobRejectedError(`instance ${job.instance.id} is not running (${info.state})`);
+  }
+  await ctx.hypervisor.shutdown(info.name, ctx.shutdown, signal);
+  const offset = await ctx.files.consoleSize(job.instance.id);
+  await ctx.hypervisor.start(info.name, signal);
+  log.info('domain rebooted', { domain: info.name });
+  await waitForBoot(ctx, job, offset, signal);
+  return result(ctx, job);
+};
+
+const destroy: JobHandler = async (job, ctx, log, signal) => {
+  const name = domainNameFor(job.instance.id);
+  const console_log = await ctx.files.consoleTail(job.instance.id, ctx.consoleTailBytes);
+  const destroyed = await ctx.hypervisor.destroy(name, signal);
+  const undefined_ = await ctx.hypervisor.undefine(name, signal);
+  await ctx.files.remove(job.instance.id);
+  log.info('instance destroyed', { domain: name, destroy: destroyed, undefine: undefined_ });
+  // The image may now be unused: trim the cache back under its cap.
+  await ctx.cache.evict(0);
+  return { console_log };
+};
+
+export const JOB_HANDLERS: Record<Job['kind'], JobHandler> = {
+  build,
+  start,
+  stop,
+  sleep: sleepJob,
+  wake,
+  reboot,
+  destroy,
+};

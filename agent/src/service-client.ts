@@ -1,0 +1,272 @@
+/**
+ * The agent's side of the hosts/jobs HTTP contract, and the image download (Glance GET /v2/images/{id}/file).
+ * Every response body is parsed with zod; a 409 on a lease call becomes LeaseLostError.
+ */
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { z } from 'zod';
+import { SAFE_ID } from './config.ts';
+import { LeaseLostError, ServiceError } from './errors.ts';
+import type { ImageSource } from './image-cache.ts';
+
+export const JOB_KINDS = ['build', 'start', 'stop', 'sleep', 'wake', 'reboot', 'destroy'] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+
+export const ImageRefSchema = z.object({
+  id: z.string().regex(SAFE_ID),
+  disk_format: z.string(),
+  size: z.number().int().nonnegative().nullish(),
+  os_hash_algo: z.literal('sha512'),
+  os_hash_value: z.string().regex(/^[0-9a-fA-F]{128}$/),
+});
+
+export const JobSchema = z.object({
+  id: z.string().regex(SAFE_ID),
+  kind: z.enum(JOB_KINDS),
+  lease_token: z.string().min(1),
+  lease_expires_at: z.string(),
+  attempt: z.number().int().nonnegative(),
+  instance: z.object({
+    id: z.string().regex(SAFE_ID),
+    name: z.string(),
+    hostname: z.string().min(1).max(253),
+    vcpus: z.number().int().positive(),
+    ram_mb: z.number().int().min(16),
+    disk_gb: z.number().int().nonnegative(),
+    user_data: z.string().nullable(),
+    // Only a build needs the image; other kinds tolerate its absence.
+    image: ImageRefSchema.nullish(),
+  }),
+});
+export type Job = z.infer<typeof JobSchema>;
+
+export const ServiceInstanceSchema = z.object({ id: z.string(), stage: z.string() }).loose();
+export type ServiceInstance = z.infer<typeof ServiceInstanceSchema>;
+
+export type ObservedState = 'running' | 'shutoff' | 'saved' | 'missing';
+
+export interface HostRegistration {
+  vcpus: number;
+  ram_mb: number;
+  disk_gb: number;
+  architecture: string;
+  hypervisor_type: 'qemu' | 'kvm';
+  hypervisor_version: number;
+}
+
+export interface JobResult {
+  console_log?: string;
+  domain_uuid?: string;
+}
+
+/** What the worker and reconcile need from the service (the e2e/bench fakes implement the HTTP side). */
+export interface ServicePort extends ImageSource {
+  registerHost(body: HostRegistration, signal?: AbortSignal): Promise<void>;
+  heartbeatHost(signal?: AbortSignal): Promise<void>;
+  claimJob(
+    leaseSeconds: number,
+    signal?: AbortSignal,
+  ): Promise<Job | null | { invalid: unknown; error: string }>;
+  heartbeatJob(jobId: string, leaseToken: string, signal?: AbortSignal): Promise<string>;
+  completeJob(jobId: string, leaseToken: string, result: JobResult, signal?: AbortSignal): Promise<void>;
+  failJob(jobId: string, leaseToken: string, reason: string, signal?: AbortSignal): Promise<void>;
+  listInstances(signal?: AbortSignal): Promise<ServiceInstance[]>;
+  reportObserved(
+    instanceId: string,
+    state: ObservedState,
+    reason?: string,
+    signal?: AbortSignal,
+  ): Promise<void>;
+}
+
+export interface ServiceClientOptions {
+  baseUrl: string;
+  hostId: string;
+  token: string;
+  timeoutMs?: number;
+}
+
+export class ServiceClient implements ServicePort {
+  private readonly timeoutMs: number;
+
+  constructor(private readonly options: ServiceClientOptions) {
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  private hostPath(suffix = ''): string {
+    return `/v1/hosts/${encodeURIComponent(this.options.hostId)}${suffix}`;
+  }
+
+  private async request(
+    method: string,
+    path: string,
+    options: { body?: unknown; signal?: AbortSignal; timeoutMs?: number; stream?: boolean } = {},
+  ): Promise<Response> {
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const headers: Record<string, string> = {
+      'X-Auth-Token': this.options.token,
+      Accept: 'application/json',
+    };
+    if (options.body !== undefined) headers['Content-Type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${path}`, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal,
+      });
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      throw new ServiceError(
+        `${method} ${path}: ${timeout.aborted ? 'timed out' : 'request failed'}`,
+        undefined,
+        {
+          cause: error,
+        },
+      );
+    }
+    return response;
+  }
+
+  private async expect(response: Response, method: string, path: string, ok: number[]): Promise<void> {
+    if (ok.includes(response.status)) return;
+    const text = await response.text().catch(() => '');
+    throw new ServiceError(
+      `${method} ${path}: HTTP ${response.status} ${text.slice(0, 300)}`,
+      response.status,
+    );
+  }
+
+  private async json(response: Response, method: string, path: string): Promise<unknown> {
+    try {
+      return await response.json();
+    } catch (error) {
+      throw new ServiceError(`${method} ${path}: response is not JSON`, response.status, { cause: error });
+    }
+  }
+
+  async registerHost(body: HostRegistration, signal?: AbortSignal): Promise<void> {
+    const path = this.hostPath();
+    const response = await this.request('PUT', path, { body, signal });
+    await this.expect(response, 'PUT', path, [200, 201]);
+    await response.body?.cancel();
+  }
+
+  async heartbeatHost(signal?: AbortSignal): Promise<void> {
+    const path = this.hostPath('/heartbeat');
+    const response = await this.request('POST', path, { signal });
+    await this.expect(response, 'POST', path, [200, 204]);
+    await response.body?.cancel();
+  }
+
+  /** null = no work (204). A job that fails the schema is handed back raw so the worker can fail it. */
+  async claimJob(
+    leaseSeconds: number,
+    signal?: AbortSignal,
+  ): Promise<Job | null | { invalid: unknown; error: string }> {
+    const path = this.hostPath('/jobs/claim');
+    const response = await this.request('POST', path, { body: { lease_seconds: leaseSeconds }, signal });
+    if (response.status === 204) {
+      await response.body?.cancel();
+      return null;
+    }
+    await this.expect(response, 'POST', path, [200]);
+    const body = await this.json(response, 'POST', path);
+    const raw = (body as { job?: unknown } | null)?.job;
+    const parsed = JobSchema.safeParse(raw);
+    if (!parsed.success) return { invalid: raw, error: z.prettifyError(parsed.error) };
+    return parsed.data;
+  }
+
+  async heartbeatJob(jobId: string, leaseToken: string, signal?: AbortSignal): Promise<string> {
+    const path = `/v1/jobs/${encodeURIComponent(jobId)}/heartbeat`;
+    const response = await this.request('POST', path, { body: { lease_token: leaseToken }, signal });
+    if (response.status === 409) {
+      await response.body?.cancel();
+      throw new LeaseLostError(`job ${jobId}: lease lost`);
+    }
+    await this.expect(response, 'POST', path, [200]);
+    const body = z
+      .object({ lease_expires_at: z.string() })
+      .safeParse(await this.json(response, 'POST', path));
+    if (!body.success) throw new ServiceError(`POST ${path}: unexpected body`, 200);
+    return body.data.lease_expires_at;
+  }
+
+  async completeJob(
+    jobId: string,
+    leaseToken: string,
+    result: JobResult,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const path = `/v1/jobs/${encodeURIComponent(jobId)}/complete`;
+    const response = await this.request('POST', path, { body: { lease_token: leaseToken, result }, signal });
+    if (response.status === 409) {
+      await response.body?.cancel();
+      throw new LeaseLostError(`job ${jobId}: lease lost before completion`);
+    }
+    await this.expect(response, 'POST', path, [200, 204]);
+    await response.body?.cancel();
+  }
+
+  async failJob(jobId: string, leaseToken: string, reason: string, signal?: AbortSignal): Promise<void> {
+    const path = `/v1/jobs/${encodeURIComponent(jobId)}/fail`;
+    const response = await this.request('POST', path, { body: { lease_token: leaseToken, reason }, signal });
+    if (response.status === 409) {
+      await response.body?.cancel();
+      throw new LeaseLostError(`job ${jobId}: lease lost before failing it`);
+    }
+    await this.expect(response, 'POST', path, [200, 204]);
+    await response.body?.cancel();
+  }
+
+  async listInstances(signal?: AbortSignal): Promise<ServiceInstance[]> {
+    const path = this.hostPath('/instances');
+    const response = await this.request('GET', path, { signal });
+    await this.expect(response, 'GET', path, [200]);
+    const parsed = z
+      .object({ instances: z.array(ServiceInstanceSchema) })
+      .safeParse(await this.json(response, 'GET', path));
+    if (!parsed.success)
+      throw new ServiceError(`GET ${path}: unexpected body: ${z.prettifyError(parsed.error)}`, 200);
+    return parsed.data.instances;
+  }
+
+  async reportObserved(
+    instanceId: string,
+    state: ObservedState,
+    reason?: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const path = this.hostPath(`/instances/${encodeURIComponent(instanceId)}/observed`);
+    const response = await this.request('POST', path, {
+      body: reason ? { state, reason } : { state },
+      signal,
+    });
+    await this.expect(response, 'POST', path, [200, 204]);
+    await response.body?.cancel();
+  }
+
+  /** Streams GET /v2/images/{id}/file; the download's own signal (not the short request timeout) bounds it. */
+  async open(imageId: string, signal: AbortSignal): Promise<{ body: Readable; contentLength?: number }> {
+    const path = `/v2/images/${encodeURIComponent(imageId)}/file`;
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${path}`, {
+        headers: { 'X-Auth-Token': this.options.token, Accept: 'application/octet-stream' },
+        signal,
+      });
+    } catch (error) {
+      throw new ServiceError(`GET ${path}: request failed`, undefined, { cause: error });
+    }
+    await this.expect(response, 'GET', path, [200]);
+    if (!response.body) throw new ServiceError(`GET ${path}: empty body`, response.status);
+    const length = response.headers.get('content-length');
+    return {
+      body: Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>),
+      contentLength: length === null ? undefined : Number(length),
+    };
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The S3-upload import path against the machine's hashing limit: an object put into the upload
+ * bucket, timed from the moment S3 holds it until the image is active (trigger, state machine,
+ * one streaming read with md5 + sha512 on two threads and format inspection, server-side copy,
+ * activation). The limit is the two-thread md5 + sha512 rate on in-memory blocks, measured in
+ * the same run just before and after; the ratio is against the higher of the two.
+ *
+ * Runs alone too: `npx tsx bench/import.ts [bytes]` (default 1 GiB).
+ */
+import { createHash, randomFillSync, randomUUID } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
+import { serviceConfig } from '#shared/config';
+import { hashingLimit } from './api.ts';
+import { type BenchBackend, round, startBenchBackend } from './lib.ts';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export interface ImportBenchResult {
+  bytes: number;
+  /** PutObject into s3rver (not part of the import time). */
+  putMiBps: number;
+  /** Two-thread md5 + sha512 on in-memory blocks, before and after the import. */
+  limitMiBps: number;
+  limitSamplesMiBps: [number, number];
+  importMiBps: number;
+  importSeconds: number;
+  /** importMiBps / limitMiBps. */
+  ratio: number;
+  checksumOk: boolean;
+}
+
+/** `size` bytes of random data (a random 16 MiB block repeated: cheap to make, no easy compression). */
+function sourceBytes(size: number): Buffer {
+  const block = randomFillSync(Buffer.allocUnsafe(Math.min(size, 16 * MiB)));
+  const out = Buffer.allocUnsafe(size);
+  for (let offset = 0; offset < size; offset += block.length)
+    block.copy(out, offset, 0, Math.min(block.length, size - offset));
+  return out;
+}
+
+async function waitActive(
+  id: string,
+  timeoutMs: number,
+): Promise<{ checksum: string | null; status: string }> {
+  const repo = new DynamoImageRepository();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const image = await repo.get(id);
+    if (image && (image.status === 'active' || image.properties.os_glance_failed_import)) return image;
+    if (Date.now() > deadline) throw new Error(`image ${id} did not become active within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+export async function benchImport(bench: BenchBackend, sizeBytes: number = GiB): Promise<ImportBenchResult> {
+  const bytes = sourceBytes(sizeBytes);
+  const md5 = createHash('md5').update(bytes).digest('hex');
+
+  const before = await hashingLimit(sizeBytes);
+
+  // The image the upload names (the images/<id> key convention).
+  const created = await fetch(`${bench.url}/v2/images`, {
+    method: 'POST',
+    headers: { 'x-auth-token': bench.tokens.admin, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: `bench-import-${randomUUID()}`,
+      disk_format: 'raw',
+      container_format: 'bare',
+    }),
+  });
+  if (created.status !== 201) throw new Error(`create: ${created.status} ${await created.text()}`);
+  const { id } = (await created.json()) as { id: string };
+
+  const s3 = new S3Client({
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  let putSeconds: number;
+  let importSeconds: number;
+  let image: { checksum: string | null; status: string };
+  try {
+    const putStart = performance.now();
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: serviceConfig().buckets.uploads,
+        Key: `images/${id}`,
+        Body: bytes,
+        ContentLength: bytes.length,
+      }),
+    );
+    const stored = performance.now();
+    putSeconds = (stored - putStart) / 1000;
+    image = await waitActive(id, 30 * 60 * 1000);
+    importSeconds = (performance.now() - stored) / 1000;
+  } finally {
+    s3.destroy();
+  }
+  await bench.backend.idle();
+
+  const after = await hashingLimit(sizeBytes);
+  const limit = Math.max(before, after);
+  const importMiBps = sizeBytes / MiB / importSeconds;
+  return {
+    bytes: sizeBytes,
+    putMiBps: round(sizeBytes / MiB / putSeconds, 0),
+    limitMiBps: round(limit, 0),
+    limitSamplesMiBps: [round(before, 0), round(after, 0)],
+    importMiBps: round(importMiBps, 0),
+    importSeconds: round(importSeconds, 2),
+    ratio: round(importMiBps / limit),
+    checksumOk: image.status === 'active' && image.checksum === md5,
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const size = Number(process.argv[2] ?? process.env.HANGAR_BENCH_UPLOAD_BYTES ?? GiB);
+  const bench = await startBenchBackend();
+  try {
+    const result = await benchImport(bench, size);
+    console.log(JSON.stringify(result, null, 2));
+    console.log(
+      `S3-upload import of ${round(size / MiB, 0)} MiB: ${result.importMiBps} MiB/s against a two-thread hashing limit of ${result.limitMiBps} MiB/s (${Math.round(result.ratio * 100)}%)`,
+    );
+  } finally {
+    await bench.stop();
+  }
+}

@@ -1,0 +1,67 @@
+/** Small helpers shared by the benchmarks: timing, percentiles, a throw-away backend. */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Backend, startBackend } from '../local/backend.ts';
+
+export interface Stats {
+  n: number;
+  medianMs: number;
+  p99Ms: number;
+}
+
+export function stats(samples: number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  return { n: sorted.length, medianMs: round(at(0.5)), p99Ms: round(at(0.99)) };
+}
+
+export function round(value: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - start, value };
+}
+
+export interface BenchBackend {
+  backend: Backend;
+  url: string;
+  tokens: { admin: string; alice: string; bob: string };
+  stop(): Promise<void>;
+}
+
+/** An in-memory backend with three tokens, for one benchmark run. */
+export async function startBenchBackend(): Promise<BenchBackend> {
+  const dir = mkdtempSync(join(tmpdir(), 'hangar-bench-'));
+  const tokens = {
+    admin: randomBytes(16).toString('hex'),
+    alice: randomBytes(16).toString('hex'),
+    bob: randomBytes(16).toString('hex'),
+  };
+  const file = join(dir, 'tokens.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      tokens: {
+        [tokens.admin]: { project: 'admin', user: 'admin', roles: ['admin', 'member'] },
+        [tokens.alice]: { project: 'projA', user: 'alice', roles: ['member'] },
+        [tokens.bob]: { project: 'projB', user: 'bob', roles: ['member'] },
+      },
+    }),
+  );
+  const backend = await startBackend({ port: 0, storage: 'memory', tokensFile: file, logLevel: 'error' });
+  return {
+    backend,
+    url: backend.url,
+    tokens,
+    async stop() {
+      await backend.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

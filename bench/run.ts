@@ -1,0 +1,57 @@
+/**
+ * `npm run bench`: every benchmark in one run, printed as JSON and as a short summary.
+ * Ratios are against baselines measured in the same run, on the same machine.
+ */
+import {
+  benchLatencies,
+  benchListScaling,
+  hashingLimit,
+  pipelineToNull,
+  singleThreadHashing,
+  uploadThroughput,
+} from './api.ts';
+import { round, startBenchBackend } from './lib.ts';
+
+const GiB = 1024 * 1024 * 1024;
+const size = Number(process.env.HANGAR_BENCH_UPLOAD_BYTES ?? GiB);
+
+const backend = await startBenchBackend();
+try {
+  const latencies = await benchLatencies(backend);
+  const limit = await hashingLimit(size);
+  const single = singleThreadHashing(Math.min(size, 512 * 1024 * 1024));
+  const pipeline = await pipelineToNull(size);
+  const upload = await uploadThroughput(backend, size);
+  const listing = await benchListScaling(backend);
+  const result = {
+    machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+    latenciesMs: latencies,
+    listScaling: listing,
+    hashing: {
+      twoThreadLimitMiBps: round(limit, 0),
+      singleThreadMiBps: round(single, 0),
+      pipelineToNullMiBps: round(pipeline, 0),
+      pipelineRatio: round(pipeline / limit),
+    },
+    upload: {
+      bytes: size,
+      mibps: round(upload.mibps, 0),
+      ratioToLimit: round(upload.mibps / limit),
+      checksumOk: upload.checksumOk,
+    },
+  };
+  console.log(JSON.stringify(result, null, 2));
+  console.log(
+    `\nlatency median/p99 ms: create ${latencies.create?.medianMs}/${latencies.create?.p99Ms}, show ${latencies.show?.medianMs}/${latencies.show?.p99Ms}, patch ${latencies.patch?.medianMs}/${latencies.patch?.p99Ms}, list ${latencies.list?.medianMs}/${latencies.list?.p99Ms}`,
+  );
+  console.log(
+    `list page median: 1k images ${listing.images1k.medianMs} ms, 20k images ${listing.images20k.medianMs} ms, ratio ${listing.ratioMedian}`,
+  );
+  console.log(
+    `hashing limit (2 threads) ${round(limit, 0)} MiB/s; pipeline to null ${round(pipeline, 0)} MiB/s (${round(pipeline / limit)}); HTTP upload to s3rver ${round(upload.mibps, 0)} MiB/s (${round(upload.mibps / limit)})`,
+  );
+} finally {
+  // A benchmark must end: stop the backend, but don't wait on stragglers (keep-alive sockets).
+  await Promise.race([backend.stop(), new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+  process.exit(process.exitCode ?? 0);
+}

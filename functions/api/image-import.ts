@@ -1,0 +1,89 @@
+/**
+ * Interoperable image import (Glance's GET /v2/info/import, PUT /stage, POST /import) and
+ * Hangar's presigned multipart uploads (POST /multipart-upload, /complete, /abort), which take
+ * image bodies straight to S3 because API Gateway and Lambda cannot carry more than 6-10 MB.
+ * All of them end in the import state machine.
+ */
+import { NotFoundError, UnsupportedMediaTypeError } from '#core/errors';
+import { IMPORT_METHODS } from '#core/image-import';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
+import { getTaskServices } from '#shared/task-services';
+
+async function info(): Promise<ApiResponse> {
+  return {
+    status: 200,
+    json: {
+      'import-methods': {
+        description: 'Import methods available.',
+        type: 'array',
+        value: [...IMPORT_METHODS],
+      },
+    },
+  };
+}
+
+async function stage(request: ApiRequest): Promise<ApiResponse> {
+  const contentType = request.headers['content-type']?.split(';')[0]?.trim();
+  if (contentType !== 'application/octet-stream')
+    throw new UnsupportedMediaTypeError(
+      `The request media type ${contentType ?? 'None'} is not supported by this server.`,
+    );
+  await getTaskServices().imports.stage(request.principal, imageId(request), request.stream(), {
+    declaredSize: request.headers['x-openstack-image-size'],
+  });
+  return { status: 204 };
+}
+
+async function importImage(request: ApiRequest): Promise<ApiResponse> {
+  await getTaskServices().imports.requestImport(
+    request.principal,
+    imageId(request),
+    await request.json(),
+    request.requestId,
+  );
+  return { status: 202 };
+}
+
+async function startUpload(request: ApiRequest): Promise<ApiResponse> {
+  const session = await getTaskServices().imports.startMultipartUpload(
+    request.principal,
+    imageId(request),
+    await request.json(),
+  );
+  return { status: 201, json: session };
+}
+
+async function completeUpload(request: ApiRequest): Promise<ApiResponse> {
+  const id = imageId(request);
+  await getTaskServices().imports.completeMultipartUpload(request.principal, id, await request.json());
+  // The object's creation event starts the import; the image's tasks show how it goes.
+  return { status: 202, json: { image_id: id, tasks: `/v2/images/${id}/tasks` } };
+}
+
+async function abortUpload(request: ApiRequest): Promise<ApiResponse> {
+  await getTaskServices().imports.abortMultipartUpload(
+    request.principal,
+    imageId(request),
+    await request.json(),
+  );
+  return { status: 204 };
+}
+
+function imageId(request: ApiRequest): string {
+  return request.params.image_id ?? '';
+}
+
+const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+  'GET /v2/info/import': info,
+  'PUT /v2/images/{image_id}/stage': stage,
+  'POST /v2/images/{image_id}/import': importImage,
+  'POST /v2/images/{image_id}/multipart-upload': startUpload,
+  'POST /v2/images/{image_id}/multipart-upload/complete': completeUpload,
+  'POST /v2/images/{image_id}/multipart-upload/abort': abortUpload,
+};
+
+export const handler = httpHandler(async (request) => {
+  const route = ROUTES[request.event.routeKey];
+  if (!route) throw new NotFoundError('The resource could not be found.');
+  return route(request);
+});

@@ -1,0 +1,85 @@
+/** Hangar's instances API (docs/instances-api.md): create, list, show, and life-cycle actions. */
+import { BadRequestError, NotFoundError } from '#core/errors';
+import { ACTIONS, type Action, instancePath, renderInstance } from '#core/instances';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
+import { getInstanceServices } from '#shared/instance-services';
+
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+
+/** 202: the instance exists (stage Building, its host chosen); the host agent builds it later. */
+async function create(request: ApiRequest): Promise<ApiResponse> {
+  const instance = await getInstanceServices().instances.create(request.principal, await request.json());
+  return {
+    status: 202,
+    headers: { location: `${request.origin}${instancePath(instance.id)}` },
+    json: renderInstance(instance),
+  };
+}
+
+function parseLimit(raw: string | undefined): number {
+  if (raw === undefined) return DEFAULT_LIMIT;
+  const limit = Number(raw);
+  if (!/^\d+$/.test(raw) || limit < 1 || limit > MAX_LIMIT)
+    throw new BadRequestError(`limit must be an integer from 1 to ${MAX_LIMIT}.`);
+  return limit;
+}
+
+async function list(request: ApiRequest): Promise<ApiResponse> {
+  const limit = parseLimit(request.query.get('limit'));
+  const marker = request.query.get('marker');
+  const project = request.query.get('project');
+  const instances = await getInstanceServices().instances.list(request.principal, {
+    limit,
+    ...(marker !== undefined ? { marker } : {}),
+    ...(project !== undefined ? { project } : {}),
+  });
+  const last = instances.length === limit ? instances[instances.length - 1]?.id : undefined;
+  const next = new URLSearchParams(
+    request.query.pairs
+      .filter(([key]) => key !== 'marker')
+      .map(([key, value]): [string, string] => [key, value]),
+  );
+  if (last) next.set('marker', last);
+  return {
+    status: 200,
+    json: {
+      instances: instances.map((instance) => renderInstance(instance)),
+      ...(last ? { next: `/v1/instances?${next.toString()}` } : {}),
+    },
+  };
+}
+
+async function show(request: ApiRequest): Promise<ApiResponse> {
+  const instance = await getInstanceServices().instances.show(
+    request.principal,
+    request.params.instance_id ?? '',
+  );
+  return { status: 200, json: renderInstance(instance, { console: true }) };
+}
+
+/** 202: the action's job is queued; the stage changes when the host agent reports it done. */
+async function action(request: ApiRequest): Promise<ApiResponse> {
+  const name = request.params.action ?? '';
+  if (!(ACTIONS as readonly string[]).includes(name))
+    throw new NotFoundError(`Unknown action ${name}; actions are ${ACTIONS.join(', ')}.`);
+  const instance = await getInstanceServices().instances.act(
+    request.principal,
+    request.params.instance_id ?? '',
+    name as Action,
+  );
+  return { status: 202, json: renderInstance(instance) };
+}
+
+const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+  'POST /v1/instances': create,
+  'GET /v1/instances': list,
+  'GET /v1/instances/{instance_id}': show,
+  'POST /v1/instances/{instance_id}/actions/{action}': action,
+};
+
+export const handler = httpHandler(async (request) => {
+  const route = ROUTES[request.event.routeKey];
+  if (!route) throw new NotFoundError('The resource could not be found.');
+  return route(request);
+});

@@ -1,0 +1,60 @@
+/** Image members (sharing): add, list, show, update the status, remove. Rules in core/image-members.ts. */
+import { NotFoundError } from '#core/errors';
+import { renderMember, renderMembers } from '#core/image-members';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
+import { getServices } from '#shared/services';
+
+function imageId(request: ApiRequest): string {
+  return request.params.image_id ?? '';
+}
+
+function memberId(request: ApiRequest): string {
+  return request.params.member_id ?? '';
+}
+
+async function create(request: ApiRequest): Promise<ApiResponse> {
+  const member = await getServices().members.add(request.principal, imageId(request), await request.json());
+  // Glance answers 200, not 201, with the new member.
+  return { status: 200, json: renderMember(member) };
+}
+
+async function list(request: ApiRequest): Promise<ApiResponse> {
+  return {
+    status: 200,
+    json: renderMembers(await getServices().members.list(request.principal, imageId(request))),
+  };
+}
+
+async function show(request: ApiRequest): Promise<ApiResponse> {
+  const member = await getServices().members.show(request.principal, imageId(request), memberId(request));
+  return { status: 200, json: renderMember(member) };
+}
+
+async function update(request: ApiRequest): Promise<ApiResponse> {
+  const member = await getServices().members.updateStatus(
+    request.principal,
+    imageId(request),
+    memberId(request),
+    await request.json(),
+  );
+  return { status: 200, json: renderMember(member) };
+}
+
+async function remove(request: ApiRequest): Promise<ApiResponse> {
+  await getServices().members.remove(request.principal, imageId(request), memberId(request));
+  return { status: 204 };
+}
+
+const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+  'POST /v2/images/{image_id}/members': create,
+  'GET /v2/images/{image_id}/members': list,
+  'GET /v2/images/{image_id}/members/{member_id}': show,
+  'PUT /v2/images/{image_id}/members/{member_id}': update,
+  'DELETE /v2/images/{image_id}/members/{member_id}': remove,
+};
+
+export const handler = httpHandler(async (request) => {
+  const route = ROUTES[request.event.routeKey];
+  if (!route) throw new NotFoundError('The resource could not be found.');
+  return route(request);
+});

@@ -1,0 +1,307 @@
+/**
+ * Use cases of name:tag references. A reference lives in a namespace: the caller's project, or
+ * `public` (admins only), which every project resolves after its own. Moves are compare-and-swap
+ * on the reference's version, so of two concurrent moves exactly one wins and the other gets 409.
+ */
+import { BadRequestError, ConflictError, ForbiddenError, StaleWriteError } from './errors.ts';
+import type { ImageRecord } from './image.ts';
+import type { ImagesService } from './images-service.ts';
+import { makePrincipal, type Principal } from './principal.ts';
+import {
+  assertExpected,
+  type HistoryAction,
+  type HistoryEntry,
+  notFoundReference,
+  PUBLIC_NAMESPACE,
+  parseReference,
+  planRetention,
+  type ReferenceName,
+  type ReferenceRecord,
+  type RetentionPlan,
+  type RetentionPolicy,
+  rollbackTarget,
+  validateName,
+} from './references.ts';
+
+export interface ReferenceRepository {
+  get(namespace: string, name: string, tag: string): Promise<ReferenceRecord | null>;
+  /** ConflictError when it exists. */
+  create(reference: ReferenceRecord, entry: HistoryEntry): Promise<void>;
+  /** StaleWriteError unless the stored version is still `previous.version`. */
+  move(previous: ReferenceRecord, next: ReferenceRecord, entry: HistoryEntry): Promise<void>;
+  delete(previous: ReferenceRecord, entry: HistoryEntry): Promise<void>;
+  list(namespace: string, name?: string): Promise<ReferenceRecord[]>;
+  /** Every tag's history of a name when `tag` is undefined. */
+  history(namespace: string, name: string, tag?: string): Promise<HistoryEntry[]>;
+  getPolicy(namespace: string, name: string): Promise<RetentionPolicy | null>;
+  putPolicy(namespace: string, name: string, policy: RetentionPolicy): Promise<void>;
+}
+
+/** Which images instances run from (the instances API implements it). */
+export interface ImageUsage {
+  inUse(imageIds: readonly string[]): Promise<Set<string>>;
+}
+
+/** Set on an image when retention hides it; the grace period counts from here. */
+export const RETIRED_AT_PROPERTY = 'hangar_retired_at';
+
+const iso = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
+
+export class ReferencesService {
+  constructor(
+    private readonly repo: ReferenceRepository,
+    private readonly images: ImagesService,
+    private readonly usage: ImageUsage,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  /** The namespace a write addresses: the caller's project, or `public` for admins who ask. */
+  private writeNamespace(principal: Principal, requested: string | undefined): string {
+    if (requested === undefined || requested === principal.project) return principal.project;
+    if (!principal.isAdmin)
+      throw new ForbiddenError(`Only admins may change references in namespace '${requested}'.`);
+    return requested;
+  }
+
+  private async usableImage(principal: Principal, id: string, namespace: string): Promise<ImageRecord> {
+    const image = await this.images.show(principal, id);
+    if (image.status !== 'active')
+      throw new ConflictError(`Image ${id} is ${image.status}; only active images can be referenced.`);
+    if (namespace === PUBLIC_NAMESPACE && image.visibility !== 'public' && image.visibility !== 'community')
+      throw new ConflictError(
+        `Image ${id} is ${image.visibility}; a public reference must point to a public or community image.`,
+      );
+    return image;
+  }
+
+  private entry(
+    ref: ReferenceRecord,
+    action: HistoryAction,
+    from: string | null,
+    to: string | null,
+    by: Principal,
+  ): HistoryEntry {
+    return {
+      namespace: ref.namespace,
+      name: ref.name,
+      tag: ref.tag,
+      seq: ref.version,
+      action,
+      from,
+      to,
+      by: `${by.user}@${by.project}`,
+      at: iso(this.clock()),
+    };
+  }
+
+  async create(
+    principal: Principal,
+    input: { reference: string; image_id: string; namespace?: string },
+  ): Promise<ReferenceRecord> {
+    const { name, tag } = parseReference(input.reference);
+    const namespace = this.writeNamespace(principal, input.namespace);
+    await this.usableImage(principal, input.image_id, namespace);
+    const now = iso(this.clock());
+    const ref: ReferenceRecord = {
+      namespace,
+      name,
+      tag,
+      image_id: input.image_id,
+      created_at: now,
+      updated_at: now,
+      updated_by: `${principal.user}@${principal.project}`,
+      version: 1,
+    };
+    await this.repo.create(ref, this.entry(ref, 'create', null, input.image_id, principal));
+    await this.applyRetentionQuietly(namespace, name);
+    return ref;
+  }
+
+  /** Own namespace first, then public; the image must be visible to the caller (else 404). */
+  async resolve(
+    principal: Principal,
+    text: string,
+  ): Promise<{ reference: ReferenceRecord; image: ImageRecord }> {
+    const parsed = parseReference(text);
+    const reference = await this.find(principal, parsed);
+    const image = await this.images.show(principal, reference.image_id).catch(() => {
+      throw notFoundReference(parsed);
+    });
+    return { reference, image };
+  }
+
+  private async find(principal: Principal, ref: ReferenceName, namespace?: string): Promise<ReferenceRecord> {
+    const namespaces = namespace !== undefined ? [namespace] : [principal.project, PUBLIC_NAMESPACE];
+    if (
+      namespace !== undefined &&
+      namespace !== principal.project &&
+      namespace !== PUBLIC_NAMESPACE &&
+      !principal.isAdmin
+    )
+      throw notFoundReference(ref);
+    for (const ns of namespaces) {
+      const found = await this.repo.get(ns, ref.name, ref.tag);
+      if (found) return found;
+    }
+    throw notFoundReference(ref);
+  }
+
+  async show(principal: Principal, text: string, namespace?: string): Promise<ReferenceRecord> {
+    return this.find(principal, parseReference(text), namespace);
+  }
+
+  async list(principal: Principal, namespace?: string, name?: string): Promise<ReferenceRecord[]> {
+    if (name !== undefined) validateName(name);
+    const ns = namespace ?? principal.project;
+    if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin) return [];
+    return this.repo.list(ns, name);
+  }
+
+  async move(
+    principal: Principal,
+    text: string,
+    input: { image_id: string; expect?: string; namespace?: string },
+    action: HistoryAction = 'move',
+  ): Promise<ReferenceRecord> {
+    const parsed = parseReference(text);
+    const namespace = this.writeNamespace(principal, input.namespace);
+    const current = await this.repo.get(namespace, parsed.name, parsed.tag);
+    if (!current) throw notFoundReference(parsed);
+    assertExpected(current, input.expect);
+    if (current.image_id === input.image_id) return current;
+    await this.usableImage(principal, input.image_id, namespace);
+    const next: ReferenceRecord = {
+      ...current,
+      image_id: input.image_id,
+      updated_at: iso(this.clock()),
+      updated_by: `${principal.user}@${principal.project}`,
+      version: current.version + 1,
+    };
+    try {
+      await this.repo.move(
+        current,
+        next,
+        this.entry(next, action, current.image_id, input.image_id, principal),
+      );
+    } catch (error) {
+      if (error instanceof StaleWriteError)
+        throw new ConflictError(
+          `Reference ${parsed.name}:${parsed.tag} was moved by another request; read it again and retry.`,
+        );
+      throw error;
+    }
+    await this.applyRetentionQuietly(namespace, parsed.name);
+    return next;
+  }
+
+  async rollback(
+    principal: Principal,
+    text: string,
+    input: { to?: string; expect?: string; namespace?: string },
+  ): Promise<ReferenceRecord> {
+    const parsed = parseReference(text);
+    const namespace = this.writeNamespace(principal, input.namespace);
+    const current = await this.repo.get(namespace, parsed.name, parsed.tag);
+    if (!current) throw notFoundReference(parsed);
+    const history = await this.repo.history(namespace, parsed.name, parsed.tag);
+    const target = rollbackTarget(current, history, input.to);
+    return this.move(
+      principal,
+      text,
+      { image_id: target, expect: input.expect ?? current.image_id, namespace },
+      'rollback',
+    );
+  }
+
+  async delete(principal: Principal, text: string, namespace?: string): Promise<void> {
+    const parsed = parseReference(text);
+    const ns = this.writeNamespace(principal, namespace);
+    const current = await this.repo.get(ns, parsed.name, parsed.tag);
+    if (!current) throw notFoundReference(parsed);
+    const gone = { ...current, version: current.version + 1 };
+    await this.repo.delete(current, this.entry(gone, 'delete', current.image_id, null, principal));
+  }
+
+  async history(principal: Principal, text: string, namespace?: string): Promise<HistoryEntry[]> {
+    const parsed = parseReference(text);
+    const current = await this.find(principal, parsed, namespace).catch(() => undefined);
+    const ns = current?.namespace ?? namespace ?? principal.project;
+    if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin)
+      throw notFoundReference(parsed);
+    const entries = await this.repo.history(ns, parsed.name, parsed.tag);
+    if (entries.length === 0) throw notFoundReference(parsed);
+    return entries.sort((a, b) => b.seq - a.seq);
+  }
+
+  async setPolicy(
+    principal: Principal,
+    name: string,
+    policy: RetentionPolicy,
+    namespace?: string,
+  ): Promise<RetentionPolicy> {
+    validateName(name);
+    if (!Number.isInteger(policy.keep) || policy.keep < 1)
+      throw new BadRequestError('keep must be an integer of at least 1.');
+    if (!Number.isInteger(policy.grace_seconds) || policy.grace_seconds < 0)
+      throw new BadRequestError('grace_seconds must be a non-negative integer.');
+    const ns = this.writeNamespace(principal, namespace);
+    await this.repo.putPolicy(ns, name, policy);
+    return policy;
+  }
+
+  async getPolicy(principal: Principal, name: string, namespace?: string): Promise<RetentionPolicy | null> {
+    validateName(name);
+    const ns = namespace ?? principal.project;
+    if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin) return null;
+    return this.repo.getPolicy(ns, name);
+  }
+
+  /** Applies the name's retention policy now; returns what it did. */
+  async applyRetention(principal: Principal, name: string, namespace?: string): Promise<RetentionPlan> {
+    validateName(name);
+    return this.retain(this.writeNamespace(principal, namespace), name);
+  }
+
+  private async applyRetentionQuietly(namespace: string, name: string): Promise<void> {
+    // Retention is housekeeping: a failure here must not fail the move that triggered it.
+    await this.retain(namespace, name).catch(() => undefined);
+  }
+
+  private async retain(namespace: string, name: string): Promise<RetentionPlan> {
+    const policy = await this.repo.getPolicy(namespace, name);
+    if (!policy) return { hide: [], deactivate: [] };
+    const [history, references] = await Promise.all([
+      this.repo.history(namespace, name),
+      this.repo.list(namespace, name),
+    ]);
+    const candidates = [...new Set(history.map((e) => e.to).filter((id): id is string => id !== null))];
+    // Retention acts for the namespace with the rights of its policy, not of whoever moved a tag.
+    const actor = makePrincipal(namespace, 'retention', ['admin']);
+    const hiddenAt = new Map<string, number>();
+    for (const id of candidates) {
+      const image = await this.images.show(actor, id).catch(() => undefined);
+      const stamp = image?.properties[RETIRED_AT_PROPERTY];
+      if (image && stamp) hiddenAt.set(id, Date.parse(stamp));
+    }
+    const plan = planRetention({
+      policy,
+      history,
+      pointedTo: new Set(references.map((r) => r.image_id)),
+      inUse: await this.usage.inUse(candidates),
+      hiddenAt,
+      now: this.clock().getTime(),
+    });
+    for (const id of plan.hide)
+      await this.images.mutate(actor, id, (image) =>
+        image.os_hidden && image.properties[RETIRED_AT_PROPERTY]
+          ? null
+          : {
+              ...image,
+              os_hidden: true,
+              properties: { ...image.properties, [RETIRED_AT_PROPERTY]: iso(this.clock()) },
+            },
+      );
+    for (const id of plan.deactivate) await this.images.deactivate(actor, id).catch(() => undefined);
+    return plan;
+  }
+}

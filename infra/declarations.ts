@@ -1,0 +1,193 @@
+/**
+ * What every deployed function may touch, declared in ONE place. Which functions exist comes
+ * from ROUTES and functions/tasks/registry.ts; what each may do is declared only here. The CDK
+ * app grants exactly this and nothing more, the stateful stack derives the image-writer roles
+ * from it, and the infra tests compare the synthesized IAM policies against it. A module that is
+ * not declared here fails the synth (apiAccess, taskAccess), so nothing ships with guessed
+ * permissions.
+ */
+import { ROUTES } from '#api/routes';
+
+/** The four buckets, by the name the functions know them under. */
+export type BucketName = 'images' | 'uploads' | 'staging' | 'exports';
+
+export interface BucketSpec {
+  /** The variable functions/shared/config.ts reads the bucket name from. */
+  readonly envVar: string;
+  /** The keys functions may touch: grants are scoped to this, not to the whole bucket. */
+  readonly objects: string;
+  /** Days after which objects are expired by lifecycle; undefined keeps them. */
+  readonly expireAfterDays?: number;
+}
+
+export const BUCKETS: Readonly<Record<BucketName, BucketSpec>> = {
+  // Keys are images/<id>/<uuid> (functions/core/image-data.ts); immutable, see stateful-stack.ts.
+  images: { envVar: 'HANGAR_IMAGE_BUCKET', objects: 'images/*' },
+  // Client uploads (images/<id>, new/<name>) through presigned URLs; imported, then removed.
+  uploads: { envVar: 'HANGAR_UPLOAD_BUCKET', objects: '*', expireAfterDays: 7 },
+  staging: { envVar: 'HANGAR_STAGING_BUCKET', objects: '*', expireAfterDays: 7 },
+  // Converted images under exports/<task>/ (functions/core/image-export.ts).
+  exports: { envVar: 'HANGAR_EXPORT_BUCKET', objects: 'exports/*', expireAfterDays: 7 },
+};
+
+/**
+ * read: GetObject (also what a presigned GET is checked against); read-versions: GetObjectVersion
+ * (a copy pinned to the version that was read); write: PutObject including multipart (and
+ * presigned UploadPart), AbortMultipartUpload; delete: DeleteObject; list: ListBucket on the
+ * bucket, which also turns a HEAD on a missing key into 404 instead of 403.
+ */
+export type BucketMode = 'read' | 'read-versions' | 'write' | 'delete' | 'list';
+
+export const BUCKET_ACTIONS: Readonly<Record<BucketMode, readonly string[]>> = {
+  read: ['s3:GetObject'],
+  'read-versions': ['s3:GetObjectVersion'],
+  write: ['s3:PutObject', 's3:AbortMultipartUpload'],
+  delete: ['s3:DeleteObject'],
+  list: ['s3:ListBucket'],
+};
+
+/**
+ * R: GetItem/BatchGetItem/Query; RW adds the writes TransactWriteItems is authorized against.
+ * No Scan: nothing on a request path may scan the table.
+ */
+export type TableMode = 'R' | 'RW';
+
+export const TABLE_ACTIONS: Readonly<Record<TableMode, readonly string[]>> = {
+  R: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:ConditionCheckItem'],
+  RW: [
+    'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
+    'dynamodb:Query',
+    'dynamodb:ConditionCheckItem',
+    'dynamodb:PutItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:BatchWriteItem',
+  ],
+};
+
+export interface Access {
+  readonly table?: TableMode;
+  readonly buckets?: Readonly<Partial<Record<BucketName, readonly BucketMode[]>>>;
+  /** Workflows (STATE_MACHINES keys, functions/tasks/registry.ts) started: StartExecution + ARN env var. */
+  readonly startsWorkflows?: readonly string[];
+}
+
+/**
+ * The API modules of functions/api (one Lambda each, named by ROUTES). Their timeout stays
+ * under API Gateway's 30 s integration limit.
+ */
+export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number }>> = {
+  versions: {},
+  schemas: {},
+  // Delete removes the blob after tombstoning the record (functions/api/images.ts).
+  images: { table: 'RW', buckets: { images: ['delete'] } },
+  // Upload writes images/<id>/<uuid> (multipart), removes it on failure; download presigns a GET.
+  // Two hash threads (md5, sha512) want more than one vCPU's worth of memory share.
+  'image-data': { table: 'RW', buckets: { images: ['read', 'write', 'delete'] }, memorySize: 1024 },
+  // stage: replaces staging/<id>; multipart: creates, presigns, completes, aborts uploads/images/<id>.
+  'image-import': {
+    table: 'RW',
+    buckets: { staging: ['write', 'delete'], uploads: ['write'] },
+    startsWorkflows: ['import'],
+  },
+  // Export tasks and Glance's legacy import task start their workflows; listing reads the table.
+  tasks: { table: 'RW', startsWorkflows: ['import', 'export'] },
+  // name:tag references and their history; retention hides and deactivates images (records only).
+  references: { table: 'RW' },
+  // Instances, hosts and their job queue (records only; agents download images via image-data).
+  instances: { table: 'RW' },
+  hosts: { table: 'RW' },
+  // Image sharing: member records next to the image's.
+  members: { table: 'RW' },
+};
+
+/**
+ * The Step Functions task modules (functions/tasks/registry.ts maps ASL placeholders to them),
+ * by module path. Each runs with exactly this access.
+ */
+export const TASK_ACCESS: Readonly<Record<string, Access>> = {
+  'functions/tasks/import-begin.ts': { table: 'RW' },
+  // Reads the source once (pinned to its version), copies it under a fresh images/ key, and
+  // removes that key again on failure; a web-download streams into images/ instead.
+  'functions/tasks/import-copy.ts': {
+    table: 'R',
+    buckets: {
+      uploads: ['read', 'read-versions'],
+      staging: ['read', 'read-versions'],
+      images: ['write', 'delete'],
+    },
+  },
+  // Activates the image, then removes the source (an upload or a staged file).
+  'functions/tasks/import-activate.ts': {
+    table: 'RW',
+    buckets: { uploads: ['delete'], staging: ['delete'] },
+  },
+  // Undoes an import: the new blob, the source, the image state.
+  'functions/tasks/import-fail.ts': {
+    table: 'RW',
+    buckets: { images: ['delete'], uploads: ['delete'], staging: ['delete'] },
+  },
+  'functions/tasks/export-begin.ts': { table: 'RW' },
+  // qemu-img convert from the image blob into exports/<task>/<image>.<format> (+ .sha512).
+  'functions/tasks/export-convert.ts': {
+    table: 'R',
+    buckets: { images: ['read'], exports: ['write', 'delete'] },
+  },
+  'functions/tasks/export-finish.ts': { table: 'RW' },
+};
+
+/**
+ * Functions invoked by S3 event notifications (S3_TRIGGERS in functions/tasks/registry.ts), by
+ * module path. Wired only when the module exists.
+ */
+export const TRIGGER_ACCESS: Readonly<
+  Record<string, Access & { memorySize?: number; timeoutSeconds?: number }>
+> = {
+  // Claims the event, reads the upload's metadata (list: a vanished key is 404, not 403),
+  // creates the image/task, starts the import, and removes uploads it refuses.
+  'functions/triggers/s3-upload.ts': {
+    table: 'RW',
+    buckets: { uploads: ['read', 'delete', 'list'] },
+    startsWorkflows: ['import'],
+    timeoutSeconds: 60,
+  },
+};
+
+/** The Lambda authorizer for authMode=keystone (written separately; used if it exists). */
+export const KEYSTONE_AUTHORIZER = {
+  entry: 'functions/auth/keystone-authorizer.ts',
+  access: {} as Access,
+  timeoutSeconds: 10,
+};
+
+/** The API modules ROUTES names, in first-seen order. */
+export function apiModules(): string[] {
+  return [...new Set(ROUTES.map((route) => route.fn))];
+}
+
+export function apiAccess(fn: string): Access & { memorySize?: number } {
+  const access = API_ACCESS[fn];
+  if (!access)
+    throw new Error(
+      `functions/api/${fn}.ts serves a route in ROUTES but declares no access: add '${fn}' to ` +
+        'API_ACCESS in infra/declarations.ts with exactly the table/bucket access it needs.',
+    );
+  return access;
+}
+
+export function taskAccess(module: string, declared: Readonly<Record<string, Access>> = TASK_ACCESS): Access {
+  const access = declared[module];
+  if (!access)
+    throw new Error(
+      `${module} is a state-machine task (functions/tasks/registry.ts) but declares no access: add it to ` +
+        'TASK_ACCESS in infra/declarations.ts with exactly the table/bucket access it needs.',
+    );
+  return access;
+}
+
+/** Whether an access declaration writes or deletes image objects (what the bucket policy lets through). */
+export function writesImages(access: Access): boolean {
+  const modes = access.buckets?.images ?? [];
+  return modes.includes('write') || modes.includes('delete');
+}

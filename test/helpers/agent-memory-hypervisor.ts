@@ -1,0 +1,103 @@
+/** An in-memory Hypervisor for the agent's unit tests (reconcile, job handlers): records every call. */
+import type { DomainSpec } from '../../agent/src/hypervisor/domain-xml.ts';
+import type { DomainInfo, DomainOwner, Hypervisor } from '../../agent/src/hypervisor/hypervisor.ts';
+
+interface MemoryDomain extends DomainInfo {
+  owner: DomainOwner | null;
+  spec?: DomainSpec;
+}
+
+export class MemoryHypervisor implements Hypervisor {
+  readonly uri = 'memory:///';
+  readonly domains = new Map<string, MemoryDomain>();
+  readonly calls: string[] = [];
+
+  add(name: string, state: DomainInfo['state'], hostId: string | null): void {
+    const owner = hostId === null ? null : { instanceId: name.replace(/^hangar-/, ''), hostId };
+    this.domains.set(name, { name, state, managedSave: state === 'saved', owner });
+  }
+
+  count(verb: string): number {
+    return this.calls.filter((call) => call.startsWith(`${verb} `)).length;
+  }
+
+  async capabilities() {
+    return { vcpus: 1, ramMb: 1, architecture: 'x86_64', libvirtVersion: 9_000_000 };
+  }
+  async info(name: string) {
+    this.calls.push(`info ${name}`);
+    const d = this.domains.get(name);
+    return d ? { name: d.name, uuid: d.spec?.uuid, state: d.state, managedSave: d.managedSave } : null;
+  }
+  async list(prefix: string) {
+    return [...this.domains.values()]
+      .filter((d) => d.name.startsWith(prefix))
+      .map((d) => ({ name: d.name, state: d.state, managedSave: d.managedSave }));
+  }
+  async define(spec: DomainSpec) {
+    this.calls.push(`define ${spec.name}`);
+    const existing = this.domains.get(spec.name);
+    if (existing?.spec && existing.spec.uuid !== spec.uuid) throw new Error('already exists with uuid');
+    this.domains.set(spec.name, {
+      name: spec.name,
+      state: existing?.state ?? 'shutoff',
+      managedSave: existing?.managedSave ?? false,
+      owner: { instanceId: spec.metadata.instanceId, hostId: spec.metadata.hostId },
+      spec,
+    });
+    return spec.uuid;
+  }
+  async start(name: string, _signal?: AbortSignal, _known?: DomainInfo) {
+    this.calls.push(`start ${name}`);
+    const d = this.domains.get(name);
+    if (!d) throw new Error(`no domain ${name}`);
+    if (d.state === 'running') return 'already_running' as const;
+    const restored = d.managedSave;
+    d.state = 'running';
+    d.managedSave = false;
+    return restored ? ('restored' as const) : ('started' as const);
+  }
+  async shutdown(name: string) {
+    this.calls.push(`shutdown ${name}`);
+    const d = this.domains.get(name);
+    if (!d) throw new Error(`no domain ${name}`);
+    if (d.state !== 'running') return 'already_off' as const;
+    d.state = 'shutoff';
+    return 'shut_down' as const;
+  }
+  async managedSave(name: string) {
+    this.calls.push(`managedsave ${name}`);
+    const d = this.domains.get(name);
+    if (!d) throw new Error(`no domain ${name}`);
+    if (d.state === 'saved') return 'already_saved' as const;
+    d.state = 'saved';
+    d.managedSave = true;
+    return 'saved' as const;
+  }
+  async managedSaveRemove(name: string) {
+    this.calls.push(`managedsave-remove ${name}`);
+    const d = this.domains.get(name);
+    if (d) {
+      d.state = 'shutoff';
+      d.managedSave = false;
+    }
+  }
+  async reboot(name: string) {
+    this.calls.push(`reboot ${name}`);
+  }
+  async destroy(name: string) {
+    this.calls.push(`destroy ${name}`);
+    const d = this.domains.get(name);
+    if (!d) return 'not_found' as const;
+    if (d.state !== 'running') return 'already_off' as const;
+    d.state = 'shutoff';
+    return 'destroyed' as const;
+  }
+  async undefine(name: string) {
+    this.calls.push(`undefine ${name}`);
+    return this.domains.delete(name) ? ('undefined' as const) : ('not_found' as const);
+  }
+  async owner(name: string) {
+    return this.domains.get(name)?.owner ?? null;
+  }
+}

@@ -1,0 +1,423 @@
+/**
+ * The default deployment (authMode=jwt with the built-in Cognito issuer), synthesized once:
+ * routes, grants, buckets, table, state machines, alarms, cdk-nag and environment-agnosticism.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TABLE_DEFINITION } from '#adapters/table-definition';
+import { ROUTES, routeKey } from '#api/routes';
+import { S3_TRIGGERS } from '../../functions/tasks/registry.ts';
+import { SETTINGS } from '../../infra/config.ts';
+import { CONTAINER_DOCKERFILE } from '../../infra/constructs/container-function.ts';
+import { API_ACCESS, apiAccess, apiModules, BUCKETS, writesImages } from '../../infra/declarations.ts';
+import { repoPath, STATE_MACHINES_DIR } from '../../infra/paths.ts';
+import { assertFunctionGrants, assertNagClean, assertWorkflowsWired } from './expectations.ts';
+import { logicalId, resources, type Statement, type Synthesized, synthHangar } from './synth.ts';
+
+let synth: Synthesized;
+
+beforeAll(() => {
+  synth = synthHangar();
+});
+
+afterAll(() => synth?.cleanup());
+
+describe('declarations', () => {
+  it('declares the access of every module ROUTES names', () => {
+    // Act
+    const undeclared = apiModules().filter((fn) => !(fn in API_ACCESS));
+
+    // Assess
+    expect(undeclared).toEqual([]);
+  });
+
+  it('fails clearly for a module nobody declared', () => {
+    expect(() => apiAccess('no-such-module')).toThrow(/add 'no-such-module' to API_ACCESS/);
+  });
+});
+
+describe('HTTP API', () => {
+  it('has every route of ROUTES, served by its module, with the JWT authorizer unless auth is false', () => {
+    // Prepare
+    const app = resources(synth.application);
+    const routes = Object.values(app).filter((r) => r.Type === 'AWS::ApiGatewayV2::Route');
+    const integrations = Object.entries(app).filter(([, r]) => r.Type === 'AWS::ApiGatewayV2::Integration');
+    const authorizers = Object.entries(app).filter(([, r]) => r.Type === 'AWS::ApiGatewayV2::Authorizer');
+
+    // Assess
+    expect(routes).toHaveLength(ROUTES.length);
+    expect(authorizers).toHaveLength(1);
+    const [authorizerId, authorizer] = authorizers[0] ?? [];
+    expect(authorizer?.Properties).toMatchObject({
+      AuthorizerType: 'JWT',
+      IdentitySource: ['$request.header.X-Auth-Token'],
+    });
+    for (const spec of ROUTES) {
+      const route = routes.find((r) => r.Properties?.RouteKey === routeKey(spec));
+      expect(route, routeKey(spec)).toBeDefined();
+      const target = JSON.stringify(route?.Properties?.Target);
+      const [, integration] = integrations.find(([id]) => target.includes(id)) ?? [];
+      const fnId = logicalId(synth.hangar.application.functions[spec.fn] ?? synth.hangar.application);
+      expect(JSON.stringify(integration?.Properties?.IntegrationUri), routeKey(spec)).toContain(fnId);
+      if (spec.auth === false) expect(route?.Properties?.AuthorizationType, routeKey(spec)).toBe('NONE');
+      else {
+        expect(route?.Properties?.AuthorizationType, routeKey(spec)).toBe('JWT');
+        expect(JSON.stringify(route?.Properties?.AuthorizerId)).toContain(authorizerId);
+      }
+    }
+  });
+
+  it('has one function per module on Node 22 arm64, traced, with a log group that expires', () => {
+    const app = resources(synth.application);
+    for (const fn of apiModules()) {
+      const props =
+        app[logicalId(synth.hangar.application.functions[fn] ?? synth.hangar.application)]?.Properties;
+      expect(props, fn).toMatchObject({
+        Runtime: 'nodejs22.x',
+        Architectures: ['arm64'],
+        TracingConfig: { Mode: 'Active' },
+      });
+      expect((props?.Environment as { Variables: object } | undefined)?.Variables).toMatchObject({
+        NODE_OPTIONS: '--enable-source-maps',
+      });
+    }
+    for (const r of Object.values(app).filter((x) => x.Type === 'AWS::Logs::LogGroup'))
+      expect(r.Properties?.RetentionInDays).toBe(30);
+  });
+
+  it('configures the functions for Lambda: redirects for blobs, claims auth, real S3 URLs', () => {
+    const env = (fn: string) =>
+      (
+        resources(synth.application)[
+          logicalId(synth.hangar.application.functions[fn] ?? synth.hangar.application)
+        ]?.Properties?.Environment as { Variables: Record<string, unknown> } | undefined
+      )?.Variables ?? {};
+    expect(env('image-data')).toMatchObject({
+      HANGAR_BLOB_DELIVERY: 'redirect',
+      HANGAR_S3_FORCE_PATH_STYLE: 'false',
+      HANGAR_AUTH_MODE: 'claims',
+      HANGAR_CLAIM_PROJECT: 'custom:project',
+      HANGAR_CLAIM_ROLES: 'cognito:groups',
+    });
+    expect(env('image-data')).toHaveProperty('HANGAR_TABLE');
+    expect(env('image-data')).toHaveProperty('HANGAR_IMAGE_BUCKET');
+    // Unauthenticated and resource-free: nothing to configure.
+    expect(env('versions')).not.toHaveProperty('HANGAR_AUTH_MODE');
+    expect(env('versions')).not.toHaveProperty('HANGAR_TABLE');
+  });
+
+  it('logs access and throttles on its one stage', () => {
+    synth.application.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      AutoDeploy: true,
+      AccessLogSettings: Match.objectLike({ DestinationArn: Match.anyValue() }),
+      DefaultRouteSettings: Match.objectLike({ ThrottlingRateLimit: 100, ThrottlingBurstLimit: 200 }),
+    });
+  });
+});
+
+describe('IAM', () => {
+  it('grants every function exactly what infra/declarations.ts declares for it', () => {
+    assertFunctionGrants(synth);
+  });
+});
+
+describe('buckets', () => {
+  const bucketResource = (name: keyof typeof BUCKETS) =>
+    resources(synth.stateful)[logicalId(synth.hangar.stateful.buckets[name])];
+  const policyOf = (name: keyof typeof BUCKETS): Statement[] => {
+    const id = logicalId(synth.hangar.stateful.buckets[name]);
+    const policy = Object.values(resources(synth.stateful)).find(
+      (r) => r.Type === 'AWS::S3::BucketPolicy' && JSON.stringify(r.Properties?.Bucket).includes(id),
+    );
+    return (policy?.Properties?.PolicyDocument as { Statement: Statement[] } | undefined)?.Statement ?? [];
+  };
+
+  it.each(Object.keys(BUCKETS) as (keyof typeof BUCKETS)[])(
+    '%s: versioned, encrypted, private, logged, kept on delete',
+    (name) => {
+      const bucket = bucketResource(name);
+      expect(bucket?.Properties).toMatchObject({
+        VersioningConfiguration: { Status: 'Enabled' },
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+        },
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+        LoggingConfiguration: { LogFilePrefix: `${name}/` },
+      });
+      expect(JSON.stringify(bucket?.Properties?.LoggingConfiguration)).toContain(
+        logicalId(synth.hangar.stateful.accessLogs),
+      );
+      expect(bucket).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    },
+  );
+
+  it.each(Object.keys(BUCKETS) as (keyof typeof BUCKETS)[])('%s: refuses requests without TLS', (name) => {
+    expect(policyOf(name)).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 's3:*',
+        Principal: { AWS: '*' },
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+  });
+
+  it('lets only the image-writing functions put or delete images/*, and nobody delete a version', () => {
+    // Prepare
+    const writers = synth.hangar.inventory.functions.filter((f) => writesImages(f.access)).map((f) => f.id);
+    const writerRoleIds = writers.map((id) =>
+      logicalId(synth.hangar.stateful.writerRoles[id] ?? synth.hangar.stateful),
+    );
+    const statements = policyOf('images');
+
+    // Assess
+    expect(writers).toEqual(expect.arrayContaining(['ImagesFunction', 'ImageDataFunction']));
+    const deny = statements.find((s) => s.Sid === 'ImageObjectsWrittenOnlyByHangar');
+    expect(deny).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: ['s3:DeleteObject', 's3:PutObject'],
+    });
+    expect(JSON.stringify(deny?.Resource)).toContain('/images/*');
+    const exempt =
+      (deny?.Condition as { ArnNotEquals: { 'aws:PrincipalArn': unknown[] } } | undefined)?.ArnNotEquals[
+        'aws:PrincipalArn'
+      ] ?? [];
+    expect(exempt.map((arn) => JSON.stringify(arn)).sort()).toEqual(
+      writerRoleIds.map((id) => JSON.stringify({ 'Fn::GetAtt': [id, 'Arn'] })).sort(),
+    );
+    // The functions really run as those roles.
+    for (const id of writers) {
+      const fn = resources(synth.application)[
+        logicalId(
+          synth.hangar.application.functions[
+            synth.hangar.inventory.functions.find((f) => f.id === id)?.key ?? ''
+          ] ?? synth.hangar.application,
+        )
+      ];
+      expect(JSON.stringify(fn?.Properties?.Role)).toContain(
+        `FnGetAtt${writerRoleIds[writers.indexOf(id)]}Arn`,
+      );
+    }
+    expect(statements.find((s) => s.Sid === 'ImageObjectVersionsKept')).toMatchObject({
+      Effect: 'Deny',
+      Action: 's3:DeleteObjectVersion',
+    });
+  });
+
+  it('expires old image versions only by lifecycle, and temporary objects after a week', () => {
+    const rules = (name: keyof typeof BUCKETS) =>
+      (bucketResource(name)?.Properties?.LifecycleConfiguration as { Rules: object[] } | undefined)?.Rules;
+    expect(rules('images')).toContainEqual(
+      expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 30 }, Status: 'Enabled' }),
+    );
+    expect(rules('images')).not.toContainEqual(
+      expect.objectContaining({ ExpirationInDays: expect.anything() }),
+    );
+    expect(rules('uploads')).toContainEqual(expect.objectContaining({ ExpirationInDays: 7 }));
+  });
+});
+
+describe('table', () => {
+  it('has the keys, indexes, TTL and recovery settings of table-definition.ts', () => {
+    const table = resources(synth.stateful)[logicalId(synth.hangar.stateful.table)];
+    expect(table?.Properties).toMatchObject({
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [
+        { AttributeName: TABLE_DEFINITION.partitionKey.name, KeyType: 'HASH' },
+        { AttributeName: TABLE_DEFINITION.sortKey.name, KeyType: 'RANGE' },
+      ],
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: 'expiration', Enabled: true },
+      DeletionProtectionEnabled: true,
+    });
+    expect(table).toMatchObject({ DeletionPolicy: 'Retain' });
+    const indexes = table?.Properties?.GlobalSecondaryIndexes as Array<Record<string, unknown>>;
+    expect(indexes).toHaveLength(TABLE_DEFINITION.globalSecondaryIndexes.length);
+    for (const index of TABLE_DEFINITION.globalSecondaryIndexes)
+      expect(indexes).toContainEqual({
+        IndexName: index.indexName,
+        KeySchema: [
+          { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
+          { AttributeName: index.sortKey.name, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: index.projection },
+      });
+  });
+});
+
+describe('state machines', () => {
+  it('wires every state-machines/*.asl.json with all placeholders substituted and exact invoke grants', () => {
+    // Prepare: whatever state machines exist now (none is fine: the fixture test covers the wiring).
+    const dir = STATE_MACHINES_DIR;
+
+    // Act, Assess
+    const checked = assertWorkflowsWired(synth, dir);
+    expect(checked).toBe(
+      existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.asl.json')).length : 0,
+    );
+  });
+});
+
+describe('S3 triggers', () => {
+  it('wires each trigger whose module exists (and reports the others as skipped)', () => {
+    const app = resources(synth.application);
+    for (const trigger of S3_TRIGGERS) {
+      if (!existsSync(repoPath(trigger.module))) {
+        expect(synth.hangar.inventory.skipped).toContain(trigger.module);
+        continue;
+      }
+      const fn = synth.hangar.application.functions[trigger.module];
+      const fnId = logicalId(fn ?? synth.hangar.application);
+      // One notification per prefix, from the bucket the registry names, to the function.
+      const notifications = Object.values(app).filter((r) => r.Type === 'Custom::S3BucketNotifications');
+      const configs = notifications.flatMap(
+        (n) =>
+          (n.Properties?.NotificationConfiguration as { LambdaFunctionConfigurations?: object[] } | undefined)
+            ?.LambdaFunctionConfigurations ?? [],
+      ) as Array<{ Events: string[]; Filter: unknown; LambdaFunctionArn: unknown }>;
+      for (const prefix of trigger.prefixes)
+        expect(
+          configs.some(
+            (c) =>
+              JSON.stringify(c.LambdaFunctionArn).includes(fnId) &&
+              c.Events.join() === trigger.events.join() &&
+              JSON.stringify(c.Filter).includes(`"${prefix}"`),
+          ),
+          `${trigger.module} ${prefix}`,
+        ).toBe(true);
+      const bucketId = logicalId(synth.hangar.stateful.buckets[trigger.bucket as keyof typeof BUCKETS]);
+      expect(JSON.stringify(notifications.map((n) => n.Properties?.BucketName))).toContain(bucketId);
+      // Asynchronous: two retries, then the failure queue, which is encrypted, TLS-only and watched.
+      const queue = synth.hangar.application.failureQueues[trigger.module];
+      const queueId = logicalId(queue ?? synth.hangar.application);
+      const invokeConfig = Object.values(app).find(
+        (r) =>
+          r.Type === 'AWS::Lambda::EventInvokeConfig' &&
+          JSON.stringify(r.Properties?.FunctionName).includes(fnId),
+      );
+      expect(invokeConfig?.Properties).toMatchObject({
+        MaximumRetryAttempts: 2,
+        MaximumEventAgeInSeconds: 21600,
+      });
+      expect(JSON.stringify(invokeConfig?.Properties?.DestinationConfig)).toContain(queueId);
+      expect(app[queueId]?.Properties).toMatchObject({ SqsManagedSseEnabled: true });
+      expect(
+        Object.values(app).some(
+          (r) =>
+            r.Type === 'AWS::CloudWatch::Alarm' &&
+            r.Properties?.MetricName === 'ApproximateNumberOfMessagesVisible' &&
+            JSON.stringify(r.Properties?.Dimensions).includes(queueId),
+        ),
+      ).toBe(true);
+    }
+  });
+});
+
+describe('container functions', () => {
+  it('packages each container task as an arm64 image with qemu-img and its /tmp size', () => {
+    const app = resources(synth.application);
+    const containers = synth.hangar.inventory.functions.filter((f) => f.packaging === 'container');
+    for (const entry of containers) {
+      const props =
+        app[logicalId(synth.hangar.application.functions[entry.key] ?? synth.hangar.application)]?.Properties;
+      expect(props, entry.key).toMatchObject({ PackageType: 'Image', Architectures: ['arm64'] });
+      if (entry.ephemeralStorageMb)
+        expect(props?.EphemeralStorage).toEqual({ Size: entry.ephemeralStorageMb });
+    }
+    expect(CONTAINER_DOCKERFILE).toMatch(/FROM public\.ecr\.aws\/lambda\/nodejs:22/);
+    expect(CONTAINER_DOCKERFILE).toMatch(/dnf install -y qemu-img/);
+  });
+});
+
+describe('Cognito issuer', () => {
+  it('creates a user pool whose clients cannot change their own project', () => {
+    synth.stateful.hasResourceProperties('AWS::Cognito::UserPool', {
+      AdminCreateUserConfig: { AllowAdminCreateUserOnly: true },
+      Schema: Match.arrayWith([Match.objectLike({ Name: 'project', Mutable: true })]),
+    });
+    const client = Object.values(resources(synth.stateful)).find(
+      (r) => r.Type === 'AWS::Cognito::UserPoolClient',
+    );
+    expect(client?.Properties?.WriteAttributes).toEqual(['email']);
+    synth.stateful.resourceCountIs('AWS::Cognito::UserPoolGroup', 3);
+  });
+});
+
+describe('alarms', () => {
+  it("alarms on every function's errors and throttles and on the API's 5xx, into one topic", () => {
+    const alarms = Object.values(resources(synth.application)).filter(
+      (r) => r.Type === 'AWS::CloudWatch::Alarm',
+    );
+    for (const entry of synth.hangar.inventory.functions) {
+      const fnId = logicalId(synth.hangar.application.functions[entry.key] ?? synth.hangar.application);
+      for (const metric of ['Errors', 'Throttles'])
+        expect(
+          alarms.some(
+            (a) =>
+              a.Properties?.MetricName === metric && JSON.stringify(a.Properties?.Dimensions).includes(fnId),
+          ),
+          `${entry.key} ${metric}`,
+        ).toBe(true);
+    }
+    expect(
+      alarms.some((a) => a.Properties?.MetricName === '5xx' && a.Properties?.Namespace === 'AWS/ApiGateway'),
+    ).toBe(true);
+    const topicId = logicalId(synth.hangar.application.alarms.topic);
+    for (const alarm of alarms) expect(JSON.stringify(alarm.Properties?.AlarmActions)).toContain(topicId);
+  });
+});
+
+describe('portability', () => {
+  it('names no account, region or physical resource', () => {
+    for (const template of [synth.stateful, synth.application]) {
+      const json = JSON.stringify(template.toJSON());
+      expect(json).not.toMatch(/\b\d{12}\b/);
+      expect(json).not.toMatch(
+        /\b(us|eu|ap|sa|ca|me|af|il|mx)-(north|south|east|west|central)(east|west)?-\d\b/,
+      );
+      // A reference to a generated name is fine; a literal name is not.
+      for (const [id, r] of Object.entries(resources(template)))
+        for (const prop of [
+          'TableName',
+          'BucketName',
+          'FunctionName',
+          'RoleName',
+          'TopicName',
+          'QueueName',
+          'StateMachineName',
+          'LogGroupName',
+        ])
+          expect(typeof r.Properties?.[prop], `${id}.${prop}`).not.toBe('string');
+    }
+  });
+});
+
+describe('cdk-nag', () => {
+  it('finds nothing unsuppressed in AwsSolutions, and every suppression says why', () => {
+    assertNagClean(synth);
+  });
+
+  it('reports no CDK warnings either', () => {
+    for (const stack of [synth.hangar.stateful, synth.hangar.application])
+      expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+  });
+});
+
+describe('README', () => {
+  it('documents every setting with its context key and environment variable', () => {
+    const readme = readFileSync(new URL('../../infra/README.md', import.meta.url), 'utf8');
+    for (const setting of Object.values(SETTINGS)) {
+      expect(readme).toContain(`\`${setting.context}\``);
+      expect(readme).toContain(`\`${setting.env}\``);
+    }
+  });
+});
