@@ -1,7 +1,7 @@
 /**
- * Objects in the upload and staging buckets: read once for an import, copied server-side into
- * the images bucket (the bytes never pass through the function twice), and presigned multipart
- * uploads for clients whose images are too large for API Gateway and Lambda.
+ * Objects in the upload and staging buckets: copied server-side into the images bucket (the bytes
+ * never pass through the function on their way there) and read from there once, and presigned
+ * multipart uploads for clients whose images are too large for API Gateway and Lambda.
  */
 import type { Readable } from 'node:stream';
 import {
@@ -32,19 +32,23 @@ function copySource(ref: ObjectRef, pin: ObjectPin): string {
   return `${ref.bucket}/${key}${pin.versionId ? `?versionId=${encodeURIComponent(pin.versionId)}` : ''}`;
 }
 
+function pinOf(out: { ETag?: string | undefined; VersionId?: string | undefined }): ObjectPin {
+  const pin: ObjectPin = {};
+  if (out.ETag) pin.etag = out.ETag;
+  if (out.VersionId && out.VersionId !== 'null') pin.versionId = out.VersionId;
+  return pin;
+}
+
 export class S3ObjectStore implements ObjectStore {
   async open(ref: ObjectRef): Promise<OpenedObject> {
     const out = await s3().send(new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
     const body = out.Body as Readable;
-    const pin: ObjectPin = {};
-    if (out.ETag) pin.etag = out.ETag;
-    if (out.VersionId && out.VersionId !== 'null') pin.versionId = out.VersionId;
-    return { body, size: out.ContentLength ?? 0, pin, abort: () => body.destroy() };
+    return { body, size: out.ContentLength ?? 0, pin: pinOf(out), abort: () => body.destroy() };
   }
 
   /**
-   * Copies exactly what `open` read: the version when the bucket is versioned (on AWS the upload
-   * bucket is), and in any case only while the ETag is unchanged (CopySourceIfMatch).
+   * Copies the pinned version (when the bucket is versioned) and only while the ETag is the one
+   * `head` saw (CopySourceIfMatch), so the size the copy was planned for is the size copied.
    */
   async copy(from: ObjectRef, pin: ObjectPin, to: ObjectRef, size: number): Promise<void> {
     const source = copySource(from, pin);
@@ -56,9 +60,8 @@ export class S3ObjectStore implements ObjectStore {
           CopySource: source,
           CopySourceIfMatch: pin.etag,
           IfNoneMatch: '*',
-          // The upload's metadata (owner, name...) described the request; the image record keeps it now.
-          MetadataDirective: 'REPLACE',
-          ContentType: 'application/octet-stream',
+          // The object's metadata travels along (MetadataDirective COPY, the default): replacing it
+          // makes s3rver re-read the whole object to recompute its MD5, and gains nothing on S3.
         }),
       );
       return;
@@ -112,12 +115,14 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async head(ref: ObjectRef): Promise<{ size: number; metadata: Record<string, string> } | null> {
+  async head(
+    ref: ObjectRef,
+  ): Promise<{ size: number; pin: ObjectPin; metadata: Record<string, string> } | null> {
     try {
       const out = await s3().send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
       const metadata: Record<string, string> = {};
       for (const [key, value] of Object.entries(out.Metadata ?? {})) metadata[key.toLowerCase()] = value;
-      return { size: out.ContentLength ?? 0, metadata };
+      return { size: out.ContentLength ?? 0, pin: pinOf(out), metadata };
     } catch (error) {
       if (awsErrorName(error) === 'NotFound' || awsErrorName(error) === 'NoSuchKey') return null;
       throw error;

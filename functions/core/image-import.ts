@@ -35,6 +35,7 @@ import type {
   MultipartUploads,
   ObjectRef,
   ObjectStore,
+  OpenedObject,
   StreamDigester,
   TaskRepository,
   WebFetcher,
@@ -541,10 +542,10 @@ export class ImportService {
   }
 
   /**
-   * Copy And Inspect: reads the source once, hashing (md5 + sha512 on two threads) and
-   * inspecting every block, and leaves the bytes under a new immutable key in the images bucket.
-   * An S3 source is copied server-side (pinned to the version being read) while it is read; a
-   * URL is streamed into the images bucket. On any failure the new object is removed.
+   * Copy And Inspect: leaves the bytes under a new immutable key in the images bucket and reads
+   * them once, hashing (md5 + sha512 on two threads) and inspecting every block. An S3 source is
+   * copied server-side and the copy is read; a URL is streamed into the images bucket while it is
+   * hashed. On any failure the new object is removed.
    */
   async copy(input: ImportInput): Promise<CopyResult> {
     const image = await this.deps.repo.get(input.image_id);
@@ -558,42 +559,36 @@ export class ImportService {
       : this.download(image, input.source.uri, key);
   }
 
+  /**
+   * An S3 source is first copied server-side under the image's new key in the images bucket,
+   * then that copy, which nobody else can write, is read once: what is hashed and inspected is
+   * exactly what the image will serve, whatever happens to the upload meanwhile.
+   */
   private async copyObject(image: ImageRecord, source: ObjectRef, key: string): Promise<CopyResult> {
-    const opened = await this.deps.objects.open(source);
-    if (opened.size > this.deps.sizeCap) {
-      opened.abort();
-      throw sizeCapError(this.deps.sizeCap);
-    }
+    const head = await this.deps.objects.head(source);
+    if (!head) throw new NotFoundError(`The uploaded object ${source.key} no longer exists.`);
+    if (head.size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
+    const stored: ObjectRef = { bucket: this.deps.imagesBucket, key };
     const digest = this.deps.digester();
     const inspector = new FormatInspector();
-    const copying = process.env.XX_NOCOPY ? Promise.resolve() : this.deps.objects.copy(
-      source,
-      opened.pin,
-      { bucket: this.deps.imagesBucket, key },
-      opened.size,
-    );
-    // Observed below; this only keeps an early rejection from counting as unhandled.
-    copying.catch(() => undefined);
+    let opened: OpenedObject | undefined;
     try {
+      await this.deps.objects.copy(source, head.pin, stored, head.size);
+      opened = await this.deps.objects.open(stored);
       let size = 0;
       for await (const block of rechunk(opened.body, BLOCK_SIZE, this.deps.sharedBlock)) {
         size += block.length;
         inspector.update(block);
         await digest.update(block);
       }
-      if (size !== opened.size)
-        throw new ConflictError(
-          `The uploaded object changed while it was read (${size} of ${opened.size} bytes).`,
-        );
+      if (size !== opened.size) throw new Error(`Short read of ${key}: ${size} of ${opened.size} bytes.`);
       const digests = await digest.finish();
       const inspection = inspector.finish();
       inspectAndCheck(inspection, image.disk_format);
-      await copying;
       return copyResult(key, size, inspection, digests);
     } catch (error) {
       digest.cancel();
-      opened.abort();
-      await copying.catch(() => undefined);
+      opened?.abort();
       await this.deps.blobs.delete(key).catch(() => undefined);
       throw error;
     }

@@ -130,10 +130,10 @@ export interface OpenedObject {
 /** Objects in the upload and staging buckets (the images bucket has BlobStore). */
 export interface ObjectStore {
   open(ref: ObjectRef): Promise<OpenedObject>;
-  /** Server-side copy of exactly the pinned version; never overwrites `to`. */
+  /** Server-side copy of exactly the pinned version (`size` bytes); never overwrites `to`. */
   copy(from: ObjectRef, pin: ObjectPin, to: ObjectRef, size: number): Promise<void>;
-  /** User metadata (lower-case keys) and size, or null when the object is gone. */
-  head(ref: ObjectRef): Promise<{ size: number; metadata: Record<string, string> } | null>;
+  /** Size, version pin and user metadata (lower-case keys), or null when the object is gone. */
+  head(ref: ObjectRef): Promise<{ size: number; pin: ObjectPin; metadata: Record<string, string> } | null>;
   delete(ref: ObjectRef): Promise<void>;
 }
 
