@@ -189,6 +189,15 @@ export class AppStack extends Stack {
       fn.addEnvironment(workflowEnvVar(name), workflow.stateMachine.stateMachineArn);
       fn.allow({ actions: ['states:StartExecution'], resources: [workflow.stateMachine.stateMachineArn] });
     }
+    for (const name of access.answersWorkflows ?? []) {
+      const workflow = workflows[name];
+      if (!workflow)
+        throw new Error(`workflow '${name}' must be created before the functions that answer it`);
+      fn.allow({
+        actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+        resources: [workflow.stateMachine.stateMachineArn],
+      });
+    }
   }
 
   /** Placeholders every ASL file may use besides `${<Key>FunctionArn}`. */

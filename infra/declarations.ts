@@ -71,6 +71,8 @@ export interface Access {
   readonly buckets?: Readonly<Partial<Record<BucketName, readonly BucketMode[]>>>;
   /** Workflows (STATE_MACHINES keys, functions/tasks/registry.ts) started: StartExecution + ARN env var. */
   readonly startsWorkflows?: readonly string[];
+  /** Workflows whose `.waitForTaskToken` states it answers: SendTaskSuccess/SendTaskFailure. */
+  readonly answersWorkflows?: readonly string[];
 }
 
 /**
@@ -93,11 +95,13 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   },
   // Export tasks and Glance's legacy import task start their workflows; listing reads the table.
   tasks: { table: 'RW', startsWorkflows: ['import', 'export'] },
-  // name:tag references and their history; retention hides and deactivates images (records only).
-  references: { table: 'RW' },
+  // name:tag references and their history; retention hides and deactivates images (records only);
+  // publish starts the publish workflow.
+  references: { table: 'RW', startsWorkflows: ['publish'] },
   // Instances, hosts and their job queue (records only; agents download images via image-data).
   instances: { table: 'RW' },
-  hosts: { table: 'RW' },
+  // A finished build answers the publish boot gate waiting on it (core/instances-service.ts).
+  hosts: { table: 'RW', answersWorkflows: ['publish'] },
   // Image sharing: member records next to the image's.
   members: { table: 'RW' },
 };
@@ -135,6 +139,18 @@ export const TASK_ACCESS: Readonly<Record<string, Access>> = {
     buckets: { images: ['read'], exports: ['write', 'delete'] },
   },
   'functions/tasks/export-finish.ts': { table: 'RW' },
+  'functions/tasks/publish-begin.ts': { table: 'RW' },
+  // Re-reads the candidate's blob once (hash + inspect); checks the reference (records only).
+  'functions/tasks/publish-verify.ts': { table: 'R', buckets: { images: ['read'] } },
+  // Creates the gate instance and its build job. Not granted SendTask*: granting it the machine's
+  // ARN would make the machine, the function and its policy depend on each other; the one path
+  // that answers a token here (a retried state whose build already ended) ends in the state's
+  // timeout instead.
+  'functions/tasks/publish-boot.ts': { table: 'RW' },
+  // Destroys the gate instance (queues the job), moves the reference, finishes the task.
+  'functions/tasks/publish-cleanup.ts': { table: 'RW' },
+  'functions/tasks/publish-move.ts': { table: 'RW' },
+  'functions/tasks/publish-fail.ts': { table: 'RW' },
 };
 
 /**

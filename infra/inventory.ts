@@ -219,6 +219,13 @@ export function buildInventory(options: InventoryOptions): Inventory {
       if (fn.kind === 'task')
         throw new Error(`task ${fn.key} cannot start a workflow (it would depend on itself)`);
     }
+  for (const fn of functions)
+    for (const wf of fn.access.answersWorkflows ?? []) {
+      if (!names.has(wf))
+        throw new Error(`${fn.key} answers workflow '${wf}', which STATE_MACHINES does not register`);
+      if (fn.kind === 'task')
+        throw new Error(`task ${fn.key} cannot answer a workflow's tokens (it would depend on itself)`);
+    }
 
   return { functions, workflows, skipped };
 }

@@ -29,6 +29,8 @@ export interface JobContext {
 
 export type JobHandler = (job: Job, ctx: JobContext, log: Logger, signal: AbortSignal) => Promise<JobResult>;
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
 /** Polls the console log past `fromOffset` for the boot marker; fails if the domain stops or time runs out. */
 async function waitForBoot(
   ctx: JobContext,
@@ -36,10 +38,13 @@ async function waitForBoot(
   fromOffset: number,
   signal: AbortSignal,
 ): Promise<void> {
-  const marker = ctx.bootMarker;
+  // The instance's check is literal text, never a pattern: it comes from the service's users.
+  const check = job.instance.boot_check;
+  const marker = check ? new RegExp(escapeRegExp(check.marker)) : ctx.bootMarker;
   if (!marker) return;
+  const timeoutMs = check ? check.timeout_seconds * 1000 : ctx.bootTimeoutMs;
   const name = domainNameFor(job.instance.id);
-  const deadline = Date.now() + ctx.bootTimeoutMs;
+  const deadline = Date.now() + timeoutMs;
   for (let poll = 0; ; poll += 1) {
     // The log is appended across boots: only bytes written since this start count.
     if (marker.test(await ctx.files.consoleSince(job.instance.id, fromOffset))) return;
@@ -49,9 +54,7 @@ async function waitForBoot(
         throw new BootTimeoutError(`domain ${name} is ${state ?? 'gone'} before the boot marker appeared`);
     }
     if (Date.now() > deadline) {
-      throw new BootTimeoutError(
-        `domain ${name}: no ${marker} on the console within ${ctx.bootTimeoutMs} ms`,
-      );
+      throw new BootTimeoutError(`domain ${name}: no ${marker} on the console within ${timeoutMs} ms`);
     }
     await sleep(200, undefined, { signal });
   }

@@ -34,6 +34,10 @@ export const JobSchema = z.object({
     ram_mb: z.number().int().min(16),
     disk_gb: z.number().int().nonnegative(),
     user_data: z.string().nullable(),
+    // The instance's own boot check (a publish gate's marker), over the agent's boot_marker.
+    boot_check: z
+      .object({ marker: z.string().min(1).max(200), timeout_seconds: z.number().int().positive() })
+      .nullish(),
     // Only a build needs the image; other kinds tolerate its absence.
     image: ImageRefSchema.nullish(),
   }),

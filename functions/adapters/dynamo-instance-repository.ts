@@ -85,6 +85,9 @@ const StoredInstanceSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
   destroyed_at: z.string().nullable(),
+  // Added with publishing's boot gate: older records have neither.
+  boot_check: z.object({ marker: z.string(), timeout_seconds: z.number().int() }).nullish(),
+  gate_token: z.string().nullish(),
   version: z.number().int(),
 });
 

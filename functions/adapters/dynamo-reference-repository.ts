@@ -30,7 +30,7 @@ const HistorySchema = z.object({
   name: z.string(),
   tag: z.string(),
   seq: z.number().int(),
-  action: z.enum(['create', 'move', 'rollback', 'delete']),
+  action: z.enum(['create', 'move', 'rollback', 'delete', 'publish']),
   from: z.string().nullable(),
   to: z.string().nullable(),
   by: z.string(),

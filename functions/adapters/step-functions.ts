@@ -1,20 +1,46 @@
 /**
- * The WorkflowStarter port. On AWS: StartExecution on the state machine whose ARN the CDK app
- * passes in (HANGAR_IMPORT_STATE_MACHINE_ARN, HANGAR_EXPORT_STATE_MACHINE_ARN). Locally
+ * The WorkflowStarter and TaskTokenNotifier ports. On AWS: StartExecution on the state machine
+ * whose ARN the CDK app passes in (HANGAR_{IMPORT,EXPORT,PUBLISH}_STATE_MACHINE_ARN), and
+ * SendTaskSuccess / SendTaskFailure for task tokens. Locally
  * (HANGAR_WORKFLOWS=local): the in-process runner that local/backend.ts registers here, which
  * runs the same ASL files with the same task handlers (local/step-functions.ts).
  */
-import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import type { WorkflowName, WorkflowStarter } from '#core/ports';
+import {
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
+import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/ports';
 import { serviceConfig } from '#shared/config';
+import { logger } from '#shared/logger';
 import { awsErrorName } from './errors.ts';
 
 let client: SFNClient | undefined;
-let localRunner: WorkflowStarter | undefined;
+let localRunner: (WorkflowStarter & TaskTokenNotifier) | undefined;
 
 /** local/backend.ts registers its runner (or removes it on stop). */
-export function registerLocalWorkflows(runner: WorkflowStarter | undefined): void {
+export function registerLocalWorkflows(runner: (WorkflowStarter & TaskTokenNotifier) | undefined): void {
   localRunner = runner;
+}
+
+/** Step Functions' limits on SendTaskFailure (error 256, cause 32,768 characters). */
+const MAX_ERROR_CHARS = 256;
+const MAX_CAUSE_CHARS = 32_768;
+
+/** Tokens that no state waits for any more: the waiting state timed out or its execution ended. */
+const GONE_TOKEN_ERRORS = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
+
+async function sendToken(kind: 'success' | 'failure', send: () => Promise<unknown>): Promise<void> {
+  try {
+    await send();
+  } catch (error) {
+    // The outcome that is reported is already stored; the waiting state ends by its own timeout.
+    const name = awsErrorName(error);
+    if (name && GONE_TOKEN_ERRORS.has(name))
+      logger.warn('task token no longer awaited', { kind, error: name });
+    else logger.error('task token could not be answered', { kind, error });
+  }
 }
 
 export class SfnWorkflowStarter implements WorkflowStarter {
@@ -52,6 +78,39 @@ export const workflowStarter: WorkflowStarter = {
     return new SfnWorkflowStarter({
       import: config.workflows.importArn,
       export: config.workflows.exportArn,
+      publish: config.workflows.publishArn,
     }).start(workflow, executionName, input);
+  },
+};
+
+/** Chooses per call, like workflowStarter. */
+export const taskTokens: TaskTokenNotifier = {
+  succeed(token, output) {
+    if (serviceConfig().workflows.mode === 'local') {
+      if (!localRunner) return Promise.reject(new Error('no local Step Functions runner is registered'));
+      return localRunner.succeed(token, output);
+    }
+    client ??= new SFNClient({});
+    const sfn = client;
+    return sendToken('success', () =>
+      sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) })),
+    );
+  },
+  fail(token, error, cause) {
+    if (serviceConfig().workflows.mode === 'local') {
+      if (!localRunner) return Promise.reject(new Error('no local Step Functions runner is registered'));
+      return localRunner.fail(token, error, cause);
+    }
+    client ??= new SFNClient({});
+    const sfn = client;
+    return sendToken('failure', () =>
+      sfn.send(
+        new SendTaskFailureCommand({
+          taskToken: token,
+          error: error.slice(0, MAX_ERROR_CHARS),
+          cause: cause.slice(0, MAX_CAUSE_CHARS),
+        }),
+      ),
+    );
   },
 };

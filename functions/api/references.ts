@@ -5,9 +5,12 @@
 import { z } from 'zod';
 import { BadRequestError, NotFoundError } from '#core/errors';
 import { renderImage } from '#core/image-view';
+import { PublishRequestSchema } from '#core/publish';
 import type { HistoryEntry, ReferenceRecord } from '#core/references';
+import { renderTask } from '#core/task';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
 import { getServices } from '#shared/services';
+import { getTaskServices } from '#shared/task-services';
 
 const CreateBody = z
   .object({ reference: z.string(), image_id: z.string(), namespace: z.string().optional() })
@@ -100,6 +103,25 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
       namespace: namespaceOf(request),
     });
     return { status: 200, json: render(ref) };
+  },
+  'POST /v1/references/{ref}/publish': async (request) => {
+    const body = await parseBody(request, PublishRequestSchema);
+    const task = await getTaskServices().publishing.start(
+      request.principal,
+      refOf(request),
+      body,
+      namespaceOf(request),
+      request.requestId,
+    );
+    return {
+      status: 202,
+      headers: { location: `${request.origin}/v1/publications/${task.id}` },
+      json: renderTask(task),
+    };
+  },
+  'GET /v1/publications/{id}': async (request) => {
+    const task = await getTaskServices().publishing.show(request.principal, request.params.id ?? '');
+    return { status: 200, json: renderTask(task) };
   },
   'GET /v1/references/{ref}/history': async (request) => {
     const entries = await getServices().references.history(

@@ -52,6 +52,8 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'DELETE', path: '/v1/references/{ref}', fn: 'references' },
   { method: 'POST', path: '/v1/references/{ref}/move', fn: 'references' },
   { method: 'POST', path: '/v1/references/{ref}/rollback', fn: 'references' },
+  { method: 'POST', path: '/v1/references/{ref}/publish', fn: 'references' },
+  { method: 'GET', path: '/v1/publications/{id}', fn: 'references' },
   { method: 'GET', path: '/v1/references/{ref}/history', fn: 'references' },
   { method: 'GET', path: '/v1/names/{name}/retention', fn: 'references' },
   { method: 'PUT', path: '/v1/names/{name}/retention', fn: 'references' },

@@ -33,6 +33,7 @@ import {
   place,
   requestAction,
 } from './instances.ts';
+import type { TaskTokenNotifier } from './ports.ts';
 import type { Principal } from './principal.ts';
 import {
   ClaimRequestSchema,
@@ -113,6 +114,8 @@ export interface InstancesDeps {
   hostTimeoutSeconds: number;
   newId: () => string;
   newToken: () => string;
+  /** Answers publish boot gates when their build ends (absent: nothing waits on builds). */
+  gates?: TaskTokenNotifier;
   clock?: () => Date;
 }
 
@@ -121,6 +124,23 @@ const MAX_WRITE_ATTEMPTS = 30;
 
 async function backoff(attempt: number): Promise<void> {
   await sleep(Math.floor(Math.random() * Math.min(200, 10 * attempt)) + 1);
+}
+
+/** Tells a publish boot gate how the build of its instance ended. */
+function answerGate(
+  gates: TaskTokenNotifier | undefined,
+  token: string,
+  instance: InstanceRecord,
+  outcome: JobOutcome,
+): Promise<void> {
+  if (!gates) return Promise.resolve();
+  if (outcome.ok)
+    return gates.succeed(token, {
+      instance_id: instance.id,
+      stage: instance.stage,
+      console_log: instance.console_log,
+    });
+  return gates.fail(token, 'BootFailed', `The candidate did not boot: ${outcome.reason}`);
 }
 
 export class InstancesService {
@@ -143,6 +163,49 @@ export class InstancesService {
   }
 
   async create(principal: Principal, body: unknown): Promise<InstanceRecord> {
+    return this.place(principal, body, {});
+  }
+
+  /**
+   * A publish boot gate's instance: its id is given (so a retried step finds the one it made)
+   * and it carries the task token that the end of its build answers.
+   */
+  async createGate(
+    principal: Principal,
+    body: unknown,
+    gate: { id: string; gateToken: string },
+  ): Promise<InstanceRecord> {
+    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
+      const existing = await this.deps.store.getInstance(gate.id);
+      if (!existing) return this.place(principal, body, gate);
+      if (existing.project !== principal.project) throw new ConflictError(`Instance ${gate.id} exists.`);
+      if (existing.gate_token === gate.gateToken) return existing;
+      // A retried state waits on a new token: hand it to the build, or answer it if the build ended.
+      if (existing.stage !== 'Building' || existing.pending_job?.kind !== 'build') {
+        const outcome: JobOutcome =
+          existing.stage === 'Error'
+            ? { ok: false, reason: existing.reason ?? 'build failed' }
+            : { ok: true, result: {} };
+        await answerGate(this.deps.gates, gate.gateToken, existing, outcome);
+        return existing;
+      }
+      const next = { ...existing, gate_token: gate.gateToken, version: existing.version + 1 };
+      try {
+        await this.deps.store.updateInstance(existing, next);
+        return next;
+      } catch (error) {
+        if (!(error instanceof StaleWriteError)) throw error;
+        await backoff(attempt);
+      }
+    }
+    throw new UnavailableError(`Instance ${gate.id} is changing too often; try again.`);
+  }
+
+  private async place(
+    principal: Principal,
+    body: unknown,
+    gate: { id?: string; gateToken?: string },
+  ): Promise<InstanceRecord> {
     assertProjectCaller(principal);
     const request = parseBody(CreateInstanceRequestSchema, body, 'instance');
     const image = await this.findImage(principal, request.image);
@@ -154,7 +217,7 @@ export class InstancesService {
         hostTimeoutSeconds: this.deps.hostTimeoutSeconds,
       });
       if ('refused' in placement) throw new ConflictError(`No host can take it: ${placement.refused}`);
-      const id = this.deps.newId();
+      const id = gate.id ?? this.deps.newId();
       const jobId = this.deps.newId();
       const instance = newInstance({
         id,
@@ -164,6 +227,7 @@ export class InstancesService {
         host: placement.host,
         buildJobId: jobId,
         now,
+        ...(gate.gateToken !== undefined ? { gateToken: gate.gateToken } : {}),
       });
       const job = newJob({ id: jobId, kind: 'build', instance, now });
       try {
@@ -360,6 +424,10 @@ export class HostsService {
       next,
       instance && changed ? { previous: instance, next: changed } : undefined,
     );
+    // After the write, so a gate hears only of an outcome that was applied (once: a repeated
+    // report stops at `finish` as a repeat). A lost answer ends in the gate's own timeout.
+    if (changed && job.kind === 'build' && changed.gate_token)
+      await answerGate(this.deps.gates, changed.gate_token, changed, outcome);
   }
 
   private async ownJob(principal: Principal, jobId: string): Promise<JobRecord> {

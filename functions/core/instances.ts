@@ -72,6 +72,13 @@ export interface InstanceRecord {
   created_at: string;
   updated_at: string;
   destroyed_at: string | null;
+  /** What its boots must print (see BootCheckSchema); absent on records made before it existed. */
+  boot_check?: BootCheck | null;
+  /**
+   * A publish boot gate's Step Functions task token: the end of the build job answers it
+   * (core/publish.ts). Never shown.
+   */
+  gate_token?: string | null;
   /** Optimistic-concurrency counter, bumped by every write. */
   version: number;
 }
@@ -106,6 +113,16 @@ export const isoSeconds = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
 
 const MAX_USER_DATA_BYTES = 65535;
 
+/**
+ * A boot that counts only once the serial console prints `marker` (literal text), within
+ * `timeout_seconds` of the domain's start; otherwise the build (or start, reboot) fails.
+ */
+export const BootCheckSchema = z.strictObject({
+  marker: z.string().min(1).max(200),
+  timeout_seconds: z.number().int().min(10).max(3600),
+});
+export type BootCheck = z.infer<typeof BootCheckSchema>;
+
 export const CreateInstanceRequestSchema = z.strictObject({
   name: z.string().trim().min(1).max(255),
   /** An image id, or a name:tag reference (see isImageId). */
@@ -128,6 +145,7 @@ export const CreateInstanceRequestSchema = z.strictObject({
       message: `user_data is limited to ${MAX_USER_DATA_BYTES} bytes`,
     })
     .nullish(),
+  boot_check: BootCheckSchema.nullish(),
 });
 export type CreateInstanceRequest = z.infer<typeof CreateInstanceRequestSchema>;
 
@@ -458,6 +476,7 @@ export function newInstance(input: {
   host: HostRecord;
   buildJobId: string;
   now: Date;
+  gateToken?: string;
 }): InstanceRecord {
   const { id, request, image, principal, host, now } = input;
   const at = isoSeconds(now);
@@ -491,6 +510,8 @@ export function newInstance(input: {
     created_at: at,
     updated_at: at,
     destroyed_at: null,
+    boot_check: request.boot_check ?? null,
+    gate_token: input.gateToken ?? null,
     version: 1,
   };
 }
@@ -622,6 +643,7 @@ export function renderInstance(instance: InstanceRecord, options: { console?: bo
     created_at: instance.created_at,
     updated_at: instance.updated_at,
     destroyed_at: instance.destroyed_at,
+    boot_check: instance.boot_check ?? null,
     ...(options.console ? { console_log: instance.console_log } : {}),
     self: instancePath(instance.id),
   };

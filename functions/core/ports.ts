@@ -86,7 +86,17 @@ export interface TaskRepository {
   listForImage(imageId: string): Promise<TaskRecord[]>;
 }
 
-export type WorkflowName = 'import' | 'export';
+export type WorkflowName = 'import' | 'export' | 'publish';
+
+/**
+ * Answers a state machine's `.waitForTaskToken` state (SendTaskSuccess / SendTaskFailure on AWS,
+ * the local runner in the embedded backend). A token nobody waits for any more is not an error
+ * of the caller's: implementations log it and return.
+ */
+export interface TaskTokenNotifier {
+  succeed(token: string, output: Record<string, unknown>): Promise<void>;
+  fail(token: string, error: string, cause: string): Promise<void>;
+}
 
 /** Starts a state machine execution. Idempotent per execution name: a repeat is a no-op. */
 export interface WorkflowStarter {

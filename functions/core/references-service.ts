@@ -256,6 +256,62 @@ export class ReferencesService {
     return this.repo.getPolicy(ns, name);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Publishing (core/publish.ts drives these from the publish state machine's steps).
+
+  /** Where a publish would write, and what the reference points to now (null: not yet created). */
+  async publishTarget(
+    principal: Principal,
+    ref: ReferenceName,
+    namespace: string | undefined,
+    candidateId: string,
+  ): Promise<{ namespace: string; current: ReferenceRecord | null }> {
+    const ns = this.writeNamespace(principal, namespace);
+    await this.usableImage(principal, candidateId, ns);
+    return { namespace: ns, current: await this.repo.get(ns, ref.name, ref.tag) };
+  }
+
+  /** The candidate as the publisher may use it (active, visible, public enough for `namespace`). */
+  publishCandidate(principal: Principal, candidateId: string, namespace: string): Promise<ImageRecord> {
+    return this.usableImage(principal, candidateId, this.writeNamespace(principal, namespace));
+  }
+
+  /** 409 unless the reference still points to `expect` (null: it must not exist). */
+  async assertStill(
+    principal: Principal,
+    text: string,
+    namespace: string,
+    expect: string | null,
+  ): Promise<void> {
+    const parsed = parseReference(text);
+    const current = await this.repo.get(this.writeNamespace(principal, namespace), parsed.name, parsed.tag);
+    if ((current?.image_id ?? null) !== expect)
+      throw new ConflictError(
+        `Reference ${parsed.name}:${parsed.tag} now points to ${current?.image_id ?? 'nothing'}, not ${expect ?? 'nothing'}: someone else moved it.`,
+      );
+  }
+
+  /** The publish's final step: a conditional move, or a create when `expect` is null. */
+  async publishMove(
+    principal: Principal,
+    text: string,
+    input: { image_id: string; expect: string | null; namespace: string },
+  ): Promise<ReferenceRecord> {
+    if (input.expect !== null)
+      return this.move(principal, text, { ...input, expect: input.expect }, 'publish');
+    try {
+      return await this.create(principal, {
+        reference: text,
+        image_id: input.image_id,
+        namespace: input.namespace,
+      });
+    } catch (error) {
+      if (error instanceof ConflictError)
+        throw new ConflictError(`Reference ${text} was created by someone else meanwhile.`);
+      throw error;
+    }
+  }
+
   /** Applies the name's retention policy now; returns what it did. */
   async applyRetention(principal: Principal, name: string, namespace?: string): Promise<RetentionPlan> {
     validateName(name);

@@ -30,7 +30,7 @@ export interface ReferenceRecord {
   version: number;
 }
 
-export type HistoryAction = 'create' | 'move' | 'rollback' | 'delete';
+export type HistoryAction = 'create' | 'move' | 'rollback' | 'delete' | 'publish';
 
 export interface HistoryEntry {
   namespace: string;

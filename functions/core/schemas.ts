@@ -278,8 +278,8 @@ const TASK_PROPERTIES = {
   },
   type: {
     description: 'The type of task represented by this content',
-    // export is Hangar's own task type (image conversion to the export bucket).
-    enum: ['import', 'api_image_import', 'export'],
+    // export and publish are Hangar's own task types (conversion to the export bucket; name:tag publishing).
+    enum: ['import', 'api_image_import', 'export', 'publish'],
     type: 'string',
   },
   status: {

@@ -8,8 +8,11 @@ import { ConflictError, NotFoundError, StaleWriteError } from './errors.ts';
 import { isoSeconds } from './image.ts';
 import type { TaskRepository } from './ports.ts';
 
-/** import: the legacy tasks-API import; api_image_import: interoperable import; export: Hangar's. */
-export const TASK_TYPES = ['import', 'api_image_import', 'export'] as const;
+/**
+ * import: the legacy tasks-API import; api_image_import: interoperable import; export and
+ * publish (POST /v1/references/{ref}/publish): Hangar's.
+ */
+export const TASK_TYPES = ['import', 'api_image_import', 'export', 'publish'] as const;
 export type TaskType = (typeof TASK_TYPES)[number];
 
 export const TASK_STATUSES = ['pending', 'processing', 'success', 'failure'] as const;

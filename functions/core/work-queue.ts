@@ -217,6 +217,7 @@ export function renderClaimedJob(job: JobRecord, instance: InstanceRecord) {
       ram_mb: instance.ram_mb,
       disk_gb: instance.disk_gb,
       user_data: instance.user_data,
+      boot_check: instance.boot_check ?? null,
       image: {
         id: instance.image.id,
         disk_format: instance.image.disk_format,

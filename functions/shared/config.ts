@@ -42,6 +42,7 @@ const ServiceConfigSchema = z.object({
   HANGAR_WORKFLOWS: z.enum(['stepfunctions', 'local']).default('stepfunctions'),
   HANGAR_IMPORT_STATE_MACHINE_ARN: z.string().optional(),
   HANGAR_EXPORT_STATE_MACHINE_ARN: z.string().optional(),
+  HANGAR_PUBLISH_STATE_MACHINE_ARN: z.string().optional(),
   /** web-download: hosts, IPs or CIDRs that may be private/loopback (comma-separated). Empty: none. */
   HANGAR_WEB_DOWNLOAD_ALLOW: z.string().default(''),
   /** Glance's task_time_to_live: finished tasks expire this many hours later. */
@@ -77,6 +78,7 @@ export type ServiceConfig = {
     mode: 'stepfunctions' | 'local';
     importArn: string | undefined;
     exportArn: string | undefined;
+    publishArn: string | undefined;
   };
   webDownloadAllow: string[];
   taskTimeToLiveHours: number;
@@ -123,6 +125,7 @@ export function serviceConfig(): ServiceConfig {
       mode: env.HANGAR_WORKFLOWS,
       importArn: env.HANGAR_IMPORT_STATE_MACHINE_ARN,
       exportArn: env.HANGAR_EXPORT_STATE_MACHINE_ARN,
+      publishArn: env.HANGAR_PUBLISH_STATE_MACHINE_ARN,
     },
     webDownloadAllow: env.HANGAR_WEB_DOWNLOAD_ALLOW.split(',')
       .map((entry) => entry.trim())

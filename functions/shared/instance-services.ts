@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { DynamoInstanceRepository } from '#adapters/dynamo-instance-repository';
+import { taskTokens } from '#adapters/step-functions';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances-service';
 import { type ServiceConfig, serviceConfig } from './config.ts';
 import { getServices } from './services.ts';
@@ -30,6 +31,7 @@ export function getInstanceServices(): InstanceServices {
     hostTimeoutSeconds: config.hostTimeoutSeconds,
     newId: () => randomUUID(),
     newToken: () => randomBytes(24).toString('base64url'),
+    gates: taskTokens,
   };
   services = { instances: new InstancesService(deps), hosts: new HostsService(deps) };
   builtFor = config;

@@ -15,14 +15,18 @@ import { SafeWebFetcher } from '#adapters/web-fetch';
 import { ExportService } from '#core/image-export';
 import { ImportService } from '#core/image-import';
 import { ImagesService } from '#core/images-service';
+import { PublishService } from '#core/publish';
 import { TasksService } from '#core/tasks-service';
 import { parseAllowList } from '#core/url-filter';
 import { type ServiceConfig, serviceConfig } from './config.ts';
+import { getInstanceServices } from './instance-services.ts';
+import { getServices } from './services.ts';
 
 export interface TaskServices {
   imports: ImportService;
   exports: ExportService;
   tasks: TasksService;
+  publishing: PublishService;
 }
 
 let services: TaskServices | undefined;
@@ -70,6 +74,17 @@ export function getTaskServices(): TaskServices {
       taskTtlHours: config.taskTimeToLiveHours,
     }),
     tasks: new TasksService(taskRepo, repo),
+    publishing: new PublishService({
+      repo,
+      blobs,
+      tasks: taskRepo,
+      workflows: workflowStarter,
+      references: getServices().references,
+      instances: () => getInstanceServices().instances,
+      digester,
+      sharedBlock: DigestJob.sharedBlock,
+      taskTtlHours: config.taskTimeToLiveHours,
+    }),
   };
   builtFor = config;
   return services;

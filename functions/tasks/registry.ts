@@ -30,7 +30,18 @@ export const STATE_MACHINES = {
       ExportFinishFunctionArn: 'functions/tasks/export-finish.ts',
     },
   },
-} as const satisfies Record<'import' | 'export', StateMachineSpec>;
+  publish: {
+    file: 'state-machines/publish.asl.json',
+    substitutions: {
+      PublishBeginFunctionArn: 'functions/tasks/publish-begin.ts',
+      PublishVerifyFunctionArn: 'functions/tasks/publish-verify.ts',
+      PublishBootFunctionArn: 'functions/tasks/publish-boot.ts',
+      PublishCleanupFunctionArn: 'functions/tasks/publish-cleanup.ts',
+      PublishMoveFunctionArn: 'functions/tasks/publish-move.ts',
+      PublishFailFunctionArn: 'functions/tasks/publish-fail.ts',
+    },
+  },
+} as const satisfies Record<'import' | 'export' | 'publish', StateMachineSpec>;
 
 /**
  * What each task function needs on AWS beyond the defaults. import-copy hashes on two worker
@@ -58,6 +69,13 @@ export const TASK_FUNCTIONS: Readonly<Record<string, TaskFunctionSpec>> = {
     packaging: 'container',
   },
   'functions/tasks/export-finish.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
+  'functions/tasks/publish-begin.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
+  // Re-reads the whole candidate on two hash threads, like import-copy.
+  'functions/tasks/publish-verify.ts': { memoryMb: 3538, timeoutSeconds: 900, packaging: 'zip' },
+  'functions/tasks/publish-boot.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
+  'functions/tasks/publish-cleanup.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
+  'functions/tasks/publish-move.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
+  'functions/tasks/publish-fail.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
 };
 
 /**

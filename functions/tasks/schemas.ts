@@ -2,7 +2,9 @@
 import { z } from 'zod';
 import { EXPORT_FORMATS } from '#core/image-export';
 
-const StepErrorSchema = z.object({ Error: z.string().optional(), Cause: z.string().optional() }).optional();
+export const StepErrorSchema = z
+  .object({ Error: z.string().optional(), Cause: z.string().optional() })
+  .optional();
 
 export const ImportInputSchema = z.object({
   task_id: z.string().min(1),

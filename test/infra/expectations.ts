@@ -51,6 +51,8 @@ function accessGrants(access: FunctionEntry['access']): string[] {
           mode === 'list' ? `${action}@bucket:${name}` : `${action}@bucket:${name}/${BUCKETS[name].objects}`,
         );
   for (const wf of access.startsWorkflows ?? []) out.push(`states:StartExecution@sm:${wf}`);
+  for (const wf of access.answersWorkflows ?? [])
+    out.push(`states:SendTaskSuccess@sm:${wf}`, `states:SendTaskFailure@sm:${wf}`);
   return out;
 }
 

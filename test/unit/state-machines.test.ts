@@ -146,3 +146,79 @@ describe('the import state machine, run locally with stub handlers', () => {
     });
   });
 });
+
+describe('the publish state machine, run locally with stub handlers', () => {
+  type Calls = Array<[string, Record<string, unknown>]>;
+  const base = {
+    task_id: 't',
+    image_id: 'i',
+    reference: 'fedora:40',
+    namespace: 'p',
+    expect: 'old',
+    principal: { project: 'p', user: 'u', roles: ['member'] },
+  };
+
+  async function runPublish(
+    boot: Record<string, string> | null,
+    failAt?: string,
+  ): Promise<{ calls: Calls; outcome: unknown }> {
+    const { definition, taskModules } = loadDefinition('publish');
+    const calls: Calls = [];
+    const handlers: LocalHandlers = {};
+    for (const state of Object.keys(taskModules)) {
+      handlers[state] = (async (stateInput: unknown) => {
+        calls.push([state, stateInput as Record<string, unknown>]);
+        if (state === failAt) {
+          const error = new Error('The candidate did not boot: no marker');
+          error.name = 'BootFailed';
+          throw error;
+        }
+        return state === 'Boot Candidate' ? { instance_id: 't' } : {};
+      }) as LocalHandlers[string];
+    }
+    const machine = new StateMachine(definition as never);
+    const execution = machine.run(
+      { ...base, boot },
+      { overrides: { taskResourceLocalHandlers: handlers }, context: { Task: { Token: 'tok' } } },
+    );
+    const outcome = await execution.result.then(
+      (result) => ({ ok: result }),
+      (error: Error) => ({ failed: error.message }),
+    );
+    return { calls, outcome };
+  }
+
+  it('skips the boot gate when none is asked for', async () => {
+    const { calls, outcome } = await runPublish(null);
+    expect(calls.map(([state]) => state)).toEqual(['Begin Publish', 'Verify Candidate', 'Move Reference']);
+    expect(outcome).toHaveProperty('ok');
+  });
+
+  it('hands the boot gate its task token in the payload, then removes the gate instance and moves', async () => {
+    const { calls } = await runPublish({ marker: 'READY' });
+    expect(calls.map(([state]) => state)).toEqual([
+      'Begin Publish',
+      'Verify Candidate',
+      'Boot Candidate',
+      'Remove Gate Instance',
+      'Move Reference',
+    ]);
+    expect(calls[2]?.[1]).toMatchObject({
+      Payload: { ...base, boot: { marker: 'READY' }, task_token: 'tok' },
+    });
+  });
+
+  it('sends a failed gate to Fail Publish with the reason, and never moves the reference', async () => {
+    const { calls, outcome } = await runPublish({ marker: 'READY' }, 'Boot Candidate');
+    expect(calls.map(([state]) => state)).toEqual([
+      'Begin Publish',
+      'Verify Candidate',
+      'Boot Candidate',
+      'Fail Publish',
+    ]);
+    expect(calls[3]?.[1]).toMatchObject({
+      error: { Error: 'BootFailed', Cause: 'The candidate did not boot: no marker' },
+    });
+    expect(outcome).toHaveProperty('failed');
+  });
+});

@@ -2,7 +2,7 @@
  * Job handlers against an in-memory hypervisor, real instance files (qemu-img, genisoimage) and a stub image
  * cache: above all, a retried build converges on one domain.
  */
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -182,6 +182,30 @@ describe('job handlers', { timeout: 30_000 }, () => {
 
     // Assess
     expect(error).toBeInstanceOf(BootTimeoutError);
+  });
+
+  it("uses the instance's own boot check (literal text, its own timeout) over the agent's marker", async () => {
+    // Prepare: the agent has no marker of its own; the log holds text a pattern 'R.ADY' would match
+    const paths = await ctx.files.prepare({
+      instance_id: INSTANCE,
+      image_id: 'img-1',
+      domain_name: NAME,
+      domain_uuid: INSTANCE,
+      created_at: '',
+    });
+    await writeFile(paths.consoleLog, '');
+    const gated = job('build');
+    gated.instance.boot_check = { marker: 'R.ADY', timeout_seconds: 2 };
+    const appending = setInterval(() => void appendFile(paths.consoleLog, 'READY\n'), 50);
+
+    // Act
+    const error = await JOB_HANDLERS.build(gated, { ...ctx, bootMarker: undefined }, silentLogger, signal)
+      .catch((e: unknown) => e)
+      .finally(() => clearInterval(appending));
+
+    // Assess: 'READY' does not count as the literal 'R.ADY', and the check's own 2 s limit applied
+    expect(error).toBeInstanceOf(BootTimeoutError);
+    expect(String((error as Error).message)).toContain('2000 ms');
   });
 
   it('sleep saves, wake restores, stop of a sleeping instance drops the save', async () => {

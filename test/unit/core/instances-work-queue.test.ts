@@ -167,6 +167,7 @@ describe('the work queue', () => {
         ram_mb: 256,
         disk_gb: 1,
         user_data: null,
+        boot_check: null,
         image: { id: 'img', disk_format: 'qcow2', size: 5, os_hash_algo: 'sha512', os_hash_value: 'a' },
       },
     });

@@ -138,7 +138,7 @@ describe('SCHEMAS', () => {
     const listed = props(obj(props(SCHEMAS.tasks).tasks).items);
 
     // Assess
-    expect(task.type).toMatchObject({ enum: ['import', 'api_image_import', 'export'] });
+    expect(task.type).toMatchObject({ enum: ['import', 'api_image_import', 'export', 'publish'] });
     expect(task.status).toMatchObject({ enum: ['pending', 'processing', 'success', 'failure'] });
     expect(Object.keys(task)).toEqual(expect.arrayContaining(['input', 'result', 'message']));
     expect(Object.keys(listed)).toEqual([

@@ -1,0 +1,9 @@
+/** "Begin Publish": the publish task goes to processing. */
+import { PublishInputSchema } from '#core/publish';
+import { getTaskServices } from '#shared/task-services';
+import { taskStep } from './step.ts';
+
+export const handler = taskStep('publish-begin', PublishInputSchema, async (input) => {
+  await getTaskServices().publishing.begin(input);
+  return {};
+});

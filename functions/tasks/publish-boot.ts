@@ -1,0 +1,13 @@
+/**
+ * "Boot Candidate" (a `.waitForTaskToken` state): creates the gate instance carrying the task
+ * token and returns; the state then waits until the end of the instance's build answers the token.
+ */
+import { PublishInputSchema } from '#core/publish';
+import { getTaskServices } from '#shared/task-services';
+import { taskStep } from './step.ts';
+
+const BootInputSchema = PublishInputSchema.extend({ task_token: PublishInputSchema.shape.task_id });
+
+export const handler = taskStep('publish-boot', BootInputSchema, (input) =>
+  getTaskServices().publishing.bootGate(input),
+);

@@ -1,0 +1,8 @@
+/** "Remove Gate Instance": the gate passed; its instance is destroyed. */
+import { PublishInputSchema } from '#core/publish';
+import { getTaskServices } from '#shared/task-services';
+import { taskStep } from './step.ts';
+
+export const handler = taskStep('publish-cleanup', PublishInputSchema, (input) =>
+  getTaskServices().publishing.removeGate(input),
+);

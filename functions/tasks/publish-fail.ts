@@ -1,0 +1,12 @@
+/** "Fail Publish": the gate instance goes, the task fails with the reason; the reference stays. */
+import { PublishInputSchema } from '#core/publish';
+import { getTaskServices } from '#shared/task-services';
+import { StepErrorSchema } from './schemas.ts';
+import { taskStep } from './step.ts';
+
+const FailInputSchema = PublishInputSchema.extend({ error: StepErrorSchema });
+
+export const handler = taskStep('publish-fail', FailInputSchema, async (input) => {
+  await getTaskServices().publishing.fail(input);
+  return {};
+});
