@@ -4,7 +4,8 @@
  * (qemu:///system). The test guest (agent/guest/build-test-guest.sh) is uploaded through the
  * images API, an instance is created through the instances API, and the whole life cycle is
  * driven through the API: build, sleep (managed save), wake (the guest carries on), stop, start,
- * destroy, with the API showing each stage.
+ * destroy, with the API showing each stage. Then publishing with a boot gate: the guest is
+ * published under guest:stable only after it booted, and a blank disk is not published.
  * Missing libvirt/qemu makes beforeAll throw: this test fails loudly rather than skip.
  */
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
@@ -58,13 +59,18 @@ describe('Hangar with a real host agent and libvirt', () => {
   const alice = (method: string, path: string, body?: unknown) => call(t.tokens.alice, method, path, body);
   const show = async (id: string): Promise<Json> => (await alice('GET', `/v1/instances/${id}`)).body;
 
-  /** Polls the API until the instance reaches `stage` with no job pending; Error fails at once. */
-  async function waitForStage(id: string, stage: string): Promise<Json> {
+  /**
+   * Polls the API until the instance reaches `stage` with no job pending; Error fails at once
+   * unless `passingThroughError` (a failed instance on its way to Inexistent).
+   */
+  async function waitForStage(id: string, stage: string, passingThroughError = false): Promise<Json> {
     const deadline = Date.now() + STAGE_TIMEOUT_MS;
     for (;;) {
       const instance = await show(id);
       if (instance.stage === stage && instance.pending_action === null) return instance;
-      const failed = instance.stage === 'Error' || (instance.last_error && instance.pending_action === null);
+      const failed =
+        (instance.stage === 'Error' && !passingThroughError) ||
+        (instance.last_error && instance.pending_action === null);
       if (failed || Date.now() > deadline)
         throw new Error(
           `instance ${id} is ${instance.stage} (pending ${instance.pending_action}, reason ${instance.reason}, ` +
@@ -259,5 +265,77 @@ describe('Hangar with a real host agent and libvirt', () => {
     expect(
       (await call(t.hostTokens[HOST_ID] ?? '', 'GET', `/v1/hosts/${HOST_ID}/instances`)).body.instances,
     ).toEqual([]);
+  });
+
+  /** Polls a publication until it finishes. */
+  async function publication(id: string): Promise<Json> {
+    const deadline = Date.now() + STAGE_TIMEOUT_MS;
+    for (;;) {
+      const task = (await alice('GET', `/v1/publications/${id}`)).body;
+      if (task.status === 'success' || task.status === 'failure') return task;
+      if (Date.now() > deadline)
+        throw new Error(
+          `publication ${id} is still ${task.status}\nagent logs:\n${tail(agent?.logs ?? [], 40)}`,
+        );
+      await sleep(250);
+    }
+  }
+
+  it('publishes a reference only after its candidate boots: a candidate that does not boot is not published', async () => {
+    // Prepare: a candidate that cannot boot (a blank disk: the firmware finds nothing to start)
+    const blank = await alice('POST', '/v2/images', {
+      name: 'blank-disk',
+      disk_format: 'raw',
+      container_format: 'bare',
+      architecture: 'x86_64',
+    });
+    expect(blank.status).toBe(201);
+    const upload = await t.request('PUT', `/v2/images/${blank.body.id}/file`, {
+      token: t.tokens.alice,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(1024 * 1024),
+    });
+    expect(upload.status).toBe(204);
+    const gate = { marker: 'HANGAR-GUEST-READY', timeout_seconds: 60, ram_mb: 256 };
+
+    // Act 1: the test guest, through the boot gate, becomes guest:stable
+    const good = await alice('POST', '/v1/references/guest:stable/publish', {
+      image_id: imageId,
+      boot: gate,
+    });
+    expect(good.status, JSON.stringify(good.body)).toBe(202);
+    instanceIds.push(good.body.id);
+    const published = await publication(good.body.id);
+
+    // Assess 1: it booted for real (the agent built the gate instance), then the gate went away
+    expect(published.status, published.message).toBe('success');
+    expect(published.result).toMatchObject({ image_id: imageId, boot_checked: true });
+    expect((await alice('GET', '/v1/references/guest:stable')).body.image_id).toBe(imageId);
+    const passed = await waitForStage(good.body.id, 'Inexistent');
+    expect(passed.console_log).toContain('HANGAR-GUEST-READY');
+    expect(passed.console_log).toContain(`instance-id: ${good.body.id}`);
+    expect(await virshMaybe(SYSTEM_URI, 'dominfo', domainNameFor(good.body.id))).toBeNull();
+
+    // Act 2: the blank disk as the next guest:stable
+    const bad = await alice('POST', '/v1/references/guest:stable/publish', {
+      image_id: blank.body.id,
+      boot: { ...gate, timeout_seconds: 20 },
+    });
+    expect(bad.status, JSON.stringify(bad.body)).toBe(202);
+    instanceIds.push(bad.body.id);
+    const refused = await publication(bad.body.id);
+
+    // Assess 2: not published, with the reason; guest:stable still names the guest that boots
+    expect(refused.status).toBe('failure');
+    expect(refused.message).toMatch(/did not boot: .*HANGAR-GUEST-READY/);
+    expect(refused.message).toContain('guest:stable was left where it was');
+    expect((await alice('GET', '/v1/references/guest:stable')).body.image_id).toBe(imageId);
+    const history = (await alice('GET', '/v1/references/guest:stable/history')).body.history;
+    expect(history.map((entry: Json) => entry.to)).toEqual([imageId]);
+    // The failed gate instance is destroyed as well: no domain, no directory left on the host.
+    const failed = await waitForStage(bad.body.id, 'Inexistent', true);
+    expect(failed.console_log ?? '').not.toContain('HANGAR-GUEST-READY');
+    expect(await virshMaybe(SYSTEM_URI, 'dominfo', domainNameFor(bad.body.id))).toBeNull();
+    await expect(stat(join(dataDir, 'instances', bad.body.id))).rejects.toThrow();
   });
 });
