@@ -440,6 +440,24 @@ export class DynamoInstanceRepository implements InstanceStore {
     await this.transact(items, `Job ${next.id}`);
   }
 
+  async destroyWithoutHost(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: { previous: JobRecord; next: JobRecord },
+  ): Promise<void> {
+    const items: TransactItem[] = [this.instancePut(previous, next), ...this.releaseItems(next)];
+    if (job)
+      items.push({
+        Put: {
+          TableName: this.table,
+          Item: jobItem(job.next),
+          ConditionExpression: 'version = :expected',
+          ExpressionAttributeValues: { ':expected': job.previous.version },
+        },
+      });
+    await this.transact(items, `Instance ${next.id}`);
+  }
+
   /** A destroyed instance: capacity back to its host, off the host and image pointers, listing row expires. */
   private releaseItems(instance: InstanceRecord): TransactItem[] {
     return [

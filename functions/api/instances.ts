@@ -68,7 +68,8 @@ async function action(request: ApiRequest): Promise<ApiResponse> {
     request.params.instance_id ?? '',
     name as Action,
   );
-  return { status: 202, json: renderInstance(instance) };
+  // 202: a job was queued; 200: done at once (a destroy on a lost host).
+  return { status: instance.pending_job ? 202 : 200, json: renderInstance(instance) };
 }
 
 const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {

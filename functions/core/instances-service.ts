@@ -21,6 +21,7 @@ import {
   assertProjectCaller,
   CreateInstanceRequestSchema,
   canSeeInstance,
+  destroyOnLostHost,
   type HostRecord,
   type HostRegistration,
   HostRegistrationSchema,
@@ -32,10 +33,12 @@ import {
   parseBody,
   place,
   requestAction,
+  silentSeconds,
 } from './instances.ts';
 import type { TaskTokenNotifier } from './ports.ts';
 import type { Principal } from './principal.ts';
 import {
+  abandon,
   ClaimRequestSchema,
   CompleteRequestSchema,
   claim,
@@ -96,6 +99,15 @@ export interface InstanceStore {
   putHost(id: string, registration: HostRegistration, now: Date): Promise<HostRecord>;
   /** false when the host was never registered. */
   heartbeatHost(id: string, now: Date): Promise<boolean>;
+  /**
+   * Writes `next` (Inexistent) if the instance is still `previous.version`, releases its host
+   * capacity and pointers, and ends its open job (version-checked), all or nothing.
+   */
+  destroyWithoutHost(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: { previous: JobRecord; next: JobRecord },
+  ): Promise<void>;
   /** Which of the images some not-destroyed instance was built from. */
   imagesInUse(imageIds: readonly string[]): Promise<Set<string>>;
 }
@@ -267,11 +279,26 @@ export class InstancesService {
     return this.deps.store.listInstances({ project, limit: query.limit, ...(marker ? { marker } : {}) });
   }
 
-  /** Queues the action's job; 409 when a job is pending or the stage does not allow it. */
+  /**
+   * Queues the action's job; 409 when a job is pending or the stage does not allow it. A destroy
+   * on a lost host (see destroyOnLostHost) happens at once instead, pending job or not.
+   */
   async act(principal: Principal, id: string, action: Action): Promise<InstanceRecord> {
     for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
       const current = await this.show(principal, id);
       const now = this.clock();
+      if (action === 'destroy' && current.stage !== 'Inexistent') {
+        const host = await this.deps.store.getHost(current.host_id);
+        if (host && silentSeconds(host, now) > this.deps.hostTimeoutSeconds) {
+          try {
+            return await this.destroyWithoutHost(current, host, now);
+          } catch (error) {
+            if (!(error instanceof StaleWriteError)) throw error;
+            await backoff(attempt);
+            continue;
+          }
+        }
+      }
       const jobId = this.deps.newId();
       const next = requestAction(current, action, jobId, now);
       const job = newJob({ id: jobId, kind: action, instance: current, now });
@@ -284,6 +311,27 @@ export class InstancesService {
       }
     }
     throw new UnavailableError(`Instance ${id} is changing too often; try again.`);
+  }
+
+  private async destroyWithoutHost(
+    current: InstanceRecord,
+    host: { id: string; heartbeat_at: string },
+    now: Date,
+  ): Promise<InstanceRecord> {
+    const next = destroyOnLostHost(current, host, now);
+    const pending = current.pending_job ? await this.deps.store.getJob(current.pending_job.id) : null;
+    const open = pending && (pending.status === 'pending' || pending.status === 'claimed') ? pending : null;
+    const job = open
+      ? { previous: open, next: abandon(open, next.last_error ?? 'host lost', now) }
+      : undefined;
+    await this.deps.store.destroyWithoutHost(current, next, job);
+    // A publish gate waiting on this build hears that it will never boot.
+    if (open?.kind === 'build' && current.gate_token)
+      await answerGate(this.deps.gates, current.gate_token, next, {
+        ok: false,
+        reason: next.last_error ?? '',
+      });
+    return next;
   }
 }
 

@@ -376,7 +376,7 @@ export function hostRefusal(
   requirements: ImageRequirements,
   options: PlacementOptions,
 ): string | null {
-  const silentFor = (options.now.getTime() - Date.parse(host.heartbeat_at)) / 1000;
+  const silentFor = silentSeconds(host, options.now);
   if (silentFor > options.hostTimeoutSeconds) return `not heard from for ${Math.floor(silentFor)} s`;
   if (
     requirements.architecture !== null &&
@@ -536,6 +536,39 @@ export function requestAction(
     ...instance,
     pending_job: { id: jobId, kind: action },
     updated_at: isoSeconds(now),
+    version: instance.version + 1,
+  };
+}
+
+/** Seconds since the host was last heard from (registration or heartbeat). */
+export function silentSeconds(host: Pick<HostRecord, 'heartbeat_at'>, now: Date): number {
+  return (now.getTime() - Date.parse(host.heartbeat_at)) / 1000;
+}
+
+/**
+ * Destroying an instance whose host is lost (not heard from for longer than the host timeout):
+ * no agent would ever run a destroy job, so the record goes straight to Inexistent (its capacity
+ * is released with it). Any pending job is abandoned. If the host comes back, its agent's
+ * start-up reconcile removes the domain, which the service no longer knows.
+ */
+export function destroyOnLostHost(
+  instance: InstanceRecord,
+  host: Pick<HostRecord, 'id' | 'heartbeat_at'>,
+  now: Date,
+): InstanceRecord {
+  if (instance.stage === 'Inexistent')
+    throw new ConflictError(`Cannot destroy instance ${instance.id}: it is already destroyed.`);
+  const at = isoSeconds(now);
+  const note =
+    `destroyed while host ${host.id} was unreachable (last heard from ${host.heartbeat_at}); ` +
+    'its agent removes the domain when it reconciles';
+  return {
+    ...instance,
+    stage: 'Inexistent',
+    pending_job: null,
+    last_error: note,
+    updated_at: at,
+    destroyed_at: at,
     version: instance.version + 1,
   };
 }

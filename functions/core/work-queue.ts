@@ -186,6 +186,11 @@ export function giveUp(job: JobRecord, now: Date): JobRecord {
   );
 }
 
+/** A job whose host is lost, ended because its instance was destroyed without it. */
+export function abandon(job: JobRecord, reason: string, now: Date): JobRecord {
+  return finished(job, { outcome: 'failed', reason }, now);
+}
+
 function finished(job: JobRecord, input: Finish, now: Date): JobRecord {
   return {
     ...job,
