@@ -231,9 +231,14 @@ export class PublishService {
     if (!instance) return { removed: false, console_log: null };
     if (instance.stage === 'Inexistent' || instance.pending_job?.kind === 'destroy')
       return { removed: true, console_log: instance.console_log };
-    if (instance.pending_job !== null) return { removed: false, console_log: instance.console_log };
-    await instances.act(principal, id, 'destroy');
-    return { removed: true, console_log: instance.console_log };
+    try {
+      // With a job pending this is a 409, unless the host is lost (then it is destroyed at once).
+      await instances.act(principal, id, 'destroy');
+      return { removed: true, console_log: instance.console_log };
+    } catch (error) {
+      if (error instanceof ConflictError) return { removed: false, console_log: instance.console_log };
+      throw error;
+    }
   }
 
   /** Move Reference: the compare-and-swap move (or the create, when it did not exist). */
