@@ -1,7 +1,8 @@
 /**
  * Everything stateless: one Lambda per API module (from ROUTES), the HTTP API and its
- * authorizer, the optional S3 upload trigger, the state machines from state-machines/, and the
- * alarms. Every grant comes from infra/declarations.ts.
+ * authorizer, the optional S3 upload trigger, the scheduled functions and their EventBridge
+ * rules, the state machines from state-machines/, and the alarms. Every grant comes from
+ * infra/declarations.ts.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +21,8 @@ import {
   HttpLambdaResponseType,
 } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Architecture, Code, LayerVersion, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
@@ -70,10 +73,12 @@ function eventType(event: string): EventType {
 export class AppStack extends Stack {
   readonly api: HttpApi;
   readonly stage: HttpStage;
-  /** By inventory key (API module name, task or trigger module path, 'keystone-authorizer'). */
+  /** By inventory key (API module name, task, trigger or schedule module path, 'keystone-authorizer'). */
   readonly functions: Readonly<Record<string, HangarFunction>>;
   readonly workflows: Readonly<Record<string, Workflow>>;
   readonly failureQueues: Readonly<Record<string, Queue>>;
+  /** The EventBridge rule of each scheduled function, by its module path. */
+  readonly scheduleRules: Readonly<Record<string, Rule>>;
   readonly alarms: Alarms;
 
   private readonly config: DeployConfig;
@@ -89,6 +94,7 @@ export class AppStack extends Stack {
     const functions: Record<string, HangarFunction> = {};
     const workflows: Record<string, Workflow> = {};
     const failureQueues: Record<string, Queue> = {};
+    const scheduleRules: Record<string, Rule> = {};
 
     // First, so a missing setting fails before anything is bundled.
     const auth = this.authSetup(inventory);
@@ -121,9 +127,15 @@ export class AppStack extends Stack {
       failureQueues[entry.key] = this.wireTrigger(entry, fn);
       functions[entry.key] = fn;
     }
+    for (const entry of inventory.functions.filter((f) => f.kind === 'schedule')) {
+      const fn = this.makeFunction(entry, {}, workflows);
+      scheduleRules[entry.key] = this.wireSchedule(entry, fn);
+      functions[entry.key] = fn;
+    }
     this.functions = { ...functions, ...this.authorizerFunctions };
     this.workflows = workflows;
     this.failureQueues = failureQueues;
+    this.scheduleRules = scheduleRules;
     for (const entry of inventory.functions) {
       const fn = this.functions[entry.key];
       if (fn) this.alarms.forFunction(entry.id, fn);
@@ -345,6 +357,21 @@ export class AppStack extends Stack {
     this.alarms.forQueue(`${entry.id}FailureQueue`, queue);
     this.suppressNotificationHandler();
     return queue;
+  }
+
+  /**
+   * An EventBridge rate rule invoking the function asynchronously (Lambda's own two retries).
+   * A missed or failed run is caught up by the next one: each run does all the work due.
+   */
+  private wireSchedule(entry: FunctionEntry, fn: HangarFunction): Rule {
+    const schedule = entry.schedule;
+    if (!schedule) throw new Error(`internal: ${entry.key} is not a scheduled function`);
+    const minutes = this.config.schedules[schedule.rate];
+    return new Rule(this, `${entry.id}Rule`, {
+      description: `Hangar: runs ${entry.key} every ${minutes} minute(s) (${schedule.rate})`,
+      schedule: Schedule.rate(Duration.minutes(minutes)),
+      targets: [new LambdaFunction(fn)],
+    });
   }
 
   private suppressNotificationHandler(): void {

@@ -6,6 +6,7 @@
  */
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Node } from 'constructs';
+import type { ScheduleRate } from '../functions/tasks/registry.ts';
 
 export type AuthMode = 'jwt' | 'keystone' | 'tokens';
 
@@ -47,6 +48,8 @@ export interface DeployConfig {
   readonly throttle: { readonly rate: number; readonly burst: number };
   /** Days a replaced or deleted image object version is kept before lifecycle removes it. */
   readonly noncurrentVersionDays: number;
+  /** Period in minutes of each scheduled function (SCHEDULES in functions/tasks/registry.ts). */
+  readonly schedules: Readonly<Record<ScheduleRate, number>>;
 }
 
 interface Setting {
@@ -80,6 +83,7 @@ export const SETTINGS = {
   throttleRate: { context: 'throttleRate', env: 'HANGAR_THROTTLE_RATE' },
   throttleBurst: { context: 'throttleBurst', env: 'HANGAR_THROTTLE_BURST' },
   noncurrentVersionDays: { context: 'noncurrentVersionDays', env: 'HANGAR_NONCURRENT_VERSION_DAYS' },
+  retentionSweepMinutes: { context: 'retentionSweepMinutes', env: 'HANGAR_RETENTION_SWEEP_MINUTES' },
 } as const satisfies Record<string, Setting>;
 
 export class ConfigError extends Error {
@@ -162,5 +166,7 @@ export function readConfig(node: Node, env: NodeJS.ProcessEnv = process.env): De
       burst: positiveInt(node, SETTINGS.throttleBurst, env, 200),
     },
     noncurrentVersionDays: positiveInt(node, SETTINGS.noncurrentVersionDays, env, 30),
+    // EventBridge rates are whole minutes, at least one.
+    schedules: { retentionSweepMinutes: positiveInt(node, SETTINGS.retentionSweepMinutes, env, 60) },
   };
 }

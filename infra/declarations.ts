@@ -170,6 +170,19 @@ export const TRIGGER_ACCESS: Readonly<
   },
 };
 
+/**
+ * Functions an EventBridge schedule invokes (SCHEDULES in functions/tasks/registry.ts), by module
+ * path. Each must be declared: a scheduled module without an entry fails the synth.
+ */
+export const SCHEDULE_ACCESS: Readonly<
+  Record<string, Access & { memorySize?: number; timeoutSeconds?: number }>
+> = {
+  // Every name's retention: reads policies, references and history, hides and deactivates image
+  // records (records only; image data is never touched). Names run one after another, hence
+  // more time than a request gets.
+  'functions/triggers/retention-sweep.ts': { table: 'RW', timeoutSeconds: 300 },
+};
+
 /** The Lambda authorizer for authMode=keystone (written separately; used if it exists). */
 export const KEYSTONE_AUTHORIZER = {
   entry: 'functions/auth/keystone-authorizer.ts',

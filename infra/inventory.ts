@@ -9,6 +9,8 @@ import { basename, join, resolve } from 'node:path';
 import { ROUTES } from '#api/routes';
 import {
   S3_TRIGGERS,
+  SCHEDULES,
+  type ScheduleSpec,
   STATE_MACHINES,
   type StateMachineSpec,
   TASK_FUNCTIONS,
@@ -21,13 +23,14 @@ import {
   apiModules,
   type BucketName,
   KEYSTONE_AUTHORIZER,
+  SCHEDULE_ACCESS,
   TASK_ACCESS,
   TRIGGER_ACCESS,
   taskAccess,
 } from './declarations.ts';
 import { repoPath, STATE_MACHINES_DIR } from './paths.ts';
 
-export type FunctionKind = 'api' | 'trigger' | 'task' | 'authorizer';
+export type FunctionKind = 'api' | 'trigger' | 'schedule' | 'task' | 'authorizer';
 
 export interface TriggerSpec {
   readonly module: string;
@@ -37,7 +40,7 @@ export interface TriggerSpec {
 }
 
 export interface FunctionEntry {
-  /** API module name (ROUTES fn), module path (tasks, triggers) or 'keystone-authorizer'. */
+  /** API module name (ROUTES fn), module path (tasks, triggers, schedules) or 'keystone-authorizer'. */
   readonly key: string;
   /** CDK construct id, unique across kinds. */
   readonly id: string;
@@ -53,6 +56,8 @@ export interface FunctionEntry {
   /** API modules: whether any route they serve is authenticated. */
   readonly authenticated: boolean;
   readonly trigger?: TriggerSpec;
+  /** Scheduled functions: which rate setting runs them. */
+  readonly schedule?: ScheduleSpec;
 }
 
 export interface WorkflowEntry {
@@ -77,6 +82,10 @@ export interface InventoryOptions {
   readonly taskFunctions?: Readonly<Record<string, TaskFunctionSpec>>;
   readonly taskAccess?: Readonly<Record<string, Access>>;
   readonly triggers?: readonly TriggerSpec[];
+  readonly schedules?: readonly ScheduleSpec[];
+  readonly scheduleAccess?: Readonly<
+    Record<string, Access & { memorySize?: number; timeoutSeconds?: number }>
+  >;
   readonly keystoneAuthorizerEntry?: string;
 }
 
@@ -142,6 +151,30 @@ export function buildInventory(options: InventoryOptions): Inventory {
       packaging: 'zip',
       authenticated: false,
       trigger,
+    });
+  }
+
+  // Unlike an S3 trigger, a registered schedule is not optional: a missing module is a mistake.
+  const scheduleAccess = options.scheduleAccess ?? SCHEDULE_ACCESS;
+  for (const schedule of options.schedules ?? (SCHEDULES as readonly ScheduleSpec[])) {
+    if (!existsSync(repoPath(schedule.module)))
+      throw new Error(`SCHEDULES names ${schedule.module}, which does not exist`);
+    const access = scheduleAccess[schedule.module];
+    if (!access)
+      throw new Error(
+        `scheduled function ${schedule.module} declares no access: add it to SCHEDULE_ACCESS in infra/declarations.ts`,
+      );
+    functions.push({
+      key: schedule.module,
+      id: `${pascal(moduleName(schedule.module))}ScheduleFunction`,
+      kind: 'schedule',
+      entry: schedule.module,
+      access,
+      ...(access.memorySize ? { memorySize: access.memorySize } : {}),
+      ...(access.timeoutSeconds ? { timeoutSeconds: access.timeoutSeconds } : {}),
+      packaging: 'zip',
+      authenticated: false,
+      schedule,
     });
   }
 

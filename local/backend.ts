@@ -24,8 +24,10 @@ import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
 import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
+import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
+import { startSchedule } from './schedule.ts';
 import {
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
@@ -221,12 +223,19 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     background = stopWorkflows;
 
     gateway = await startGateway({ host: options.host ?? '127.0.0.1', port: options.port ?? 9292 });
+    // What the EventBridge rule does on AWS; last, so the first run finds everything started.
+    const sweep = startSchedule({
+      name: 'retention-sweep',
+      everyMs: config.retentionSweepSeconds * 1000,
+      run: retentionSweep,
+    });
     logger.info('backend started', {
       url: gateway.url,
       storage: options.storage,
       stateDir,
       dynamodb: { pid: standIns.dynamodb.pid, endpoint: standIns.dynamodb.endpoint },
       s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
+      retentionSweepSeconds: config.retentionSweepSeconds,
     });
 
     const started = { standIns, gateway };
@@ -253,6 +262,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
         stopping ??= (async () => {
           // Requests first, so none is cut off by a vanished stand-in.
           await started.gateway.close();
+          // Before the stand-ins, so a sweep in progress finishes against a live table.
+          await sweep.stop();
           await stopWorkflows();
           await started.standIns.stop();
           removeStateDir();

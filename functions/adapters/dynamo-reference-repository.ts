@@ -1,17 +1,19 @@
 import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError, StaleWriteError } from '#core/errors';
-import type { HistoryEntry, ReferenceRecord, RetentionPolicy } from '#core/references';
+import type { HistoryEntry, NamedRetentionPolicy, ReferenceRecord, RetentionPolicy } from '#core/references';
 import type { ReferenceRepository } from '#core/references-service';
 import { serviceConfig } from '#shared/config';
 import { dynamo } from './aws-clients.ts';
 import { isLostRace } from './dynamo-errors.ts';
 import {
+  RETENTION_POLICY_KIND,
   referenceHistoryKey,
   referenceKey,
   referenceListKeys,
   referencePartition,
   referencePolicyKey,
+  retentionPolicyListKeys,
 } from './keys.ts';
 
 const ReferenceSchema = z.object({
@@ -38,6 +40,7 @@ const HistorySchema = z.object({
 });
 
 const PolicySchema = z.object({ keep: z.number().int(), grace_seconds: z.number().int() });
+const NamedPolicySchema = PolicySchema.extend({ namespace: z.string(), name: z.string() });
 
 export class DynamoReferenceRepository implements ReferenceRepository {
   private get table(): string {
@@ -201,8 +204,42 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async putPolicy(namespace: string, name: string, policy: RetentionPolicy): Promise<void> {
+    // Also indexed in by_kind (and naming its name) so listPolicies needs no Scan. Policies
+    // written before that index entry existed are not listed until they are put again.
     await dynamo().send(
-      new PutCommand({ TableName: this.table, Item: { ...referencePolicyKey(namespace, name), ...policy } }),
+      new PutCommand({
+        TableName: this.table,
+        Item: {
+          ...referencePolicyKey(namespace, name),
+          ...retentionPolicyListKeys(namespace, name),
+          namespace,
+          name,
+          keep: policy.keep,
+          grace_seconds: policy.grace_seconds,
+        },
+      }),
     );
+  }
+
+  async listPolicies(): Promise<NamedRetentionPolicy[]> {
+    const items: Record<string, unknown>[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await dynamo().send(
+        new QueryCommand({
+          TableName: this.table,
+          IndexName: 'by_kind',
+          KeyConditionExpression: 'kind_pk = :p',
+          ExpressionAttributeValues: { ':p': RETENTION_POLICY_KIND },
+          ExclusiveStartKey: start,
+        }),
+      );
+      items.push(...(out.Items ?? []));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items.map((item) => {
+      const { namespace, name, keep, grace_seconds } = NamedPolicySchema.parse(item);
+      return { namespace, name, policy: { keep, grace_seconds } };
+    });
   }
 }

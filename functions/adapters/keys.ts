@@ -88,7 +88,12 @@ export const imageTaskKey = (imageId: string, createdAt: string, taskId: string)
 export const IMAGE_TASK_PREFIX = 'TASK#';
 export const eventMarkerKey = (eventId: string) => ({ pk: `S3EVENT#${eventId}`, sk: 'META' });
 
-// name:tag references (see dynamo-reference-repository.ts).
+// name:tag references (see dynamo-reference-repository.ts):
+//   pk=REF#<namespace>#<name>  sk=TAG#<tag>         a reference; by_kind: kind_pk=REFS#<namespace>,
+//                                                   kind_sk=<name>:<tag>
+//   pk=REF#<namespace>#<name>  sk=HIST#<tag>#<seq>  one history entry
+//   pk=REF#<namespace>#<name>  sk=POLICY            the name's retention policy; by_kind:
+//                                                   kind_pk=RETENTION#all, kind_sk=<namespace>#<name>
 export const referencePartition = (namespace: string, name: string) => `REF#${namespace}#${name}`;
 export const referenceKey = (namespace: string, name: string, tag: string) => ({
   pk: referencePartition(namespace, name),
@@ -106,6 +111,15 @@ export const referenceHistoryKey = (namespace: string, name: string, tag: string
 export const referencePolicyKey = (namespace: string, name: string) => ({
   pk: referencePartition(namespace, name),
   sk: 'POLICY',
+});
+/**
+ * Every retention policy is also in by_kind under one partition, so the scheduled sweep lists
+ * them with a Query instead of a Scan: kind_pk=RETENTION#all, kind_sk=<namespace>#<name>.
+ */
+export const RETENTION_POLICY_KIND = 'RETENTION#all';
+export const retentionPolicyListKeys = (namespace: string, name: string) => ({
+  kind_pk: RETENTION_POLICY_KIND,
+  kind_sk: `${namespace}#${name}`,
 });
 
 // Image members (see member-rows.ts for their listing rows):

@@ -11,6 +11,7 @@ import {
   assertExpected,
   type HistoryAction,
   type HistoryEntry,
+  type NamedRetentionPolicy,
   notFoundReference,
   PUBLIC_NAMESPACE,
   parseReference,
@@ -19,6 +20,7 @@ import {
   type ReferenceRecord,
   type RetentionPlan,
   type RetentionPolicy,
+  type RetentionSweep,
   rollbackTarget,
   validateName,
 } from './references.ts';
@@ -35,6 +37,8 @@ export interface ReferenceRepository {
   history(namespace: string, name: string, tag?: string): Promise<HistoryEntry[]>;
   getPolicy(namespace: string, name: string): Promise<RetentionPolicy | null>;
   putPolicy(namespace: string, name: string, policy: RetentionPolicy): Promise<void>;
+  /** Every name's policy, in all namespaces (for the scheduled sweep). */
+  listPolicies(): Promise<NamedRetentionPolicy[]>;
 }
 
 /** Which images instances run from (the instances API implements it). */
@@ -318,6 +322,26 @@ export class ReferencesService {
     return this.retain(this.writeNamespace(principal, namespace), name);
   }
 
+  /**
+   * Applies every name's policy: without this scheduled sweep a hidden version would only be
+   * deactivated when a reference of its name moves again. Names are independent, so one that
+   * fails is reported in `failed` and the others are still swept.
+   */
+  async sweepRetention(): Promise<RetentionSweep> {
+    const policies = await this.repo.listPolicies();
+    const sweep: RetentionSweep = { names: policies.length, hidden: [], deactivated: [], failed: [] };
+    for (const { namespace, name } of policies) {
+      try {
+        const plan = await this.retain(namespace, name);
+        sweep.hidden.push(...plan.hide);
+        sweep.deactivated.push(...plan.deactivate);
+      } catch (error) {
+        sweep.failed.push({ namespace, name, error });
+      }
+    }
+    return sweep;
+  }
+
   private async applyRetentionQuietly(namespace: string, name: string): Promise<void> {
     // Retention is housekeeping: a failure here must not fail the move that triggered it.
     await this.retain(namespace, name).catch(() => undefined);
@@ -334,12 +358,15 @@ export class ReferencesService {
     // Retention acts for the namespace with the rights of its policy, not of whoever moved a tag.
     const actor = makePrincipal(namespace, 'retention', ['admin']);
     const hiddenAt = new Map<string, number>();
+    const readable = new Set<string>();
     for (const id of candidates) {
       const image = await this.images.show(actor, id).catch(() => undefined);
-      const stamp = image?.properties[RETIRED_AT_PROPERTY];
-      if (image && stamp) hiddenAt.set(id, Date.parse(stamp));
+      if (!image) continue;
+      readable.add(id);
+      const stamp = image.properties[RETIRED_AT_PROPERTY];
+      if (stamp) hiddenAt.set(id, Date.parse(stamp));
     }
-    const plan = planRetention({
+    const planned = planRetention({
       policy,
       history,
       pointedTo: new Set(references.map((r) => r.image_id)),
@@ -347,6 +374,9 @@ export class ReferencesService {
       hiddenAt,
       now: this.clock().getTime(),
     });
+    // A version deleted since (or unreadable now) cannot be hidden: trying would throw and stop
+    // this name's retention at that image on every run, sweep included.
+    const plan: RetentionPlan = { ...planned, hide: planned.hide.filter((id) => readable.has(id)) };
     for (const id of plan.hide)
       await this.images.mutate(actor, id, (image) =>
         image.os_hidden && image.properties[RETIRED_AT_PROPERTY]

@@ -121,6 +121,23 @@ export interface RetentionPlan {
   deactivate: string[];
 }
 
+/** A name's retention policy with the name it belongs to (what the scheduled sweep walks). */
+export interface NamedRetentionPolicy {
+  namespace: string;
+  name: string;
+  policy: RetentionPolicy;
+}
+
+/** What one sweep over every policy did. */
+export interface RetentionSweep {
+  /** Names with a policy, swept or failed. */
+  names: number;
+  hidden: string[];
+  deactivated: string[];
+  /** Names whose retention failed this time; the others were still swept. */
+  failed: { namespace: string; name: string; error: unknown }[];
+}
+
 /**
  * Which images of a name to retire. Versions are the distinct images the name's references have
  * pointed to, newest first by when they were first pointed to. The newest `keep` stay; so does

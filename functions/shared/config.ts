@@ -51,6 +51,11 @@ const ServiceConfigSchema = z.object({
   HANGAR_UPLOAD_URL_SECONDS: z.coerce.number().int().min(60).max(604800).default(3600),
   /** Placement skips a host not heard from (registration or heartbeat) for this long. */
   HANGAR_HOST_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(180),
+  /**
+   * The embedded runner's retention sweep period (0: off). On AWS an EventBridge rule runs the
+   * sweep instead (CDK context retentionSweepMinutes). At most what one setTimeout can wait.
+   */
+  HANGAR_RETENTION_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(3600),
 });
 
 export type ServiceConfig = {
@@ -84,6 +89,7 @@ export type ServiceConfig = {
   taskTimeToLiveHours: number;
   uploadUrlSeconds: number;
   hostTimeoutSeconds: number;
+  retentionSweepSeconds: number;
 };
 
 let cached: ServiceConfig | undefined;
@@ -133,6 +139,7 @@ export function serviceConfig(): ServiceConfig {
     taskTimeToLiveHours: env.HANGAR_TASK_TTL_HOURS,
     uploadUrlSeconds: env.HANGAR_UPLOAD_URL_SECONDS,
     hostTimeoutSeconds: env.HANGAR_HOST_TIMEOUT_SECONDS,
+    retentionSweepSeconds: env.HANGAR_RETENTION_SWEEP_SECONDS,
   };
   return cached;
 }

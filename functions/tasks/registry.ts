@@ -90,3 +90,19 @@ export const S3_TRIGGERS = [
     prefixes: ['images/', 'new/'],
   },
 ] as const;
+
+/** The deployment setting (infra/config.ts) that gives a schedule's period in minutes. */
+export type ScheduleRate = 'retentionSweepMinutes';
+
+/**
+ * Functions run on a schedule rather than by a request or an event: an EventBridge rate rule on
+ * AWS, a timer in the embedded runner (local/backend.ts, HANGAR_RETENTION_SWEEP_SECONDS).
+ */
+export interface ScheduleSpec {
+  readonly module: string;
+  readonly rate: ScheduleRate;
+}
+
+export const SCHEDULES = [
+  { module: 'functions/triggers/retention-sweep.ts', rate: 'retentionSweepMinutes' },
+] as const satisfies readonly ScheduleSpec[];

@@ -7,7 +7,7 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_DEFINITION } from '#adapters/table-definition';
 import { ROUTES, routeKey } from '#api/routes';
-import { S3_TRIGGERS } from '../../functions/tasks/registry.ts';
+import { S3_TRIGGERS, SCHEDULES } from '../../functions/tasks/registry.ts';
 import { SETTINGS } from '../../infra/config.ts';
 import { CONTAINER_DOCKERFILE } from '../../infra/constructs/container-function.ts';
 import { API_ACCESS, apiAccess, apiModules, BUCKETS, writesImages } from '../../infra/declarations.ts';
@@ -318,6 +318,42 @@ describe('S3 triggers', () => {
             JSON.stringify(r.Properties?.Dimensions).includes(queueId),
         ),
       ).toBe(true);
+    }
+  });
+});
+
+describe('schedules', () => {
+  it('runs each scheduled function from an EventBridge rule, hourly by default, and only from it', () => {
+    // Prepare
+    const app = resources(synth.application);
+    const scheduled = synth.hangar.inventory.functions.filter((f) => f.kind === 'schedule');
+
+    // Assess
+    expect(scheduled.map((f) => f.key)).toEqual(SCHEDULES.map((s) => s.module));
+    expect(scheduled.map((f) => f.key)).toContain('functions/triggers/retention-sweep.ts');
+    for (const schedule of SCHEDULES) {
+      const fnId = logicalId(synth.hangar.application.functions[schedule.module] ?? synth.hangar.application);
+      const ruleId = logicalId(
+        synth.hangar.application.scheduleRules[schedule.module] ?? synth.hangar.application,
+      );
+      const rule = app[ruleId];
+      expect(rule?.Type, schedule.module).toBe('AWS::Events::Rule');
+      expect(rule?.Properties, schedule.module).toMatchObject({
+        ScheduleExpression: 'rate(1 hour)',
+        State: 'ENABLED',
+      });
+      const targets = (rule?.Properties?.Targets ?? []) as Array<{ Arn: unknown }>;
+      expect(targets, schedule.module).toHaveLength(1);
+      expect(JSON.stringify(targets[0]?.Arn)).toContain(fnId);
+      // EventBridge may invoke the function, and only on behalf of this rule.
+      const permissions = Object.values(app).filter(
+        (r) =>
+          r.Type === 'AWS::Lambda::Permission' && JSON.stringify(r.Properties?.FunctionName).includes(fnId),
+      );
+      expect(permissions.map((p) => p.Properties?.Principal)).toEqual(['events.amazonaws.com']);
+      expect(JSON.stringify(permissions[0]?.Properties?.SourceArn)).toContain(ruleId);
+      // A sweep walks every name in turn: more time than a request's 29 s.
+      expect(app[fnId]?.Properties?.Timeout, schedule.module).toBe(300);
     }
   });
 });

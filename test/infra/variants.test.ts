@@ -12,7 +12,7 @@ import { ROUTES, routeKey } from '#api/routes';
 import { STATE_MACHINES, TASK_FUNCTIONS } from '../../functions/tasks/registry.ts';
 import { TOKENS_PATH } from '../../infra/app-stack.ts';
 import { readConfig } from '../../infra/config.ts';
-import { TASK_ACCESS } from '../../infra/declarations.ts';
+import { SCHEDULE_ACCESS, TASK_ACCESS } from '../../infra/declarations.ts';
 import { buildHangar } from '../../infra/hangar.ts';
 import { buildInventory } from '../../infra/inventory.ts';
 import { repoPath, STATE_MACHINES_DIR } from '../../infra/paths.ts';
@@ -157,7 +157,7 @@ describe('authMode=tokens', () => {
   });
 });
 
-describe('authMode=jwt with an external issuer', () => {
+describe('authMode=jwt with an external issuer, and a 15-minute retention sweep', () => {
   let synth: Synthesized;
   beforeAll(() => {
     synth = synthHangar(
@@ -167,6 +167,7 @@ describe('authMode=jwt with an external issuer', () => {
         jwtProjectClaim: 'project',
         jwtRolesClaim: 'roles',
         jwtTokenHeader: 'Authorization',
+        retentionSweepMinutes: 15,
       },
       { bundle: false },
     );
@@ -187,6 +188,15 @@ describe('authMode=jwt with an external issuer', () => {
       HANGAR_AUTH_MODE: 'claims',
       HANGAR_CLAIM_PROJECT: 'project',
       HANGAR_CLAIM_ROLES: 'roles',
+    });
+  });
+
+  it('runs the retention sweep at the period given', () => {
+    const rule = synth.hangar.application.scheduleRules['functions/triggers/retention-sweep.ts'];
+    expect(
+      resources(synth.application)[logicalId(rule ?? synth.hangar.application)]?.Properties,
+    ).toMatchObject({
+      ScheduleExpression: 'rate(15 minutes)',
     });
   });
 });
@@ -235,6 +245,12 @@ describe('settings that cannot work', () => {
       /https/,
     );
     expect(() => readConfig(node({ logRetentionDays: 10 }), {})).toThrow(/retention periods/);
+    expect(() => readConfig(node({ retentionSweepMinutes: 0 }), {})).toThrow(
+      /retentionSweepMinutes \(or HANGAR_RETENTION_SWEEP_MINUTES\) must be an integer >= 1/,
+    );
+    expect(readConfig(node({}), { HANGAR_RETENTION_SWEEP_MINUTES: '5' }).schedules).toEqual({
+      retentionSweepMinutes: 5,
+    });
     // The environment is the fallback for every setting.
     expect(
       readConfig(node({}), { HANGAR_DEPLOY_AUTH_MODE: 'tokens', HANGAR_STACK_PREFIX: 'Dev' }),
@@ -253,5 +269,19 @@ describe('settings that cannot work', () => {
     expect(() => buildInventory({ authMode: 'jwt', ...FIXTURE_INVENTORY, taskAccess: TASK_ACCESS })).toThrow(
       /echo-task\.ts is a state-machine task .* declares no access: add it to TASK_ACCESS/,
     );
+  });
+
+  it('refuses a scheduled function without declared access, or one whose module does not exist', () => {
+    expect(() => buildInventory({ authMode: 'jwt', scheduleAccess: {} })).toThrow(
+      /retention-sweep\.ts declares no access: add it to SCHEDULE_ACCESS/,
+    );
+    const missing = 'functions/triggers/no-such-schedule.ts';
+    expect(() =>
+      buildInventory({
+        authMode: 'jwt',
+        schedules: [{ module: missing, rate: 'retentionSweepMinutes' }],
+        scheduleAccess: { ...SCHEDULE_ACCESS, [missing]: { table: 'R' } },
+      }),
+    ).toThrow(/SCHEDULES names functions\/triggers\/no-such-schedule\.ts, which does not exist/);
   });
 });
