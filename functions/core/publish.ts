@@ -167,9 +167,10 @@ export class PublishService {
     if (!image.blob_key) throw new ConflictError(`Image ${image.id} has no data.`);
     const digest = this.deps.digester();
     const inspector = new FormatInspector();
+    let body: Awaited<ReturnType<BlobStore['get']>> | undefined;
     try {
       let size = 0;
-      const body = await this.deps.blobs.get(image.blob_key);
+      body = await this.deps.blobs.get(image.blob_key);
       for await (const block of rechunk(body, BLOCK_SIZE, this.deps.sharedBlock)) {
         size += block.length;
         inspector.update(block);
@@ -189,6 +190,7 @@ export class PublishService {
       return { size, format: inspection.format };
     } catch (error) {
       digest.cancel();
+      body?.destroy();
       throw error;
     }
   }
