@@ -34,6 +34,7 @@ import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { TokenFileSchema } from '#adapters/token-file';
 import { ROUTES } from '#api/routes';
+import { loadPropertyProtections } from '#shared/config';
 import { ConfigError, type DeployConfig } from './config.ts';
 import { Alarms } from './constructs/alarms.ts';
 import { ContainerFunction } from './constructs/container-function.ts';
@@ -44,6 +45,9 @@ import { type Access, BUCKETS, type BucketMode, type BucketName } from './declar
 import { type FunctionEntry, type Inventory, pascal, workflowEnvVar } from './inventory.ts';
 import { repoPath } from './paths.ts';
 import type { StatefulStack } from './stateful-stack.ts';
+
+/** Of Lambda's 4 KB environment per function, what the property-protection rules may take. */
+const MAX_PROTECTIONS_BYTES = 2048;
 
 export interface AppStackProps extends StackProps {
   readonly config: DeployConfig;
@@ -147,12 +151,41 @@ export class AppStack extends Stack {
 
   /** The service environment every Hangar function shares on AWS. */
   private serviceEnvironment(): Record<string, string> {
+    this.protections ??= this.propertyProtections();
     return {
       // Lambda cannot return image bytes (6 MB payload cap): downloads go to a presigned S3 URL.
       HANGAR_BLOB_DELIVERY: 'redirect',
       HANGAR_S3_FORCE_PATH_STYLE: 'false',
       HANGAR_LOG_LEVEL: 'info',
+      ...this.protections,
     };
+  }
+
+  private protections: Record<string, string> | undefined;
+
+  /**
+   * propertyProtectionFile: there is no file on Lambda, so every function gets the rules' text
+   * (images are created by the API and by imports alike). Checked here, so a bad file fails the
+   * synth instead of every request.
+   */
+  private propertyProtections(): Record<string, string> {
+    const file = this.config.propertyProtectionFile;
+    if (!file) return {};
+    let text: string;
+    try {
+      text = readFileSync(repoPath(file), 'utf8');
+      loadPropertyProtections({ text });
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new ConfigError(`propertyProtectionFile ${file}: ${why}`, { cause: error });
+    }
+    // Lambda allows 4 KB of environment per function, shared with Hangar's other variables.
+    if (Buffer.byteLength(text) > MAX_PROTECTIONS_BYTES)
+      throw new ConfigError(
+        `propertyProtectionFile ${file} is ${Buffer.byteLength(text)} bytes; at most ${MAX_PROTECTIONS_BYTES} ` +
+          'fit in a Lambda environment next to the other settings (drop comments, merge sections).',
+      );
+    return { HANGAR_PROPERTY_PROTECTIONS: text };
   }
 
   private makeFunction(

@@ -42,6 +42,8 @@ export interface DeployConfig {
   readonly keystone: KeystoneSettings;
   /** authMode=tokens: a local token file whose keys are all `sha256:<hex>` digests. */
   readonly tokensFile: string | undefined;
+  /** Glance's property_protection_file (roles format), read at synth; undefined: no protections. */
+  readonly propertyProtectionFile: string | undefined;
   readonly alarmEmail: string | undefined;
   readonly logRetention: RetentionDays;
   /** Stage-wide API throttling (requests per second, burst). */
@@ -78,6 +80,10 @@ export const SETTINGS = {
   },
   keystoneCacheSeconds: { context: 'keystoneCacheSeconds', env: 'HANGAR_KEYSTONE_CACHE_SECONDS' },
   tokensFile: { context: 'tokensFile', env: 'HANGAR_DEPLOY_TOKENS_FILE' },
+  propertyProtectionFile: {
+    context: 'propertyProtectionFile',
+    env: 'HANGAR_DEPLOY_PROPERTY_PROTECTION_FILE',
+  },
   alarmEmail: { context: 'alarmEmail', env: 'HANGAR_ALARM_EMAIL' },
   logRetentionDays: { context: 'logRetentionDays', env: 'HANGAR_LOG_RETENTION_DAYS' },
   throttleRate: { context: 'throttleRate', env: 'HANGAR_THROTTLE_RATE' },
@@ -159,6 +165,7 @@ export function readConfig(node: Node, env: NodeJS.ProcessEnv = process.env): De
       cacheSeconds: positiveInt(node, SETTINGS.keystoneCacheSeconds, env, 60, 0),
     },
     tokensFile: read(node, SETTINGS.tokensFile, env),
+    propertyProtectionFile: read(node, SETTINGS.propertyProtectionFile, env),
     alarmEmail: read(node, SETTINGS.alarmEmail, env),
     logRetention: retention(positiveInt(node, SETTINGS.logRetentionDays, env, 30)),
     throttle: {

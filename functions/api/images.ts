@@ -9,23 +9,28 @@ import { getServices } from '#shared/services';
 const IMPORT_METHODS = 'glance-direct,web-download';
 
 async function create(request: ApiRequest): Promise<ApiResponse> {
-  const image = await getServices().images.create(request.principal, await request.json());
+  const { images } = getServices();
+  const image = await images.create(request.principal, await request.json());
   return {
     status: 201,
     headers: {
       location: `${request.origin}${imagePath(image.id)}`,
       'openstack-image-import-methods': IMPORT_METHODS,
     },
-    json: renderImage(image),
+    json: renderImage(image, images.readableBy(request.principal)),
   };
 }
 
 async function list(request: ApiRequest): Promise<ApiResponse> {
   const query = parseListQuery(await withReferenceResolved(request));
-  const images = await getServices().images.list(request.principal, query);
+  const { images } = getServices();
+  const page = await images.list(request.principal, query);
   // Glance offers `next` whenever the page is full, so the last page may be empty.
-  const last = images.length === query.limit && query.limit > 0 ? images[images.length - 1]?.id : undefined;
-  return { status: 200, json: renderImageList(images, buildLinks(request.query.pairs, last)) };
+  const last = page.length === query.limit && query.limit > 0 ? page[page.length - 1]?.id : undefined;
+  return {
+    status: 200,
+    json: renderImageList(page, buildLinks(request.query.pairs, last), images.readableBy(request.principal)),
+  };
 }
 
 /**
@@ -48,21 +53,21 @@ async function withReferenceResolved(request: ApiRequest): Promise<ReadonlyArray
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {
-  return {
-    status: 200,
-    json: renderImage(await getServices().images.show(request.principal, imageId(request))),
-  };
+  const { images } = getServices();
+  const image = await images.show(request.principal, imageId(request));
+  return { status: 200, json: renderImage(image, images.readableBy(request.principal)) };
 }
 
 async function update(request: ApiRequest): Promise<ApiResponse> {
   const mediaType = request.headers['content-type']?.split(';')[0]?.trim();
-  const image = await getServices().images.patch(
+  const { images } = getServices();
+  const image = await images.patch(
     request.principal,
     imageId(request),
     mediaType,
     await patchBody(request, mediaType),
   );
-  return { status: 200, json: renderImage(image) };
+  return { status: 200, json: renderImage(image, images.readableBy(request.principal)) };
 }
 
 /** The media type is checked (415) before the body, as Glance does. */

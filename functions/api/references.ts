@@ -74,7 +74,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     return { status: 200, json: { references: refs.map(render) } };
   },
   'GET /v1/references/{ref}': async (request) => {
-    const { references } = getServices();
+    const { references, images } = getServices();
     const namespace = namespaceOf(request);
     if (namespace !== undefined)
       return {
@@ -82,7 +82,10 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
         json: render(await references.show(request.principal, refOf(request), namespace)),
       };
     const { reference, image } = await references.resolve(request.principal, refOf(request));
-    return { status: 200, json: { ...render(reference), image: renderImage(image) } };
+    return {
+      status: 200,
+      json: { ...render(reference), image: renderImage(image, images.readableBy(request.principal)) },
+    };
   },
   'DELETE /v1/references/{ref}': async (request) => {
     await getServices().references.delete(request.principal, refOf(request), namespaceOf(request));

@@ -24,6 +24,7 @@ import {
   WritableFieldsSchema,
 } from './image-validation.ts';
 import type { Principal } from './principal.ts';
+import { PropertyProtections } from './property-protections.ts';
 
 /** Keys Glance takes as image attributes on create; every other key is an extra property. */
 const CREATE_BASE_KEYS = new Set([...Object.keys(BASE_PROPERTY_SCHEMAS)]);
@@ -46,6 +47,7 @@ export function parseCreateRequest(
   principal: Principal,
   quotas: Quotas,
   now: Date,
+  protections: PropertyProtections = PropertyProtections.NONE,
 ): ImageRecord {
   // Glance answers 500 to a non-object body; a schema-style 400 is what it means to say.
   if (!isJsonObject(body)) throw schemaError(`${pyRepr(body)} is not of type 'object'`);
@@ -67,6 +69,9 @@ export function parseCreateRequest(
   if (Object.hasOwn(body, 'owner') && !principal.isAdmin && body.owner !== principal.project)
     throw new ForbiddenError(`You are not permitted to create images owned by '${ownerText(body.owner)}'.`);
   if (body.visibility === 'public' && !principal.isAdmin) throw publicizeDenied();
+  // Glance's ProtectedImageFactoryProxy, inside the authorization proxy and outside the quotas:
+  // every extra property needs `create`, and the first refused one (in body order) is the 403.
+  for (const [key] of extraEntries) protections.enforce(principal, key, 'create');
 
   const fields = WritableFieldsSchema.parse(body);
   const tags = dedupeTags(fields.tags ?? []);

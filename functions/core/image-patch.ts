@@ -24,6 +24,7 @@ import {
   WritableFieldsSchema,
 } from './image-validation.ts';
 import type { Principal } from './principal.ts';
+import { PropertyProtections } from './property-protections.ts';
 
 export const PATCH_MEDIA_TYPE_V20 = 'application/openstack-images-v2.0-json-patch';
 export const PATCH_MEDIA_TYPE_V21 = 'application/openstack-images-v2.1-json-patch';
@@ -188,6 +189,11 @@ function enforceWritePolicy(key: string, value: unknown, principal: Principal): 
 /**
  * Applies a PATCH body to `image` and returns the new record (the input is not modified).
  * The caller bumps `version` and persists; `updated_at` becomes `now` when there was any operation.
+ *
+ * With property protections the extra properties are seen as Glance's ExtraPropertiesProxy shows
+ * them: a property the caller may not read does not exist for it (replace or remove → 409), setting
+ * a readable one needs `update`, setting any other (new, or unreadable) needs `create`, and removing
+ * needs `delete` (403 otherwise). Properties the caller cannot read stay stored as they were.
  */
 export function applyPatch(
   image: ImageRecord,
@@ -196,27 +202,38 @@ export function applyPatch(
   principal: Principal,
   quotas: Quotas,
   now: Date,
+  protections: PropertyProtections = PropertyProtections.NONE,
 ): ImageRecord {
   const changes = parsePatch(mediaType, body);
   let next: ImageRecord = { ...image, tags: [...image.tags] };
   // A Map keeps any key (even "__proto__") as plain data.
   const properties = new Map(Object.entries(image.properties));
+  const readable = protections.readableBy(principal);
+  // The extra properties as the caller sees them; set and removed along with `properties`.
+  const visible = new Set([...properties.keys()].filter(readable));
 
   for (const change of changes) {
     const key = change.path[0] ?? '';
     if (change.op === 'remove') {
       if (isWritableBaseProperty(key)) throw new ForbiddenError(`Property ${key} may not be removed.`);
-      if (!properties.delete(key)) throw new ConflictError(`Property ${key} does not exist.`);
+      if (!visible.has(key)) throw new ConflictError(`Property ${key} does not exist.`);
+      protections.enforce(principal, key, 'delete');
+      properties.delete(key);
+      visible.delete(key);
       continue;
     }
     enforceWritePolicy(key, change.value, principal);
-    const exists = isWritableBaseProperty(key) || properties.has(key);
+    const exists = isWritableBaseProperty(key) || visible.has(key);
     if (change.op === 'replace' && !exists) throw new ConflictError(`Property ${key} does not exist.`);
     // Under v2.0 add never overwrites; under v2.1 it does (RFC 6902).
     if (change.op === 'add' && change.dialect === 'v2.0' && exists)
       throw new ConflictError(`Property ${key} already present.`);
     if (isWritableBaseProperty(key)) next = setBaseProperty(next, key, change.value, quotas);
-    else properties.set(key, String(change.value));
+    else {
+      protections.enforce(principal, key, visible.has(key) && readable(key) ? 'update' : 'create');
+      properties.set(key, String(change.value));
+      visible.add(key);
+    }
   }
 
   // Like Glance, the property quota only bites when the patch adds keys, so an image already

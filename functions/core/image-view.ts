@@ -1,9 +1,12 @@
 /**
  * The API entity of an image, exactly as Glance's ResponseSerializer._format_image builds it:
  * extra properties first, then the base attributes (null when unset), tags and the links.
- * Internal fields (version, blob_key) never leave the service.
+ * Internal fields (version, blob_key) never leave the service. Every render is for a caller, so it
+ * takes the caller's PropertyFilter: extra properties the caller may not read (property
+ * protections) are left out, as Glance's ExtraPropertiesProxy leaves them out.
  */
 import type { ImageRecord } from './image.ts';
+import type { PropertyFilter } from './property-protections.ts';
 
 /** Extra properties Glance keeps to itself (ResponseSerializer._hidden_properties). */
 const HIDDEN_PROPERTIES = new Set(['os_glance_stage_host']);
@@ -15,10 +18,10 @@ export function imagePath(id: string): string {
   return `/v2/images/${id}`;
 }
 
-export function renderImage(image: ImageRecord): Record<string, unknown> {
+export function renderImage(image: ImageRecord, readable: PropertyFilter): Record<string, unknown> {
   // fromEntries defines own properties, so even a key like "__proto__" survives as data.
   const view: Record<string, unknown> = Object.fromEntries(
-    Object.entries(image.properties).filter(([key]) => !HIDDEN_PROPERTIES.has(key)),
+    Object.entries(image.properties).filter(([key]) => !HIDDEN_PROPERTIES.has(key) && readable(key)),
   );
   // Attribute order follows Glance's serializer so answers diff cleanly against real Glance.
   view.name = image.name;
@@ -52,9 +55,13 @@ export interface ListLinks {
 }
 
 /** The body of GET /v2/images: `next` only when there may be another page. */
-export function renderImageList(images: readonly ImageRecord[], links: ListLinks): Record<string, unknown> {
+export function renderImageList(
+  images: readonly ImageRecord[],
+  links: ListLinks,
+  readable: PropertyFilter,
+): Record<string, unknown> {
   const body: Record<string, unknown> = {
-    images: images.map(renderImage),
+    images: images.map((image) => renderImage(image, readable)),
     first: links.first,
     schema: IMAGES_SCHEMA_PATH,
   };

@@ -13,6 +13,7 @@ import { dedupeTags, enforceTagQuota, type Quotas } from './image-validation.ts'
 import { compareImages, type ListQuery, matchesFilters } from './list-query.ts';
 import type { ImageRepository } from './ports.ts';
 import type { Principal } from './principal.ts';
+import { type PropertyFilter, PropertyProtections } from './property-protections.ts';
 
 /** Enough for heavy contention on one image; each retry re-reads the record. */
 const MAX_WRITE_ATTEMPTS = 20;
@@ -22,10 +23,19 @@ export class ImagesService {
     private readonly repo: ImageRepository,
     private readonly quotas: Quotas,
     private readonly clock: () => Date = () => new Date(),
+    private readonly protections: PropertyProtections = PropertyProtections.NONE,
   ) {}
 
+  /**
+   * The extra properties `principal` may see (property protections). Records returned by this
+   * service are whole; whatever renders one for a caller filters it with this.
+   */
+  readableBy(principal: Principal): PropertyFilter {
+    return this.protections.readableBy(principal);
+  }
+
   async create(principal: Principal, body: unknown): Promise<ImageRecord> {
-    const image = parseCreateRequest(body, principal, this.quotas, this.clock());
+    const image = parseCreateRequest(body, principal, this.quotas, this.clock(), this.protections);
     await this.repo.create(image);
     return image;
   }
@@ -92,7 +102,7 @@ export class ImagesService {
     body: unknown,
   ): Promise<ImageRecord> {
     return this.mutate(principal, id, (current) =>
-      applyPatch(current, mediaType, body, principal, this.quotas, this.clock()),
+      applyPatch(current, mediaType, body, principal, this.quotas, this.clock(), this.protections),
     );
   }
 

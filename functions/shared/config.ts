@@ -2,7 +2,9 @@
  * The one place that reads configuration from the environment. Everything else asks here.
  * Parsed once, lazily, so the local runner can set the environment before the first handler runs.
  */
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { InvalidPropertyProtections, PropertyProtections } from '#core/property-protections';
 
 const bytes = z.coerce.number().int().nonnegative();
 
@@ -33,6 +35,14 @@ const ServiceConfigSchema = z.object({
   HANGAR_PROPERTY_QUOTA: z.coerce.number().int().positive().default(128),
   HANGAR_TAG_QUOTA: z.coerce.number().int().positive().default(128),
   HANGAR_MEMBER_QUOTA: z.coerce.number().int().positive().default(128),
+  /**
+   * Glance's property_protection_file: a path, or (on AWS, where there is no such file) the file's
+   * text itself in HANGAR_PROPERTY_PROTECTIONS. Neither (or empty): no protections.
+   */
+  HANGAR_PROPERTY_PROTECTION_FILE: z.string().optional(),
+  HANGAR_PROPERTY_PROTECTIONS: z.string().optional(),
+  /** Glance's property_protection_rule_format; only `roles` is supported. */
+  HANGAR_PROPERTY_PROTECTION_RULE_FORMAT: z.string().default('roles'),
   /** stream: the handler returns image bytes itself (local gateway); redirect: a presigned S3 URL (Lambda). */
   HANGAR_BLOB_DELIVERY: z.enum(['stream', 'redirect']).default('stream'),
   /** s3rver needs path-style URLs; real S3 does not. */
@@ -76,6 +86,8 @@ export type ServiceConfig = {
   claims: { project: string; roles: string; user: string };
   imageSizeCap: number;
   quotas: { properties: number; tags: number; members: number };
+  /** PropertyProtections.NONE when no protections are configured. */
+  propertyProtections: PropertyProtections;
   blobDelivery: 'stream' | 'redirect';
   s3ForcePathStyle: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -124,6 +136,11 @@ export function serviceConfig(): ServiceConfig {
       tags: env.HANGAR_TAG_QUOTA,
       members: env.HANGAR_MEMBER_QUOTA,
     },
+    propertyProtections: loadPropertyProtections({
+      file: env.HANGAR_PROPERTY_PROTECTION_FILE,
+      text: env.HANGAR_PROPERTY_PROTECTIONS,
+      format: env.HANGAR_PROPERTY_PROTECTION_RULE_FORMAT,
+    }),
     blobDelivery: env.HANGAR_BLOB_DELIVERY,
     s3ForcePathStyle: env.HANGAR_S3_FORCE_PATH_STYLE,
     logLevel: env.HANGAR_LOG_LEVEL,
@@ -142,6 +159,42 @@ export function serviceConfig(): ServiceConfig {
     retentionSweepSeconds: env.HANGAR_RETENTION_SWEEP_SECONDS,
   };
   return cached;
+}
+
+/**
+ * The property-protection rules from a file or from the text itself. Anything wrong (unreadable
+ * file, bad regular expression, missing operation, unknown format) throws here, when the
+ * configuration is first read (the local runner reads it while starting), never at request time.
+ */
+export function loadPropertyProtections(settings: {
+  file?: string | undefined;
+  text?: string | undefined;
+  format?: string | undefined;
+}): PropertyProtections {
+  const file = settings.file || undefined;
+  const text = settings.text || undefined;
+  if (file !== undefined && text !== undefined)
+    throw new Error('Set HANGAR_PROPERTY_PROTECTION_FILE or HANGAR_PROPERTY_PROTECTIONS, not both.');
+  if (file === undefined && text === undefined) return PropertyProtections.NONE;
+  const source =
+    file !== undefined ? `HANGAR_PROPERTY_PROTECTION_FILE (${file})` : 'HANGAR_PROPERTY_PROTECTIONS';
+  let content = text ?? '';
+  if (file !== undefined) {
+    try {
+      content = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new Error(
+        `Invalid property protections in ${source}: cannot read the file: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+  }
+  try {
+    return PropertyProtections.parse(content, settings.format ?? 'roles');
+  } catch (error) {
+    if (!(error instanceof InvalidPropertyProtections)) throw error;
+    throw new Error(`Invalid property protections in ${source}: ${error.message}`, { cause: error });
+  }
 }
 
 /** Tests and the local runner change the environment and then call this. */

@@ -30,7 +30,7 @@ export function getServices() {
   if (services && builtFor === config) return services;
   const repo = new DynamoImageRepository();
   const blobs = new S3BlobStore(config.buckets.images);
-  const images = new ImagesService(repo, config.quotas);
+  const images = new ImagesService(repo, config.quotas, () => new Date(), config.propertyProtections);
   services = {
     images,
     references: new ReferencesService(new DynamoReferenceRepository(), images, imageUsage),

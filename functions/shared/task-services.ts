@@ -42,7 +42,8 @@ export function getTaskServices(): TaskServices {
   services = {
     imports: new ImportService({
       repo,
-      images: new ImagesService(repo, config.quotas),
+      // Imports create images too (legacy tasks, S3 uploads): the same property protections apply.
+      images: new ImagesService(repo, config.quotas, () => new Date(), config.propertyProtections),
       tasks: taskRepo,
       workflows: workflowStarter,
       markers: new DynamoEventMarkers(),

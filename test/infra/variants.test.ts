@@ -3,7 +3,7 @@
  * machine, token digests in a layer, an external OIDC issuer; and the settings that must fail
  * the synth with a clear message.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
@@ -168,6 +168,7 @@ describe('authMode=jwt with an external issuer, and a 15-minute retention sweep'
         jwtRolesClaim: 'roles',
         jwtTokenHeader: 'Authorization',
         retentionSweepMinutes: 15,
+        propertyProtectionFile: `${FIXTURES}/property-protections.conf`,
       },
       { bundle: false },
     );
@@ -189,6 +190,12 @@ describe('authMode=jwt with an external issuer, and a 15-minute retention sweep'
       HANGAR_CLAIM_PROJECT: 'project',
       HANGAR_CLAIM_ROLES: 'roles',
     });
+  });
+
+  it('hands the property-protection rules to every function that creates, shows or changes images', () => {
+    const rules = readFileSync(repoPath(`${FIXTURES}/property-protections.conf`), 'utf8');
+    for (const key of ['images', 'references', 'tasks', 'functions/tasks/import-activate.ts'])
+      expect(environmentOf(synth, key).HANGAR_PROPERTY_PROTECTIONS, key).toBe(rules);
   });
 
   it('runs the retention sweep at the period given', () => {
@@ -233,6 +240,18 @@ describe('settings that cannot work', () => {
       /1 plaintext token/,
     );
     expect(() => build({ authMode: 'tokens' })).toThrow(/needs tokensFile/);
+  });
+
+  it('refuses a property-protection file that Glance would refuse, or one too large for Lambda', () => {
+    const bad = join(scratch, 'bad-protections.conf');
+    writeFileSync(bad, '[^x_(]\ncreate = admin\nread = @\nupdate = admin\ndelete = admin\n');
+    expect(() => build({ propertyProtectionFile: bad })).toThrow(
+      /propertyProtectionFile .*bad-protections\.conf/,
+    );
+    const large = join(scratch, 'large-protections.conf');
+    const section = (i: number) => `[^x_${i}_]\ncreate = admin\nread = @\nupdate = admin\ndelete = admin\n`;
+    writeFileSync(large, Array.from({ length: 60 }, (_, i) => section(i)).join(''));
+    expect(() => build({ propertyProtectionFile: large })).toThrow(/at most 2048/);
   });
 
   it('refuses unknown or incomplete settings', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { imagePath, renderImage, renderImageList } from '#core/image-view';
+import { EVERY_PROPERTY } from '#core/property-protections';
 import { makeActiveImage, makeImage } from './fixtures.ts';
 
 describe('renderImage', () => {
@@ -8,7 +9,7 @@ describe('renderImage', () => {
     const image = makeImage();
 
     // Act
-    const view = renderImage(image);
+    const view = renderImage(image, EVERY_PROPERTY);
 
     // Assess
     expect(view).toEqual({
@@ -70,7 +71,7 @@ describe('renderImage', () => {
     const image = makeActiveImage();
 
     // Act
-    const view = renderImage(image);
+    const view = renderImage(image, EVERY_PROPERTY);
 
     // Assess
     expect(view).not.toHaveProperty('version');
@@ -94,7 +95,7 @@ describe('renderImage', () => {
     });
 
     // Act
-    const view = renderImage(image);
+    const view = renderImage(image, EVERY_PROPERTY);
 
     // Assess
     expect(view).toMatchObject({ name: null, disk_format: null, container_format: null, tags: [] });
@@ -108,7 +109,7 @@ describe('renderImage', () => {
     });
 
     // Act
-    const view = renderImage(image);
+    const view = renderImage(image, EVERY_PROPERTY);
 
     // Assess
     expect(view).toHaveProperty('os_glance_importing_to_stores', '');
@@ -119,7 +120,7 @@ describe('renderImage', () => {
   it('copies the tags, so changing the view leaves the record alone', () => {
     // Prepare
     const image = makeImage();
-    const view = renderImage(image);
+    const view = renderImage(image, EVERY_PROPERTY);
 
     // Act
     (view.tags as string[]).push('mutated');
@@ -128,12 +129,24 @@ describe('renderImage', () => {
     expect(image.tags).toEqual(['t1', 't2']);
   });
 
+  it('leaves out the extra properties the caller may not read, and only those', () => {
+    // Prepare
+    const image = makeImage({ properties: { custom_prop: 'v1', secret: 's', os_distro: 'debian' } });
+
+    // Act
+    const view = renderImage(image, (key) => key !== 'secret');
+
+    // Assess
+    expect(view).not.toHaveProperty('secret');
+    expect(view).toMatchObject({ custom_prop: 'v1', os_distro: 'debian', name: 'probe-1' });
+  });
+
   it('keeps a "__proto__" property as plain data', () => {
     // Prepare
     const image = makeImage({ properties: JSON.parse('{"__proto__": "x"}') });
 
     // Act
-    const view = renderImage(image);
+    const view = renderImage(image, EVERY_PROPERTY);
 
     // Assess
     expect(JSON.parse(JSON.stringify(view))).toHaveProperty(['__proto__'], 'x');
@@ -156,10 +169,11 @@ describe('renderImageList', () => {
     const images = [makeImage({ id: 'a' }), makeImage({ id: 'b' })];
 
     // Act
-    const body = renderImageList(images, {
-      first: '/v2/images?limit=2',
-      next: '/v2/images?limit=2&marker=b',
-    });
+    const body = renderImageList(
+      images,
+      { first: '/v2/images?limit=2', next: '/v2/images?limit=2&marker=b' },
+      EVERY_PROPERTY,
+    );
 
     // Assess
     expect(Object.keys(body)).toEqual(['images', 'first', 'schema', 'next']);
@@ -171,9 +185,25 @@ describe('renderImageList', () => {
     expect((body.images as Array<Record<string, unknown>>).map((i) => i.id)).toEqual(['a', 'b']);
   });
 
+  it("applies the caller's property filter to every image", () => {
+    // Prepare
+    const images = [
+      makeImage({ id: 'a', properties: { secret: '1', open: '1' } }),
+      makeImage({ id: 'b', properties: { secret: '2' } }),
+    ];
+
+    // Act
+    const body = renderImageList(images, { first: '/v2/images' }, (key) => key !== 'secret');
+
+    // Assess
+    const views = body.images as Array<Record<string, unknown>>;
+    expect(views.map((view) => 'secret' in view)).toEqual([false, false]);
+    expect(views[0]).toHaveProperty('open', '1');
+  });
+
   it('leaves next out on the last page', () => {
     // Act
-    const body = renderImageList([], { first: '/v2/images' });
+    const body = renderImageList([], { first: '/v2/images' }, EVERY_PROPERTY);
 
     // Assess
     expect(body).toEqual({ images: [], first: '/v2/images', schema: '/v2/schemas/images' });
