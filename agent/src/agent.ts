@@ -9,6 +9,7 @@ import { ImageCache } from './image-cache.ts';
 import { InstanceFiles } from './instance-files.ts';
 import { JOB_HANDLERS } from './jobs.ts';
 import type { Logger } from './log.ts';
+import { Prefetcher } from './prefetch.ts';
 import { reconcile } from './reconcile.ts';
 import { ServiceClient } from './service-client.ts';
 import { Worker } from './worker.ts';
@@ -126,6 +127,19 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
     reconcile({ service, hypervisor, files, hostId: config.host_id, log, signal }),
   );
 
+  // Beside the job loop, never in it: a pass only logs its failures, and a build that needs an image being
+  // prefetched shares that download through the cache.
+  const prefetching =
+    config.prefetch.length === 0
+      ? Promise.resolve()
+      : new Prefetcher({
+          entries: config.prefetch,
+          resolver: service,
+          cache,
+          log: log.child({ component: 'prefetch' }),
+          intervalMs: config.prefetch_interval_ms,
+        }).run(signal);
+
   const heartbeats = (async () => {
     while (!signal.aborted) {
       await sleep(config.heartbeat_interval_ms, undefined, { signal }).catch(() => undefined);
@@ -163,5 +177,6 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
   log.info('agent ready', { domain_type: domainType, data_dir: config.data_dir });
   await worker.run(signal);
   await heartbeats;
+  await prefetching;
   log.info('agent stopped');
 }

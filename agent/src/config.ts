@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { parseImageTarget } from './image-reference.ts';
 
 /** Ids end up in domain names and directory names: no slashes, no dot-dot, nothing a shell or XML minds. */
 export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -63,6 +64,20 @@ export const AgentConfigSchema = z.strictObject({
     .default(30 * 60_000),
   http_timeout_ms: z.number().int().positive().default(30_000),
   log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** Images kept warm in the cache: image ids (UUIDs) or `name:tag` references (a bare name is `name:latest`). */
+  prefetch: z
+    .array(
+      z.string().refine((text) => parseImageTarget(text) !== undefined, {
+        error: (issue) =>
+          `${JSON.stringify(issue.input)} is neither an image id (UUID) nor a name:tag reference (name: lowercase letters and digits with single '.', '_' or '-' between them; tag: letters, digits, '_', '.', '-', not starting with '.' or '-')`,
+      }),
+    )
+    .default([]),
+  prefetch_interval_ms: z
+    .number()
+    .int()
+    .min(1_000)
+    .default(10 * 60_000),
 });
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;

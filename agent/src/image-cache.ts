@@ -6,7 +6,8 @@
  * - Concurrent requests for one image share one download (in-flight promise map).
  * - Each cached file has a stamp (sha512, size, mtime). A file whose size or mtime no longer match its stamp
  *   is re-hashed (with verify 'always': before every use) and, if corrupted, deleted and fetched again.
- * - The cache is capped in bytes: least-recently-used images that no instance uses are evicted.
+ * - The cache is capped in bytes: least-recently-used images that no instance uses are evicted. Pinned images
+ *   (the ones the prefetcher keeps warm, see prefetch.ts) are kept as well.
  * - qemu-img inspects each new image with the declared format: images with a backing file or an external
  *   data file are refused (a guest must not be able to name a host file as its disk).
  */
@@ -123,6 +124,7 @@ function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pr
 
 export class ImageCache {
   private readonly inflight = new Map<string, Promise<CachedImage>>();
+  private pinned: ReadonlySet<string> = new Set();
   private readonly log: Logger;
   private readonly verify: 'stamp' | 'always';
   private tempCounter = 0;
@@ -164,6 +166,39 @@ export class ImageCache {
     return raceSignal(shared, signal);
   }
 
+  /**
+   * Image ids never evicted besides those instances use: the images the latest prefetch pass resolved.
+   * Replaces the previous set, so an image a reference no longer points to becomes evictable again.
+   */
+  setPinned(imageIds: Iterable<string>): void {
+    this.pinned = new Set(imageIds);
+  }
+
+  /**
+   * True when a copy is cached and its stamp still holds (same sha512 and format, size and mtime unchanged).
+   * Cheap: nothing is hashed. What `ensure` would trust in `stamp` mode without re-reading the bytes.
+   */
+  async isCached(image: ImageRef): Promise<boolean> {
+    const current = await stat(this.pathFor(image.id)).catch(() => undefined);
+    if (!current) return false;
+    return (await this.holdingStamp(image, qemuFormatFor(image.disk_format), current)) !== undefined;
+  }
+
+  private async holdingStamp(
+    image: ImageRef,
+    format: string,
+    current: { size: number; mtimeMs: number },
+  ): Promise<Stamp | undefined> {
+    const stamp = await this.readStamp(image.id);
+    const holds =
+      stamp !== undefined &&
+      stamp.sha512 === image.os_hash_value.toLowerCase() &&
+      stamp.format === format &&
+      stamp.size === current.size &&
+      stamp.mtime_ms === current.mtimeMs;
+    return holds ? stamp : undefined;
+  }
+
   private async readStamp(imageId: string): Promise<Stamp | undefined> {
     try {
       return StampSchema.parse(JSON.parse(await readFile(this.stampPathFor(imageId), 'utf8')));
@@ -196,14 +231,8 @@ export class ImageCache {
 
     const current = await stat(path).catch(() => undefined);
     if (current) {
-      const stamp = await this.readStamp(image.id);
-      const stampHolds =
-        stamp !== undefined &&
-        stamp.sha512 === expected &&
-        stamp.format === format &&
-        stamp.size === current.size &&
-        stamp.mtime_ms === current.mtimeMs;
-      if (stampHolds && this.verify === 'stamp') {
+      const stamp = await this.holdingStamp(image, format, current);
+      if (stamp && this.verify === 'stamp') {
         await this.writeStamp({ ...stamp, last_used_at: Date.now() });
         return this.toCached(image.id, stamp);
       }
@@ -211,8 +240,7 @@ export class ImageCache {
       const actual = await sha512File(path, this.options.signal);
       const sizeOk = image.size === undefined || image.size === null || image.size === current.size;
       if (actual === expected && sizeOk) {
-        const virtualSize =
-          stampHolds && stamp ? stamp.virtual_size : await this.inspect(path, format, image.id);
+        const virtualSize = stamp ? stamp.virtual_size : await this.inspect(path, format, image.id);
         const fresh = await this.stampFor(image.id, expected, format, virtualSize);
         await this.writeStamp(fresh);
         return this.toCached(image.id, fresh);
@@ -343,7 +371,7 @@ export class ImageCache {
     return result.sort((a, b) => a.lastUsedAt - b.lastUsedAt);
   }
 
-  /** Evict LRU images nobody uses until `needBytes` more fit under the cap. */
+  /** Evict LRU images nobody uses (no instance, not pinned, not in `keep`) until `needBytes` more fit under the cap. */
   async evict(needBytes: number, keep: Set<string> = new Set()): Promise<string[]> {
     const entries = await this.entries();
     let total = entries.reduce((sum, entry) => sum + entry.size, 0);
@@ -352,13 +380,19 @@ export class ImageCache {
     const evicted: string[] = [];
     for (const entry of entries) {
       if (total + needBytes <= this.options.maxBytes) break;
-      if (keep.has(entry.id) || inUse.has(entry.id) || this.inflight.has(entry.id)) continue;
+      if (
+        keep.has(entry.id) ||
+        this.pinned.has(entry.id) ||
+        inUse.has(entry.id) ||
+        this.inflight.has(entry.id)
+      )
+        continue;
       await this.discard(entry.id, 'evicted (least recently used, no instance uses it)');
       total -= entry.size;
       evicted.push(entry.id);
     }
     if (total + needBytes > this.options.maxBytes) {
-      this.log.warn('image cache over its cap: the rest is in use', {
+      this.log.warn('image cache over its cap: the rest is in use or pinned by prefetch', {
         total_bytes: total,
         need_bytes: needBytes,
         max_bytes: this.options.maxBytes,

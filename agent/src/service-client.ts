@@ -20,6 +20,39 @@ export const ImageRefSchema = z.object({
   os_hash_value: z.string().regex(/^[0-9a-fA-F]{128}$/),
 });
 
+/**
+ * An image as the Glance API renders it (GET /v2/images/{id}, and the `image` of a resolved reference), reduced
+ * to what the cache needs. Glance renders unset attributes as null; a queued image has no format or hash yet.
+ */
+export const ServiceImageSchema = z
+  .object({
+    id: z.string().regex(SAFE_ID),
+    status: z.string(),
+    disk_format: z.string().nullish(),
+    size: z.number().int().nonnegative().nullish(),
+    os_hash_algo: z.string().nullish(),
+    os_hash_value: z.string().nullish(),
+  })
+  .loose();
+export type ServiceImage = z.infer<typeof ServiceImageSchema>;
+
+/** GET /v1/references/{name:tag}: the reference it resolved to (own namespace, then public) with its image. */
+export const ResolvedReferenceSchema = z
+  .object({
+    reference: z.string(),
+    namespace: z.string(),
+    image_id: z.string(),
+    image: ServiceImageSchema,
+  })
+  .loose();
+export type ResolvedReference = z.infer<typeof ResolvedReferenceSchema>;
+
+/** What the prefetcher needs from the service: null means 404 (no such image, or nothing to resolve). */
+export interface ImageResolver {
+  getImage(imageId: string, signal?: AbortSignal): Promise<ServiceImage | null>;
+  resolveReference(reference: string, signal?: AbortSignal): Promise<ResolvedReference | null>;
+}
+
 export const JobSchema = z.object({
   id: z.string().regex(SAFE_ID),
   kind: z.enum(JOB_KINDS),
@@ -90,7 +123,7 @@ export interface ServiceClientOptions {
   timeoutMs?: number;
 }
 
-export class ServiceClient implements ServicePort {
+export class ServiceClient implements ServicePort, ImageResolver {
   private readonly timeoutMs: number;
 
   constructor(private readonly options: ServiceClientOptions) {
@@ -251,6 +284,36 @@ export class ServiceClient implements ServicePort {
     });
     await this.expect(response, 'POST', path, [200, 204]);
     await response.body?.cancel();
+  }
+
+  private async getParsed<T>(path: string, schema: z.ZodType<T>, signal?: AbortSignal): Promise<T | null> {
+    const response = await this.request('GET', path, { signal });
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return null;
+    }
+    await this.expect(response, 'GET', path, [200]);
+    const parsed = schema.safeParse(await this.json(response, 'GET', path));
+    if (!parsed.success)
+      throw new ServiceError(`GET ${path}: unexpected body: ${z.prettifyError(parsed.error)}`, 200);
+    return parsed.data;
+  }
+
+  /** GET /v2/images/{id} (Glance); null on 404. */
+  getImage(imageId: string, signal?: AbortSignal): Promise<ServiceImage | null> {
+    return this.getParsed(`/v2/images/${encodeURIComponent(imageId)}`, ServiceImageSchema, signal);
+  }
+
+  /**
+   * GET /v1/references/{name:tag}; null on 404. The caller passes a validated `name:tag`, whose characters
+   * are all allowed in a path segment, so it is sent as it is (as the API documents it).
+   */
+  resolveReference(reference: string, signal?: AbortSignal): Promise<ResolvedReference | null> {
+    if (!/^[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$/.test(reference))
+      return Promise.reject(
+        new ServiceError(`not a name:tag reference: ${JSON.stringify(reference)}`, undefined),
+      );
+    return this.getParsed(`/v1/references/${reference}`, ResolvedReferenceSchema, signal);
   }
 
   /** Streams GET /v2/images/{id}/file; the download's own signal (not the short request timeout) bounds it. */

@@ -31,7 +31,45 @@ describe('agent config', { timeout: 30_000 }, () => {
       lease_seconds: 60,
       verify_cached_images: 'stamp',
       capacity: {},
+      prefetch: [],
+      prefetch_interval_ms: 600_000,
     });
+  });
+
+  it('accepts prefetch entries that are image ids or name:tag references', () => {
+    // Act
+    const config = parseConfig(
+      {
+        ...minimal,
+        prefetch: ['fedora:40', 'fedora', 'my.os_x-y:v1.0-rc_2', '6f1c3a52-8f0e-4a55-9d0c-0b6a3c1f2e4d'],
+        prefetch_interval_ms: 1_000,
+      },
+      '/',
+    );
+
+    // Assess
+    expect(config.prefetch).toHaveLength(4);
+    expect(config.prefetch_interval_ms).toBe(1_000);
+  });
+
+  it('rejects a prefetch entry that breaks the name or tag rules, naming it, and too short an interval', () => {
+    for (const bad of [
+      'Fedora:40',
+      'fedora:',
+      ':40',
+      'fedora:.hidden',
+      'a..b',
+      'a/b:1',
+      '',
+      'x'.repeat(129),
+    ]) {
+      expect(() => parseConfig({ ...minimal, prefetch: ['fedora:40', bad] }, '/'), bad).toThrow(ConfigError);
+    }
+    expect(() => parseConfig({ ...minimal, prefetch: ['Fedora:40'] }, '/')).toThrow(
+      /"Fedora:40" is neither an image id \(UUID\) nor a name:tag reference/,
+    );
+    expect(() => parseConfig({ ...minimal, prefetch: 'fedora:40' }, '/')).toThrow(/prefetch/);
+    expect(() => parseConfig({ ...minimal, prefetch_interval_ms: 999 }, '/')).toThrow(/prefetch_interval_ms/);
   });
 
   it('rejects unknown keys, unsafe host ids and invalid boot marker regexes', () => {
