@@ -483,7 +483,7 @@ export class AppStack extends Stack {
             id: 'AwsSolutions-APIG4',
             reason:
               route.auth === false
-                ? 'Glance serves its version documents without authentication; clients read them before they have a token.'
+                ? 'Glance serves its version documents and /healthcheck without authentication; clients read them before they have a token, load balancers probe without one.'
                 : 'authMode=tokens: the function itself checks X-Auth-Token against the deployed token digests.',
           },
         ]);

@@ -149,8 +149,14 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
   const memory = options.storage === 'memory';
   const stateDir = memory ? mkdtempSync(join(tmpdir(), 'hangar-')) : resolve(options.dataDir ?? '.hangar');
   mkdirSync(stateDir, { recursive: true });
-  const removeStateDir = () => {
+  const removeScratch = () => {
     if (memory) rmSync(stateDir, { recursive: true, force: true });
+  };
+  // Also when the process exits without stop() (a second Ctrl+C): scratch files never outlive us.
+  process.once('exit', removeScratch);
+  const removeStateDir = () => {
+    process.removeListener('exit', removeScratch);
+    removeScratch();
   };
 
   let standIns: StandIns | undefined;

@@ -42,13 +42,16 @@ if (backend.adminToken) {
 lines.push('Press Ctrl+C to stop.');
 process.stdout.write(`${lines.join('\n')}\n`);
 
-let shuttingDown = false;
-async function shutdown(code: number): Promise<never> {
-  if (shuttingDown) {
-    // A second Ctrl+C: stop waiting. The 'exit' hook in stand-ins.ts still kills the children.
+let shuttingDownSince: number | undefined;
+/** Within this, a second signal is the first one again (the terminal's process group and tsx both forward it). */
+const REPEATED_SIGNAL_MS = 1_000;
+async function shutdown(code: number): Promise<void> {
+  if (shuttingDownSince !== undefined) {
+    if (Date.now() - shuttingDownSince < REPEATED_SIGNAL_MS) return;
+    // A second Ctrl+C: stop waiting. The 'exit' hooks still kill the children and remove scratch files.
     process.exit(code || 130);
   }
-  shuttingDown = true;
+  shuttingDownSince = Date.now();
   try {
     await backend.stop();
   } catch (error) {

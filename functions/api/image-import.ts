@@ -75,6 +75,8 @@ function imageId(request: ApiRequest): string {
 
 const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'GET /v2/info/import': info,
+  // Glance without unified limits reports no usage; Hangar's quotas are per image (README).
+  'GET /v2/info/usage': async () => ({ status: 200, json: { usage: {} } }),
   'PUT /v2/images/{image_id}/stage': stage,
   'POST /v2/images/{image_id}/import': importImage,
   'POST /v2/images/{image_id}/multipart-upload': startUpload,

@@ -18,6 +18,8 @@ export interface RouteSpec {
 export const ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/', fn: 'versions', auth: false },
   { method: 'GET', path: '/versions', fn: 'versions', auth: false },
+  // oslo.middleware's healthcheck, which Glance's pipeline serves (load balancers probe it).
+  { method: 'GET', path: '/healthcheck', fn: 'versions', auth: false },
   { method: 'GET', path: '/v2/schemas/{schema}', fn: 'schemas' },
   { method: 'POST', path: '/v2/images', fn: 'images' },
   { method: 'GET', path: '/v2/images', fn: 'images' },
@@ -35,6 +37,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'PUT', path: '/v2/images/{image_id}/members/{member_id}', fn: 'members' },
   { method: 'DELETE', path: '/v2/images/{image_id}/members/{member_id}', fn: 'members' },
   { method: 'GET', path: '/v2/info/import', fn: 'image-import' },
+  { method: 'GET', path: '/v2/info/usage', fn: 'image-import' },
   { method: 'PUT', path: '/v2/images/{image_id}/stage', fn: 'image-import' },
   { method: 'POST', path: '/v2/images/{image_id}/import', fn: 'image-import' },
   // Hangar's own: presigned S3 multipart uploads for bodies API Gateway cannot carry.

@@ -1,6 +1,7 @@
 /**
  * The unauthenticated version documents: `GET /` answers 300 Multiple Choices (as does any
- * unknown-version path, routed here by the gateway), `GET /versions` answers 200.
+ * unknown-version path, routed here by the gateway), `GET /versions` answers 200. Also
+ * `GET /healthcheck`: 200 `OK` in plain text, as oslo.middleware's healthcheck answers.
  */
 import { httpHandler } from '#shared/http';
 
@@ -8,6 +9,7 @@ const CURRENT = 17;
 
 export const handler = httpHandler(
   async (request) => {
+    if (request.event.routeKey === 'GET /healthcheck') return { status: 200, text: 'OK' };
     // Newest first, as Glance lists them; every version is served by the same /v2/ endpoint.
     const versions = Array.from({ length: CURRENT + 1 }, (_, i) => CURRENT - i).map((minor) => ({
       id: `v2.${minor}`,

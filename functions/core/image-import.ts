@@ -16,7 +16,6 @@ import { randomUUID } from 'node:crypto';
 import {
   BadRequestError,
   ConflictError,
-  ForbiddenError,
   HangarError,
   NotFoundError,
   StaleWriteError,
@@ -769,8 +768,10 @@ function parseImportRequest(body: unknown): {
   for (const key of ['all_stores', 'all_stores_must_succeed'])
     if (key in body && typeof body[key] !== 'boolean')
       throw new BadRequestError(`'${key}' must be a boolean.`);
-  if (Array.isArray(body.stores) && body.stores.length > 0)
-    throw new ForbiddenError('Multiple stores are not supported by this service.');
+  // Single-store, as Glance without enabled_backends: `stores` and `all_stores` are ignored, but
+  // giving up all_stores_must_succeed has no meaning there and is refused as Glance refuses it.
+  if (body.all_stores_must_succeed === false)
+    throw new BadRequestError('All_stores_must_succeed can only be set with enabled_backends.');
   return { name: name as ImportMethod, uri: body.method.uri, raw: body.method };
 }
 

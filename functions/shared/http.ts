@@ -91,6 +91,7 @@ const TITLES: Record<number, string> = {
   413: 'Request Entity Too Large',
   415: 'Unsupported Media Type',
   416: 'Requested Range Not Satisfiable',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -99,7 +100,10 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** Glance answers errors as HTML unless the client asks for JSON. */
+/**
+ * Glance (webob) answers errors as JSON when the client accepts JSON, as HTML when it accepts
+ * HTML or anything (or says nothing), and as plain text otherwise (`Accept: text/plain`).
+ */
 export function errorResult(
   status: number,
   message: string,
@@ -113,6 +117,13 @@ export function errorResult(
       statusCode: status,
       headers: { 'content-type': 'application/json', ...extra },
       body: JSON.stringify({ message: message, code, title }),
+    };
+  }
+  if (accept !== undefined && !/\*\/\*|text\/\*|text\/html/.test(accept)) {
+    return {
+      statusCode: status,
+      headers: { 'content-type': 'text/plain; charset=UTF-8', ...extra },
+      body: `${code}\n\n${message}\n\n   `,
     };
   }
   const body = `<html>\n <head>\n  <title>${code}</title>\n </head>\n <body>\n  <h1>${code}</h1>\n  ${escapeHtml(message)}<br /><br />\n\n\n\n </body>\n</html>`;
@@ -174,6 +185,9 @@ function toResult(response: ApiResponse): ApiResult {
   return { statusCode: response.status, headers };
 }
 
+/** Glance's max_request_id_length. */
+const MAX_REQUEST_ID_LENGTH = 64;
+
 export interface HandlerOptions {
   /** false for the unauthenticated endpoints (versions). */
   auth?: boolean;
@@ -188,8 +202,20 @@ export function httpHandler(
   const anonymous: Principal = { project: '', user: '', roles: [], isAdmin: false };
 
   const core = async (event: APIGatewayProxyEventV2): Promise<ApiResult> => {
-    const requestId = `req-${randomUUID()}`;
     const headers = lowerHeaders(event.headers);
+    // Like Glance, a caller's request id is kept (tracing across services), within a length cap.
+    const given = headers['x-openstack-request-id'];
+    if (given !== undefined && given.length > MAX_REQUEST_ID_LENGTH) {
+      const requestId = `req-${randomUUID()}`;
+      const result = errorResult(
+        431,
+        `X-Openstack-Request-Id is longer than ${MAX_REQUEST_ID_LENGTH} characters.`,
+        headers.accept,
+      );
+      result.headers = { ...(result.headers ?? {}), 'x-openstack-request-id': requestId };
+      return result;
+    }
+    const requestId = given || `req-${randomUUID()}`;
     let result: ApiResult;
     try {
       const principal = needsAuth ? await resolvePrincipal(event, headers) : anonymous;

@@ -360,6 +360,46 @@ describe('error shape, request ids and authentication', () => {
     expect(page).toContain('Attribute &#39;status&#39; is read-only.');
   });
 
+  it('answers errors in plain text to clients that accept neither JSON nor HTML (Glance #251-252)', async () => {
+    const id = randomUUID();
+    for (const accept of ['text/plain', 'None']) {
+      const response = await t.request('GET', `/v2/images/${id}`, {
+        token: t.tokens.alice,
+        headers: { accept },
+      });
+      expect(response.status).toBe(404);
+      expect(response.headers.get('content-type')).toBe('text/plain; charset=UTF-8');
+      expect(await response.text()).toBe(`404 Not Found\n\nNo image found with ID ${id}\n\n   `);
+    }
+  });
+
+  it("keeps the caller's X-Openstack-Request-Id, and refuses one over 64 characters with 431 (Glance #253)", async () => {
+    const given = 'req-11111111-2222-3333-4444-555555555555';
+    const kept = await t.request('GET', '/v2/images?limit=1', {
+      token: t.tokens.alice,
+      headers: { 'x-openstack-request-id': given },
+    });
+    expect(kept.status).toBe(200);
+    expect(kept.headers.get('x-openstack-request-id')).toBe(given);
+    const long = await t.request('GET', '/v2/images?limit=1', {
+      token: t.tokens.alice,
+      headers: { 'x-openstack-request-id': `req-${'x'.repeat(61)}`, accept: 'application/json' },
+    });
+    expect(long.status).toBe(431);
+    expect(long.headers.get('x-openstack-request-id')).toMatch(/^req-[0-9a-f-]{36}$/);
+  });
+
+  it('serves /healthcheck without a token and /v2/info/usage with one (Glance #7, #19)', async () => {
+    const health = await t.request('GET', '/healthcheck');
+    expect(health.status).toBe(200);
+    expect(health.headers.get('content-type')).toBe('text/plain; charset=UTF-8');
+    expect(await health.text()).toBe('OK');
+    const usage = await t.request('GET', '/v2/info/usage', { token: t.tokens.alice });
+    expect(usage.status).toBe(200);
+    expect(await usage.json()).toEqual({ usage: {} });
+    expect((await t.request('GET', '/v2/info/usage')).status).toBe(401);
+  });
+
   it('answers 401 without a token and with an unknown token, with a request id', async () => {
     for (const token of [undefined, 'no-such-token']) {
       for (const [method, path] of [

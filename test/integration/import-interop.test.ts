@@ -170,7 +170,14 @@ describe('glance-direct', () => {
     await expectError(await importRequest(image.id, {}), 400, "Import request requires a 'method' field.");
     await expectError(await importRequest(image.id, { method: { name: 'glance-direct' } }, 'bob'), 404);
 
-    const accepted = await importRequest(image.id, { method: { name: 'glance-direct' } });
+    await expectError(
+      await importRequest(image.id, { method: { name: 'glance-direct' }, all_stores_must_succeed: false }),
+      400,
+      'All_stores_must_succeed can only be set with enabled_backends.',
+    );
+
+    // Single-store, as Glance without enabled_backends: `stores` is ignored.
+    const accepted = await importRequest(image.id, { method: { name: 'glance-direct' }, stores: ['any'] });
     expect(accepted.status, await peek(accepted)).toBe(202);
     const done = await waitForImport(t, image.id);
 
