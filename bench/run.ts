@@ -10,6 +10,7 @@ import {
   singleThreadHashing,
   uploadThroughput,
 } from './api.ts';
+import { benchImport } from './import.ts';
 import { round, startBenchBackend } from './lib.ts';
 
 const GiB = 1024 * 1024 * 1024;
@@ -23,6 +24,8 @@ try {
   const pipeline = await pipelineToNull(size);
   const upload = await uploadThroughput(backend, size);
   const listing = await benchListScaling(backend);
+  // Last: the S3-upload import re-measures the hashing limit around itself.
+  const s3Import = await benchImport(backend, size);
   const result = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     latenciesMs: latencies,
@@ -39,6 +42,7 @@ try {
       ratioToLimit: round(upload.mibps / limit),
       checksumOk: upload.checksumOk,
     },
+    s3UploadImport: s3Import,
   };
   console.log(JSON.stringify(result, null, 2));
   console.log(
@@ -49,6 +53,9 @@ try {
   );
   console.log(
     `hashing limit (2 threads) ${round(limit, 0)} MiB/s; pipeline to null ${round(pipeline, 0)} MiB/s (${round(pipeline / limit)}); HTTP upload to s3rver ${round(upload.mibps, 0)} MiB/s (${round(upload.mibps / limit)})`,
+  );
+  console.log(
+    `S3-upload import: ${s3Import.importMiBps} MiB/s against a hashing limit of ${s3Import.limitMiBps} MiB/s around it (${s3Import.ratio}); checksum ${s3Import.checksumOk ? 'ok' : 'WRONG'}`,
   );
 } finally {
   // A benchmark must end: stop the backend, but don't wait on stragglers (keep-alive sockets).
