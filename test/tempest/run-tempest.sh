@@ -76,6 +76,11 @@ trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
+# Each child also gets SIGTERM when this script dies, even by SIGKILL (then no trap runs; the
+# next run's `catalog.py sweep` removes the endpoints).
+ORPHAN=()
+if command -v setpriv >/dev/null 2>&1; then ORPHAN=(setpriv --pdeathsig TERM --); fi
+
 free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -96,7 +101,7 @@ say "starting Hangar (workspace $WS)"
     HANGAR_KEYSTONE_PASSWORD="$PASSWORD" HANGAR_KEYSTONE_PROJECT=service \
     HANGAR_WEB_DOWNLOAD_ALLOW=127.0.0.1 HANGAR_REQUIRE_IMAGE_FORMAT_MATCH=false \
     HANGAR_LOG_LEVEL="${HANGAR_TEMPEST_LOG_LEVEL:-warn}" \
-    setsid "$ROOT/node_modules/.bin/tsx" local/main.ts
+    setsid "${ORPHAN[@]}" "$ROOT/node_modules/.bin/tsx" local/main.ts
 ) >"$WS/logs/hangar.out" 2>"$WS/logs/hangar.log" </dev/null &
 HANGAR_PID=$!
 URL=''
@@ -120,7 +125,7 @@ REGISTERED=1
 # 4. tempest's http_image: 3 MiB for the web-download import tests.
 head -c $((3 * 1024 * 1024)) /dev/urandom >"$WS/www/blob.img"
 HTTP_PORT="$(free_port)"
-(cd "$WS/www" && exec setsid "$PY" -m http.server "$HTTP_PORT" --bind 127.0.0.1) \
+(cd "$WS/www" && exec setsid "${ORPHAN[@]}" "$PY" -m http.server "$HTTP_PORT" --bind 127.0.0.1) \
   >"$WS/logs/http.log" 2>&1 </dev/null &
 HTTP_PID=$!
 for _ in $(seq 1 100); do
@@ -150,7 +155,7 @@ started=$(date +%s)
 (
   cd "$WS"
   exec env TEMPEST_CONFIG_DIR="$WS/etc" TEMPEST_CONFIG=tempest.conf \
-    setsid timeout -k 30 "$BUDGET" tempest run --regex "$REGEX" --concurrency "$CONCURRENCY"
+    setsid "${ORPHAN[@]}" timeout -k 30 "$BUDGET" tempest run --regex "$REGEX" --concurrency "$CONCURRENCY"
 ) >"$WS/logs/tempest-run.log" 2>&1 </dev/null &
 TEMPEST_PID=$!
 status=0
