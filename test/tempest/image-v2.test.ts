@@ -56,16 +56,12 @@ describe('tempest.api.image.v2 (tempest 33)', () => {
     `passes with 0 failures and at least Glance's ${GLANCE_PASSES} passes`,
     async () => {
       const { summary, log } = await runTempest();
-      // The figures and every failure with its reason, in the test output (CI logs).
+      // The figures in the test output (CI logs); the failures and their reasons are in the diff below.
       process.stderr.write(
-        `${log
-          .split('\n')
-          .filter((line) => /^( {2}FAIL |run-tempest: Ran )/.test(line))
-          .join('\n')}\n`,
+        `${log.split('\n').find((line) => line.startsWith('run-tempest: Ran ')) ?? log}\n`,
       );
-      const failures = summary.failures.map((failure) => `${failure.test}: ${failure.reason}`).join('\n');
       expect(summary.timedOut, `tempest timed out after ${summary.seconds} s`).toBe(false);
-      expect(summary.failures, `failed tests (logs in ${summary.workspace}):\n${failures}`).toEqual([]);
+      expect(summary.failures, `failed tests (logs in ${summary.workspace})`).toEqual([]);
       expect(summary.failed).toBe(0);
       expect(summary.passed).toBeGreaterThanOrEqual(GLANCE_PASSES);
       // Only what a single-store Glance does not enable either may skip (tempest's own reasons):

@@ -66,6 +66,7 @@ cleanup() {
   stop_group "$HANGAR_PID" 30
   stop_group "$HTTP_PID" 5
   if [ "$KEEP" = 1 ] || [ "$code" -ne 0 ]; then
+    rm -f "$WS/www/blob.img"
     say "workspace kept: $WS"
   else
     rm -rf "$WS"
