@@ -1,9 +1,10 @@
 /**
- * Four projects, all part of `vitest run` (and so of CI):
+ * Five projects, all part of `vitest run` (and so of CI):
  * - unit: fast, no processes, no network.
  * - infra: CDK template assertions and `cdk synth`, offline (esbuild bundles every function).
  * - integration: the real local stand-ins (java, s3rver) behind the embedded gateway.
  * - e2e: a real guest under libvirt; minutes per test.
+ * - tempest: OpenStack tempest's image API tests against Hangar in keystone mode (a few minutes).
  */
 import { defineConfig } from 'vitest/config';
 
@@ -54,6 +55,19 @@ export default defineConfig({
           maxWorkers: 1,
           sequence: { groupOrder: 3 },
           testTimeout: 600_000,
+          hookTimeout: 600_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'tempest',
+          include: ['test/tempest/**/*.test.ts'],
+          // One run at a time, after every other group: tempest runs two workers of its own.
+          pool: 'forks',
+          maxWorkers: 1,
+          sequence: { groupOrder: 4 },
+          testTimeout: 1_800_000,
           hookTimeout: 600_000,
         },
       },

@@ -97,14 +97,16 @@ export async function keystoneToken(
 }
 
 /**
- * Points the catalog's image service at `url` (the Hangar under test), as a cloud would point it
- * at Glance: clients such as the openstack CLI find the image API there.
+ * Points the catalog's image service in RegionOne at `url` (the Hangar under test), as a cloud would
+ * point it at Glance: clients such as the openstack CLI find the image API there. Other regions are
+ * left alone (test/tempest runs in one of its own). Resolves to the function that removes the
+ * endpoints again: call it when the Hangar stops, or the catalog points at a dead port.
  */
-export async function registerImageEndpoint(info: KeystoneInfo, url: string): Promise<void> {
+export async function registerImageEndpoint(info: KeystoneInfo, url: string): Promise<() => Promise<void>> {
   const token = await keystoneToken(info, 'admin', 'admin');
   const call = async (method: string, path: string, body?: unknown) => {
     const answer = await keystoneCall(info, method, path, { token, body });
-    if (answer.status >= 300)
+    if (answer.status >= 300 && !(method === 'DELETE' && answer.status === 404))
       throw new Error(`${method} ${path}: ${answer.status} ${JSON.stringify(answer.body)}`);
     return answer.body as Record<string, unknown>;
   };
@@ -116,14 +118,25 @@ export async function registerImageEndpoint(info: KeystoneInfo, url: string): Pr
         id: string;
       }
     ).id;
-  const endpoints = (await call('GET', `/v3/endpoints?service_id=${serviceId}`)).endpoints as Array<{
-    id: string;
-  }>;
+  const endpoints = (await call('GET', `/v3/endpoints?service_id=${serviceId}&region_id=RegionOne`))
+    .endpoints as Array<{ id: string }>;
   for (const endpoint of endpoints) await call('DELETE', `/v3/endpoints/${endpoint.id}`);
-  for (const iface of ['public', 'internal', 'admin'])
-    await call('POST', '/v3/endpoints', {
+  const created: string[] = [];
+  for (const iface of ['public', 'internal', 'admin']) {
+    const body = await call('POST', '/v3/endpoints', {
       endpoint: { service_id: serviceId, interface: iface, url, region_id: 'RegionOne' },
     });
+    created.push((body.endpoint as { id: string }).id);
+  }
+  return async () => {
+    // A fresh token: the test may have outlived the first one.
+    const later = await keystoneToken(info, 'admin', 'admin');
+    for (const id of created) {
+      const answer = await keystoneCall(info, 'DELETE', `/v3/endpoints/${id}`, { token: later });
+      if (answer.status !== 204 && answer.status !== 404)
+        throw new Error(`DELETE /v3/endpoints/${id}: ${answer.status}`);
+    }
+  };
 }
 
 /** The OS_* environment of the openstack CLI for a test account. */

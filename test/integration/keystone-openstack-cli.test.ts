@@ -32,6 +32,7 @@ let keystone: KeystoneInfo;
 let backend: Backend;
 let home: string;
 let work: string;
+let unregisterImageEndpoint: (() => Promise<void>) | undefined;
 
 const SERVICE_ENV = (info: KeystoneInfo) => ({
   HANGAR_KEYSTONE_URL: info.url,
@@ -64,12 +65,13 @@ beforeAll(async () => {
   keystone = await ensureKeystone();
   setServiceEnvironment(SERVICE_ENV(keystone));
   backend = await startBackend({ port: 0, storage: 'memory', authMode: 'keystone', logLevel: 'warn' });
-  await registerImageEndpoint(keystone, backend.url);
+  unregisterImageEndpoint = await registerImageEndpoint(keystone, backend.url);
   home = freshHome();
   work = mkdtempSync(join(tmpdir(), 'hangar-openstack-cli-'));
 }, 300_000);
 
 afterAll(async () => {
+  await unregisterImageEndpoint?.();
   await backend?.stop();
   if (home) rmSync(home, { recursive: true, force: true });
   if (work) rmSync(work, { recursive: true, force: true });
