@@ -158,6 +158,17 @@ export class AppStack extends Stack {
       HANGAR_S3_FORCE_PATH_STYLE: 'false',
       HANGAR_LOG_LEVEL: 'info',
       ...this.protections,
+      ...this.imageFormatEnvironment(),
+    };
+  }
+
+  /** Glance's [image_format] settings, only when given (the service's defaults are Glance's). */
+  private imageFormatEnvironment(): Record<string, string> {
+    const { requireMatch, disk, container } = this.config.imageFormats;
+    return {
+      ...(requireMatch === undefined ? {} : { HANGAR_REQUIRE_IMAGE_FORMAT_MATCH: String(requireMatch) }),
+      ...(disk === undefined ? {} : { HANGAR_DISK_FORMATS: disk.join(',') }),
+      ...(container === undefined ? {} : { HANGAR_CONTAINER_FORMATS: container.join(',') }),
     };
   }
 

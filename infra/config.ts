@@ -44,6 +44,15 @@ export interface DeployConfig {
   readonly tokensFile: string | undefined;
   /** Glance's property_protection_file (roles format), read at synth; undefined: no protections. */
   readonly propertyProtectionFile: string | undefined;
+  /**
+   * Glance's [image_format] settings, passed to every function as HANGAR_REQUIRE_IMAGE_FORMAT_MATCH,
+   * HANGAR_DISK_FORMATS and HANGAR_CONTAINER_FORMATS; undefined: the service's defaults (Glance's).
+   */
+  readonly imageFormats: {
+    readonly requireMatch: boolean | undefined;
+    readonly disk: readonly string[] | undefined;
+    readonly container: readonly string[] | undefined;
+  };
   readonly alarmEmail: string | undefined;
   readonly logRetention: RetentionDays;
   /** Stage-wide API throttling (requests per second, burst). */
@@ -84,6 +93,12 @@ export const SETTINGS = {
     context: 'propertyProtectionFile',
     env: 'HANGAR_DEPLOY_PROPERTY_PROTECTION_FILE',
   },
+  requireImageFormatMatch: {
+    context: 'requireImageFormatMatch',
+    env: 'HANGAR_DEPLOY_REQUIRE_IMAGE_FORMAT_MATCH',
+  },
+  diskFormats: { context: 'diskFormats', env: 'HANGAR_DEPLOY_DISK_FORMATS' },
+  containerFormats: { context: 'containerFormats', env: 'HANGAR_DEPLOY_CONTAINER_FORMATS' },
   alarmEmail: { context: 'alarmEmail', env: 'HANGAR_ALARM_EMAIL' },
   logRetentionDays: { context: 'logRetentionDays', env: 'HANGAR_LOG_RETENTION_DAYS' },
   throttleRate: { context: 'throttleRate', env: 'HANGAR_THROTTLE_RATE' },
@@ -118,6 +133,29 @@ function positiveInt(
       `${setting.context} (or ${setting.env}) must be an integer >= ${min}, not '${raw}'`,
     );
   return value;
+}
+
+function booleanSetting(node: Node, setting: Setting, env: NodeJS.ProcessEnv): boolean | undefined {
+  const raw = read(node, setting, env);
+  if (raw === undefined) return undefined;
+  if (raw !== 'true' && raw !== 'false')
+    throw new ConfigError(`${setting.context} (or ${setting.env}) must be true or false, not '${raw}'`);
+  return raw === 'true';
+}
+
+/** A comma-separated list of format names, as the service reads HANGAR_DISK_FORMATS. */
+function formatList(node: Node, setting: Setting, env: NodeJS.ProcessEnv): string[] | undefined {
+  const raw = read(node, setting, env);
+  if (raw === undefined) return undefined;
+  const names = raw
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  if (names.length === 0 || names.some((name) => !/^[A-Za-z0-9_.-]{1,64}$/.test(name)))
+    throw new ConfigError(
+      `${setting.context} (or ${setting.env}) must list format names (letters, digits, _ . -), not '${raw}'`,
+    );
+  return names;
 }
 
 function retention(days: number): RetentionDays {
@@ -166,6 +204,11 @@ export function readConfig(node: Node, env: NodeJS.ProcessEnv = process.env): De
     },
     tokensFile: read(node, SETTINGS.tokensFile, env),
     propertyProtectionFile: read(node, SETTINGS.propertyProtectionFile, env),
+    imageFormats: {
+      requireMatch: booleanSetting(node, SETTINGS.requireImageFormatMatch, env),
+      disk: formatList(node, SETTINGS.diskFormats, env),
+      container: formatList(node, SETTINGS.containerFormats, env),
+    },
     alarmEmail: read(node, SETTINGS.alarmEmail, env),
     logRetention: retention(positiveInt(node, SETTINGS.logRetentionDays, env, 30)),
     throttle: {

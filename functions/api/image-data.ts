@@ -27,6 +27,7 @@ async function upload(request: ApiRequest): Promise<ApiResponse> {
       declaredSize: request.headers['x-openstack-image-size'],
       contentLength: request.headers['content-length'],
       sizeCap: serviceConfig().imageSizeCap,
+      requireFormatMatch: serviceConfig().imageFormats.requireMatch,
     });
   } catch (error) {
     // The client went away mid-body: the service already rolled back; this is not a server fault.

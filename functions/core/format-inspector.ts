@@ -16,7 +16,7 @@
  */
 import { BadRequestError } from '#core/errors';
 
-export const INSPECTED_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi', 'iso'] as const;
+export const INSPECTED_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi', 'iso', 'luks'] as const;
 export type InspectedFormat = (typeof INSPECTED_FORMATS)[number];
 
 export interface InspectionResult {
@@ -24,6 +24,8 @@ export interface InspectionResult {
   format: InspectedFormat;
   /** Size of the disk the image describes, in bytes (for raw: the data size). */
   virtualSize: number;
+  /** Bytes inspected: the image's size. */
+  dataSize: number;
   /** Reasons the image must not be accepted; empty when it is safe. */
   safetyProblems: string[];
 }
@@ -124,6 +126,7 @@ export class FormatInspector {
     const iso = inspectIso(head, total);
     if (iso) findings.push(iso);
     if (magic4 === 'QED\0') problems.push('image content is qed, which is not allowed');
+    if (head.subarray(0, 6).toString('latin1') === LUKS_MAGIC) findings.push(inspectLuks(head, total));
 
     // qemu only looks for a fixed VHD's footer at the end when nothing is recognised at the start.
     if (findings.length === 0) {
@@ -132,7 +135,7 @@ export class FormatInspector {
     }
 
     const first = findings[0];
-    if (!first) return { format: 'raw', virtualSize: total, safetyProblems: problems };
+    if (!first) return { format: 'raw', virtualSize: total, dataSize: total, safetyProblems: problems };
     if (!Number.isFinite(first.virtualSize)) {
       problems.push(`${first.format} virtual size is out of range`);
       first.virtualSize = 0;
@@ -142,7 +145,12 @@ export class FormatInspector {
       problems.push(`image content matches multiple formats: ${findings.map((f) => f.format).join(', ')}`);
     }
     for (const finding of findings) problems.push(...finding.problems);
-    return { format: first.format, virtualSize: first.virtualSize, safetyProblems: problems };
+    return {
+      format: first.format,
+      virtualSize: first.virtualSize,
+      dataSize: total,
+      safetyProblems: problems,
+    };
   }
 
   private headBytes(): Buffer {
@@ -160,30 +168,52 @@ export class FormatInspector {
   }
 }
 
+export interface FormatCheckOptions {
+  /**
+   * Glance's [image_format] require_image_format_match: refuse content that is not the declared
+   * disk_format. Off, such content is let through; the safety problems are refused either way.
+   */
+  requireMatch: boolean;
+}
+
+export interface FormatDecision {
+  /** False when the content is not the declared disk_format and was let through (requireMatch off). */
+  matched: boolean;
+  /**
+   * The virtual_size to record. On a mismatch let through it is what Glance records: the byte
+   * count for a raw declaration, otherwise unknown (null), since the content's own would be wrong.
+   */
+  virtualSize: number | null;
+}
+
 /**
  * Accept or reject an inspected image for the disk_format it was declared with. Throws
  * BadRequestError naming every reason. A null declaration only gets the safety checks.
  */
-export function inspectAndCheck(result: InspectionResult, declaredDiskFormat: string | null): void {
+export function inspectAndCheck(
+  result: InspectionResult,
+  declaredDiskFormat: string | null,
+  options: FormatCheckOptions = { requireMatch: true },
+): FormatDecision {
+  // Unsafe content stays refused whatever the match setting says: it is what hurts a consumer.
   if (result.safetyProblems.length > 0) throw new BadRequestError(result.safetyProblems.join('; '));
-  if (declaredDiskFormat === null) return;
+  if (declaredDiskFormat === null || contentMatches(result.format, declaredDiskFormat))
+    return { matched: true, virtualSize: result.virtualSize };
+  if (options.requireMatch)
+    throw new BadRequestError(`image content is ${result.format} but disk_format is ${declaredDiskFormat}`);
+  const raw = declaredDiskFormat.toLowerCase() === 'raw';
+  return { matched: false, virtualSize: raw ? result.dataSize : null };
+}
+
+function contentMatches(format: InspectedFormat, declaredDiskFormat: string): boolean {
   const declared = declaredDiskFormat.toLowerCase();
   // Kernel/ramdisk/machine images are plain bytes.
   const expected = declared === 'ami' || declared === 'ari' || declared === 'aki' ? 'raw' : declared;
-
-  let matches: boolean;
-  if (expected === 'raw') {
-    // Unrecognised content is what raw means; an ISO is a raw disk image too.
-    matches = result.format === 'raw' || result.format === 'iso';
-  } else if (isInspectedFormat(expected)) {
-    matches = result.format === expected;
-  } else {
-    // A format we cannot recognise (ploop): only content that is clearly something else is wrong.
-    matches = result.format === 'raw';
-  }
-  if (!matches) {
-    throw new BadRequestError(`image content is ${result.format} but disk_format is ${declaredDiskFormat}`);
-  }
+  // Unrecognised content is what raw means; an ISO is a raw disk image too.
+  if (expected === 'raw') return format === 'raw' || format === 'iso';
+  if (isInspectedFormat(expected)) return format === expected;
+  // A format we cannot recognise (ploop): only content that is clearly something else is wrong.
+  return format === 'raw';
 }
 
 function isInspectedFormat(value: string): value is InspectedFormat {
@@ -205,10 +235,15 @@ function u64(buf: Buffer, offset: number, littleEndian: boolean): number {
 // ---------------------------------------------------------------------------------------------
 // qcow2 (big-endian header; docs/interop/qcow2.txt)
 //   0 magic 'QFI\xfb' | 4 version | 8 backing_file_offset u64 | 16 backing_file_size
-//   20 cluster_bits | 24 size u64 | ... | 72 incompatible_features u64 (v3)
+//   20 cluster_bits | 24 size u64 | 32 crypt_method | 36 l1_size (entries) | 40 l1_table_offset u64
+//   ... | 72 incompatible_features u64 (v3)
 //   100 header_length (v3) | header extensions follow the header, inside the first cluster.
 
 const QCOW2_INCOMPAT_DATA_FILE = 1n << 2n;
+/** Extended L2 entries are 16 bytes (two 64-bit words) instead of 8. */
+const QCOW2_INCOMPAT_EXTENDED_L2 = 1n << 4n;
+/** qemu's QCOW_MAX_L1_SIZE: 32 MiB of 8-byte entries. */
+const QCOW2_MAX_L1_ENTRIES = (32 * MiB) / 8;
 /** Bits 0-4 are defined (dirty, corrupt, external data file, compression type, extended L2). */
 const QCOW2_INCOMPAT_KNOWN = (1n << 5n) - 1n;
 const QCOW2_EXT_END = 0;
@@ -239,12 +274,13 @@ function inspectQcow2(head: Buffer): Finding {
   const clusterSize = 2 ** clusterBits;
 
   let headerLength = 72;
+  let incompatible = 0n;
   if (version === 3) {
     if (head.length < 104) {
       problems.push('qcow2 header is truncated');
       return finding;
     }
-    const incompatible = head.readBigUInt64BE(72);
+    incompatible = head.readBigUInt64BE(72);
     if (incompatible & QCOW2_INCOMPAT_DATA_FILE) problems.push(QCOW2_DATA_FILE);
     if (incompatible & ~QCOW2_INCOMPAT_KNOWN) problems.push('qcow2 image has unknown incompatible features');
     headerLength = head.readUInt32BE(100);
@@ -253,6 +289,7 @@ function inspectQcow2(head: Buffer): Finding {
       return finding;
     }
   }
+  problems.push(...qcow2L1Problems(head, clusterBits, incompatible, finding.virtualSize));
 
   // Walk the header extensions the way qemu does: they end at the backing file name or the cluster end.
   const end = backingFileOffset !== 0 ? Math.min(backingFileOffset, clusterSize) : clusterSize;
@@ -272,6 +309,54 @@ function inspectQcow2(head: Buffer): Finding {
     if (type === QCOW2_EXT_DATA_FILE && !problems.includes(QCOW2_DATA_FILE)) problems.push(QCOW2_DATA_FILE);
     offset += 8 + Math.ceil(length / 8) * 8;
   }
+  return finding;
+}
+
+/**
+ * qemu's own open-time rule (qcow2_do_open): the active L1 table must have an entry for every L2
+ * table the virtual size needs. A header promising a bigger disk than its tables can map is
+ * corrupt or hostile, and qemu refuses to open it; so does Hangar, before anyone tries.
+ */
+function qcow2L1Problems(
+  head: Buffer,
+  clusterBits: number,
+  incompatible: bigint,
+  virtualSize: number,
+): string[] {
+  const l1Entries = head.readUInt32BE(36);
+  if (l1Entries > QCOW2_MAX_L1_ENTRIES) return ['qcow2 L1 table is too large'];
+  // Infinite sizes are reported as out of range by finish().
+  if (!Number.isFinite(virtualSize)) return [];
+  const l2Bits = clusterBits - (incompatible & QCOW2_INCOMPAT_EXTENDED_L2 ? 4 : 3);
+  // Each L1 entry maps one L2 table: 2^l2Bits clusters. Powers of two keep this division exact.
+  const needed = Math.ceil(virtualSize / 2 ** (clusterBits + l2Bits));
+  if (needed > 0x7fffffff) return ['qcow2 virtual size is too big'];
+  if (l1Entries < needed)
+    return [`qcow2 L1 table is too small for the virtual size (${l1Entries} entries, ${needed} needed)`];
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------------
+// LUKS (big-endian; LUKS1 on-disk format, as qemu's luks driver and cryptsetup read it)
+//   0 magic 'LUKS\xba\xbe' | 6 version u16 | ... | 104 payload_offset (sectors) u32 | 108 key_bytes u32
+
+const LUKS_MAGIC = 'LUKS\xba\xbe';
+
+/**
+ * An encrypted volume: its payload cannot be inspected, so it is never what another disk_format
+ * declares (a mismatch, as Nova and Glance's conversion see it); only LUKS1 is understood by qemu.
+ */
+function inspectLuks(head: Buffer, total: number): Finding {
+  const problems: string[] = [];
+  const finding: Finding = { format: 'luks', virtualSize: 0, problems };
+  if (head.length < 592) {
+    problems.push('luks header is truncated');
+    return finding;
+  }
+  const version = head.readUInt16BE(6);
+  // oslo.utils' LUKSInspector safety check: only version 1.
+  if (version !== 1) problems.push(`luks version ${version} is not supported`);
+  finding.virtualSize = Math.max(0, total - head.readUInt32BE(104) * 512);
   return finding;
 }
 

@@ -4,7 +4,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ForbiddenError } from './errors.ts';
-import { type ImageRecord, isoSeconds, isReservedProperty, READ_ONLY_PROPERTIES } from './image.ts';
+import {
+  type AllowedFormats,
+  GLANCE_FORMATS,
+  type ImageRecord,
+  isoSeconds,
+  isReservedProperty,
+  READ_ONLY_PROPERTIES,
+} from './image.ts';
 import {
   BASE_PROPERTY_SCHEMAS,
   DISALLOWED_ON_CREATE,
@@ -48,6 +55,7 @@ export function parseCreateRequest(
   quotas: Quotas,
   now: Date,
   protections: PropertyProtections = PropertyProtections.NONE,
+  formats: AllowedFormats = GLANCE_FORMATS,
 ): ImageRecord {
   // Glance answers 500 to a non-object body; a schema-style 400 is what it means to say.
   if (!isJsonObject(body)) throw schemaError(`${pyRepr(body)} is not of type 'object'`);
@@ -55,7 +63,7 @@ export function parseCreateRequest(
   for (const key of DISALLOWED_ON_CREATE) if (Object.hasOwn(body, key)) throw readOnlyError(key);
 
   // The whole body is checked against the image schema before any permission check.
-  for (const [key, value] of Object.entries(body)) validatePropertyValue(key, value);
+  for (const [key, value] of Object.entries(body)) validatePropertyValue(key, value, formats);
 
   const extraEntries: Array<[string, string]> = [];
   for (const [key, value] of Object.entries(body)) {

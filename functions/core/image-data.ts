@@ -27,6 +27,8 @@ export interface UploadOptions {
   /** The request's Content-Length, when the body is not chunked. */
   contentLength?: string;
   sizeCap: number;
+  /** Glance's require_image_format_match (default true): content must be the declared disk_format. */
+  requireFormatMatch?: boolean;
 }
 
 /** Blocks handed to hashing and to the blob store; the S3 multipart part size. */
@@ -87,10 +89,12 @@ export class ImageDataService {
       const digests = await digest.finish();
       // Glance's content checks (bug 2059809): unsafe or mismatched images never become active.
       const inspection = inspector.finish();
-      inspectAndCheck(inspection, saving.disk_format);
+      const decision = inspectAndCheck(inspection, saving.disk_format, {
+        requireMatch: options.requireFormatMatch ?? true,
+      });
       return await this.activate(saving, {
         size,
-        virtual_size: inspection.virtualSize,
+        virtual_size: decision.virtualSize,
         checksum: digests.md5,
         os_hash_algo: 'sha512',
         os_hash_value: digests.sha512,

@@ -21,7 +21,13 @@ import {
   StaleWriteError,
   TooLargeError,
 } from './errors.ts';
-import { FormatInspector, type InspectionResult, inspectAndCheck } from './format-inspector.ts';
+import {
+  type FormatCheckOptions,
+  type FormatDecision,
+  FormatInspector,
+  type InspectionResult,
+  inspectAndCheck,
+} from './format-inspector.ts';
 import type { ImageRecord } from './image.ts';
 import { writable } from './image-access.ts';
 import { BLOCK_SIZE, rechunk } from './image-data.ts';
@@ -70,7 +76,8 @@ export interface ImportInput {
 export interface CopyResult {
   blob_key: string;
   size: number;
-  virtual_size: number;
+  /** null when the content is not the declared disk_format and the format match is off. */
+  virtual_size: number | null;
   checksum: string;
   os_hash_algo: 'sha512';
   os_hash_value: string;
@@ -172,6 +179,8 @@ export interface ImportServiceDeps {
   digester: () => StreamDigester;
   sharedBlock: (size: number) => Buffer;
   sizeCap: number;
+  /** Glance's require_image_format_match (default true): content must be the declared disk_format. */
+  requireFormatMatch?: boolean;
   taskTtlHours: number;
   uploadUrlSeconds: number;
   clock?: () => Date;
@@ -187,6 +196,10 @@ export class ImportService {
 
   constructor(private readonly deps: ImportServiceDeps) {
     this.clock = deps.clock ?? (() => new Date());
+  }
+
+  private formatCheck(): FormatCheckOptions {
+    return { requireMatch: this.deps.requireFormatMatch ?? true };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -583,8 +596,8 @@ export class ImportService {
       if (size !== opened.size) throw new Error(`Short read of ${key}: ${size} of ${opened.size} bytes.`);
       const digests = await digest.finish();
       const inspection = inspector.finish();
-      inspectAndCheck(inspection, image.disk_format);
-      return copyResult(key, size, inspection, digests);
+      const decision = inspectAndCheck(inspection, image.disk_format, this.formatCheck());
+      return copyResult(key, size, inspection, decision, digests);
     } catch (error) {
       digest.cancel();
       opened?.abort();
@@ -620,8 +633,8 @@ export class ImportService {
       });
       const digests = await digest.finish();
       const inspection = inspector.finish();
-      inspectAndCheck(inspection, image.disk_format);
-      return copyResult(key, size, inspection, digests);
+      const decision = inspectAndCheck(inspection, image.disk_format, this.formatCheck());
+      return copyResult(key, size, inspection, decision, digests);
     } catch (error) {
       digest.cancel();
       fetched.abort();
@@ -779,12 +792,13 @@ function copyResult(
   key: string,
   size: number,
   inspection: InspectionResult,
+  decision: FormatDecision,
   digests: { md5: string; sha512: string },
 ): CopyResult {
   return {
     blob_key: key,
     size,
-    virtual_size: inspection.virtualSize,
+    virtual_size: decision.virtualSize,
     checksum: digests.md5,
     os_hash_algo: 'sha512',
     os_hash_value: digests.sha512,

@@ -7,7 +7,14 @@
  * "Attribute 'locations' is reserved." (Glance would manage store locations there).
  */
 import { BadRequestError, ConflictError, ForbiddenError, UnsupportedMediaTypeError } from './errors.ts';
-import { type ImageRecord, isoSeconds, isReservedProperty, READ_ONLY_PROPERTIES } from './image.ts';
+import {
+  type AllowedFormats,
+  GLANCE_FORMATS,
+  type ImageRecord,
+  isoSeconds,
+  isReservedProperty,
+  READ_ONLY_PROPERTIES,
+} from './image.ts';
 import {
   dedupeTags,
   enforcePropertyQuota,
@@ -123,20 +130,24 @@ function validatePath(op: PatchOp, path: string[]): void {
     throw new BadRequestError(`Invalid JSON pointer for this resource: '/${path.join('/')}'`);
 }
 
-function validateChange(change: PatchOperation): void {
+function validateChange(change: PatchOperation, formats: AllowedFormats): void {
   const root = change.path[0] ?? '';
   if (isReadOnlyForPatch(root)) throw readOnlyError(root);
   if (isReservedProperty(root)) throw reservedError(root);
   if (change.op === 'remove') return;
   if (!isWritableBaseProperty(root)) validateExtraPropertyKey(root);
-  validatePropertyValue(root, change.value);
+  validatePropertyValue(root, change.value, formats);
 }
 
 /**
  * The deserializer half: checks the media type and every operation (shape, pointer, value schema,
  * read-only and reserved keys) without touching the image.
  */
-export function parsePatch(mediaType: string | undefined, body: unknown): PatchOperation[] {
+export function parsePatch(
+  mediaType: string | undefined,
+  body: unknown,
+  formats: AllowedFormats = GLANCE_FORMATS,
+): PatchOperation[] {
   const dialect = dialectOf(mediaType);
   if (!Array.isArray(body))
     throw new BadRequestError('Request body must be a JSON array of operation objects.');
@@ -151,7 +162,7 @@ export function parsePatch(mediaType: string | undefined, body: unknown): PatchO
         throw new BadRequestError(`Operation "${op}" requires a member named "value".`);
       change.value = raw.value;
     }
-    validateChange(change);
+    validateChange(change, formats);
     return change;
   });
 }
@@ -203,8 +214,9 @@ export function applyPatch(
   quotas: Quotas,
   now: Date,
   protections: PropertyProtections = PropertyProtections.NONE,
+  formats: AllowedFormats = GLANCE_FORMATS,
 ): ImageRecord {
-  const changes = parsePatch(mediaType, body);
+  const changes = parsePatch(mediaType, body, formats);
   let next: ImageRecord = { ...image, tags: [...image.tags] };
   // A Map keeps any key (even "__proto__") as plain data.
   const properties = new Map(Object.entries(image.properties));

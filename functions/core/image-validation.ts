@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { BadRequestError, ForbiddenError, TooLargeError } from './errors.ts';
-import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from './image.ts';
+import { type AllowedFormats, GLANCE_FORMATS, VISIBILITIES } from './image.ts';
 
 /** The pattern Glance's schema gives `id`; also used for kernel_id and ramdisk_id. */
 export const UUID_PATTERN =
@@ -123,13 +123,6 @@ const nullableInteger = () =>
 const integer = () => z.number({ error: notOfType("'integer'") }).int({ error: notOfType("'integer'") });
 const boolean = () => z.boolean({ error: notOfType("'boolean'") });
 const string = () => z.string({ error: notOfType("'string'") });
-const nullableEnum = (values: readonly string[]) => {
-  const listed = [null, ...values];
-  return z
-    .string({ error: notOfType("'null', 'string'") })
-    .refine((v) => values.includes(v), { error: notOneOf(listed) })
-    .nullable();
-};
 const uuidString = () => string().regex(UUID_RE, { error: noMatch(UUID_PATTERN) });
 
 const visibility = () =>
@@ -146,8 +139,9 @@ export const WRITABLE_SCHEMAS = {
   owner: nullableString(255),
   min_ram: integer(),
   min_disk: integer(),
-  container_format: nullableEnum(CONTAINER_FORMATS),
-  disk_format: nullableEnum(DISK_FORMATS),
+  // Their enums are the deployment's lists (AllowedFormats), checked in validatePropertyValue.
+  container_format: nullableString(),
+  disk_format: nullableString(),
   tags: z.array(string().refine(maxChars(255), { error: tooLong }), { error: notOfType("'array'") }),
 } satisfies Record<WritableBaseProperty, z.ZodType>;
 
@@ -195,8 +189,15 @@ const KNOWN_EXTRA_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
 /** Any other extra property: the schema's additionalProperties is {"type": "string"}. */
 const EXTRA_PROPERTY_SCHEMA = string();
 
-/** Throws Glance's schema 400 when `value` is not acceptable for property `key`. */
-export function validatePropertyValue(key: string, value: unknown): void {
+/**
+ * Throws Glance's schema 400 when `value` is not acceptable for property `key`. disk_format and
+ * container_format must be in `formats`, as Glance's schema enums are its [image_format] lists.
+ */
+export function validatePropertyValue(
+  key: string,
+  value: unknown,
+  formats: AllowedFormats = GLANCE_FORMATS,
+): void {
   // Own-key lookups only: a property named "constructor" or "__proto__" is just an extra property.
   const schema = Object.hasOwn(BASE_PROPERTY_SCHEMAS, key)
     ? BASE_PROPERTY_SCHEMAS[key]
@@ -206,6 +207,10 @@ export function validatePropertyValue(key: string, value: unknown): void {
   if (!schema) return;
   const result = schema.safeParse(value);
   if (!result.success) throw schemaError(result.error.issues[0]?.message ?? `${pyRepr(value)} is invalid`);
+  const allowed =
+    key === 'disk_format' ? formats.disk : key === 'container_format' ? formats.container : null;
+  if (allowed && typeof value === 'string' && !allowed.includes(value))
+    throw schemaError(notOneOf([null, ...allowed])({ input: value }));
 }
 
 /** Glance's LP #1737952 rule: custom property names fit the 255-character database column. */

@@ -34,6 +34,15 @@ export const DISK_FORMATS = [
 ] as const;
 export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'] as const;
 
+/** The disk_format and container_format values images may take: Glance's [image_format] lists. */
+export interface AllowedFormats {
+  disk: readonly string[];
+  container: readonly string[];
+}
+
+/** Glance's defaults for [image_format] disk_formats and container_formats. */
+export const GLANCE_FORMATS: AllowedFormats = { disk: DISK_FORMATS, container: CONTAINER_FORMATS };
+
 export interface ImageRecord {
   id: string;
   name: string | null;

@@ -4,7 +4,7 @@
  * concurrent PATCHes both land and neither is lost.
  */
 import { BadRequestError, NotFoundError, StaleWriteError } from './errors.ts';
-import type { ImageRecord } from './image.ts';
+import { type AllowedFormats, GLANCE_FORMATS, type ImageRecord } from './image.ts';
 import { listScopes, matchesVisibility, readable, writable } from './image-access.ts';
 import { parseCreateRequest } from './image-create.ts';
 import { applyPatch } from './image-patch.ts';
@@ -24,6 +24,7 @@ export class ImagesService {
     private readonly quotas: Quotas,
     private readonly clock: () => Date = () => new Date(),
     private readonly protections: PropertyProtections = PropertyProtections.NONE,
+    private readonly formats: AllowedFormats = GLANCE_FORMATS,
   ) {}
 
   /**
@@ -35,7 +36,14 @@ export class ImagesService {
   }
 
   async create(principal: Principal, body: unknown): Promise<ImageRecord> {
-    const image = parseCreateRequest(body, principal, this.quotas, this.clock(), this.protections);
+    const image = parseCreateRequest(
+      body,
+      principal,
+      this.quotas,
+      this.clock(),
+      this.protections,
+      this.formats,
+    );
     await this.repo.create(image);
     return image;
   }
@@ -102,7 +110,16 @@ export class ImagesService {
     body: unknown,
   ): Promise<ImageRecord> {
     return this.mutate(principal, id, (current) =>
-      applyPatch(current, mediaType, body, principal, this.quotas, this.clock(), this.protections),
+      applyPatch(
+        current,
+        mediaType,
+        body,
+        principal,
+        this.quotas,
+        this.clock(),
+        this.protections,
+        this.formats,
+      ),
     );
   }
 

@@ -73,6 +73,11 @@ export interface PublishServiceDeps {
   digester: () => StreamDigester;
   sharedBlock: (size: number) => Buffer;
   taskTtlHours: number;
+  /**
+   * Glance's require_image_format_match (default true), as at upload: an image let in with a
+   * mismatch is not refused at publishing for it. Safety checks always apply.
+   */
+  requireFormatMatch?: boolean;
   clock?: () => Date;
 }
 
@@ -186,7 +191,7 @@ export class PublishService {
           `Image ${image.id}'s data no longer matches its recorded checksum and os_hash_value.`,
         );
       const inspection = inspector.finish();
-      inspectAndCheck(inspection, image.disk_format);
+      inspectAndCheck(inspection, image.disk_format, { requireMatch: this.deps.requireFormatMatch ?? true });
       return { size, format: inspection.format };
     } catch (error) {
       digest.cancel();

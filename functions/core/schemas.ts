@@ -3,7 +3,7 @@
  * structure, names, types and enums are Glance's; enums come from the same constants the
  * validation uses, so the schema and the behaviour cannot drift apart).
  */
-import { CONTAINER_FORMATS, DISK_FORMATS } from './image.ts';
+import { type AllowedFormats, CONTAINER_FORMATS, DISK_FORMATS } from './image.ts';
 import { SCHEMA_STATUSES, SCHEMA_VISIBILITIES, UUID_PATTERN } from './image-validation.ts';
 
 export type SchemaName = 'image' | 'images' | 'member' | 'members' | 'task' | 'tasks';
@@ -380,4 +380,23 @@ export const SCHEMAS: Readonly<Record<SchemaName, object>> = {
 
 export function isSchemaName(name: string): name is SchemaName {
   return Object.hasOwn(SCHEMAS, name);
+}
+
+/**
+ * The document served for `name` with this deployment's disk_format and container_format lists
+ * (Glance builds those enums from its [image_format] settings). SCHEMAS has Glance's defaults.
+ */
+export function schemaDocument(name: SchemaName, formats: AllowedFormats): object {
+  if (name !== 'image' && name !== 'images') return SCHEMAS[name];
+  const image = {
+    ...IMAGE_SCHEMA,
+    properties: {
+      ...IMAGE_PROPERTIES,
+      container_format: { ...IMAGE_PROPERTIES.container_format, enum: [null, ...formats.container] },
+      disk_format: { ...IMAGE_PROPERTIES.disk_format, enum: [null, ...formats.disk] },
+    },
+  };
+  if (name === 'image') return image;
+  const images = SCHEMAS.images as { properties: object };
+  return { ...images, properties: { ...images.properties, images: { type: 'array', items: image } } };
 }

@@ -4,9 +4,24 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/image';
 import { InvalidPropertyProtections, PropertyProtections } from '#core/property-protections';
 
 const bytes = z.coerce.number().int().nonnegative();
+/** A comma-separated list of format names (Glance's ListOpt), at least one. */
+const formatList = (defaults: readonly string[]) =>
+  z
+    .string()
+    .default(defaults.join(','))
+    .transform((text) =>
+      text
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== ''),
+    )
+    .pipe(
+      z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'format names are letters, digits, _ . -')).min(1),
+    );
 
 const ServiceConfigSchema = z.object({
   HANGAR_TABLE: z.string().min(1).default('hangar'),
@@ -35,6 +50,14 @@ const ServiceConfigSchema = z.object({
   HANGAR_PROPERTY_QUOTA: z.coerce.number().int().positive().default(128),
   HANGAR_TAG_QUOTA: z.coerce.number().int().positive().default(128),
   HANGAR_MEMBER_QUOTA: z.coerce.number().int().positive().default(128),
+  /**
+   * Glance's [image_format] require_image_format_match: uploaded and imported content must be the
+   * declared disk_format. Unsafe content is refused either way.
+   */
+  HANGAR_REQUIRE_IMAGE_FORMAT_MATCH: z.stringbool().default(true),
+  /** Glance's [image_format] disk_formats and container_formats: the values images may take. */
+  HANGAR_DISK_FORMATS: formatList(DISK_FORMATS),
+  HANGAR_CONTAINER_FORMATS: formatList(CONTAINER_FORMATS),
   /**
    * Glance's property_protection_file: a path, or (on AWS, where there is no such file) the file's
    * text itself in HANGAR_PROPERTY_PROTECTIONS. Neither (or empty): no protections.
@@ -86,6 +109,12 @@ export type ServiceConfig = {
   claims: { project: string; roles: string; user: string };
   imageSizeCap: number;
   quotas: { properties: number; tags: number; members: number };
+  imageFormats: {
+    /** Glance's require_image_format_match. */
+    requireMatch: boolean;
+    disk: string[];
+    container: string[];
+  };
   /** PropertyProtections.NONE when no protections are configured. */
   propertyProtections: PropertyProtections;
   blobDelivery: 'stream' | 'redirect';
@@ -135,6 +164,11 @@ export function serviceConfig(): ServiceConfig {
       properties: env.HANGAR_PROPERTY_QUOTA,
       tags: env.HANGAR_TAG_QUOTA,
       members: env.HANGAR_MEMBER_QUOTA,
+    },
+    imageFormats: {
+      requireMatch: env.HANGAR_REQUIRE_IMAGE_FORMAT_MATCH,
+      disk: env.HANGAR_DISK_FORMATS,
+      container: env.HANGAR_CONTAINER_FORMATS,
     },
     propertyProtections: loadPropertyProtections({
       file: env.HANGAR_PROPERTY_PROTECTION_FILE,

@@ -30,7 +30,13 @@ export function getServices() {
   if (services && builtFor === config) return services;
   const repo = new DynamoImageRepository();
   const blobs = new S3BlobStore(config.buckets.images);
-  const images = new ImagesService(repo, config.quotas, () => new Date(), config.propertyProtections);
+  const images = new ImagesService(
+    repo,
+    config.quotas,
+    () => new Date(),
+    config.propertyProtections,
+    config.imageFormats,
+  );
   services = {
     images,
     references: new ReferencesService(new DynamoReferenceRepository(), images, imageUsage),

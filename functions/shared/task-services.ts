@@ -43,7 +43,13 @@ export function getTaskServices(): TaskServices {
     imports: new ImportService({
       repo,
       // Imports create images too (legacy tasks, S3 uploads): the same property protections apply.
-      images: new ImagesService(repo, config.quotas, () => new Date(), config.propertyProtections),
+      images: new ImagesService(
+        repo,
+        config.quotas,
+        () => new Date(),
+        config.propertyProtections,
+        config.imageFormats,
+      ),
       tasks: taskRepo,
       workflows: workflowStarter,
       markers: new DynamoEventMarkers(),
@@ -58,6 +64,7 @@ export function getTaskServices(): TaskServices {
       digester,
       sharedBlock: DigestJob.sharedBlock,
       sizeCap: config.imageSizeCap,
+      requireFormatMatch: config.imageFormats.requireMatch,
       taskTtlHours: config.taskTimeToLiveHours,
       uploadUrlSeconds: config.uploadUrlSeconds,
     }),
@@ -85,6 +92,7 @@ export function getTaskServices(): TaskServices {
       digester,
       sharedBlock: DigestJob.sharedBlock,
       taskTtlHours: config.taskTimeToLiveHours,
+      requireFormatMatch: config.imageFormats.requireMatch,
     }),
   };
   builtFor = config;

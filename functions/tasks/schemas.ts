@@ -18,7 +18,8 @@ export const ImportInputSchema = z.object({
 export const CopyResultSchema = z.object({
   blob_key: z.string(),
   size: z.number().int().nonnegative(),
-  virtual_size: z.number().int().nonnegative(),
+  /** null: the content was not the declared disk_format and the format match is off. */
+  virtual_size: z.number().int().nonnegative().nullable(),
   checksum: z.string(),
   os_hash_algo: z.literal('sha512'),
   os_hash_value: z.string(),

@@ -160,6 +160,7 @@ export function imageBytes(diskFormat: string, size: number): Buffer {
     bytes.writeUInt32BE(2, 4); // version
     bytes.writeUInt32BE(16, 20); // cluster_bits: 64 KiB clusters
     bytes.writeBigUInt64BE(1n << 30n, 24); // virtual size: 1 GiB
+    bytes.writeUInt32BE(2, 36); // l1_size: one entry maps 512 MiB, as qemu requires enough for the size
   } else if (diskFormat === 'iso') {
     if (size < ISO_MIN) throw new Error(`an ISO image needs at least ${ISO_MIN} bytes`);
     const pvd = 32 * 1024;

@@ -169,6 +169,8 @@ describe('authMode=jwt with an external issuer, and a 15-minute retention sweep'
         jwtTokenHeader: 'Authorization',
         retentionSweepMinutes: 15,
         propertyProtectionFile: `${FIXTURES}/property-protections.conf`,
+        requireImageFormatMatch: false,
+        diskFormats: 'raw, qcow2,iso',
       },
       { bundle: false },
     );
@@ -196,6 +198,23 @@ describe('authMode=jwt with an external issuer, and a 15-minute retention sweep'
     const rules = readFileSync(repoPath(`${FIXTURES}/property-protections.conf`), 'utf8');
     for (const key of ['images', 'references', 'tasks', 'functions/tasks/import-activate.ts'])
       expect(environmentOf(synth, key).HANGAR_PROPERTY_PROTECTIONS, key).toBe(rules);
+  });
+
+  it('hands the image format settings given (and only those) to the functions that check formats', () => {
+    for (const key of [
+      'images',
+      'image-data',
+      'schemas',
+      'functions/tasks/import-copy.ts',
+      'functions/tasks/publish-verify.ts',
+    ]) {
+      const environment = environmentOf(synth, key);
+      expect(environment, key).toMatchObject({
+        HANGAR_REQUIRE_IMAGE_FORMAT_MATCH: 'false',
+        HANGAR_DISK_FORMATS: 'raw,qcow2,iso',
+      });
+      expect(environment, key).not.toHaveProperty('HANGAR_CONTAINER_FORMATS');
+    }
   });
 
   it('runs the retention sweep at the period given', () => {
@@ -252,6 +271,20 @@ describe('settings that cannot work', () => {
     const section = (i: number) => `[^x_${i}_]\ncreate = admin\nread = @\nupdate = admin\ndelete = admin\n`;
     writeFileSync(large, Array.from({ length: 60 }, (_, i) => section(i)).join(''));
     expect(() => build({ propertyProtectionFile: large })).toThrow(/at most 2048/);
+  });
+
+  it('refuses image format settings the service could not read', () => {
+    const node = (context: Record<string, unknown>) => new App({ context }).node;
+    expect(() => readConfig(node({ requireImageFormatMatch: 'sometimes' }), {})).toThrow(
+      /requireImageFormatMatch .*must be true or false/,
+    );
+    expect(() => readConfig(node({}), { HANGAR_DEPLOY_DISK_FORMATS: ' , ' })).toThrow(/diskFormats/);
+    expect(() => readConfig(node({ containerFormats: 'bare,o v f' }), {})).toThrow(/containerFormats/);
+    expect(readConfig(node({}), {}).imageFormats).toEqual({
+      requireMatch: undefined,
+      disk: undefined,
+      container: undefined,
+    });
   });
 
   it('refuses unknown or incomplete settings', () => {

@@ -125,6 +125,7 @@ describe('FormatInspector on images made by qemu-img', () => {
       expect(result).toEqual({
         format: c.format,
         virtualSize: await qemuVirtualSize(c.file, c.qemuFormat),
+        dataSize: (await readFile(path(c.file))).length,
         safetyProblems: [],
       });
       expect(() => inspectAndCheck(result, c.format)).not.toThrow();
@@ -342,11 +343,17 @@ describe('inspectAndCheck matches content against disk_format', () => {
     expect(inspectBuffer(Buffer.alloc(12_345, 7), ODD_CHUNK)).toEqual({
       format: 'raw',
       virtualSize: 12_345,
+      dataSize: 12_345,
       safetyProblems: [],
     });
   });
 
   it('treats an empty upload as raw', () => {
-    expect(inspectBuffer(Buffer.alloc(0))).toEqual({ format: 'raw', virtualSize: 0, safetyProblems: [] });
+    expect(inspectBuffer(Buffer.alloc(0))).toEqual({
+      format: 'raw',
+      virtualSize: 0,
+      dataSize: 0,
+      safetyProblems: [],
+    });
   });
 });
