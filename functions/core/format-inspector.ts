@@ -199,6 +199,10 @@ export function inspectAndCheck(
   if (result.safetyProblems.length > 0) throw new BadRequestError(result.safetyProblems.join('; '));
   if (declaredDiskFormat === null || contentMatches(result.format, declaredDiskFormat))
     return { matched: true, virtualSize: result.virtualSize };
+  // An encrypted volume's payload cannot be inspected, so under another name it can hide anything:
+  // refused whatever the match setting says (as Nova and Glance's conversion refuse it).
+  if (result.format === 'luks')
+    throw new BadRequestError(`image content is luks but disk_format is ${declaredDiskFormat}`);
   if (options.requireMatch)
     throw new BadRequestError(`image content is ${result.format} but disk_format is ${declaredDiskFormat}`);
   const raw = declaredDiskFormat.toLowerCase() === 'raw';

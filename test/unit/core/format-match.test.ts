@@ -126,10 +126,10 @@ describe('LUKS content', () => {
     expect(() => inspectAndCheck(result, 'raw')).toThrow('image content is luks but disk_format is raw');
   });
 
-  it('is let through as a mismatch with the match off (as Glance lets LUKS1 through), raw sized by its bytes', async () => {
+  it('stays refused under another disk_format with the match off: its payload cannot be inspected', async () => {
     const result = await inspectFile(path('x.luks'));
-    const size = (await readFile(path('x.luks'))).length;
-    expect(inspectAndCheck(result, 'raw', LENIENT)).toEqual({ matched: false, virtualSize: size });
+    expect(rejection(result, 'raw', LENIENT)).toBe('image content is luks but disk_format is raw');
+    expect(rejection(result, 'vmdk', LENIENT)).toBe('image content is luks but disk_format is vmdk');
   });
 
   it('refuses a LUKS version other than 1 whatever the match setting (oslo.utils: unsupported)', async () => {
