@@ -562,15 +562,18 @@ export class MetadefsService {
   }
 
   async deleteNamespace(principal: Principal, name: string): Promise<void> {
-    const namespace = await this.visible(name, principal);
-    this.requireAdmin(principal, 'delete_metadef_namespace');
-    if (namespace.protected) throw protectedNamespace(namespace.namespace);
-    try {
-      await this.repo.deleteNamespace(namespace);
-    } catch (error) {
-      // Changed meanwhile (e.g. made protected): decide again on the fresh record.
-      if (error instanceof StaleWriteError) return this.deleteNamespace(principal, name);
-      throw error;
+    for (let attempt = 0; ; attempt++) {
+      const namespace = await this.visible(name, principal);
+      this.requireAdmin(principal, 'delete_metadef_namespace');
+      if (namespace.protected) throw protectedNamespace(namespace.namespace);
+      try {
+        await this.repo.deleteNamespace(namespace);
+        return;
+      } catch (error) {
+        // Changed meanwhile (e.g. made protected): decide again on the fresh record.
+        if (error instanceof StaleWriteError && attempt < 5) continue;
+        throw error;
+      }
     }
   }
 

@@ -172,9 +172,15 @@ describe('namespaces', () => {
     expect((second.json.namespaces as Json[]).map((n) => n.namespace)).toEqual(names.slice(2));
     expect(second.json).not.toHaveProperty('next');
 
-    // Default order is newest first.
-    const newest = await call('alice', 'GET', `${NS}?resource_types=OS::Test::Paged`);
-    expect((newest.json.namespaces as Json[]).map((n) => n.namespace)).toEqual([...names].reverse());
+    // Default order is newest first (created_at has second resolution; ties keep a fixed order).
+    const newest = (await call('alice', 'GET', `${NS}?resource_types=OS::Test::Paged`)).json
+      .namespaces as Json[];
+    const times = newest.map((n) => String(n.created_at));
+    expect(times).toEqual([...times].sort().reverse());
+    expect(newest.map((n) => n.namespace).sort()).toEqual(names);
+    const oldest = (await call('alice', 'GET', `${NS}?resource_types=OS::Test::Paged&sort_dir=asc`)).json
+      .namespaces as Json[];
+    expect(oldest.map((n) => n.namespace)).toEqual(newest.map((n) => n.namespace).reverse());
 
     expect((await call('bob', 'GET', `${NS}?visibility=private`)).json.namespaces).toEqual([]);
     expect((await call('alice', 'GET', `${NS}?visibility=shared`)).status).toBe(400);
