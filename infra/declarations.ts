@@ -104,6 +104,8 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   hosts: { table: 'RW', answersWorkflows: ['publish'] },
   // Image sharing: member records next to the image's.
   members: { table: 'RW' },
+  // Metadata definitions catalogue (records only); writes its seed on first use.
+  metadefs: { table: 'RW' },
 };
 
 /**

@@ -24,6 +24,7 @@ import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
 import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
+import { getMetadefs } from '#shared/services';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
@@ -215,6 +216,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       ddb.destroy();
       s3.destroy();
     }
+    // The metadefs catalogue's seed, at first start (idempotent; Lambdas seed on first use).
+    await getMetadefs().ensureSeeded();
 
     // s3rver's events drive the S3 trigger; state machines run in-process, as on AWS with Lambda.
     const workflows = new LocalStepFunctions();

@@ -161,3 +161,35 @@ export const imageUseKey = (imageId: string, instanceId: string) => ({
 export const jobKey = (id: string) => ({ pk: `JOB#${id}`, sk: 'META' });
 export const hostQueueKind = (hostId: string) => `HOSTQ#${hostId}`;
 export const hostQueueSort = (enqueuedAt: string, jobId: string) => `${enqueuedAt}#${jobId}`;
+
+// Metadata definitions (see dynamo-metadef-repository.ts):
+//   pk=MDNS#<namespace>   sk=META            a namespace, its resource type associations inside;
+//                                            by_kind: kind_pk=MDNS#all, kind_sk=<namespace>
+//   pk=MDNSC#<ns id>      sk=OBJ#<name>      an object      (ns id: the namespace's immutable id,
+//   pk=MDNSC#<ns id>      sk=PROP#<name>     a property      so a rename moves only its record)
+//   pk=MDNSC#<ns id>      sk=TAG#<name>      a tag (name lower-cased: tag names are case-insensitive)
+//   pk=MDRT#<name>        sk=META            a resource type; by_kind: kind_pk=MDRT#all, kind_sk=<name>
+//   pk=MDSEED             sk=<seed version>  the seed catalogue was written
+export const metadefNamespaceKey = (name: string) => ({ pk: `MDNS#${name}`, sk: 'META' });
+export const METADEF_NAMESPACE_KIND = 'MDNS#all';
+export const metadefNamespaceListKeys = (name: string) => ({
+  kind_pk: METADEF_NAMESPACE_KIND,
+  kind_sk: name,
+});
+export const metadefChildPartition = (namespaceId: string) => `MDNSC#${namespaceId}`;
+export const METADEF_CHILD_PREFIX = { object: 'OBJ#', property: 'PROP#', tag: 'TAG#' } as const;
+export const metadefChildKey = (
+  namespaceId: string,
+  kind: keyof typeof METADEF_CHILD_PREFIX,
+  name: string,
+) => ({
+  pk: metadefChildPartition(namespaceId),
+  sk: `${METADEF_CHILD_PREFIX[kind]}${kind === 'tag' ? name.toLowerCase() : name}`,
+});
+export const metadefResourceTypeKey = (name: string) => ({ pk: `MDRT#${name}`, sk: 'META' });
+export const METADEF_RESOURCE_TYPE_KIND = 'MDRT#all';
+export const metadefResourceTypeListKeys = (name: string) => ({
+  kind_pk: METADEF_RESOURCE_TYPE_KIND,
+  kind_sk: name,
+});
+export const metadefSeedKey = (version: string) => ({ pk: 'MDSEED', sk: version });

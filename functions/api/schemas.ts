@@ -1,11 +1,20 @@
-/** GET /v2/schemas/{schema}: the JSON-Schema documents clients read (glanceclient validates with them). */
+/**
+ * GET /v2/schemas/{schema} and /v2/schemas/metadefs/{schema}: the JSON-Schema documents clients
+ * read (glanceclient validates with them).
+ */
 import { NotFoundError } from '#core/errors';
+import { isMetadefSchemaName, METADEF_SCHEMAS } from '#core/metadef-schemas';
 import { isSchemaName, schemaDocument } from '#core/schemas';
 import { serviceConfig } from '#shared/config';
 import { httpHandler } from '#shared/http';
 
 export const handler = httpHandler(async (request) => {
   const name = request.params.schema ?? '';
+  if (request.event.routeKey === 'GET /v2/schemas/metadefs/{schema}') {
+    const schema = isMetadefSchemaName(name) ? METADEF_SCHEMAS[name] : undefined;
+    if (!schema) throw new NotFoundError('The resource could not be found.');
+    return { status: 200, json: schema };
+  }
   if (!isSchemaName(name)) throw new NotFoundError('The resource could not be found.');
   return { status: 200, json: schemaDocument(name, serviceConfig().imageFormats) };
 });

@@ -2,11 +2,14 @@
 import { DigestJob } from '#adapters/digests';
 import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
 import { DynamoInstanceRepository } from '#adapters/dynamo-instance-repository';
+import { DynamoMetadefRepository } from '#adapters/dynamo-metadef-repository';
 import { DynamoReferenceRepository } from '#adapters/dynamo-reference-repository';
 import { S3BlobStore } from '#adapters/s3-blob-store';
 import { ImageDataService } from '#core/image-data';
 import { MembersService } from '#core/image-members';
 import { ImagesService } from '#core/images-service';
+import { HANGAR_METADEF_SEED } from '#core/metadef-seeds';
+import { MetadefsService } from '#core/metadefs';
 import { type ImageUsage, ReferencesService } from '#core/references-service';
 import { serviceConfig } from './config.ts';
 
@@ -46,4 +49,14 @@ export function getServices() {
   };
   builtFor = config;
   return services;
+}
+
+let metadefs: { service: MetadefsService; config: object } | undefined;
+
+/** The metadata definitions catalogue; seeds itself on first use (MetadefsService.ensureSeeded). */
+export function getMetadefs(): MetadefsService {
+  const config = serviceConfig();
+  if (!metadefs || metadefs.config !== config)
+    metadefs = { service: new MetadefsService(new DynamoMetadefRepository(), HANGAR_METADEF_SEED), config };
+  return metadefs.service;
 }

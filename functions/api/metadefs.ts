@@ -1,0 +1,180 @@
+/** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs.ts. */
+import { NotFoundError } from '#core/errors';
+import type { ListParams } from '#core/metadefs';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
+import { getMetadefs } from '#shared/services';
+
+const ns = (request: ApiRequest) => request.params.namespace ?? '';
+
+function listParams(request: ApiRequest): ListParams {
+  const params: ListParams = {};
+  for (const key of ['limit', 'marker', 'sort_key', 'sort_dir', 'visibility', 'resource_types'] as const) {
+    const value = request.query.get(key);
+    if (value !== undefined) params[key] = value;
+  }
+  return params;
+}
+
+/** Glance's `first` and `next` links keep the request's query, without `marker`. */
+function namespaceLinks(request: ApiRequest, next: string | undefined): Record<string, string> {
+  const kept = request.query.pairs.filter(([key]) => key !== 'marker');
+  const query = new URLSearchParams(kept.map(([k, v]): [string, string] => [k, v])).toString();
+  const links: Record<string, string> = {
+    first: `/v2/metadefs/namespaces${query ? `?${query}` : ''}`,
+    schema: '/v2/schemas/metadefs/namespaces',
+  };
+  if (next !== undefined) {
+    const withMarker = new URLSearchParams([
+      ...kept.map(([k, v]): [string, string] => [k, v]),
+      ['marker', next],
+    ]);
+    links.next = `/v2/metadefs/namespaces?${withMarker.toString()}`;
+  }
+  return links;
+}
+
+const ok = (json: unknown): ApiResponse => ({ status: 200, json });
+const created = (json: unknown): ApiResponse => ({ status: 201, json });
+const noContent: ApiResponse = { status: 204 };
+
+type Route = (request: ApiRequest) => Promise<ApiResponse>;
+
+const ROUTES: Record<string, Route> = {
+  'GET /v2/metadefs/namespaces': async (request) => {
+    const page = await getMetadefs().listNamespaces(request.principal, listParams(request));
+    return ok({ namespaces: page.namespaces, ...namespaceLinks(request, page.next) });
+  },
+  'POST /v2/metadefs/namespaces': async (request) => {
+    const body = await getMetadefs().createNamespace(request.principal, await request.json());
+    return {
+      status: 201,
+      json: body,
+      headers: { location: `${request.origin}/v2/metadefs/namespaces/${String(body.namespace)}` },
+    };
+  },
+  'GET /v2/metadefs/namespaces/{namespace}': async (request) =>
+    ok(await getMetadefs().showNamespace(request.principal, ns(request), request.query.get('resource_type'))),
+  'PUT /v2/metadefs/namespaces/{namespace}': async (request) =>
+    ok(await getMetadefs().updateNamespace(request.principal, ns(request), await request.json())),
+  'DELETE /v2/metadefs/namespaces/{namespace}': async (request) => {
+    await getMetadefs().deleteNamespace(request.principal, ns(request));
+    return noContent;
+  },
+
+  'GET /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
+    ok(await getMetadefs().listObjects(request.principal, ns(request), listParams(request))),
+  'POST /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
+    created(await getMetadefs().createObject(request.principal, ns(request), await request.json())),
+  'DELETE /v2/metadefs/namespaces/{namespace}/objects': async (request) => {
+    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'object');
+    return noContent;
+  },
+  'GET /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) =>
+    ok(await getMetadefs().showObject(request.principal, ns(request), request.params.object_name ?? '')),
+  'PUT /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) =>
+    ok(
+      await getMetadefs().updateObject(
+        request.principal,
+        ns(request),
+        request.params.object_name ?? '',
+        await request.json(),
+      ),
+    ),
+  'DELETE /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) => {
+    await getMetadefs().deleteChild(
+      request.principal,
+      ns(request),
+      'object',
+      request.params.object_name ?? '',
+    );
+    return noContent;
+  },
+
+  'GET /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
+    ok(await getMetadefs().listProperties(request.principal, ns(request))),
+  'POST /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
+    created(await getMetadefs().createProperty(request.principal, ns(request), await request.json())),
+  'DELETE /v2/metadefs/namespaces/{namespace}/properties': async (request) => {
+    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'property');
+    return noContent;
+  },
+  'GET /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) =>
+    ok(
+      await getMetadefs().showProperty(
+        request.principal,
+        ns(request),
+        request.params.property_name ?? '',
+        request.query.get('resource_type'),
+      ),
+    ),
+  'PUT /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) =>
+    ok(
+      await getMetadefs().updateProperty(
+        request.principal,
+        ns(request),
+        request.params.property_name ?? '',
+        await request.json(),
+      ),
+    ),
+  'DELETE /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) => {
+    await getMetadefs().deleteChild(
+      request.principal,
+      ns(request),
+      'property',
+      request.params.property_name ?? '',
+    );
+    return noContent;
+  },
+
+  'GET /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
+    ok(await getMetadefs().listTags(request.principal, ns(request), listParams(request))),
+  'POST /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
+    created(
+      await getMetadefs().createTags(
+        request.principal,
+        ns(request),
+        await request.json(),
+        /^(1|t|true|on|y|yes)$/i.test(request.headers['x-openstack-append'] ?? ''),
+      ),
+    ),
+  'DELETE /v2/metadefs/namespaces/{namespace}/tags': async (request) => {
+    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'tag');
+    return noContent;
+  },
+  'GET /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
+    ok(await getMetadefs().showTag(request.principal, ns(request), request.params.tag_name ?? '')),
+  'POST /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
+    created(await getMetadefs().createTag(request.principal, ns(request), request.params.tag_name ?? '')),
+  'PUT /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
+    ok(
+      await getMetadefs().updateTag(
+        request.principal,
+        ns(request),
+        request.params.tag_name ?? '',
+        await request.json(),
+      ),
+    ),
+  'DELETE /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) => {
+    await getMetadefs().deleteChild(request.principal, ns(request), 'tag', request.params.tag_name ?? '');
+    return noContent;
+  },
+
+  'GET /v2/metadefs/resource_types': async () => ok(await getMetadefs().listResourceTypes()),
+  'GET /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>
+    ok(await getMetadefs().listAssociations(request.principal, ns(request))),
+  'POST /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>
+    created(await getMetadefs().createAssociation(request.principal, ns(request), await request.json())),
+  'DELETE /v2/metadefs/namespaces/{namespace}/resource_types/{resource_type}': async (request) => {
+    await getMetadefs().deleteAssociation(request.principal, ns(request), request.params.resource_type ?? '');
+    return noContent;
+  },
+};
+
+/** The route table entries this function serves (routes.ts lists them for the gateway and CDK). */
+export const METADEF_ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
+
+export const handler = httpHandler(async (request) => {
+  const route = ROUTES[request.event.routeKey];
+  if (!route) throw new NotFoundError('The resource could not be found.');
+  return route(request);
+});
