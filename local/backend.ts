@@ -28,13 +28,7 @@ import { handler as retentionSweep } from '../functions/triggers/retention-sweep
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
 import { startSchedule } from './schedule.ts';
-import {
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  type S3EventRecord,
-  type StandIns,
-  startStandIns,
-} from './stand-ins.ts';
+import { LOCAL_REGION, type S3EventRecord, type StandIns, startStandIns } from './stand-ins.ts';
 import { LocalStepFunctions } from './step-functions.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -64,6 +58,8 @@ export interface Backend {
   /** Set when the backend manages the development token file and it holds a plain admin token. */
   readonly adminToken?: string;
   readonly endpoints: { readonly dynamodb: string; readonly s3: string };
+  /** The stand-ins' key pair (AWS shared-credentials file, profile `hangar`, mode 0600). */
+  readonly credentialsFile: string;
   readonly pids: { readonly dynamodb: number; readonly s3: number };
   onS3Event(listener: (record: S3EventRecord) => void): () => void;
   onUnexpectedExit(listener: (name: string, code: number | null, signal: string | null) => void): () => void;
@@ -182,8 +178,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       AWS_ENDPOINT_URL_DYNAMODB: standIns.dynamodb.endpoint,
       AWS_ENDPOINT_URL_S3: standIns.s3.endpoint,
       AWS_REGION: LOCAL_REGION,
-      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      AWS_ACCESS_KEY_ID: standIns.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: standIns.credentials.secretAccessKey,
       // Without these, s3rver stores streamed uploads with the aws-chunked framing inside.
       AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
       AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
@@ -254,6 +250,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       tokensFile,
       ...(adminToken ? { adminToken } : {}),
       endpoints: { dynamodb: standIns.dynamodb.endpoint, s3: standIns.s3.endpoint },
+      credentialsFile: standIns.credentialsFile,
       pids: { dynamodb: standIns.dynamodb.pid, s3: standIns.s3.pid },
       onS3Event: (listener) => started.standIns.onS3Event(listener),
       onUnexpectedExit: (listener) => started.standIns.onUnexpectedExit(listener),
