@@ -24,6 +24,7 @@ import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
 import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
+import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
@@ -231,6 +232,12 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       everyMs: config.retentionSweepSeconds * 1000,
       run: retentionSweep,
     });
+    // What the buckets' AbortIncompleteMultipartUpload lifecycle rule does on AWS.
+    const partsSweep = startSchedule({
+      name: 'multipart-sweep',
+      everyMs: config.multipartSweepSeconds * 1000,
+      run: multipartSweep,
+    });
     logger.info('backend started', {
       url: gateway.url,
       storage: options.storage,
@@ -238,6 +245,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       dynamodb: { pid: standIns.dynamodb.pid, endpoint: standIns.dynamodb.endpoint },
       s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
       retentionSweepSeconds: config.retentionSweepSeconds,
+      multipartSweepSeconds: config.multipartSweepSeconds,
     });
 
     const started = { standIns, gateway };
@@ -267,6 +275,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           await started.gateway.close();
           // Before the stand-ins, so a sweep in progress finishes against a live table.
           await sweep.stop();
+          await partsSweep.stop();
           await stopWorkflows();
           await started.standIns.stop();
           removeStateDir();
