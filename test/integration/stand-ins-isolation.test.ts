@@ -334,7 +334,8 @@ describe('embedded stand-ins: disk data directories', () => {
         '-dbPath',
         dbDir,
       ],
-      { stdio: 'ignore' },
+      // DynamoDB Local writes a metadata file into its working directory.
+      { cwd: dir, stdio: 'ignore' },
     );
     const old = new DynamoDBClient({
       endpoint: `http://127.0.0.1:${port}`,
