@@ -162,25 +162,21 @@ async function authenticate(ctx, next) {
 async function multipart(ctx, next) {
   const { bucket, key } = target(ctx);
   const uploadId = ctx.query.uploadId;
-  if (ctx.method === 'GET' && !key && 'uploads' in ctx.query && BUCKET.test(bucket)) {
-    if (!(await server.store.getBucket(bucket))) {
-      throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', { BucketName: bucket });
-    }
+  const listing = ctx.method === 'GET' && !key && 'uploads' in ctx.query;
+  const onUpload = key && typeof uploadId === 'string' && ['DELETE', 'PUT', 'POST'].includes(ctx.method);
+  if (!listing && !onUpload) return next();
+  if (!BUCKET.test(bucket) || !(await server.store.getBucket(bucket))) {
+    throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', { BucketName: bucket });
+  }
+  if (listing) {
     ctx.body = await listUploads(bucket, ctx.query);
     return;
   }
-  if (
-    key &&
-    typeof uploadId === 'string' &&
-    (ctx.method === 'DELETE' || ctx.method === 'PUT' || ctx.method === 'POST')
-  ) {
-    const stored = await uploadKey(bucket, uploadId);
-    if (stored !== key) throw noSuchUpload(uploadId);
-    if (ctx.method === 'DELETE') {
-      await rm(join(uploadsDir(bucket), uploadId), { recursive: true, force: true });
-      ctx.status = 204;
-      return;
-    }
+  if ((await uploadKey(bucket, uploadId)) !== key) throw noSuchUpload(uploadId);
+  if (ctx.method === 'DELETE') {
+    await rm(join(uploadsDir(bucket), uploadId), { recursive: true, force: true });
+    ctx.status = 204;
+    return;
   }
   return next();
 }
