@@ -330,7 +330,7 @@ async function startDynamoDb(
   if (!java) {
     throw new StandInError(
       'java was not found on PATH (or in $JAVA_HOME/bin): DynamoDB Local needs a Java 17+ runtime, ' +
-        'e.g. `apt-get install openjdk-17-jre-headless`.',
+        'e.g. `apt-get install openjdk-17-jdk-headless`.',
     );
   }
   const dir = dynamoDbLocalDir();
