@@ -10,7 +10,9 @@ import { logger } from '#shared/logger';
 
 export async function handler(): Promise<MultipartSweepSummary> {
   const config = serviceConfig();
-  const summary = await sweepMultipartUploads(Object.values(config.buckets), config.multipartMaxAgeSeconds);
+  // Never younger than a presigned upload's URLs live: a client may still be sending its parts.
+  const age = Math.max(config.multipartMaxAgeSeconds, config.uploadUrlSeconds);
+  const summary = await sweepMultipartUploads(Object.values(config.buckets), age);
   for (const failure of summary.failed) logger.warn('multipart sweep could not abort an upload', failure);
   // Quiet when there was nothing to do: the sweep runs often and usually finds nothing.
   if (summary.aborted.length > 0 || summary.failed.length > 0)

@@ -4,7 +4,7 @@
  * aborts uploads that nobody did.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CreateMultipartUploadCommand,
@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { abortOrWarn, sweepMultipartUploads } from '#adapters/s3-multipart';
 import { serviceConfig } from '#shared/config';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { chunkedUpload, ImagesApi, peek } from '../helpers/images.ts';
+import { chunkedUpload, eventually, ImagesApi, peek } from '../helpers/images.ts';
 
 const MiB = 1024 * 1024;
 const SIZE_CAP = 20 * MiB;
@@ -27,7 +27,10 @@ let api: ImagesApi;
 let s3: S3Client;
 
 beforeAll(async () => {
-  t = await startTestBackend({ env: { HANGAR_IMAGE_SIZE_CAP: String(SIZE_CAP) } });
+  t = await startTestBackend({
+    // The scheduled sweep every second, with the default age (a day): only backdated uploads go.
+    env: { HANGAR_IMAGE_SIZE_CAP: String(SIZE_CAP), HANGAR_MULTIPART_SWEEP_SECONDS: '1' },
+  });
   api = new ImagesApi(t);
   // The service's own environment (endpoint, key pair) as the backend set it.
   s3 = new S3Client({ forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', maxAttempts: 1 });
@@ -172,6 +175,21 @@ describe('multipart uploads in the embedded S3', () => {
         ),
       ),
     ).toBe('NoSuchUpload');
+  });
+
+  it('the embedded runner sweeps on its schedule: a day-old orphan goes, a fresh one stays', async () => {
+    const { exports } = serviceConfig().buckets;
+    const start = (key: string) => s3.send(new CreateMultipartUploadCommand({ Bucket: exports, Key: key }));
+    const stale = (await start('stale/orphan')).UploadId ?? '';
+    const fresh = (await start('fresh/upload')).UploadId ?? '';
+    // The embedded S3 dates an upload by its directory's `key` file: make this one two days old.
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    utimesSync(join(uploadsDir(exports), stale, 'key'), twoDaysAgo, twoDaysAgo);
+
+    await eventually(async () => !(await listed(exports)).includes(`stale/orphan ${stale}`), 10_000);
+    expect(await listed(exports)).toEqual([`fresh/upload ${fresh}`]);
+    expect(existsSync(join(uploadsDir(exports), stale))).toBe(false);
+    await sweepMultipartUploads([exports], 0);
   });
 
   it('an abort that fails is logged at warn with the bucket, key and upload id', async () => {
