@@ -25,17 +25,12 @@ import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
 import { getMetadefs } from '#shared/services';
+import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
 import { startSchedule } from './schedule.ts';
-import {
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  type S3EventRecord,
-  type StandIns,
-  startStandIns,
-} from './stand-ins.ts';
+import { LOCAL_REGION, type S3EventRecord, type StandIns, startStandIns } from './stand-ins.ts';
 import { LocalStepFunctions } from './step-functions.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -65,6 +60,8 @@ export interface Backend {
   /** Set when the backend manages the development token file and it holds a plain admin token. */
   readonly adminToken?: string;
   readonly endpoints: { readonly dynamodb: string; readonly s3: string };
+  /** The stand-ins' key pair (AWS shared-credentials file, profile `hangar`, mode 0600). */
+  readonly credentialsFile: string;
   readonly pids: { readonly dynamodb: number; readonly s3: number };
   onS3Event(listener: (record: S3EventRecord) => void): () => void;
   onUnexpectedExit(listener: (name: string, code: number | null, signal: string | null) => void): () => void;
@@ -183,8 +180,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       AWS_ENDPOINT_URL_DYNAMODB: standIns.dynamodb.endpoint,
       AWS_ENDPOINT_URL_S3: standIns.s3.endpoint,
       AWS_REGION: LOCAL_REGION,
-      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      AWS_ACCESS_KEY_ID: standIns.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: standIns.credentials.secretAccessKey,
       // Without these, s3rver stores streamed uploads with the aws-chunked framing inside.
       AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
       AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
@@ -238,6 +235,12 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       everyMs: config.retentionSweepSeconds * 1000,
       run: retentionSweep,
     });
+    // What the buckets' AbortIncompleteMultipartUpload lifecycle rule does on AWS.
+    const partsSweep = startSchedule({
+      name: 'multipart-sweep',
+      everyMs: config.multipartSweepSeconds * 1000,
+      run: multipartSweep,
+    });
     logger.info('backend started', {
       url: gateway.url,
       storage: options.storage,
@@ -245,6 +248,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       dynamodb: { pid: standIns.dynamodb.pid, endpoint: standIns.dynamodb.endpoint },
       s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
       retentionSweepSeconds: config.retentionSweepSeconds,
+      multipartSweepSeconds: config.multipartSweepSeconds,
     });
 
     const started = { standIns, gateway };
@@ -257,6 +261,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       tokensFile,
       ...(adminToken ? { adminToken } : {}),
       endpoints: { dynamodb: standIns.dynamodb.endpoint, s3: standIns.s3.endpoint },
+      credentialsFile: standIns.credentialsFile,
       pids: { dynamodb: standIns.dynamodb.pid, s3: standIns.s3.pid },
       onS3Event: (listener) => started.standIns.onS3Event(listener),
       onUnexpectedExit: (listener) => started.standIns.onUnexpectedExit(listener),
@@ -273,6 +278,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           await started.gateway.close();
           // Before the stand-ins, so a sweep in progress finishes against a live table.
           await sweep.stop();
+          await partsSweep.stop();
           await stopWorkflows();
           await started.standIns.stop();
           removeStateDir();

@@ -32,6 +32,7 @@ const lines = [
     ? `  storage: in memory (scratch files in ${backend.stateDir}, removed on exit)`
     : `  data directory: ${backend.stateDir}`,
   `  token file: ${backend.tokensFile}`,
+  `  embedded S3: ${backend.endpoints.s3}, key pair in ${backend.credentialsFile} (profile hangar)`,
 ];
 if (backend.adminToken) {
   lines.push(

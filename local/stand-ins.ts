@@ -4,10 +4,27 @@
  *
  * No child may outlive us: they are killed on stop(), on our 'exit', and (through
  * `setpriv --pdeathsig KILL`, where available) by the kernel if we are SIGKILLed.
+ *
+ * Neither is reachable with data access from another machine or another local user: both listen on
+ * 127.0.0.1 only (DynamoDB Local through local/dynamodb/LoopbackDynamoDbLocal.java, since it has no
+ * bind flag), and both answer only the data directory's own key pair (`<directory>/aws-credentials`,
+ * mode 0600): s3rver checks SigV4 signatures (local/s3-sigv4.mjs), and DynamoDB Local, which checks
+ * no signature, keeps one database per access key id (no -sharedDb), so another key sees an empty one.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
@@ -19,9 +36,15 @@ import { logger } from '#shared/logger';
 
 export type { S3EventRecord };
 
-/** s3rver's and DynamoDB Local's fixed development credentials (DynamoDB Local accepts any). */
-export const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 export const LOCAL_REGION = 'us-east-1';
+/** The stand-ins' key pair, in the AWS shared-credentials format, profile `hangar` (see README). */
+export const CREDENTIALS_FILE = 'aws-credentials';
+export const CREDENTIALS_PROFILE = 'hangar';
+
+export interface LocalCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
 
 export interface StandInsOptions {
   /** Where state lives: `<directory>/dynamodb` (disk only) and `<directory>/s3`. */
@@ -45,6 +68,9 @@ export interface StandInProcess {
 export interface StandIns {
   readonly dynamodb: StandInProcess;
   readonly s3: StandInProcess;
+  /** The only key pair both stand-ins answer; kept in `credentialsFile`. */
+  readonly credentials: LocalCredentials;
+  readonly credentialsFile: string;
   /** Every S3 event record s3rver emits (ObjectCreated:*, ObjectRemoved:*). Returns an unsubscribe. */
   onS3Event(listener: (record: S3EventRecord) => void): () => void;
   /** A child that exits while we did not ask it to. Returns an unsubscribe. */
@@ -100,13 +126,13 @@ function track(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
 }
 
-/** A free TCP port on all interfaces (DynamoDB Local has no bind-address flag). */
+/** A free TCP port on loopback, where DynamoDB Local will listen. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.once('error', reject);
-    server.listen(0, () => {
+    server.listen(0, '127.0.0.1', () => {
       const address = server.address();
       const port = typeof address === 'object' && address ? address.port : 0;
       server.close(() => resolve(port));
@@ -217,16 +243,86 @@ async function waitUntilReady(
   );
 }
 
-const probeClientOptions = (endpoint: string) => ({
+/** `AKIA`-like: upper case letters and digits only, since DynamoDB Local names its file after it. */
+function newAccessKeyId(): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  return `HANGAR${Array.from(randomBytes(14), (b) => alphabet[b % 32]).join('')}`;
+}
+
+/**
+ * The data directory's key pair: read from `<directory>/aws-credentials`, or made and written there
+ * (mode 0600, never clobbered) the first time. A file others may read is narrowed to 0600.
+ */
+export function loadOrCreateCredentials(directory: string): { credentials: LocalCredentials; path: string } {
+  const path = join(directory, CREDENTIALS_FILE);
+  if (!existsSync(path)) {
+    const credentials = {
+      accessKeyId: newAccessKeyId(),
+      secretAccessKey: randomBytes(30).toString('base64url'),
+    };
+    const text = [
+      "# Hangar's embedded DynamoDB Local and s3rver accept only this key pair (see README.md).",
+      `[${CREDENTIALS_PROFILE}]`,
+      `aws_access_key_id = ${credentials.accessKeyId}`,
+      `aws_secret_access_key = ${credentials.secretAccessKey}`,
+      '',
+    ].join('\n');
+    try {
+      writeFileSync(path, text, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      // Another start won the race: use its key.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      return loadOrCreateCredentials(directory);
+    }
+    return { credentials, path };
+  }
+  if ((statSync(path).mode & 0o077) !== 0) {
+    chmodSync(path, 0o600);
+    logger.warn('stand-in credentials file was readable by others; narrowed to 0600', { path });
+  }
+  const text = readFileSync(path, 'utf8');
+  const accessKeyId = /^\s*aws_access_key_id\s*=\s*([A-Z0-9]{16,128})\s*$/m.exec(text)?.[1];
+  const secretAccessKey = /^\s*aws_secret_access_key\s*=\s*([A-Za-z0-9_+/=-]{16,128})\s*$/m.exec(text)?.[1];
+  if (!accessKeyId || !secretAccessKey) {
+    throw new StandInError(`${path} holds no usable aws_access_key_id / aws_secret_access_key`);
+  }
+  return { credentials: { accessKeyId, secretAccessKey }, path };
+}
+
+/** Our state, ours alone: the object files and the database file (named after the key id). */
+function privateDir(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  chmodSync(path, 0o700);
+}
+
+/**
+ * Data directories from before the per-key database ran DynamoDB Local with -sharedDb, whose
+ * file is `shared-local-instance.db`; without -sharedDb the file is `<key id>_<region>.db`.
+ * The format is the same, so the old file is renamed to the new key's name once.
+ */
+function migrateSharedDb(dbDir: string, credentials: LocalCredentials): void {
+  const shared = join(dbDir, 'shared-local-instance.db');
+  const own = join(dbDir, `${credentials.accessKeyId}_${LOCAL_REGION}.db`);
+  if (existsSync(shared) && !existsSync(own)) {
+    renameSync(shared, own);
+    logger.info('moved the -sharedDb database to the data directory key', { from: shared, to: own });
+  }
+}
+
+const probeClientOptions = (endpoint: string, credentials: LocalCredentials) => ({
   endpoint,
   region: LOCAL_REGION,
-  credentials: LOCAL_CREDENTIALS,
+  credentials,
   maxAttempts: 1,
   requestHandler: { connectionTimeout: 1000, requestTimeout: 3000 },
 });
 
+/** Compiled and run by the JDK's source launcher (no build step; needs the JDK's jdk.compiler). */
+const LOOPBACK_LAUNCHER = join(HERE, 'dynamodb', 'LoopbackDynamoDbLocal.java');
+
 async function startDynamoDb(
   options: Required<StandInsOptions>,
+  credentials: LocalCredentials,
   onUnexpectedExit: (code: number | null, signal: string | null) => void,
 ): Promise<{ managed: ManagedChild; port: number }> {
   const javaHome = process.env.JAVA_HOME;
@@ -234,13 +330,16 @@ async function startDynamoDb(
   if (!java) {
     throw new StandInError(
       'java was not found on PATH (or in $JAVA_HOME/bin): DynamoDB Local needs a Java 17+ runtime, ' +
-        'e.g. `apt-get install openjdk-17-jre-headless`.',
+        'e.g. `apt-get install openjdk-17-jdk-headless`.',
     );
   }
   const dir = dynamoDbLocalDir();
-  const storageArgs =
-    options.storage === 'memory' ? ['-inMemory'] : ['-dbPath', join(options.directory, 'dynamodb')];
-  if (options.storage === 'disk') mkdirSync(join(options.directory, 'dynamodb'), { recursive: true });
+  const dbDir = join(options.directory, 'dynamodb');
+  const storageArgs = options.storage === 'memory' ? ['-inMemory'] : ['-dbPath', dbDir];
+  if (options.storage === 'disk') {
+    privateDir(dbDir);
+    migrateSharedDb(dbDir, credentials);
+  }
 
   // The port is chosen before java binds it, so another process may take it first: retry.
   let lastError: unknown;
@@ -251,9 +350,10 @@ async function startDynamoDb(
       '-XX:TieredStopAtLevel=1',
       '-XX:+UseSerialGC',
       `-Djava.library.path=${join(dir, 'DynamoDBLocal_lib')}`,
-      '-jar',
-      join(dir, 'DynamoDBLocal.jar'),
-      '-sharedDb',
+      '-cp',
+      `${join(dir, 'DynamoDBLocal.jar')}${delimiter}${join(dir, 'DynamoDBLocal_lib', '*')}`,
+      LOOPBACK_LAUNCHER,
+      // No -sharedDb: one database per access key id, so only our key sees our tables.
       '-disableTelemetry',
       '-port',
       String(port),
@@ -267,7 +367,7 @@ async function startDynamoDb(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const managed = new ManagedChild('dynamodb', child, options.verbose, onUnexpectedExit);
-    const client = new DynamoDBClient(probeClientOptions(`http://127.0.0.1:${port}`));
+    const client = new DynamoDBClient(probeClientOptions(`http://127.0.0.1:${port}`, credentials));
     try {
       await waitUntilReady(
         managed,
@@ -279,6 +379,13 @@ async function startDynamoDb(
     } catch (error) {
       lastError = error;
       await managed.stop(1000);
+      if (/jdk\.compiler/.test(managed.output())) {
+        throw new StandInError(
+          'DynamoDB Local is started through a Java source launcher, which needs a JDK, not only a JRE: ' +
+            'e.g. `apt-get install openjdk-17-jdk-headless`.',
+          { cause: error },
+        );
+      }
       if (!/address already in use|BindException/i.test(managed.output())) throw error;
       logger.warn('DynamoDB Local port was taken, retrying', { port, attempt });
     } finally {
@@ -290,11 +397,12 @@ async function startDynamoDb(
 
 async function startS3rver(
   options: Required<StandInsOptions>,
+  credentials: LocalCredentials,
   emitter: EventEmitter,
   onUnexpectedExit: (code: number | null, signal: string | null) => void,
 ): Promise<{ managed: ManagedChild; port: number }> {
   const directory = join(options.directory, 's3');
-  mkdirSync(directory, { recursive: true });
+  privateDir(directory);
   const [command, ...prefix] = [...deathSignalPrefix(), process.execPath];
   const child = spawn(
     command as string,
@@ -303,7 +411,13 @@ async function startS3rver(
       cwd: options.directory,
       detached: true,
       // Only the legacy provider: inherited options (a TypeScript loader, --inspect) do not belong here.
-      env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' },
+      env: {
+        ...process.env,
+        NODE_OPTIONS: '--openssl-legacy-provider',
+        // In the environment, not argv: another user can read a process's argv, not its environment.
+        HANGAR_S3_ACCESS_KEY_ID: credentials.accessKeyId,
+        HANGAR_S3_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     },
   );
@@ -336,7 +450,10 @@ async function startS3rver(
     });
   });
 
-  const client = new S3Client({ ...probeClientOptions(`http://127.0.0.1:${port}`), forcePathStyle: true });
+  const client = new S3Client({
+    ...probeClientOptions(`http://127.0.0.1:${port}`, credentials),
+    forcePathStyle: true,
+  });
   try {
     await waitUntilReady(managed, () => client.send(new ListBucketsCommand({})), timeout, 's3rver');
   } finally {
@@ -352,7 +469,8 @@ export async function startStandIns(options: StandInsOptions): Promise<StandIns>
     verbose: false,
     ...options,
   };
-  mkdirSync(resolved.directory, { recursive: true });
+  mkdirSync(resolved.directory, { recursive: true, mode: 0o700 });
+  const { credentials, path: credentialsFile } = loadOrCreateCredentials(resolved.directory);
   const emitter = new EventEmitter();
   // s3 events may have no listener yet; that is fine, and many listeners are fine too.
   emitter.setMaxListeners(0);
@@ -362,8 +480,8 @@ export async function startStandIns(options: StandInsOptions): Promise<StandIns>
   };
 
   const started = await Promise.allSettled([
-    startDynamoDb(resolved, unexpected('dynamodb')),
-    startS3rver(resolved, emitter, unexpected('s3')),
+    startDynamoDb(resolved, credentials, unexpected('dynamodb')),
+    startS3rver(resolved, credentials, emitter, unexpected('s3')),
   ]);
   const [ddb, s3] = started;
   if (ddb.status === 'rejected' || s3.status === 'rejected') {
@@ -385,6 +503,8 @@ export async function startStandIns(options: StandInsOptions): Promise<StandIns>
   return {
     dynamodb: describe('dynamodb', ddb.value),
     s3: describe('s3', s3.value),
+    credentials,
+    credentialsFile,
     onS3Event(listener) {
       emitter.on('s3-event', listener);
       return () => emitter.off('s3-event', listener);

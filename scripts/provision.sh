@@ -2,8 +2,9 @@
 # What a fresh Debian machine needs besides Node, in one place (README.md, .ci/run, package.json):
 #   bash scripts/provision.sh          everything `npm test` needs: the Debian packages, the libvirt
 #                                      daemons, a Keystone on 127.0.0.1:5000 (`npm run test:ci`)
-#   bash scripts/provision.sh runtime  only what `npm start` needs: a Java 17+ for DynamoDB Local
-#                                      (npm's prestart; returns at once when java is there)
+#   bash scripts/provision.sh runtime  only what `npm start` needs: a JDK 17+ for DynamoDB Local and its
+#                                      loopback launcher (npm's prestart; returns at once when
+#                                      there is a java with the compiler module)
 # Idempotent: packages already installed are not fetched again, running daemons are left alone.
 # Runs as root, or with sudo for what needs root.
 set -euo pipefail
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 SUDO=''
 if [ "$(id -u)" -ne 0 ]; then SUDO='sudo'; fi
 
-RUNTIME_PACKAGES=(openjdk-17-jre-headless)
+RUNTIME_PACKAGES=(openjdk-17-jdk-headless)
 TEST_PACKAGES=(
   "${RUNTIME_PACKAGES[@]}"
   qemu-system-x86 qemu-utils
@@ -52,8 +53,11 @@ install_missing() {
 }
 
 if [ "${1:-}" = runtime ]; then
-  # Any Java will do (the same lookup as local/stand-ins.ts): a machine with its own keeps it.
-  if command -v java >/dev/null 2>&1 || { [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; }; then
+  # Any JDK will do (the same lookup as local/stand-ins.ts): a machine with its own keeps it. A JRE
+  # alone is not enough: local/dynamodb/LoopbackDynamoDbLocal.java runs with the source launcher.
+  java_bin="$(command -v java 2>/dev/null || true)"
+  if [ -z "$java_bin" ] && [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then java_bin="$JAVA_HOME/bin/java"; fi
+  if [ -n "$java_bin" ] && "$java_bin" --list-modules 2>/dev/null | grep -q '^jdk.compiler@'; then
     exit 0
   fi
   install_missing "${RUNTIME_PACKAGES[@]}"

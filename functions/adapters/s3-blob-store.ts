@@ -5,7 +5,6 @@
  */
 import { Readable } from 'node:stream';
 import {
-  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
@@ -18,6 +17,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobPutHooks, BlobStore } from '#core/ports';
 import { s3 } from './aws-clients.ts';
 import { awsErrorName } from './errors.ts';
+import { abortOrWarn } from './s3-multipart.ts';
 
 /** Parts in flight at once: enough to overlap network and hashing without hoarding memory. */
 const PART_CONCURRENCY = 3;
@@ -106,10 +106,9 @@ export class S3BlobStore implements BlobStore {
       );
       return { size };
     } catch (error) {
+      // Parts still in flight would land after the abort and be kept: let them finish first.
       await Promise.allSettled(inFlight);
-      await s3()
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId }))
-        .catch(() => undefined);
+      await abortOrWarn(this.bucket, key, UploadId, `blob upload failed: ${String(error)}`);
       throw error;
     }
   }

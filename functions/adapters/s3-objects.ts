@@ -20,6 +20,7 @@ import { BadRequestError } from '#core/errors';
 import type { MultipartUploads, ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/ports';
 import { s3 } from './aws-clients.ts';
 import { awsErrorName } from './errors.ts';
+import { abortOrWarn } from './s3-multipart.ts';
 
 /** S3's limit for a single CopyObject; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
@@ -80,8 +81,9 @@ export class S3ObjectStore implements ObjectStore {
         ranges.push({ part, start, end: Math.min(size, start + COPY_PART_SIZE) - 1 });
       const parts: Array<{ PartNumber: number; ETag: string }> = [];
       let next = 0;
+      let failed = false;
       const worker = async () => {
-        for (let r = ranges[next++]; r; r = ranges[next++]) {
+        for (let r = ranges[next++]; r && !failed; r = ranges[next++]) {
           const out = await s3().send(
             new UploadPartCopyCommand({
               Bucket: to.bucket,
@@ -96,7 +98,17 @@ export class S3ObjectStore implements ObjectStore {
           parts.push({ PartNumber: r.part, ETag: out.CopyPartResult?.ETag ?? '' });
         }
       };
-      await Promise.all(Array.from({ length: COPY_CONCURRENCY }, worker));
+      // Settled, not Promise.all: a part copy still running after the abort would be kept.
+      const settled = await Promise.allSettled(
+        Array.from({ length: COPY_CONCURRENCY }, () =>
+          worker().catch((error: unknown) => {
+            failed = true;
+            throw error;
+          }),
+        ),
+      );
+      const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected) throw rejected.reason;
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
       await s3().send(
         new CompleteMultipartUploadCommand({
@@ -108,9 +120,7 @@ export class S3ObjectStore implements ObjectStore {
         }),
       );
     } catch (error) {
-      await s3()
-        .send(new AbortMultipartUploadCommand({ Bucket: to.bucket, Key: to.key, UploadId }))
-        .catch(() => undefined);
+      await abortOrWarn(to.bucket, to.key, UploadId, `multipart copy failed: ${String(error)}`);
       throw error;
     }
   }

@@ -89,6 +89,10 @@ const ServiceConfigSchema = z.object({
    * sweep instead (CDK context retentionSweepMinutes). At most what one setTimeout can wait.
    */
   HANGAR_RETENTION_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(3600),
+  /** The embedded runner's multipart sweep period (0: off). On AWS the buckets' lifecycle rule does it. */
+  HANGAR_MULTIPART_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(3600),
+  /** The sweep aborts multipart uploads initiated longer ago than this (keep it above the upload URL lifetime). */
+  HANGAR_MULTIPART_MAX_AGE_SECONDS: z.coerce.number().int().min(0).default(86_400),
 });
 
 export type ServiceConfig = {
@@ -131,6 +135,8 @@ export type ServiceConfig = {
   uploadUrlSeconds: number;
   hostTimeoutSeconds: number;
   retentionSweepSeconds: number;
+  multipartSweepSeconds: number;
+  multipartMaxAgeSeconds: number;
 };
 
 let cached: ServiceConfig | undefined;
@@ -191,6 +197,8 @@ export function serviceConfig(): ServiceConfig {
     uploadUrlSeconds: env.HANGAR_UPLOAD_URL_SECONDS,
     hostTimeoutSeconds: env.HANGAR_HOST_TIMEOUT_SECONDS,
     retentionSweepSeconds: env.HANGAR_RETENTION_SWEEP_SECONDS,
+    multipartSweepSeconds: env.HANGAR_MULTIPART_SWEEP_SECONDS,
+    multipartMaxAgeSeconds: env.HANGAR_MULTIPART_MAX_AGE_SECONDS,
   };
   return cached;
 }

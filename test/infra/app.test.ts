@@ -223,6 +223,14 @@ describe('buckets', () => {
       expect.objectContaining({ ExpirationInDays: expect.anything() }),
     );
     expect(rules('uploads')).toContainEqual(expect.objectContaining({ ExpirationInDays: 7 }));
+    // Multipart uploads nobody completed or aborted (a crash, a failed abort) end by lifecycle.
+    for (const name of Object.keys(BUCKETS) as Array<keyof typeof BUCKETS>)
+      expect(rules(name), name).toContainEqual(
+        expect.objectContaining({
+          AbortIncompleteMultipartUpload: { DaysAfterInitiation: name === 'images' ? 1 : 7 },
+          Status: 'Enabled',
+        }),
+      );
   });
 });
 
