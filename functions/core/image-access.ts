@@ -57,8 +57,8 @@ export function canReadAsOwner(image: ImageRecord, principal: Principal): boolea
   return canReadProject(principal, image.owner);
 }
 
-// Host agents (instances API): a token with the `host` role reads any image, so it can download
-// the image of any instance placed on its host. Reading only; it never writes or lists more.
+// Glance's download_image needs `member`: a reader sees the metadata only. Host agents (role
+// `host`) read and download any image, the image of any instance placed on their host; they write none.
 function canDownload(principal: Principal): boolean {
   return hasMemberRole(principal) || isHostAgent(principal);
 }
