@@ -42,6 +42,7 @@ export interface ListSharingResult {
 /** Adds tokens to the backend's token file (re-read on change); returns them. */
 function addTokens(b: BenchBackend, projects: string[]): Record<string, string> {
   const path = b.backend.tokensFile;
+  if (!path) throw new Error('the bench backend runs in tokens mode, with a token file');
   const file = JSON.parse(readFileSync(path, 'utf8')) as TokenFile;
   const tokens: Record<string, string> = {};
   for (const project of projects) {

@@ -43,7 +43,10 @@ export interface BackendOptions {
   dataDir?: string;
   /** memory: nothing survives stop(); all state goes to a temporary directory that stop() removes. */
   storage: 'disk' | 'memory';
-  /** A token file (see functions/adapters/token-file.ts); without one a development file is made. */
+  /**
+   * A token file (see functions/adapters/token-file.ts); without one a development file is made.
+   * Not read in keystone mode, and no development file is made then: Keystone alone issues tokens.
+   */
   tokensFile?: string;
   /** keystone: tokens are checked by the Keystone named by HANGAR_KEYSTONE_* (keystone-auth.ts). */
   authMode?: 'tokens' | 'keystone';
@@ -56,7 +59,8 @@ export interface Backend {
   readonly port: number;
   /** Where state lives: the data directory, or the temporary directory in memory mode. */
   readonly stateDir: string;
-  readonly tokensFile: string;
+  /** The token file in use; none in keystone mode. */
+  readonly tokensFile?: string;
   /** Set when the backend manages the development token file and it holds a plain admin token. */
   readonly adminToken?: string;
   readonly endpoints: { readonly dynamodb: string; readonly s3: string };
@@ -161,9 +165,13 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
   let gateway: Gateway | undefined;
   let background: (() => Promise<void>) | undefined;
   try {
-    let tokensFile: string;
+    let tokensFile: string | undefined;
     let adminToken: string | undefined;
-    if (options.tokensFile) {
+    if (options.authMode === 'keystone') {
+      // A token it would print or write here would only be refused: Keystone validates every one.
+      if (options.tokensFile)
+        logger.warn('keystone mode: the token file is not read', { file: options.tokensFile });
+    } else if (options.tokensFile) {
       tokensFile = resolve(options.tokensFile);
       checkTokensFile(tokensFile);
     } else {
@@ -188,7 +196,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       HANGAR_S3_FORCE_PATH_STYLE: 'true',
       HANGAR_BLOB_DELIVERY: 'stream',
       HANGAR_AUTH_MODE: options.authMode ?? 'tokens',
-      HANGAR_TOKENS: tokensFile,
+      ...(tokensFile ? { HANGAR_TOKENS: tokensFile } : {}),
       // State machines run in-process (local/step-functions.ts) instead of on AWS Step Functions.
       HANGAR_WORKFLOWS: 'local',
     });
@@ -258,7 +266,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       host: gateway.host,
       port: gateway.port,
       stateDir,
-      tokensFile,
+      ...(tokensFile ? { tokensFile } : {}),
       ...(adminToken ? { adminToken } : {}),
       endpoints: { dynamodb: standIns.dynamodb.endpoint, s3: standIns.s3.endpoint },
       credentialsFile: standIns.credentialsFile,

@@ -3,7 +3,7 @@
  * Settings come from HANGAR_* variables (functions/shared/config.ts, localConfig()).
  * stdout gets a short human-readable banner; the service's JSON logs go to stderr.
  */
-import { localConfig } from '#shared/config';
+import { localConfig, serviceConfig } from '#shared/config';
 import { logger } from '#shared/logger';
 import { startBackend } from './backend.ts';
 
@@ -31,7 +31,9 @@ const lines = [
   config.HANGAR_STORAGE === 'memory'
     ? `  storage: in memory (scratch files in ${backend.stateDir}, removed on exit)`
     : `  data directory: ${backend.stateDir}`,
-  `  token file: ${backend.tokensFile}`,
+  backend.tokensFile
+    ? `  token file: ${backend.tokensFile}`
+    : `  auth: keystone (tokens are validated by ${serviceConfig().keystone.url ?? 'HANGAR_KEYSTONE_URL, unset'})`,
   `  embedded S3: ${backend.endpoints.s3}, key pair in ${backend.credentialsFile} (profile hangar)`,
 ];
 if (backend.adminToken) {

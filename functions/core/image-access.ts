@@ -2,16 +2,26 @@
  * Who may see and change an image, in one place. Another project's image that the caller may
  * not see is reported as missing (404), never as forbidden, so its existence does not leak.
  *
- * Roles: an admin reads and writes every image; the owner project reads and writes its own;
- * everyone reads public and community images; members of a `shared` image read it whatever their
- * member status (pending, accepted or rejected), but never write it. A `private` image keeps its
- * member list but ignores it (Glance: making a shared image private cuts the members off, making
- * it shared again lets them back in).
+ * Roles (core/principal.ts decides them): an admin reads and writes every image; the owner
+ * project's readers read its images and only its members write them (a reader that can see the
+ * image gets 403, as in Glance); every reader reads public and community images; readers of a
+ * project that a `shared` image is shared with read it whatever their member status (pending,
+ * accepted or rejected), but never write it. Image data is downloaded by members and admins only
+ * (Glance's download_image needs `member`). A token with no reader, member or admin role sees no
+ * image. A `private` image keeps its member list but ignores it (Glance: making a shared image
+ * private cuts the members off, making it shared again lets them back in).
  */
 import { ForbiddenError, NotFoundError } from './errors.ts';
 import type { ImageRecord, MemberStatus } from './image.ts';
 import type { ListVisibility, MemberStatusFilter } from './list-query.ts';
-import type { Principal } from './principal.ts';
+import {
+  canReadProject,
+  canWriteProject,
+  hasMemberRole,
+  hasReaderRole,
+  isHostAgent,
+  type Principal,
+} from './principal.ts';
 
 /** The project's member status on `image`, or undefined when it is not a member. */
 export function memberStatusOf(image: ImageRecord, project: string): MemberStatus | undefined {
@@ -31,20 +41,26 @@ export function canRead(image: ImageRecord, principal: Principal): boolean {
   if (image.status === 'deleted') return false;
   if (principal.isAdmin) return true;
   if (isHostAgent(principal)) return true;
+  if (!hasReaderRole(principal)) return false;
   if (isOwner(image, principal)) return true;
   if (image.visibility === 'public' || image.visibility === 'community') return true;
   return isActiveMember(image, principal.project);
 }
 
-/** Data and properties: the owner or an admin; members and other readers are read-only. */
+/** Data and properties: members of the owner project, or an admin; everyone else is read-only. */
 export function canWrite(image: ImageRecord, principal: Principal): boolean {
-  return principal.isAdmin || isOwner(image, principal);
+  return canWriteProject(principal, image.owner);
 }
 
-// Host agents (instances API): a token with the `host` role reads any image, so it can download
-// the image of any instance placed on its host. Reading only; it never writes or lists more.
-function isHostAgent(principal: Principal): boolean {
-  return principal.roles.includes('host');
+/** Who sees every member of the image (producers): the owner project's readers, and admins. */
+export function canReadAsOwner(image: ImageRecord, principal: Principal): boolean {
+  return canReadProject(principal, image.owner);
+}
+
+// Glance's download_image needs `member`: a reader sees the metadata only. Host agents (role
+// `host`) read and download any image, the image of any instance placed on their host; they write none.
+function canDownload(principal: Principal): boolean {
+  return hasMemberRole(principal) || isHostAgent(principal);
 }
 
 export function notFound(id: string): NotFoundError {
@@ -57,7 +73,15 @@ export function readable(image: ImageRecord | null, id: string, principal: Princ
   return image;
 }
 
-/** Owner or admin writes; a reader who is neither gets 403, anyone else 404. */
+/** The image's data, if the caller may read the image (else 404) and download (else 403). */
+export function downloadable(image: ImageRecord | null, id: string, principal: Principal): ImageRecord {
+  const visible = readable(image, id, principal);
+  if (!canDownload(principal))
+    throw new ForbiddenError('You are not authorized to complete download_image action.');
+  return visible;
+}
+
+/** Owner members or admin write; a caller who sees the image but may not write gets 403, anyone else 404. */
 export function writable(image: ImageRecord | null, id: string, principal: Principal): ImageRecord {
   const visible = readable(image, id, principal);
   if (!canWrite(visible, principal)) throw new ForbiddenError(`You are not permitted to modify image ${id}.`);

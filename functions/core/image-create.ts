@@ -30,7 +30,7 @@ import {
   validatePropertyValue,
   WritableFieldsSchema,
 } from './image-validation.ts';
-import type { Principal } from './principal.ts';
+import { canWriteProject, type Principal } from './principal.ts';
 import { PropertyProtections } from './property-protections.ts';
 
 /** Keys Glance takes as image attributes on create; every other key is an extra property. */
@@ -74,6 +74,9 @@ export function parseCreateRequest(
     extraEntries.push([key, String(value)]);
   }
 
+  // Glance's add_image (ADMIN_OR_PROJECT_MEMBER): a reader may not create, whatever the owner.
+  if (!canWriteProject(principal, principal.project))
+    throw new ForbiddenError('You are not authorized to complete add_image action.');
   if (Object.hasOwn(body, 'owner') && !principal.isAdmin && body.owner !== principal.project)
     throw new ForbiddenError(`You are not permitted to create images owned by '${ownerText(body.owner)}'.`);
   if (body.visibility === 'public' && !principal.isAdmin) throw publicizeDenied();

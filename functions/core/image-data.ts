@@ -16,7 +16,7 @@ import {
 } from './errors.ts';
 import { FormatInspector, inspectAndCheck } from './format-inspector.ts';
 import { type ImageRecord, isoSeconds } from './image.ts';
-import { readable, writable } from './image-access.ts';
+import { downloadable, writable } from './image-access.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from './image-status.ts';
 import type { BlobStore, ImageRepository, StreamDigester } from './ports.ts';
 import type { Principal } from './principal.ts';
@@ -188,7 +188,7 @@ export class ImageDataService {
 
   /** What GET /file needs: the image, and where its bytes are (null: no data yet -> 204). */
   async locate(principal: Principal, id: string): Promise<{ image: ImageRecord; key: string | null }> {
-    const image = readable(await this.repo.get(id), id, principal);
+    const image = downloadable(await this.repo.get(id), id, principal);
     assertDownloadable(image, principal);
     if (image.status !== 'active' && image.status !== 'deactivated') return { image, key: null };
     return { image, key: image.blob_key };

@@ -17,9 +17,9 @@ import {
   TooLargeError,
 } from './errors.ts';
 import { type ImageRecord, isoSeconds, MEMBER_STATUSES, type MemberStatus } from './image.ts';
-import { canWrite, memberStatusOf, readable } from './image-access.ts';
+import { canReadAsOwner, canWrite, memberStatusOf, readable } from './image-access.ts';
 import type { ImageMember, MembershipRepository, MemberWrite } from './ports.ts';
-import type { Principal } from './principal.ts';
+import { canWriteProject, type Principal } from './principal.ts';
 
 export const MEMBER_SCHEMA_PATH = '/v2/schemas/member';
 export const MEMBERS_SCHEMA_PATH = '/v2/schemas/members';
@@ -80,7 +80,7 @@ function memberNotFound(memberId: string, imageId: string): NotFoundError {
 
 /** Producers see every member; a consumer sees only its own membership. */
 function canSeeMember(image: ImageRecord, memberId: string, principal: Principal): boolean {
-  return canWrite(image, principal) || memberId === principal.project;
+  return canReadAsOwner(image, principal) || memberId === principal.project;
 }
 
 /** Member lists exist only on shared images (a private image keeps its list, but hides it). */
@@ -178,8 +178,8 @@ export class MembersService {
     return this.write(principal, imageId, async (image) => {
       requireShared(image, 'update');
       lookupMember(image, memberId, principal);
-      // Only the consumer itself (or an admin) answers the offer; the producer may not.
-      if (!principal.isAdmin && principal.project !== memberId)
+      // Only the consumer's members (or an admin) answer the offer; the producer may not.
+      if (!canWriteProject(principal, memberId))
         throw new ForbiddenError(`Not allowed to update members for image ${imageId}.`);
       const status = validateStatus(requested);
       const item = await this.repo.getMember(imageId, memberId);

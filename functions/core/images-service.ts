@@ -3,7 +3,7 @@
  * version; when another writer got there first the change is re-applied to the fresh record, so
  * concurrent PATCHes both land and neither is lost.
  */
-import { BadRequestError, NotFoundError, StaleWriteError } from './errors.ts';
+import { BadRequestError, ForbiddenError, NotFoundError, StaleWriteError } from './errors.ts';
 import { type AllowedFormats, GLANCE_FORMATS, type ImageRecord } from './image.ts';
 import { listScopes, matchesVisibility, readable, writable } from './image-access.ts';
 import { parseCreateRequest } from './image-create.ts';
@@ -12,7 +12,7 @@ import { deactivateImage, deleteImage, reactivateImage } from './image-status.ts
 import { dedupeTags, enforceTagQuota, type Quotas } from './image-validation.ts';
 import { compareImages, type ListQuery, matchesFilters } from './list-query.ts';
 import type { ImageRepository } from './ports.ts';
-import type { Principal } from './principal.ts';
+import { hasReaderRole, isHostAgent, type Principal } from './principal.ts';
 import { type PropertyFilter, PropertyProtections } from './property-protections.ts';
 
 /** Enough for heavy contention on one image; each retry re-reads the record. */
@@ -53,6 +53,9 @@ export class ImagesService {
   }
 
   async list(principal: Principal, query: ListQuery): Promise<ImageRecord[]> {
+    // Glance's get_images (ADMIN_OR_PROJECT_READER); host agents keep reading what they need.
+    if (!hasReaderRole(principal) && !isHostAgent(principal))
+      throw new ForbiddenError('You are not authorized to complete get_images action.');
     let marker: ImageRecord | undefined;
     if (query.marker !== undefined) {
       const found = await this.repo.get(query.marker);

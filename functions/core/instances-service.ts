@@ -18,6 +18,7 @@ import {
   applyJobOutcome,
   applyObserved,
   assertActsForHost,
+  assertManagesInstances,
   assertProjectCaller,
   CreateInstanceRequestSchema,
   canSeeInstance,
@@ -36,7 +37,7 @@ import {
   silentSeconds,
 } from './instances.ts';
 import type { TaskTokenNotifier } from './ports.ts';
-import type { Principal } from './principal.ts';
+import { hasReaderRole, type Principal } from './principal.ts';
 import {
   abandon,
   ClaimRequestSchema,
@@ -219,6 +220,7 @@ export class InstancesService {
     gate: { id?: string; gateToken?: string },
   ): Promise<InstanceRecord> {
     assertProjectCaller(principal);
+    assertManagesInstances(principal, principal.project);
     const request = parseBody(CreateInstanceRequestSchema, body, 'instance');
     const image = await this.findImage(principal, request.image);
     const requirements = imageRequirements(image, request);
@@ -268,6 +270,8 @@ export class InstancesService {
     query: { limit: number; marker?: string; project?: string },
   ): Promise<InstanceRecord[]> {
     assertProjectCaller(principal);
+    if (!hasReaderRole(principal))
+      throw new ForbiddenError('Listing instances needs the reader, member or admin role.');
     let marker: InstanceRecord | undefined;
     if (query.marker !== undefined) {
       const found = await this.deps.store.getInstance(query.marker);
@@ -286,6 +290,7 @@ export class InstancesService {
   async act(principal: Principal, id: string, action: Action): Promise<InstanceRecord> {
     for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
       const current = await this.show(principal, id);
+      assertManagesInstances(principal, current.project);
       const now = this.clock();
       if (action === 'destroy' && current.stage !== 'Inexistent') {
         const host = await this.deps.store.getHost(current.host_id);

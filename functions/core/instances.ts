@@ -10,7 +10,9 @@
 import { z } from 'zod';
 import { BadRequestError, ConflictError, ForbiddenError } from './errors.ts';
 import type { ImageRecord } from './image.ts';
-import type { Principal } from './principal.ts';
+import { canReadProject, canWriteProject, isHostAgent, type Principal } from './principal.ts';
+
+export { HOST_ROLE, isHostAgent } from './principal.ts';
 
 export const STAGES = ['Building', 'Running', 'Sleep', 'Shutoff', 'Error', 'Inexistent'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -23,9 +25,6 @@ export type JobKind = (typeof JOB_KINDS)[number];
 
 export const OBSERVED_STATES = ['running', 'shutoff', 'saved', 'missing'] as const;
 export type ObservedState = (typeof OBSERVED_STATES)[number];
-
-/** The role of host agents' tokens (`{project: 'hosts', user: '<host id>', roles: ['host']}`). */
-export const HOST_ROLE = 'host';
 
 /** Disk formats the agent can put a qcow2 overlay on (agent/src/image-cache.ts QEMU_FORMATS). */
 export const INSTANCE_DISK_FORMATS = ['qcow2', 'raw', 'vmdk', 'vdi', 'vhd', 'vhdx'] as const;
@@ -191,10 +190,6 @@ export function hostnameFor(name: string, id: string): string {
 // ---------------------------------------------------------------------------------------------
 // Who may do what.
 
-export function isHostAgent(principal: Principal): boolean {
-  return principal.roles.includes(HOST_ROLE);
-}
-
 /** Host endpoints: a host token, acting for its own host only. */
 export function assertActsForHost(principal: Principal, hostId: string): void {
   if (!isHostAgent(principal))
@@ -209,8 +204,15 @@ export function assertProjectCaller(principal: Principal): void {
     throw new ForbiddenError('Host tokens cannot manage instances.');
 }
 
+/** Readers of the instance's project (and admins) see it; no one else learns that it exists. */
 export function canSeeInstance(instance: InstanceRecord, principal: Principal): boolean {
-  return principal.isAdmin || instance.project === principal.project;
+  return canReadProject(principal, instance.project);
+}
+
+/** Creating, acting on and destroying instances: members of the project (and admins), 403 otherwise. */
+export function assertManagesInstances(principal: Principal, project: string): void {
+  if (!canWriteProject(principal, project))
+    throw new ForbiddenError(`Only members of project ${project} may create or change its instances.`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import { BLOCK_SIZE, rechunk } from './image-data.ts';
 import { describeStepError, type StepError } from './image-import.ts';
 import type { InstancesService } from './instances-service.ts';
 import type { BlobStore, ImageRepository, StreamDigester, TaskRepository, WorkflowStarter } from './ports.ts';
-import { makePrincipal, type Principal } from './principal.ts';
+import { canReadProject, makePrincipal, type Principal } from './principal.ts';
 import { parseReference } from './references.ts';
 import type { ReferencesService } from './references-service.ts';
 import { advanceTask, newTask, type TaskRecord } from './task.ts';
@@ -151,7 +151,7 @@ export class PublishService {
   /** GET /v1/publications/{id}: a publish task, for its project (the tasks API is admin-only). */
   async show(principal: Principal, id: string): Promise<TaskRecord> {
     const task = await this.deps.tasks.get(id);
-    if (task?.type !== 'publish' || (task.owner !== principal.project && !principal.isAdmin))
+    if (task?.type !== 'publish' || !canReadProject(principal, task.owner))
       throw new NotFoundError(`No publication found with ID ${id}`);
     return task;
   }

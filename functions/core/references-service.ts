@@ -6,7 +6,14 @@
 import { BadRequestError, ConflictError, ForbiddenError, StaleWriteError } from './errors.ts';
 import type { ImageRecord } from './image.ts';
 import type { ImagesService } from './images-service.ts';
-import { makePrincipal, type Principal } from './principal.ts';
+import {
+  canReadProject,
+  canWriteProject,
+  hasReaderRole,
+  isHostAgent,
+  makePrincipal,
+  type Principal,
+} from './principal.ts';
 import {
   assertExpected,
   type HistoryAction,
@@ -61,10 +68,20 @@ export class ReferencesService {
 
   /** The namespace a write addresses: the caller's project, or `public` for admins who ask. */
   private writeNamespace(principal: Principal, requested: string | undefined): string {
-    if (requested === undefined || requested === principal.project) return principal.project;
-    if (!principal.isAdmin)
-      throw new ForbiddenError(`Only admins may change references in namespace '${requested}'.`);
-    return requested;
+    const namespace = requested ?? principal.project;
+    if (canWriteProject(principal, namespace)) return namespace;
+    if (namespace === principal.project)
+      throw new ForbiddenError(
+        `Only members of project ${namespace} may change its references and retention.`,
+      );
+    throw new ForbiddenError(`Only admins may change references in namespace '${namespace}'.`);
+  }
+
+  /** Own namespace (readers), public (every reader), any (admins); host agents keep their own and public. */
+  private readsNamespace(principal: Principal, namespace: string): boolean {
+    if (isHostAgent(principal)) return namespace === principal.project || namespace === PUBLIC_NAMESPACE;
+    if (namespace === PUBLIC_NAMESPACE) return hasReaderRole(principal);
+    return canReadProject(principal, namespace);
   }
 
   private async usableImage(principal: Principal, id: string, namespace: string): Promise<ImageRecord> {
@@ -136,14 +153,8 @@ export class ReferencesService {
 
   private async find(principal: Principal, ref: ReferenceName, namespace?: string): Promise<ReferenceRecord> {
     const namespaces = namespace !== undefined ? [namespace] : [principal.project, PUBLIC_NAMESPACE];
-    if (
-      namespace !== undefined &&
-      namespace !== principal.project &&
-      namespace !== PUBLIC_NAMESPACE &&
-      !principal.isAdmin
-    )
-      throw notFoundReference(ref);
     for (const ns of namespaces) {
+      if (!this.readsNamespace(principal, ns)) continue;
       const found = await this.repo.get(ns, ref.name, ref.tag);
       if (found) return found;
     }
@@ -157,7 +168,7 @@ export class ReferencesService {
   async list(principal: Principal, namespace?: string, name?: string): Promise<ReferenceRecord[]> {
     if (name !== undefined) validateName(name);
     const ns = namespace ?? principal.project;
-    if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin) return [];
+    if (!this.readsNamespace(principal, ns)) return [];
     return this.repo.list(ns, name);
   }
 
@@ -230,8 +241,7 @@ export class ReferencesService {
     const parsed = parseReference(text);
     const current = await this.find(principal, parsed, namespace).catch(() => undefined);
     const ns = current?.namespace ?? namespace ?? principal.project;
-    if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin)
-      throw notFoundReference(parsed);
+    if (!this.readsNamespace(principal, ns)) throw notFoundReference(parsed);
     const entries = await this.repo.history(ns, parsed.name, parsed.tag);
     if (entries.length === 0) throw notFoundReference(parsed);
     return entries.sort((a, b) => b.seq - a.seq);
@@ -256,7 +266,7 @@ export class ReferencesService {
   async getPolicy(principal: Principal, name: string, namespace?: string): Promise<RetentionPolicy | null> {
     validateName(name);
     const ns = namespace ?? principal.project;
-    if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin) return null;
+    if (!this.readsNamespace(principal, ns)) return null;
     return this.repo.getPolicy(ns, name);
   }
 

@@ -11,13 +11,18 @@ import type { TokenFile } from '#adapters/token-file';
 import { resetServiceConfig, setServiceEnvironment } from '#shared/config';
 import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
 
-export type Persona = 'admin' | 'alice' | 'bob' | 'carol';
+export type Persona = 'admin' | 'alice' | 'bob' | 'carol' | 'dave' | 'erin' | 'oscar';
 
 const PERSONAS: Record<Persona, { project: string; roles: string[] }> = {
   admin: { project: 'admin', roles: ['admin', 'member'] },
   alice: { project: 'projA', roles: ['member'] },
   bob: { project: 'projB', roles: ['member'] },
   carol: { project: 'projC', roles: ['member'] },
+  // Read-only users (Glance's `reader`): dave of alice's project, erin of bob's.
+  dave: { project: 'projA', roles: ['reader'] },
+  erin: { project: 'projB', roles: ['reader'] },
+  // A token of alice's project with no role Hangar knows (neither reader, member nor admin).
+  oscar: { project: 'projA', roles: ['observer'] },
 };
 
 export interface RequestOptions {

@@ -284,7 +284,7 @@ describe('GET /v2/images: filters', () => {
 describe('GET /v2/images: who sees what', () => {
   it('shows an admin every project’s images, a member only its own and public ones', async () => {
     // Prepare
-    const visibleTo = (persona: Persona) =>
+    const visibleTo = (persona: 'admin' | 'alice' | 'bob' | 'carol') =>
       pg.filter((image) => {
         if (persona === 'admin') return true;
         const project = { alice: 'projA', bob: 'projB', carol: 'projC' }[persona];

@@ -22,6 +22,7 @@ import { startBackend } from '../../local/backend.ts';
 import { type Gateway, startGateway } from '../../local/gateway.ts';
 import { type S3EventRecord, startStandIns } from '../../local/stand-ins.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { ensureKeystone, keystoneToken } from '../helpers/keystone.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -356,7 +357,7 @@ describe('local runner: lifecycle', () => {
       const token = first.adminToken;
       expect(token).toBeTruthy();
       expect(first.tokensFile).toBe(join(dataDir, 'tokens.json'));
-      expect(statSync(first.tokensFile).mode & 0o777).toBe(0o600);
+      expect(statSync(first.tokensFile ?? '').mode & 0o777).toBe(0o600);
       const ddb = new DynamoDBClient({});
       const item = { pk: { S: 'TEST#1' }, sk: { S: 'META' } };
       await ddb.send(new PutItemCommand({ TableName: serviceConfig().tableName, Item: item }));
@@ -473,6 +474,41 @@ describe('npm start (local/main.ts as a real process)', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('in keystone mode prints and writes no development token, and takes Keystone tokens', async () => {
+    // Prepare
+    const keystone = await ensureKeystone();
+    const dataDir = mkdtempSync(join(tmpdir(), 'hangar-main-keystone-'));
+    try {
+      // Act
+      const main = await startMain({
+        HANGAR_DATA_DIR: dataDir,
+        HANGAR_STORAGE: 'disk',
+        HANGAR_AUTH_MODE: 'keystone',
+        HANGAR_KEYSTONE_URL: keystone.url,
+        HANGAR_KEYSTONE_USER: 'hangar',
+        HANGAR_KEYSTONE_PASSWORD: keystone.password,
+        HANGAR_KEYSTONE_PROJECT: 'service',
+      });
+      spawned.push(main.child);
+
+      // Assess: no token that Keystone mode would refuse, on screen or on disk.
+      expect(main.stdout()).not.toMatch(/admin token|os-auth-token|token file/);
+      expect(main.stdout()).toContain(`auth: keystone (tokens are validated by ${keystone.url})`);
+      expect(existsSync(join(dataDir, 'tokens.json'))).toBe(false);
+      const member = await keystoneToken(keystone, 'alice', 'projA');
+      expect((await fetch(`${main.url}/v2/images`, { headers: { 'x-auth-token': member } })).status).toBe(
+        200,
+      );
+      expect((await fetch(`${main.url}/v2/images`, { headers: { 'x-auth-token': 'made-up' } })).status).toBe(
+        401,
+      );
+      main.child.kill('SIGTERM');
+      expect(await main.exit).toEqual({ code: 0, signal: null });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 300_000);
 
   it('exits non-zero, without leftovers, when a stand-in dies', async () => {
     // Prepare
