@@ -25,7 +25,7 @@ import {
   parseTagBody,
   parseTagsBody,
 } from './metadef-validation.ts';
-import type { Principal } from './principal.ts';
+import { hasReaderRole, type Principal } from './principal.ts';
 
 export type NamespaceVisibility = 'public' | 'private';
 
@@ -386,11 +386,13 @@ export class MetadefsService {
 
   // -- access ---------------------------------------------------------------------------------
 
+  // Glance's secure defaults: a reader (or member) reads public namespaces and its project's own;
+  // a token with no recognised role reads none.
   private canSee(namespace: NamespaceRecord, principal: Principal): boolean {
+    if (principal.isAdmin) return true;
+    if (!hasReaderRole(principal)) return false;
     return (
-      principal.isAdmin ||
-      namespace.visibility === 'public' ||
-      (namespace.owner !== null && namespace.owner === principal.project)
+      namespace.visibility === 'public' || (namespace.owner !== null && namespace.owner === principal.project)
     );
   }
 

@@ -208,6 +208,19 @@ describe('namespaces', () => {
     expect((await call('alice', 'DELETE', `${NS}/${name}`)).status).toBe(403);
   });
 
+  it('lets a reader read what its project sees, and a token with no recognised role read nothing', async () => {
+    const name = await createNamespace({ visibility: 'private', owner: 'projA' });
+    const listed = async (persona: Persona) =>
+      ((await call(persona, 'GET', `${NS}?limit=1000`)).json.namespaces as Json[]).map((n) => n.namespace);
+    // dave: projA reader; oscar: projA with a role Glance does not know.
+    expect((await call('dave', 'GET', `${NS}/${name}`)).status).toBe(200);
+    expect(await listed('dave')).toEqual(expect.arrayContaining([name, 'Hangar::OperatingSystem']));
+    expect((await call('dave', 'DELETE', `${NS}/${name}`)).status).toBe(403);
+    expect((await call('oscar', 'GET', `${NS}/${name}`)).status).toBe(404);
+    expect((await call('oscar', 'GET', `${NS}/Hangar::OperatingSystem`)).status).toBe(404);
+    expect(await listed('oscar')).toEqual([]);
+  });
+
   it('refuses every write to non-admins (Glance secure defaults)', async () => {
     const name = await createNamespace();
     const create = await call('alice', 'POST', NS, { namespace: unique('mine') });
