@@ -83,7 +83,12 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   versions: {},
   schemas: {},
   // Delete removes the blob after tombstoning the record (functions/api/images.ts).
-  images: { table: 'RW', buckets: { images: ['delete'] } },
+  // DELETE frees all the image owns: its blob, a partial one (aborting its multipart upload:
+  // write), every object under its prefix (list), its staged object.
+  images: {
+    table: 'RW',
+    buckets: { images: ['write', 'delete', 'list'], staging: ['delete'], uploads: ['delete'] },
+  },
   // Upload writes images/<id>/<uuid> (multipart), removes it on failure; download presigns a GET.
   // Two hash threads (md5, sha512) want more than one vCPU's worth of memory share.
   'image-data': { table: 'RW', buckets: { images: ['read', 'write', 'delete'] }, memorySize: 1024 },
@@ -181,6 +186,14 @@ export const SCHEDULE_ACCESS: Readonly<
   // records (records only; image data is never touched). Names run one after another, hence
   // more time than a request gets.
   'functions/triggers/retention-sweep.ts': { table: 'RW', timeoutSeconds: 300 },
+  // Recovers images whose upload/stage/import lease expired: records and tasks, then the partial
+  // blob and its multipart upload (images: write = AbortMultipartUpload), the staged or uploaded
+  // source object.
+  'functions/triggers/lease-sweep.ts': {
+    table: 'RW',
+    buckets: { images: ['write', 'delete'], staging: ['delete'], uploads: ['delete'] },
+    timeoutSeconds: 300,
+  },
 };
 
 /** The Lambda authorizer for authMode=keystone (written separately; used if it exists). */

@@ -24,6 +24,7 @@ import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
 import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
+import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
@@ -228,12 +229,28 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     };
     background = stopWorkflows;
 
+    // One process serves a data directory, and none of its work has started yet: every lease
+    // still held belongs to a process that died (a crash mid-upload or mid-import). Recovered
+    // before the first request, so a retry never meets the stale lease.
+    const recovered = await leaseSweep({ everyLease: true });
+    if (recovered.recovered.length > 0 || recovered.failed.length > 0)
+      logger.warn('recovered interrupted uploads and imports', {
+        recovered: recovered.recovered,
+        failed: recovered.failed,
+      });
+
     gateway = await startGateway({ host: options.host ?? '127.0.0.1', port: options.port ?? 9292 });
     // What the EventBridge rule does on AWS; last, so the first run finds everything started.
     const sweep = startSchedule({
       name: 'retention-sweep',
       everyMs: config.retentionSweepSeconds * 1000,
       run: retentionSweep,
+    });
+    // What the lease-sweep EventBridge rule does on AWS (a local handler that hangs is recovered here too).
+    const leases = startSchedule({
+      name: 'lease-sweep',
+      everyMs: config.leaseSweepSeconds * 1000,
+      run: () => leaseSweep(),
     });
     logger.info('backend started', {
       url: gateway.url,
@@ -242,6 +259,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       dynamodb: { pid: standIns.dynamodb.pid, endpoint: standIns.dynamodb.endpoint },
       s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
       retentionSweepSeconds: config.retentionSweepSeconds,
+      leaseSeconds: config.leaseSeconds,
+      leaseSweepSeconds: config.leaseSweepSeconds,
     });
 
     const started = { standIns, gateway };
@@ -270,6 +289,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           await started.gateway.close();
           // Before the stand-ins, so a sweep in progress finishes against a live table.
           await sweep.stop();
+          await leases.stop();
           await stopWorkflows();
           await started.standIns.stop();
           removeStateDir();

@@ -66,6 +66,14 @@ const ServiceConfigSchema = z.object({
    * sweep instead (CDK context retentionSweepMinutes). At most what one setTimeout can wait.
    */
   HANGAR_RETENTION_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(3600),
+  /**
+   * How long an upload's, stage's or import's lease on its image lasts without a heartbeat (the
+   * holder renews it every third of this). A lease this old means its server died: the lease
+   * sweep puts the image back to queued and removes the partial bytes.
+   */
+  HANGAR_LEASE_SECONDS: z.coerce.number().int().min(3).max(86_400).default(60),
+  /** The embedded runner's lease sweep period (0: start-up only). On AWS: leaseSweepMinutes. */
+  HANGAR_LEASE_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(60),
 });
 
 export type ServiceConfig = {
@@ -102,6 +110,8 @@ export type ServiceConfig = {
   uploadUrlSeconds: number;
   hostTimeoutSeconds: number;
   retentionSweepSeconds: number;
+  leaseSeconds: number;
+  leaseSweepSeconds: number;
 };
 
 let cached: ServiceConfig | undefined;
@@ -157,6 +167,8 @@ export function serviceConfig(): ServiceConfig {
     uploadUrlSeconds: env.HANGAR_UPLOAD_URL_SECONDS,
     hostTimeoutSeconds: env.HANGAR_HOST_TIMEOUT_SECONDS,
     retentionSweepSeconds: env.HANGAR_RETENTION_SWEEP_SECONDS,
+    leaseSeconds: env.HANGAR_LEASE_SECONDS,
+    leaseSweepSeconds: env.HANGAR_LEASE_SWEEP_SECONDS,
   };
   return cached;
 }

@@ -60,6 +60,7 @@ export function getTaskServices(): TaskServices {
       sizeCap: config.imageSizeCap,
       taskTtlHours: config.taskTimeToLiveHours,
       uploadUrlSeconds: config.uploadUrlSeconds,
+      leaseMs: config.leaseSeconds * 1000,
     }),
     exports: new ExportService({
       repo,
