@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import {
   BadRequestError,
   ConflictError,
-  type HangarError,
+  HangarError,
   NotFoundError,
   StaleWriteError,
   TooLargeError,
@@ -109,6 +109,10 @@ export class ImageDataService {
       digest.cancel();
       await heartbeat.stop();
       await this.blobs.delete(key).catch(() => undefined);
+      // A DELETE or a recovery meanwhile aborts the multipart upload under us: the store's own
+      // error (NoSuchUpload) is then not the caller's answer, the lost lease is (410 when deleted).
+      const lost = await this.lostLease(id, holder);
+      if (lost && !(error instanceof HangarError)) throw lost;
       await this.restoreQueued(id, holder);
       throw error;
     }
@@ -180,6 +184,17 @@ export class ImageDataService {
         if (attempt >= 20)
           throw new ConflictError(`Image ${id} was changed by another request; retry the upload`);
       }
+    }
+  }
+
+  /** The error to answer when the upload no longer holds its lease, else undefined. */
+  private async lostLease(id: string, holder: string): Promise<HangarError | undefined> {
+    try {
+      assertLeaseHeld(await this.repo.get(id), id, holder);
+      return undefined;
+    } catch (error) {
+      if (error instanceof HangarError) return error;
+      throw error;
     }
   }
 

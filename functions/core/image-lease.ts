@@ -22,22 +22,26 @@ export function isLeaseExpired(lease: ImageLease, now: Date): boolean {
 /** The holder lost its lease: the image was recovered, deleted or taken over meanwhile. */
 export class LeaseLost extends ConflictError {
   override name = 'LeaseLost';
-  constructor(id: string, status: string | undefined) {
+  constructor(id: string, status: string) {
     super(
-      status === 'deleted' || status === undefined
-        ? `Image ${id} was deleted while its data was being written.`
-        : `Image ${id} is no longer held by this upload (status ${status}): its lease lapsed and it was recovered. Retry the upload.`,
+      `Image ${id} is no longer held by this upload (status ${status}): its lease lapsed and it was recovered. Retry the upload.`,
     );
   }
 }
 
-/** Throws LeaseLost (410 when deleted, as Glance answers) unless `holder` still holds the lease. */
-export function assertLeaseHeld(image: ImageRecord | null, id: string, holder: string): ImageRecord {
-  if (image?.status === 'deleted')
-    throw new GoneError(
+/** What a holder that lost its lease answers: Glance's 410 when the image was deleted, else LeaseLost (409). */
+export function leaseLostError(id: string, status: string | undefined): ConflictError | GoneError {
+  if (status === 'deleted' || status === undefined)
+    return new GoneError(
       `Image ${id} could not be found after upload. The image may have been deleted during the upload.`,
     );
-  if (!image || image.lease?.holder !== holder) throw new LeaseLost(id, image?.status);
+  return new LeaseLost(id, status);
+}
+
+/** Throws leaseLostError unless `holder` still holds the lease. */
+export function assertLeaseHeld(image: ImageRecord | null, id: string, holder: string): ImageRecord {
+  if (!image || image.status === 'deleted' || image.lease?.holder !== holder)
+    throw leaseLostError(id, image?.status);
   return image;
 }
 
@@ -77,7 +81,7 @@ export class LeaseHeartbeat {
 
   /** Throws LeaseLost once a renewal found the lease gone: the holder must stop. */
   check(): void {
-    if (this.lostTo !== undefined) throw new LeaseLost(this.id, this.lostTo);
+    if (this.lostTo !== undefined) throw leaseLostError(this.id, this.lostTo);
   }
 
   /** Extends the lease now. */
