@@ -202,7 +202,8 @@ export class ImportService {
     principal: Principal,
     id: string,
     body: AsyncIterable<Buffer>,
-    options: { declaredSize?: string },
+    /** contentLength: the request's, when the body is not chunked (one streamed PUT, no parts). */
+    options: { declaredSize?: string; contentLength?: string },
   ): Promise<void> {
     const declared = parseDeclaredSize(options.declaredSize, this.deps.sizeCap);
     const key = stagingKey(id);
@@ -226,14 +227,23 @@ export class ImportService {
     try {
       // A stage that died before its clean-up may have left an object behind.
       await this.deps.staging.delete(key);
-      await this.deps.staging.put(key, rechunk(body, BLOCK_SIZE, this.deps.sharedBlock), {
-        onBlock: (block) => {
-          heartbeat.check();
-          size += block.length;
-          if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
-          if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
+      const length =
+        options.contentLength !== undefined && /^\d+$/.test(options.contentLength)
+          ? Number(options.contentLength)
+          : undefined;
+      await this.deps.staging.put(
+        key,
+        rechunk(body, BLOCK_SIZE, this.deps.sharedBlock),
+        {
+          onBlock: (block) => {
+            heartbeat.check();
+            size += block.length;
+            if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
+            if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
+          },
         },
-      });
+        length,
+      );
       if (declared !== undefined && size !== declared) throw sizeMismatch(declared, size);
       await heartbeat.stop();
       // Glance shows the staged size while the image is uploading (transcript #210). The data is
