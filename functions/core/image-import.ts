@@ -25,7 +25,7 @@ import { FormatInspector, type InspectionResult, inspectAndCheck } from './forma
 import { FAILED_UPLOAD, type ImageRecord } from './image.ts';
 import { writable } from './image-access.ts';
 import { BLOCK_SIZE, rechunk } from './image-data.ts';
-import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry } from './image-lease.ts';
+import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry, leaseLostError } from './image-lease.ts';
 import { requireFormatsForData, transitionImage } from './image-status.ts';
 import type { ImagesService } from './images-service.ts';
 import type {
@@ -257,6 +257,11 @@ export class ImportService {
     } catch (error) {
       await heartbeat.stop();
       await this.deps.staging.delete(key).catch(() => undefined);
+      // Recovered or deleted under us: that is the answer, not whatever the store then said.
+      if (!(error instanceof HangarError)) {
+        const fresh = await this.deps.repo.get(id).catch(() => undefined);
+        if (fresh !== undefined && fresh?.lease?.holder !== holder) throw leaseLostError(id, fresh?.status);
+      }
       await this.deps.images
         .mutate(SYSTEM, id, (current) =>
           current.status === 'uploading' &&
