@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { StaleWriteError } from '#core/errors';
 import type { ImageLease, ImageRecord } from '#core/image';
 import { ImageDataService } from '#core/image-data';
+import { type ImportInput, ImportService } from '#core/image-import';
 import { LeaseHeartbeat, LeaseLost } from '#core/image-lease';
 import { freeImageData, LeaseRecovery } from '#core/image-recovery';
+import { ImagesService } from '#core/images-service';
 import type {
   BlobPutHooks,
   BlobStore,
@@ -14,7 +16,7 @@ import type {
   TaskRepository,
 } from '#core/ports';
 import type { TaskRecord } from '#core/task';
-import { alice, makeImage, NOW } from './fixtures.ts';
+import { alice, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 /** Records by id with the repository's version rule; `beforeUpdate` lets a test interleave a write. */
 class FakeRepo implements ImageRepository, LeaseIndex {
@@ -91,7 +93,7 @@ class FakeObjects implements ObjectStore {
     throw new Error('not used');
   }
   async copy() {}
-  async head() {
+  async head(): ReturnType<ObjectStore['head']> {
     return null;
   }
   async delete(ref: ObjectRef) {
@@ -342,5 +344,74 @@ describe('DELETE', () => {
     expect(blobs.deleted).toEqual(['images/k/1']);
     expect(blobs.prefixes).toEqual([`images/${image.id}/`]);
     expect(objects.deleted).toEqual([{ bucket: 'staging', key: image.id }]);
+  });
+});
+
+describe('import lease', () => {
+  it('comes with the import lock, names the blob before copying it, and goes with a failure', async () => {
+    // Prepare: a staged (uploading) image, and an S3 copy that looks at the lease when it runs.
+    const repo = new FakeRepo();
+    const image = makeImage({ status: 'uploading' });
+    await repo.create(image);
+    const tasks = new FakeTasks();
+    const started: Record<string, unknown>[] = [];
+    let leaseDuringCopy: ImageLease | undefined;
+    const objects = new FakeObjects();
+    objects.head = async () => ({ size: 4, pin: {}, metadata: {} });
+    objects.copy = async () => {
+      leaseDuringCopy = (await repo.get(image.id))?.lease;
+      throw new Error('copy failed');
+    };
+    const imports = new ImportService({
+      repo,
+      images: new ImagesService(repo, QUOTAS),
+      tasks,
+      workflows: { start: async (_w, _n, input) => void started.push(input) },
+      markers: { claim: async (m) => m, markDone: async () => undefined },
+      blobs: new FakeBlobs(),
+      imagesBucket: 'images',
+      staging: new FakeBlobs(),
+      stagingBucket: 'staging',
+      uploadsBucket: 'uploads',
+      objects,
+      multipart: {
+        start: async () => ({ uploadId: '', partUrls: [] }),
+        complete: async () => {},
+        abort: async () => {},
+      },
+      fetcher: { vet: async () => undefined, open: async () => Promise.reject(new Error('unused')) },
+      digester,
+      sharedBlock: (n) => Buffer.alloc(n),
+      sizeCap: 1 << 30,
+      taskTtlHours: 48,
+      uploadUrlSeconds: 3600,
+      leaseMs: 60_000,
+    });
+
+    // Act
+    const task = await imports.requestImport(alice, image.id, { method: { name: 'glance-direct' } }, 'req-1');
+    const locked = await repo.get(image.id);
+    const input = started[0] as unknown as ImportInput;
+    await imports.begin(input);
+    const importing = await repo.get(image.id);
+    const copy = imports.copy(input);
+    await expect(copy).rejects.toThrow('copy failed');
+    await imports.fail({ ...input, error: { Error: 'Error', Cause: 'copy failed' } });
+    const failed = await repo.get(image.id);
+
+    // Assess
+    expect(locked?.lease).toMatchObject({
+      holder: task.id,
+      kind: 'import',
+      task_id: task.id,
+      source: { bucket: 'staging', key: image.id },
+    });
+    expect(locked?.properties.os_glance_import_task).toBe(task.id);
+    expect(importing?.status).toBe('importing');
+    expect(importing?.lease?.holder).toBe(task.id);
+    expect(leaseDuringCopy?.blob_key).toMatch(new RegExp(`^images/${image.id}/`));
+    expect(failed?.status).toBe('queued');
+    expect(failed?.lease).toBeUndefined();
+    expect(failed?.properties.os_glance_failed_import).toBe('copy failed');
   });
 });
