@@ -105,6 +105,7 @@ export const SETTINGS = {
   throttleBurst: { context: 'throttleBurst', env: 'HANGAR_THROTTLE_BURST' },
   noncurrentVersionDays: { context: 'noncurrentVersionDays', env: 'HANGAR_NONCURRENT_VERSION_DAYS' },
   retentionSweepMinutes: { context: 'retentionSweepMinutes', env: 'HANGAR_RETENTION_SWEEP_MINUTES' },
+  leaseSweepMinutes: { context: 'leaseSweepMinutes', env: 'HANGAR_LEASE_SWEEP_MINUTES' },
 } as const satisfies Record<string, Setting>;
 
 export class ConfigError extends Error {
@@ -217,6 +218,10 @@ export function readConfig(node: Node, env: NodeJS.ProcessEnv = process.env): De
     },
     noncurrentVersionDays: positiveInt(node, SETTINGS.noncurrentVersionDays, env, 30),
     // EventBridge rates are whole minutes, at least one.
-    schedules: { retentionSweepMinutes: positiveInt(node, SETTINGS.retentionSweepMinutes, env, 60) },
+    schedules: {
+      retentionSweepMinutes: positiveInt(node, SETTINGS.retentionSweepMinutes, env, 60),
+      // Leases last HANGAR_LEASE_SECONDS (a minute): a dead upload is recovered within about this.
+      leaseSweepMinutes: positiveInt(node, SETTINGS.leaseSweepMinutes, env, 5),
+    },
   };
 }

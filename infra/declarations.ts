@@ -33,15 +33,17 @@ export const BUCKETS: Readonly<Record<BucketName, BucketSpec>> = {
 /**
  * read: GetObject (also what a presigned GET is checked against); read-versions: GetObjectVersion
  * (a copy pinned to the version that was read); write: PutObject including multipart (and
- * presigned UploadPart), AbortMultipartUpload; delete: DeleteObject; list: ListBucket on the
+ * presigned UploadPart), AbortMultipartUpload; abort: AbortMultipartUpload alone (freeing a
+ * partial upload someone else was writing); delete: DeleteObject; list: ListBucket on the
  * bucket, which also turns a HEAD on a missing key into 404 instead of 403.
  */
-export type BucketMode = 'read' | 'read-versions' | 'write' | 'delete' | 'list';
+export type BucketMode = 'read' | 'read-versions' | 'write' | 'abort' | 'delete' | 'list';
 
 export const BUCKET_ACTIONS: Readonly<Record<BucketMode, readonly string[]>> = {
   read: ['s3:GetObject'],
   'read-versions': ['s3:GetObjectVersion'],
   write: ['s3:PutObject', 's3:AbortMultipartUpload'],
+  abort: ['s3:AbortMultipartUpload'],
   delete: ['s3:DeleteObject'],
   list: ['s3:ListBucket'],
 };
@@ -83,7 +85,12 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   versions: {},
   schemas: {},
   // Delete removes the blob after tombstoning the record (functions/api/images.ts).
-  images: { table: 'RW', buckets: { images: ['delete'] } },
+  // DELETE frees all the image owns: its blob, a partial one (aborting its multipart upload),
+  // every object under its prefix (list), its staged object, an import's uploaded source.
+  images: {
+    table: 'RW',
+    buckets: { images: ['abort', 'delete', 'list'], staging: ['delete'], uploads: ['delete'] },
+  },
   // Upload writes images/<id>/<uuid> (multipart), removes it on failure; download presigns a GET.
   // Two hash threads (md5, sha512) want more than one vCPU's worth of memory share.
   'image-data': { table: 'RW', buckets: { images: ['read', 'write', 'delete'] }, memorySize: 1024 },
@@ -183,6 +190,13 @@ export const SCHEDULE_ACCESS: Readonly<
   // records (records only; image data is never touched). Names run one after another, hence
   // more time than a request gets.
   'functions/triggers/retention-sweep.ts': { table: 'RW', timeoutSeconds: 300 },
+  // Recovers images whose upload/stage/import lease expired: records and tasks, then the partial
+  // blob and its multipart upload, the staged or uploaded source object. Never writes data.
+  'functions/triggers/lease-sweep.ts': {
+    table: 'RW',
+    buckets: { images: ['abort', 'delete'], staging: ['delete'], uploads: ['delete'] },
+    timeoutSeconds: 300,
+  },
 };
 
 /** The Lambda authorizer for authMode=keystone (written separately; used if it exists). */

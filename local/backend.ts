@@ -25,6 +25,7 @@ import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
 import { serviceConfig, setServiceEnvironment } from '#shared/config';
 import { logger } from '#shared/logger';
 import { getMetadefs } from '#shared/services';
+import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { type Gateway, startGateway } from './gateway.ts';
@@ -236,6 +237,16 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     };
     background = stopWorkflows;
 
+    // One process serves a data directory, and none of its work has started yet: every lease
+    // still held belongs to a process that died (a crash mid-upload or mid-import). Recovered
+    // before the first request, so a retry never meets the stale lease.
+    const recovered = await leaseSweep({ everyLease: true });
+    if (recovered.recovered.length > 0 || recovered.failed.length > 0)
+      logger.warn('recovered interrupted uploads and imports', {
+        recovered: recovered.recovered,
+        failed: recovered.failed,
+      });
+
     gateway = await startGateway({ host: options.host ?? '127.0.0.1', port: options.port ?? 9292 });
     // What the EventBridge rule does on AWS; last, so the first run finds everything started.
     const sweep = startSchedule({
@@ -249,6 +260,12 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       everyMs: config.multipartSweepSeconds * 1000,
       run: multipartSweep,
     });
+    // What the lease-sweep EventBridge rule does on AWS (a local handler that hangs is recovered here too).
+    const leases = startSchedule({
+      name: 'lease-sweep',
+      everyMs: config.leaseSweepSeconds * 1000,
+      run: () => leaseSweep(),
+    });
     logger.info('backend started', {
       url: gateway.url,
       storage: options.storage,
@@ -257,6 +274,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
       retentionSweepSeconds: config.retentionSweepSeconds,
       multipartSweepSeconds: config.multipartSweepSeconds,
+      leaseSeconds: config.leaseSeconds,
+      leaseSweepSeconds: config.leaseSweepSeconds,
     });
 
     const started = { standIns, gateway };
@@ -287,6 +306,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           // Before the stand-ins, so a sweep in progress finishes against a live table.
           await sweep.stop();
           await partsSweep.stop();
+          await leases.stop();
           await stopWorkflows();
           await started.standIns.stop();
           removeStateDir();

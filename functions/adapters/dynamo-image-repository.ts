@@ -8,11 +8,12 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError, StaleWriteError, TooLargeError } from '#core/errors';
-import { IMAGE_STATUSES, type ImageRecord, MEMBER_STATUSES, VISIBILITIES } from '#core/image';
+import { IMAGE_STATUSES, type ImageRecord, LEASE_KINDS, MEMBER_STATUSES, VISIBILITIES } from '#core/image';
 import type {
   ImageListSpec,
   ImageMember,
   ImageRepository,
+  LeaseIndex,
   MembershipRepository,
   MemberWrite,
 } from '#core/ports';
@@ -23,6 +24,8 @@ import { isConditionFailure, isLostRace } from './dynamo-errors.ts';
 import {
   imageKey,
   indexName,
+  LEASE_KIND,
+  leaseListKeys,
   MEMBER_PREFIX,
   memberKey,
   ordAttribute,
@@ -59,6 +62,17 @@ const StoredImageSchema = z.object({
   version: z.number().int(),
   blob_key: z.string().nullable(),
   member_statuses: z.array(z.tuple([z.string(), z.enum(MEMBER_STATUSES)])).optional(),
+  lease: z
+    .object({
+      holder: z.string(),
+      kind: z.enum(LEASE_KINDS),
+      expires_at: z.string(),
+      blob_key: z.string().optional(),
+      multipart_upload_id: z.string().optional(),
+      source: z.object({ bucket: z.string(), key: z.string() }).optional(),
+      task_id: z.string().optional(),
+    })
+    .optional(),
 });
 
 /**
@@ -143,9 +157,27 @@ interface Head {
   image: ImageRecord;
 }
 
-export class DynamoImageRepository implements ImageRepository, MembershipRepository {
+export class DynamoImageRepository implements ImageRepository, MembershipRepository, LeaseIndex {
   private get table(): string {
     return serviceConfig().tableName;
+  }
+
+  async expiredLeases(before: Date | null, limit: number): Promise<ImageRecord[]> {
+    const out = await dynamo().send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: 'by_kind',
+        KeyConditionExpression: before === null ? 'kind_pk = :pk' : 'kind_pk = :pk AND kind_sk <= :before',
+        ExpressionAttributeValues: {
+          ':pk': LEASE_KIND,
+          // Every id sorts before U+FFFF: leases expiring exactly at `before` are included.
+          ...(before === null ? {} : { ':before': `${before.toISOString()}#\uffff` }),
+        },
+        Limit: limit,
+      }),
+    );
+    // The index is eventually consistent: the recovery re-reads each record before acting.
+    return (out.Items ?? []).map(fromItem);
   }
 
   async get(id: string): Promise<ImageRecord | null> {
@@ -163,7 +195,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
             {
               Put: {
                 TableName: this.table,
-                Item: { ...imageKey(image.id), ...toItem(image) },
+                Item: { ...imageKey(image.id), ...toItem(image), ...leaseListKeys(image) },
                 ConditionExpression: 'attribute_not_exists(pk)',
               },
             },
@@ -224,7 +256,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
       {
         Put: {
           TableName: this.table,
-          Item: { ...imageKey(next.id), ...toItem(next) },
+          Item: { ...imageKey(next.id), ...toItem(next), ...leaseListKeys(next) },
           ConditionExpression: 'version = :expected',
           ExpressionAttributeValues: { ':expected': previous.version },
         },

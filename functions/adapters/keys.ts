@@ -2,6 +2,7 @@
  * Every DynamoDB key Hangar writes is built here, so the single-table layout can be read in one place.
  *
  *   pk=IMG#<id>       sk=META              the image record (tombstone once deleted)
+ *                                          while leased, also in by_kind (LEASE_KIND below)
  *   pk=IMG#<id>       sk=SCOPE#<scope>     one listing row per visibility scope, indexed by the
  *                                          by_<sort key> GSIs (partition `scope`, order `ord_<key>`)
  *
@@ -59,6 +60,18 @@ export function runBounds(image: ImageRecord, key: SortKey): { low: string; high
   if (key === 'id') return { low: image.id, high: image.id };
   const prefix = key === 'created_at' ? image.created_at : encodeSortValue(image, key);
   return { low: `${prefix}${SEP}`, high: `${prefix}${SEP}\uffff` };
+}
+
+/**
+ * An image record holding a lease (an upload, stage or import in flight) is also in by_kind under
+ * one partition ordered by expiry: kind_pk=LEASE#all, kind_sk=<expires_at>#<id>. Sparse: records
+ * without a lease carry neither attribute, so the sweep's Query reads only leased images.
+ */
+export const LEASE_KIND = 'LEASE#all';
+export function leaseListKeys(
+  image: ImageRecord,
+): { kind_pk: string; kind_sk: string } | Record<string, never> {
+  return image.lease ? { kind_pk: LEASE_KIND, kind_sk: `${image.lease.expires_at}#${image.id}` } : {};
 }
 
 /** The scopes an image is listed under (member scopes arrive with image sharing). */

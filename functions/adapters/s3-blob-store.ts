@@ -5,11 +5,13 @@
  */
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
@@ -55,6 +57,12 @@ export class S3BlobStore implements BlobStore {
 
     const { UploadId } = await s3().send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }));
     if (!UploadId) throw new Error('S3 returned no UploadId');
+    try {
+      await hooks.onMultipartStart?.(UploadId);
+    } catch (error) {
+      await this.abortMultipart(key, UploadId).catch(() => undefined);
+      throw error;
+    }
     const parts: Array<{ PartNumber: number; ETag: string }> = [];
     const inFlight = new Set<Promise<void>>();
     let size = 0;
@@ -189,6 +197,32 @@ export class S3BlobStore implements BlobStore {
       if (awsErrorName(error) === 'NotFound') return false;
       throw error;
     }
+  }
+
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    try {
+      await s3().send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+    } catch (error) {
+      // Completed or aborted already: nothing left to free.
+      if (awsErrorName(error) !== 'NoSuchUpload') throw error;
+    }
+  }
+
+  async deletePrefix(prefix: string): Promise<number> {
+    let deleted = 0;
+    let token: string | undefined;
+    do {
+      const page = await s3().send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const object of page.Contents ?? []) {
+        if (!object.Key) continue;
+        await this.delete(object.Key);
+        deleted++;
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return deleted;
   }
 
   presignedGet(key: string, expiresSeconds: number): Promise<string> {

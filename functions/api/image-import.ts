@@ -30,6 +30,7 @@ async function stage(request: ApiRequest): Promise<ApiResponse> {
     );
   await getTaskServices().imports.stage(request.principal, imageId(request), request.stream(), {
     declaredSize: request.headers['x-openstack-image-size'],
+    contentLength: request.headers['content-length'],
   });
   return { status: 204 };
 }

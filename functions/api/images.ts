@@ -1,9 +1,13 @@
 /** The images resource: create, list, show, update (JSON-patch), delete, actions and tags. */
 import { NotFoundError } from '#core/errors';
+import { stagingKey } from '#core/image-import';
+import { freeImageData } from '#core/image-recovery';
 import { imagePath, renderImage, renderImageList } from '#core/image-view';
 import { buildLinks, parseListQuery } from '#core/list-query';
 import { parseReference } from '#core/references';
+import { serviceConfig } from '#shared/config';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
+import { logger } from '#shared/logger';
 import { getServices } from '#shared/services';
 
 const IMPORT_METHODS = 'glance-direct,web-download';
@@ -81,11 +85,18 @@ async function patchBody(request: ApiRequest, mediaType: string | undefined): Pr
 }
 
 async function remove(request: ApiRequest): Promise<ApiResponse> {
-  const { images, blobs } = getServices();
-  const deleted = await images.delete(request.principal, imageId(request));
-  // The record is already a tombstone, so nobody can read the blob any more; losing this delete
-  // leaves an unreachable object, never a visible inconsistency.
-  if (deleted.blob_key) await blobs.delete(deleted.blob_key).catch(() => undefined);
+  const { images, blobs, objects } = getServices();
+  const id = imageId(request);
+  const { image, lease } = await images.delete(request.principal, id);
+  // The record is already a tombstone, so nobody can read its data any more: a removal that fails
+  // leaves an unreachable object (logged), never a visible inconsistency. Mid-upload, the lease
+  // names the partial blob and its multipart upload; the upload itself then fails (410).
+  const config = serviceConfig();
+  await freeImageData(
+    { blobs, objects, stagingBucket: config.buckets.staging, stagingKey: stagingKey(id) },
+    image,
+    lease,
+  ).catch((error: unknown) => logger.warn('data of a deleted image not fully removed', { image: id, error }));
   return { status: 204 };
 }
 

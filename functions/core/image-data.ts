@@ -8,15 +8,15 @@ import { randomUUID } from 'node:crypto';
 import {
   BadRequestError,
   ConflictError,
-  GoneError,
-  type HangarError,
+  HangarError,
   NotFoundError,
   StaleWriteError,
   TooLargeError,
 } from './errors.ts';
 import { FormatInspector, inspectAndCheck } from './format-inspector.ts';
-import { type ImageRecord, isoSeconds } from './image.ts';
+import { FAILED_UPLOAD, type ImageRecord, isoSeconds } from './image.ts';
 import { downloadable, writable } from './image-access.ts';
+import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry } from './image-lease.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from './image-status.ts';
 import type { BlobStore, ImageRepository, StreamDigester } from './ports.ts';
 import type { Principal } from './principal.ts';
@@ -41,6 +41,8 @@ export class ImageDataService {
     private readonly digester: () => StreamDigester,
     private readonly sharedBlock: (size: number) => Buffer,
     private readonly clock: () => Date = () => new Date(),
+    /** HANGAR_LEASE_SECONDS: how long the upload's lease lasts without a heartbeat. */
+    private readonly leaseMs: number = 60_000,
   ) {}
 
   async upload(
@@ -59,8 +61,10 @@ export class ImageDataService {
       if (declared > options.sizeCap) throw sizeCapError(options.sizeCap);
     }
 
-    const saving = await this.startSaving(principal, id);
     const key = `images/${id}/${randomUUID()}`;
+    const holder = randomUUID();
+    const saving = await this.startSaving(principal, id, holder, key);
+    const heartbeat = new LeaseHeartbeat(this.repo, id, holder, this.leaseMs, this.clock).start();
     const digest = this.digester();
     const inspector = new FormatInspector();
     try {
@@ -76,12 +80,16 @@ export class ImageDataService {
         rechunk(body, BLOCK_SIZE, this.sharedBlock),
         {
           onBlock: async (block) => {
+            // Recovered or deleted meanwhile: stop writing bytes nobody will keep.
+            heartbeat.check();
             size += block.length;
             if (size > options.sizeCap) throw sizeCapError(options.sizeCap);
             if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
             inspector.update(block);
             await digest.update(block);
           },
+          // Named in the lease so a recovery or a DELETE can abort it.
+          onMultipartStart: (uploadId) => heartbeat.note({ multipart_upload_id: uploadId }),
         },
         length,
       );
@@ -92,7 +100,8 @@ export class ImageDataService {
       const decision = inspectAndCheck(inspection, saving.disk_format, {
         requireMatch: options.requireFormatMatch ?? true,
       });
-      return await this.activate(saving, {
+      await heartbeat.stop();
+      return await this.activate(saving, holder, {
         size,
         virtual_size: decision.virtualSize,
         checksum: digests.md5,
@@ -102,8 +111,13 @@ export class ImageDataService {
       });
     } catch (error) {
       digest.cancel();
+      await heartbeat.stop();
       await this.blobs.delete(key).catch(() => undefined);
-      await this.restoreQueued(id);
+      // A DELETE or a recovery meanwhile aborts the multipart upload under us: the store's own
+      // error (NoSuchUpload) is then not the caller's answer, the lost lease is (410 when deleted).
+      const lost = await this.lostLease(id, holder);
+      if (lost && !(error instanceof HangarError)) throw lost;
+      await this.restoreQueued(id, holder);
       throw error;
     }
   }
@@ -111,6 +125,7 @@ export class ImageDataService {
   /** saving -> active, re-applied if metadata changed meanwhile; fails if the image left `saving`. */
   private async activate(
     saving: ImageRecord,
+    holder: string,
     data: Pick<
       ImageRecord,
       'size' | 'virtual_size' | 'checksum' | 'os_hash_algo' | 'os_hash_value' | 'blob_key'
@@ -118,15 +133,16 @@ export class ImageDataService {
   ): Promise<ImageRecord> {
     let current = saving;
     for (let attempt = 0; attempt < 20; attempt++) {
-      // Glance answers 410 when the image was deleted while its data was being uploaded.
-      if (current.status === 'deleted')
-        throw new GoneError(
-          `Image ${current.id} could not be found after upload. The image may have been deleted during the upload.`,
-        );
+      // Glance answers 410 when the image was deleted while its data was being uploaded; an
+      // upload whose lease was recovered meanwhile must not activate either.
+      assertLeaseHeld(current, current.id, holder);
       if (current.status !== 'saving')
         throw new ConflictError(`Image ${current.id} changed status to ${current.status} during the upload`);
+      const active = transitionImage(current, 'active', this.clock());
+      const { [FAILED_UPLOAD]: _recovered, ...properties } = active.properties;
       const next: ImageRecord = {
-        ...transitionImage(current, 'active', this.clock()),
+        ...active,
+        properties,
         ...data,
         version: current.version + 1,
       };
@@ -148,11 +164,22 @@ export class ImageDataService {
    * the upload (Glance only requires the status to still be queued), so the transition is
    * re-applied to the fresh record; a concurrent upload that got there first makes it a 409.
    */
-  private async startSaving(principal: Principal, id: string): Promise<ImageRecord> {
+  private async startSaving(
+    principal: Principal,
+    id: string,
+    holder: string,
+    key: string,
+  ): Promise<ImageRecord> {
     for (let attempt = 1; ; attempt++) {
       const queued = writable(await this.repo.get(id), id, principal);
       requireFormatsForData(queued);
-      const next = { ...transitionImage(queued, 'saving', this.clock()), version: queued.version + 1 };
+      const now = this.clock();
+      // The lease is part of the same conditional write: no moment in `saving` without one.
+      const next: ImageRecord = {
+        ...transitionImage(queued, 'saving', now),
+        lease: { holder, kind: 'upload', expires_at: leaseExpiry(now, this.leaseMs), blob_key: key },
+        version: queued.version + 1,
+      };
       try {
         await this.repo.update(queued, next);
         return next;
@@ -164,13 +191,25 @@ export class ImageDataService {
     }
   }
 
-  /** Glance v2 puts a failed upload back to queued so it can be retried. */
-  private async restoreQueued(id: string): Promise<void> {
+  /** The error to answer when the upload no longer holds its lease, else undefined. */
+  private async lostLease(id: string, holder: string): Promise<HangarError | undefined> {
+    try {
+      assertLeaseHeld(await this.repo.get(id), id, holder);
+      return undefined;
+    } catch (error) {
+      if (error instanceof HangarError) return error;
+      throw error;
+    }
+  }
+
+  /** Glance v2 puts a failed upload back to queued so it can be retried (only while it holds the lease). */
+  private async restoreQueued(id: string, holder: string): Promise<void> {
     for (let attempt = 0; attempt < 20; attempt++) {
       const current = await this.repo.get(id);
-      if (current?.status !== 'saving') return;
+      if (current?.status !== 'saving' || current.lease?.holder !== holder) return;
+      const { lease: _released, ...rest } = current;
       const next: ImageRecord = {
-        ...current,
+        ...rest,
         status: 'queued',
         size: null,
         virtual_size: null,

@@ -28,9 +28,10 @@ import {
   type InspectionResult,
   inspectAndCheck,
 } from './format-inspector.ts';
-import type { ImageRecord } from './image.ts';
+import { FAILED_UPLOAD, type ImageRecord } from './image.ts';
 import { writable } from './image-access.ts';
 import { BLOCK_SIZE, rechunk } from './image-data.ts';
+import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry, leaseLostError } from './image-lease.ts';
 import { requireFormatsForData, transitionImage } from './image-status.ts';
 import type { ImagesService } from './images-service.ts';
 import type {
@@ -183,6 +184,8 @@ export interface ImportServiceDeps {
   requireFormatMatch?: boolean;
   taskTtlHours: number;
   uploadUrlSeconds: number;
+  /** HANGAR_LEASE_SECONDS, in milliseconds (default a minute). */
+  leaseMs?: number;
   clock?: () => Date;
 }
 
@@ -193,9 +196,11 @@ const MAX_UPLOAD_PARTS = 1000;
 
 export class ImportService {
   private readonly clock: () => Date;
+  private readonly leaseMs: number;
 
   constructor(private readonly deps: ImportServiceDeps) {
     this.clock = deps.clock ?? (() => new Date());
+    this.leaseMs = deps.leaseMs ?? 60_000;
   }
 
   private formatCheck(): FormatCheckOptions {
@@ -210,36 +215,71 @@ export class ImportService {
     principal: Principal,
     id: string,
     body: AsyncIterable<Buffer>,
-    options: { declaredSize?: string },
+    /** contentLength: the request's, when the body is not chunked (one streamed PUT, no parts). */
+    options: { declaredSize?: string; contentLength?: string },
   ): Promise<void> {
     const declared = parseDeclaredSize(options.declaredSize, this.deps.sizeCap);
+    const key = stagingKey(id);
+    const holder = randomUUID();
     await this.deps.images.mutate(principal, id, (current) => {
       if (current.properties[IMPORT_LOCK])
         throw new ConflictError(`Image ${id} has an import in progress; it cannot be staged now.`);
-      return transitionImage(current, 'uploading', this.clock());
+      const now = this.clock();
+      return {
+        ...transitionImage(current, 'uploading', now),
+        lease: {
+          holder,
+          kind: 'stage',
+          expires_at: leaseExpiry(now, this.leaseMs),
+          source: { bucket: this.deps.stagingBucket, key },
+        },
+      };
     });
-    const key = stagingKey(id);
+    const heartbeat = new LeaseHeartbeat(this.deps.repo, id, holder, this.leaseMs, this.clock).start();
     let size = 0;
     try {
       // A stage that died before its clean-up may have left an object behind.
       await this.deps.staging.delete(key);
-      await this.deps.staging.put(key, rechunk(body, BLOCK_SIZE, this.deps.sharedBlock), {
-        onBlock: (block) => {
-          size += block.length;
-          if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
-          if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
+      const length =
+        options.contentLength !== undefined && /^\d+$/.test(options.contentLength)
+          ? Number(options.contentLength)
+          : undefined;
+      await this.deps.staging.put(
+        key,
+        rechunk(body, BLOCK_SIZE, this.deps.sharedBlock),
+        {
+          onBlock: (block) => {
+            heartbeat.check();
+            size += block.length;
+            if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
+            if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
+          },
         },
-      });
-      if (declared !== undefined && size !== declared) throw sizeMismatch(declared, size);
-      // Glance shows the staged size while the image is uploading (transcript #210).
-      await this.deps.images.mutate(SYSTEM, id, (current) =>
-        current.status === 'uploading' ? { ...current, size, updated_at: isoNow(this.clock()) } : null,
+        length,
       );
+      if (declared !== undefined && size !== declared) throw sizeMismatch(declared, size);
+      await heartbeat.stop();
+      // Glance shows the staged size while the image is uploading (transcript #210). The data is
+      // complete: the lease ends, and the image waits in `uploading` for POST /import, as in Glance.
+      await this.deps.images.mutate(SYSTEM, id, (current) => {
+        assertLeaseHeld(current, id, holder);
+        const { lease: _done, ...rest } = current;
+        const { [FAILED_UPLOAD]: _cleared, ...properties } = rest.properties;
+        return { ...rest, properties, size, updated_at: isoNow(this.clock()) };
+      });
     } catch (error) {
+      await heartbeat.stop();
       await this.deps.staging.delete(key).catch(() => undefined);
+      // Recovered or deleted under us: that is the answer, not whatever the store then said.
+      if (!(error instanceof HangarError)) {
+        const fresh = await this.deps.repo.get(id).catch(() => undefined);
+        if (fresh !== undefined && fresh?.lease?.holder !== holder) throw leaseLostError(id, fresh?.status);
+      }
       await this.deps.images
         .mutate(SYSTEM, id, (current) =>
-          current.status === 'uploading' && !current.properties[IMPORT_LOCK]
+          current.status === 'uploading' &&
+          !current.properties[IMPORT_LOCK] &&
+          current.lease?.holder === holder
             ? transitionImage(current, 'queued', this.clock())
             : null,
         )
@@ -278,7 +318,7 @@ export class ImportService {
       },
       this.clock(),
     );
-    await this.lock(principal, id, task.id, (current) => assertImportable(current, method.name));
+    await this.lock(principal, id, task.id, source, (current) => assertImportable(current, method.name));
     return this.launch(task, source);
   }
 
@@ -300,8 +340,11 @@ export class ImportService {
       },
       this.clock(),
     );
-    await this.lock(principal, image.id, task.id, (current) => assertImportable(current, 'web-download'));
-    return this.launch(task, { kind: 'url', uri: uri as string });
+    const source: ImportSource = { kind: 'url', uri: uri as string };
+    await this.lock(principal, image.id, task.id, source, (current) =>
+      assertImportable(current, 'web-download'),
+    );
+    return this.launch(task, source);
   }
 
   private async vetUri(uri: unknown, what: string): Promise<void> {
@@ -356,7 +399,7 @@ export class ImportService {
       }
       const image = await this.deps.repo.get(imageId);
       owner = image?.owner ?? owner;
-      await this.lock(SYSTEM, imageId, marker.taskId, (current) => {
+      await this.lock(SYSTEM, imageId, marker.taskId, source, (current) => {
         if (current.status !== 'queued')
           throw new ConflictError(`Image with status ${current.status} cannot be target for import`);
         requireFormatsForData(current);
@@ -499,6 +542,7 @@ export class ImportService {
     principal: Principal,
     id: string,
     taskId: string,
+    source: ImportSource,
     check: (image: ImageRecord) => void,
   ): Promise<void> {
     const image = writable(await this.deps.repo.get(id), id, principal);
@@ -510,10 +554,21 @@ export class ImportService {
       if (held === taskId) return null;
       if (held && held !== stale) throw new ImportLocked(id, held);
       check(current);
+      // The lease starts with the lock: a crash before the state machine runs is recovered too.
+      const now = this.clock();
       return {
         ...current,
         properties: { ...current.properties, [IMPORT_LOCK]: taskId },
-        updated_at: isoNow(this.clock()),
+        updated_at: isoNow(now),
+        lease: {
+          holder: taskId,
+          kind: 'import',
+          task_id: taskId,
+          expires_at: leaseExpiry(now, this.leaseMs),
+          ...(source.kind === 's3' && source.delete
+            ? { source: { bucket: source.bucket, key: source.key } }
+            : {}),
+        },
       };
     });
   }
@@ -548,9 +603,19 @@ export class ImportService {
     await this.advance(input.task_id, 'processing');
     await this.deps.images.mutate(SYSTEM, input.image_id, (current) => {
       assertLockedBy(current, input.task_id);
-      if (current.status === 'importing') return null;
-      return transitionImage(current, 'importing', this.clock());
+      const now = this.clock();
+      const moved = current.status === 'importing' ? current : transitionImage(current, 'importing', now);
+      return { ...moved, lease: this.importLease(current, input.task_id, now) };
     });
+  }
+
+  /** The import's lease, renewed (or taken, on a record locked before leases existed). */
+  private importLease(image: ImageRecord, taskId: string, now: Date) {
+    const lease =
+      image.lease?.holder === taskId
+        ? image.lease
+        : { holder: taskId, kind: 'import' as const, task_id: taskId };
+    return { ...lease, expires_at: leaseExpiry(now, this.leaseMs) };
   }
 
   /**
@@ -566,9 +631,18 @@ export class ImportService {
     if (image.status !== 'importing')
       throw new ConflictError(`Image ${image.id} changed status to ${image.status} during the import`);
     const key = `images/${image.id}/${randomUUID()}`;
-    return input.source.kind === 's3'
-      ? this.copyObject(image, input.source, key)
-      : this.download(image, input.source.uri, key);
+    const heartbeat = new LeaseHeartbeat(this.deps.repo, image.id, input.task_id, this.leaseMs, this.clock);
+    // Names the new object in the lease before a byte of it exists: a recovery removes it.
+    await heartbeat.note({ blob_key: key });
+    heartbeat.check();
+    heartbeat.start();
+    try {
+      return input.source.kind === 's3'
+        ? await this.copyObject(image, input.source, key, heartbeat)
+        : await this.download(image, input.source.uri, key, heartbeat);
+    } finally {
+      await heartbeat.stop();
+    }
   }
 
   /**
@@ -576,7 +650,12 @@ export class ImportService {
    * then that copy, which nobody else can write, is read once: what is hashed and inspected is
    * exactly what the image will serve, whatever happens to the upload meanwhile.
    */
-  private async copyObject(image: ImageRecord, source: ObjectRef, key: string): Promise<CopyResult> {
+  private async copyObject(
+    image: ImageRecord,
+    source: ObjectRef,
+    key: string,
+    heartbeat: LeaseHeartbeat,
+  ): Promise<CopyResult> {
     const head = await this.deps.objects.head(source);
     if (!head) throw new NotFoundError(`The uploaded object ${source.key} no longer exists.`);
     if (head.size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
@@ -589,6 +668,7 @@ export class ImportService {
       opened = await this.deps.objects.open(stored);
       let size = 0;
       for await (const block of rechunk(opened.body, BLOCK_SIZE, this.deps.sharedBlock)) {
+        heartbeat.check();
         size += block.length;
         inspector.update(block);
         await digest.update(block);
@@ -606,7 +686,12 @@ export class ImportService {
     }
   }
 
-  private async download(image: ImageRecord, uri: string, key: string): Promise<CopyResult> {
+  private async download(
+    image: ImageRecord,
+    uri: string,
+    key: string,
+    heartbeat: LeaseHeartbeat,
+  ): Promise<CopyResult> {
     let fetched: Awaited<ReturnType<WebFetcher['open']>>;
     try {
       fetched = await this.deps.fetcher.open(uri);
@@ -623,14 +708,22 @@ export class ImportService {
     const inspector = new FormatInspector();
     let size = 0;
     try {
-      await this.deps.blobs.put(key, rechunk(fetched.body, BLOCK_SIZE, this.deps.sharedBlock), {
-        onBlock: async (block) => {
-          size += block.length;
-          if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
-          inspector.update(block);
-          await digest.update(block);
+      await this.deps.blobs.put(
+        key,
+        rechunk(fetched.body, BLOCK_SIZE, this.deps.sharedBlock),
+        {
+          onBlock: async (block) => {
+            heartbeat.check();
+            size += block.length;
+            if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
+            inspector.update(block);
+            await digest.update(block);
+          },
+          onMultipartStart: (uploadId) => heartbeat.note({ multipart_upload_id: uploadId }),
         },
-      });
+        // The server's Content-Length (the fetcher holds it to it): one streamed PUT, no parts.
+        fetched.size,
+      );
       const digests = await digest.finish();
       const inspection = inspector.finish();
       const decision = inspectAndCheck(inspection, image.disk_format, this.formatCheck());
@@ -705,7 +798,8 @@ export class ImportService {
             [IMPORTING_TO_STORES]: '',
           };
           delete properties[IMPORT_LOCK];
-          return { ...next, properties };
+          const { lease: _released, ...rest } = next;
+          return { ...rest, properties };
         })
         .catch((error: unknown) => {
           // The image was deleted meanwhile: nothing to restore.

@@ -3,7 +3,7 @@
  * handlers share: data needs formats, deactivate/reactivate, delete, download of deactivated images.
  */
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from './errors.ts';
-import { type ImageRecord, type ImageStatus, isoSeconds } from './image.ts';
+import { type ImageRecord, type ImageStatus, isoSeconds, LEASED_STATUSES } from './image.ts';
 import type { Principal } from './principal.ts';
 
 export const VALID_TRANSITIONS: Readonly<Record<ImageStatus, readonly ImageStatus[]>> = {
@@ -51,6 +51,8 @@ export function transitionImage(image: ImageRecord, to: ImageStatus, now: Date):
   )
     requireFormatsForData(image);
   const next: ImageRecord = { ...image, status: to, updated_at: isoSeconds(now) };
+  // A lease only means something while bytes are in flight; whatever ends that ends the lease.
+  if (!LEASED_STATUSES.has(to)) delete next.lease;
   if (to === 'queued') {
     next.size = null;
     next.virtual_size = null;

@@ -76,7 +76,47 @@ export interface ImageRecord {
    * listing index need no second read. Never shown to clients (members have their own resource).
    */
   member_statuses?: Array<[member: string, status: MemberStatus]>;
+  /**
+   * Held while bytes are being written for the image (an upload, a stage or an import): set in
+   * the write that moves it to saving/uploading/importing, renewed by the holder's heartbeat, and
+   * gone with any other status. A lease past `expires_at` means its holder died: the recovery
+   * (core/image-recovery.ts) removes what it names and puts the image back to queued. Never
+   * shown to clients.
+   */
+  lease?: ImageLease;
 }
+
+export const LEASE_KINDS = ['upload', 'stage', 'import'] as const;
+export type LeaseKind = (typeof LEASE_KINDS)[number];
+
+export interface ImageLease {
+  /** One upload or stage attempt (a random id), or the import task holding the import lock. */
+  holder: string;
+  kind: LeaseKind;
+  /** ISO 8601 with milliseconds: when the lease lapses unless renewed. */
+  expires_at: string;
+  /** The object being written in the images bucket, once its key is chosen. */
+  blob_key?: string;
+  /** The multipart upload of `blob_key`, once S3 gave its id. */
+  multipart_upload_id?: string;
+  /**
+   * An object the holder consumes or writes outside the images bucket (the staging object of a
+   * stage, an import's S3 source), removed on recovery as a failed import removes it.
+   */
+  source?: { bucket: string; key: string };
+  /** The import task to fail when the lease is recovered. */
+  task_id?: string;
+}
+
+/**
+ * Why the last upload or stage of a queued image did not complete (its server died mid-way, see
+ * core/image-recovery.ts); removed by the next successful upload. Reserved, like every os_glance_*
+ * key; imports report in Glance's own os_glance_failed_import instead.
+ */
+export const FAILED_UPLOAD = 'os_glance_failed_upload';
+
+/** Statuses in which bytes are in flight, so a lease may be held. */
+export const LEASED_STATUSES: ReadonlySet<ImageStatus> = new Set(['saving', 'uploading', 'importing']);
 
 /** Base properties: always present in the API view, and never removable by PATCH. */
 export const BASE_PROPERTIES = [

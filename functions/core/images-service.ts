@@ -4,7 +4,7 @@
  * concurrent PATCHes both land and neither is lost.
  */
 import { BadRequestError, ForbiddenError, NotFoundError, StaleWriteError } from './errors.ts';
-import { type AllowedFormats, GLANCE_FORMATS, type ImageRecord } from './image.ts';
+import { type AllowedFormats, GLANCE_FORMATS, type ImageLease, type ImageRecord } from './image.ts';
 import { listScopes, matchesVisibility, readable, writable } from './image-access.ts';
 import { parseCreateRequest } from './image-create.ts';
 import { applyPatch } from './image-patch.ts';
@@ -126,10 +126,22 @@ export class ImagesService {
     );
   }
 
-  async delete(principal: Principal, id: string): Promise<ImageRecord> {
+  /**
+   * The tombstone, and the lease the image held when it was deleted (an upload or import in
+   * flight): the caller frees what it names (core/image-recovery.ts, freeImageData).
+   */
+  async delete(
+    principal: Principal,
+    id: string,
+  ): Promise<{ image: ImageRecord; lease: ImageLease | undefined }> {
     const image = await this.repo.get(id);
     if (!image || image.status === 'deleted') throw new NotFoundError(`Failed to find image ${id} to delete`);
-    return this.mutate(principal, id, (current) => deleteImage(current, this.clock()));
+    let lease: ImageLease | undefined;
+    const deleted = await this.mutate(principal, id, (current) => {
+      lease = current.lease;
+      return deleteImage(current, this.clock());
+    });
+    return { image: deleted, lease };
   }
 
   deactivate(principal: Principal, id: string): Promise<ImageRecord> {

@@ -36,6 +36,12 @@ export interface ImageRepository {
   list(spec: ImageListSpec): Promise<ImageRecord[]>;
 }
 
+/** Images holding a lease (core/image-lease.ts), earliest expiry first: the sweep's Query, no Scan. */
+export interface LeaseIndex {
+  /** Up to `limit` images whose lease expires at or before `before` (every lease when null). */
+  expiredLeases(before: Date | null, limit: number): Promise<ImageRecord[]>;
+}
+
 export interface BlobStore {
   /** Streams `source` to a new object; never overwrites an existing one. */
   /** `expectedSize`, when the caller knows it, lets the store send one streamed PUT instead of parts. */
@@ -49,11 +55,17 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   exists(key: string): Promise<boolean>;
   presignedGet(key: string, expiresSeconds: number): Promise<string>;
+  /** Aborts a multipart upload of `key`; one that is already gone is not an error. */
+  abortMultipart(key: string, uploadId: string): Promise<void>;
+  /** Deletes every object whose key starts with `prefix`; returns how many. */
+  deletePrefix(prefix: string): Promise<number>;
 }
 
 export interface BlobPutHooks {
   /** Sees every block, in order, exactly once, before it is sent (hashing, size checks). */
   onBlock(block: Buffer): Promise<void> | void;
+  /** Called once when the store starts a multipart upload for the object, with S3's id. */
+  onMultipartStart?(uploadId: string): Promise<void> | void;
 }
 
 /** md5 + sha512 of a byte stream, fed block by block (the adapter hashes on worker threads). */

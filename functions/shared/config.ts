@@ -93,6 +93,14 @@ const ServiceConfigSchema = z.object({
   HANGAR_MULTIPART_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(3600),
   /** The sweep aborts multipart uploads initiated longer ago than this (keep it above the upload URL lifetime). */
   HANGAR_MULTIPART_MAX_AGE_SECONDS: z.coerce.number().int().min(0).default(86_400),
+  /**
+   * How long an upload's, stage's or import's lease on its image lasts without a heartbeat (the
+   * holder renews it every third of this). A lease this old means its server died: the lease
+   * sweep puts the image back to queued and removes the partial bytes.
+   */
+  HANGAR_LEASE_SECONDS: z.coerce.number().int().min(3).max(86_400).default(60),
+  /** The embedded runner's lease sweep period (0: start-up only). On AWS: leaseSweepMinutes. */
+  HANGAR_LEASE_SWEEP_SECONDS: z.coerce.number().int().min(0).max(2_147_483).default(60),
 });
 
 export type ServiceConfig = {
@@ -137,6 +145,8 @@ export type ServiceConfig = {
   retentionSweepSeconds: number;
   multipartSweepSeconds: number;
   multipartMaxAgeSeconds: number;
+  leaseSeconds: number;
+  leaseSweepSeconds: number;
 };
 
 let cached: ServiceConfig | undefined;
@@ -199,6 +209,8 @@ export function serviceConfig(): ServiceConfig {
     retentionSweepSeconds: env.HANGAR_RETENTION_SWEEP_SECONDS,
     multipartSweepSeconds: env.HANGAR_MULTIPART_SWEEP_SECONDS,
     multipartMaxAgeSeconds: env.HANGAR_MULTIPART_MAX_AGE_SECONDS,
+    leaseSeconds: env.HANGAR_LEASE_SECONDS,
+    leaseSweepSeconds: env.HANGAR_LEASE_SWEEP_SECONDS,
   };
   return cached;
 }

@@ -4,9 +4,12 @@ import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
 import { DynamoInstanceRepository } from '#adapters/dynamo-instance-repository';
 import { DynamoMetadefRepository } from '#adapters/dynamo-metadef-repository';
 import { DynamoReferenceRepository } from '#adapters/dynamo-reference-repository';
+import { DynamoTaskRepository } from '#adapters/dynamo-task-repository';
 import { S3BlobStore } from '#adapters/s3-blob-store';
+import { S3ObjectStore } from '#adapters/s3-objects';
 import { ImageDataService } from '#core/image-data';
 import { MembersService } from '#core/image-members';
+import { LeaseRecovery } from '#core/image-recovery';
 import { ImagesService } from '#core/images-service';
 import { HANGAR_METADEF_SEED } from '#core/metadef-seeds';
 import { MetadefsService } from '#core/metadefs';
@@ -18,6 +21,8 @@ let services:
       images: ImagesService;
       imageData: ImageDataService;
       blobs: S3BlobStore;
+      objects: S3ObjectStore;
+      recovery: LeaseRecovery;
       references: ReferencesService;
       members: MembersService;
     }
@@ -33,6 +38,7 @@ export function getServices() {
   if (services && builtFor === config) return services;
   const repo = new DynamoImageRepository();
   const blobs = new S3BlobStore(config.buckets.images);
+  const objects = new S3ObjectStore();
   const images = new ImagesService(
     repo,
     config.quotas,
@@ -43,9 +49,25 @@ export function getServices() {
   services = {
     images,
     references: new ReferencesService(new DynamoReferenceRepository(), images, imageUsage),
-    imageData: new ImageDataService(repo, blobs, () => new DigestJob(), DigestJob.sharedBlock),
+    imageData: new ImageDataService(
+      repo,
+      blobs,
+      () => new DigestJob(),
+      DigestJob.sharedBlock,
+      () => new Date(),
+      config.leaseSeconds * 1000,
+    ),
     members: new MembersService(repo, config.quotas),
     blobs,
+    objects,
+    recovery: new LeaseRecovery({
+      repo,
+      leases: repo,
+      tasks: new DynamoTaskRepository(),
+      blobs,
+      objects,
+      taskTtlHours: config.taskTimeToLiveHours,
+    }),
   };
   builtFor = config;
   return services;

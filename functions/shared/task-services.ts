@@ -67,6 +67,7 @@ export function getTaskServices(): TaskServices {
       requireFormatMatch: config.imageFormats.requireMatch,
       taskTtlHours: config.taskTimeToLiveHours,
       uploadUrlSeconds: config.uploadUrlSeconds,
+      leaseMs: config.leaseSeconds * 1000,
     }),
     exports: new ExportService({
       repo,

@@ -92,11 +92,12 @@ export const S3_TRIGGERS = [
 ] as const;
 
 /** The deployment setting (infra/config.ts) that gives a schedule's period in minutes. */
-export type ScheduleRate = 'retentionSweepMinutes';
+export type ScheduleRate = 'retentionSweepMinutes' | 'leaseSweepMinutes';
 
 /**
  * Functions run on a schedule rather than by a request or an event: an EventBridge rate rule on
- * AWS, a timer in the embedded runner (local/backend.ts, HANGAR_RETENTION_SWEEP_SECONDS).
+ * AWS, a timer in the embedded runner (local/backend.ts, HANGAR_RETENTION_SWEEP_SECONDS and
+ * HANGAR_LEASE_SWEEP_SECONDS).
  */
 export interface ScheduleSpec {
   readonly module: string;
@@ -105,4 +106,5 @@ export interface ScheduleSpec {
 
 export const SCHEDULES = [
   { module: 'functions/triggers/retention-sweep.ts', rate: 'retentionSweepMinutes' },
+  { module: 'functions/triggers/lease-sweep.ts', rate: 'leaseSweepMinutes' },
 ] as const satisfies readonly ScheduleSpec[];

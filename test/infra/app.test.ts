@@ -12,8 +12,16 @@ import { SETTINGS } from '../../infra/config.ts';
 import { CONTAINER_DOCKERFILE } from '../../infra/constructs/container-function.ts';
 import { API_ACCESS, apiAccess, apiModules, BUCKETS, writesImages } from '../../infra/declarations.ts';
 import { repoPath, STATE_MACHINES_DIR } from '../../infra/paths.ts';
-import { assertFunctionGrants, assertNagClean, assertWorkflowsWired } from './expectations.ts';
-import { logicalId, resources, type Statement, type Synthesized, synthHangar } from './synth.ts';
+import { assertFunctionGrants, assertNagClean, assertWorkflowsWired, labels } from './expectations.ts';
+import {
+  grants,
+  logicalId,
+  resources,
+  type Statement,
+  type Synthesized,
+  statementsOfRole,
+  synthHangar,
+} from './synth.ts';
 
 let synth: Synthesized;
 
@@ -331,7 +339,7 @@ describe('S3 triggers', () => {
 });
 
 describe('schedules', () => {
-  it('runs each scheduled function from an EventBridge rule, hourly by default, and only from it', () => {
+  it('runs each scheduled function from an EventBridge rule, at its default rate, and only from it', () => {
     // Prepare
     const app = resources(synth.application);
     const scheduled = synth.hangar.inventory.functions.filter((f) => f.kind === 'schedule');
@@ -339,6 +347,12 @@ describe('schedules', () => {
     // Assess
     expect(scheduled.map((f) => f.key)).toEqual(SCHEDULES.map((s) => s.module));
     expect(scheduled.map((f) => f.key)).toContain('functions/triggers/retention-sweep.ts');
+    expect(scheduled.map((f) => f.key)).toContain('functions/triggers/lease-sweep.ts');
+    // Retention hourly; leases (a minute long) every five minutes, so a dead upload is soon recovered.
+    const defaults: Record<string, string> = {
+      'functions/triggers/retention-sweep.ts': 'rate(1 hour)',
+      'functions/triggers/lease-sweep.ts': 'rate(5 minutes)',
+    };
     for (const schedule of SCHEDULES) {
       const fnId = logicalId(synth.hangar.application.functions[schedule.module] ?? synth.hangar.application);
       const ruleId = logicalId(
@@ -347,7 +361,7 @@ describe('schedules', () => {
       const rule = app[ruleId];
       expect(rule?.Type, schedule.module).toBe('AWS::Events::Rule');
       expect(rule?.Properties, schedule.module).toMatchObject({
-        ScheduleExpression: 'rate(1 hour)',
+        ScheduleExpression: defaults[schedule.module],
         State: 'ENABLED',
       });
       const targets = (rule?.Properties?.Targets ?? []) as Array<{ Arn: unknown }>;
@@ -360,9 +374,35 @@ describe('schedules', () => {
       );
       expect(permissions.map((p) => p.Properties?.Principal)).toEqual(['events.amazonaws.com']);
       expect(JSON.stringify(permissions[0]?.Properties?.SourceArn)).toContain(ruleId);
-      // A sweep walks every name in turn: more time than a request's 29 s.
+      // A sweep walks every name (or lease) in turn: more time than a request's 29 s.
       expect(app[fnId]?.Properties?.Timeout, schedule.module).toBe(300);
     }
+  });
+});
+
+describe('lease sweep', () => {
+  it('may recover leases and free what they name, nothing more: no Scan, no reads of image data', () => {
+    // Prepare
+    const fn = synth.hangar.application.functions['functions/triggers/lease-sweep.ts'];
+    const role = resources(synth.application)[logicalId(fn ?? synth.hangar.application)]?.Properties?.Role;
+
+    // Act
+    const actual = grants(statementsOfRole(synth.application, role), labels(synth));
+
+    // Assess
+    expect(actual).toEqual(
+      expect.arrayContaining([
+        'dynamodb:Query@table/index/*',
+        'dynamodb:BatchWriteItem@table',
+        's3:AbortMultipartUpload@bucket:images/images/*',
+        's3:DeleteObject@bucket:images/images/*',
+        's3:DeleteObject@bucket:staging/*',
+        's3:DeleteObject@bucket:uploads/*',
+      ]),
+    );
+    expect(
+      actual.filter((g) => ['dynamodb:Scan', 's3:GetObject', 's3:PutObject'].some((a) => g.startsWith(a))),
+    ).toEqual([]);
   });
 });
 

@@ -302,7 +302,12 @@ describe('settings that cannot work', () => {
     );
     expect(readConfig(node({}), { HANGAR_RETENTION_SWEEP_MINUTES: '5' }).schedules).toEqual({
       retentionSweepMinutes: 5,
+      leaseSweepMinutes: 5,
     });
+    expect(() => readConfig(node({ leaseSweepMinutes: 0 }), {})).toThrow(
+      /leaseSweepMinutes \(or HANGAR_LEASE_SWEEP_MINUTES\) must be an integer >= 1/,
+    );
+    expect(readConfig(node({ leaseSweepMinutes: 2 }), {}).schedules.leaseSweepMinutes).toBe(2);
     // The environment is the fallback for every setting.
     expect(
       readConfig(node({}), { HANGAR_DEPLOY_AUTH_MODE: 'tokens', HANGAR_STACK_PREFIX: 'Dev' }),
