@@ -2,7 +2,7 @@
  * A bounded fuzz of the whole HTTP API against a real backend: a few hundred generated requests
  * (every route, with ids, markers, query strings, headers and bodies drawn by fast-check, most
  * of them malformed) and some raw malformed HTTP over node:net. Not one may answer 5xx.
- * The seed is printed on failure; HANGAR_FUZZ_SEED replays a run.
+ * The seed is printed on failure; HANGAR_FUZZ_SEED replays a run, HANGAR_FUZZ_REQUESTS makes it longer.
  */
 import { connect } from 'node:net';
 import fc from 'fast-check';
@@ -11,7 +11,7 @@ import { ROUTES } from '#api/routes';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { ImagesApi } from '../helpers/images.ts';
 
-const HTTP_REQUESTS = 500;
+const HTTP_REQUESTS = Number(process.env.HANGAR_FUZZ_REQUESTS ?? 500);
 const RAW_REQUESTS = 100;
 const PARALLEL = 4;
 const SEED = Number(process.env.HANGAR_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -144,16 +144,43 @@ const body = fc.oneof(
   fc.constantFrom('{', '[1,', '{"name": "\\ud800"}', 'null', '"x"', '{"__proto__": {"x": 1}}'),
 );
 
+/** The routes whose parsers take the most client input get drawn more often. */
+const FOCUS = ROUTES.filter((r) =>
+  [
+    'PATCH /v2/images/{image_id}',
+    'GET /v2/images',
+    'POST /v2/images',
+    'GET /v2/images/{image_id}/file',
+    'POST /v2/images/{image_id}/members',
+    'PUT /v2/images/{image_id}/members/{member_id}',
+    'POST /v2/images/{image_id}/import',
+    'POST /v1/instances',
+    'POST /v1/references',
+    'POST /v1/references/{ref}/move',
+  ].includes(`${r.method} ${r.path}`),
+);
+
 const request = fc.record({
-  route: fc.constantFrom(...ROUTES),
+  route: fc.oneof(
+    { weight: 1, arbitrary: fc.constantFrom(...ROUTES) },
+    { weight: 1, arbitrary: fc.constantFrom(...FOCUS) },
+  ),
   method: fc.oneof(
     { weight: 8, arbitrary: fc.constant('') },
     { weight: 1, arbitrary: fc.constantFrom('OPTIONS', 'PUT', 'POST', 'PATCH', 'DELETE') },
   ),
   params: fc.array(paramValue, { minLength: 3, maxLength: 3 }),
   query: queryString,
-  persona: fc.constantFrom('alice', 'bob', 'admin', 'host', 'none', 'bogus'),
+  persona: fc.oneof(
+    { weight: 4, arbitrary: fc.constant('alice' as const) },
+    { weight: 3, arbitrary: fc.constant('admin' as const) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom('bob' as const, 'host' as const, 'none' as const, 'bogus' as const),
+    },
+  ),
   contentType: fc.oneof(
+    { weight: 3, arbitrary: fc.constant('@route') },
     fc.constantFrom(
       'application/json',
       'application/openstack-images-v2.1-json-patch',
@@ -195,7 +222,14 @@ async function send(g: Generated): Promise<{ status: number; what: string }> {
   const headers: Record<string, string> = { ...g.extra };
   const token = tokenOf(g.persona);
   if (token) headers['x-auth-token'] = token;
-  if (g.contentType !== undefined) headers['content-type'] = g.contentType;
+  if (g.contentType === '@route')
+    headers['content-type'] =
+      method === 'PATCH'
+        ? 'application/openstack-images-v2.1-json-patch'
+        : /\/(file|stage)$/.test(g.route.path)
+          ? 'application/octet-stream'
+          : 'application/json';
+  else if (g.contentType !== undefined) headers['content-type'] = g.contentType;
   if (g.accept !== undefined) headers.accept = g.accept;
   const sendsBody = method !== 'GET' && method !== 'HEAD' && g.body !== undefined;
   const what = `${method} ${path.slice(0, 120)} ${JSON.stringify(headers).slice(0, 200)} body=${String(g.body).slice(0, 80)}`;
@@ -267,6 +301,11 @@ describe(`fuzz: generated requests against a real backend (seed ${SEED})`, () =>
     const results: Array<{ status: number; what: string }> = [];
     for (let i = 0; i < generated.length; i += PARALLEL)
       results.push(...(await Promise.all(generated.slice(i, i + PARALLEL).map(send))));
+    if (process.env.HANGAR_FUZZ_HISTOGRAM) {
+      const histogram = new Map<number, number>();
+      for (const { status } of results) histogram.set(status, (histogram.get(status) ?? 0) + 1);
+      console.log('statuses', JSON.stringify([...histogram].sort((a, b) => a[0] - b[0])));
+    }
     const failures = results
       .filter((r) => r.status >= 500 || r.status < 0)
       .map((r) => `${r.status} ${r.what}`);
