@@ -51,6 +51,14 @@ export const RETIRED_AT_PROPERTY = 'hangar_retired_at';
 
 const iso = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
 
+/** Namespaces are project ids (or `public`); Glance caps those at 255 characters. */
+const MAX_NAMESPACE = 255;
+
+function checkNamespace(namespace: string | undefined): void {
+  if (namespace !== undefined && namespace.length > MAX_NAMESPACE)
+    throw new BadRequestError(`Invalid namespace: at most ${MAX_NAMESPACE} characters are allowed.`);
+}
+
 export class ReferencesService {
   constructor(
     private readonly repo: ReferenceRepository,
@@ -61,6 +69,7 @@ export class ReferencesService {
 
   /** The namespace a write addresses: the caller's project, or `public` for admins who ask. */
   private writeNamespace(principal: Principal, requested: string | undefined): string {
+    checkNamespace(requested);
     if (requested === undefined || requested === principal.project) return principal.project;
     if (!principal.isAdmin)
       throw new ForbiddenError(`Only admins may change references in namespace '${requested}'.`);
@@ -136,6 +145,7 @@ export class ReferencesService {
   }
 
   private async find(principal: Principal, ref: ReferenceName, namespace?: string): Promise<ReferenceRecord> {
+    checkNamespace(namespace);
     const namespaces = namespace !== undefined ? [namespace] : [principal.project, PUBLIC_NAMESPACE];
     if (
       namespace !== undefined &&
@@ -157,6 +167,7 @@ export class ReferencesService {
 
   async list(principal: Principal, namespace?: string, name?: string): Promise<ReferenceRecord[]> {
     if (name !== undefined) validateName(name);
+    checkNamespace(namespace);
     const ns = namespace ?? principal.project;
     if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin) return [];
     return this.repo.list(ns, name);
@@ -230,6 +241,7 @@ export class ReferencesService {
 
   async history(principal: Principal, text: string, namespace?: string): Promise<HistoryEntry[]> {
     const parsed = parseReference(text);
+    checkNamespace(namespace);
     const current = await this.find(principal, parsed, namespace).catch(() => undefined);
     const ns = current?.namespace ?? namespace ?? principal.project;
     if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin)
@@ -257,6 +269,7 @@ export class ReferencesService {
 
   async getPolicy(principal: Principal, name: string, namespace?: string): Promise<RetentionPolicy | null> {
     validateName(name);
+    checkNamespace(namespace);
     const ns = namespace ?? principal.project;
     if (ns !== principal.project && ns !== PUBLIC_NAMESPACE && !principal.isAdmin) return null;
     return this.repo.getPolicy(ns, name);

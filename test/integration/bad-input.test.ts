@@ -129,6 +129,26 @@ describe('ids and markers that cannot exist', () => {
   });
 });
 
+describe('namespaces too long to be a project', () => {
+  it('answers an admin naming a 3,000-character namespace with 400, on reads and writes', async () => {
+    const ns = 'n'.repeat(3000);
+    const cases: Array<[string, string, object?]> = [
+      ['GET', `/v1/references?namespace=${ns}`],
+      ['GET', `/v1/references/x:y?namespace=${ns}`],
+      ['GET', `/v1/references/x:y/history?namespace=${ns}`],
+      ['GET', `/v1/names/x/retention?namespace=${ns}`],
+      ['PUT', `/v1/names/x/retention?namespace=${ns}`, { keep: 1, grace_seconds: 0 }],
+      ['POST', '/v1/references', { reference: 'x:y', image_id: image.id, namespace: ns }],
+    ];
+    for (const [method, path, body] of cases) {
+      const response = await t.request(method, path, { token: t.tokens.admin, ...(body ? { body } : {}) });
+      expect(`${method} ${path.slice(0, 40)}: ${response.status}`).toBe(
+        `${method} ${path.slice(0, 40)}: 400`,
+      );
+    }
+  });
+});
+
 describe('deeply nested JSON', () => {
   const deepArray = `${'['.repeat(2500)}${']'.repeat(2500)}`;
   const deepObject = `${'{"a":'.repeat(2500)}1${'}'.repeat(2500)}`;
