@@ -17,7 +17,7 @@ export interface StaleRetryOptions {
 /** Inside an API Lambda's 29 s timeout; a record contended for this long is a hot spot. */
 export const STALE_RETRY_BUDGET_MS = 20_000;
 const BASE_DELAY_MS = 2;
-const MAX_DELAY_MS = 500;
+const MAX_DELAY_MS = 1000;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
