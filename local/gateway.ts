@@ -5,8 +5,15 @@
  * side channels of functions/shared/streams.ts in both directions.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { type HttpMethod, matchRoute, ROUTES, type RouteSpec, routeKey } from '#api/routes';
@@ -214,17 +221,51 @@ function requestIdHeaders(): Record<string, string> {
   return { 'x-openstack-request-id': `req-${randomUUID()}` };
 }
 
+/**
+ * The origin-form target (path and query) of a request line. An absolute-form target
+ * (`GET http://host/v2/images`, which servers must accept, RFC 9112 §3.2.2) is routed by its
+ * path, as API Gateway does; any other form (`*`, garbage) is not a resource: null.
+ */
+export function originForm(target: string): string | null {
+  if (target.startsWith('/')) return target;
+  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(target);
+  if (!absolute) return null;
+  const rest = target.slice(absolute[0].length).replace(/#.*$/s, '');
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/** A raw HTTP/1.1 error answer for a socket that has no ServerResponse (CONNECT, parse errors). */
+function rawErrorResponse(
+  status: number,
+  message: string,
+  accept: string | undefined,
+  extra: Record<string, string> = {},
+): string {
+  const result = errorResult(status, message, accept, { ...requestIdHeaders(), ...extra });
+  const body = Buffer.from(result.body ?? '', 'utf8');
+  const reason = STATUS_CODES[status] ?? 'Error';
+  const headers = { ...(result.headers ?? {}), 'content-length': String(body.length), connection: 'close' };
+  const head = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  return `HTTP/1.1 ${status} ${reason}\r\n${head}\r\n${body.toString('utf8')}`;
+}
+
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   loadHandler: (fn: string) => Promise<LambdaHandler>,
 ): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
-  const rawUrl = req.url ?? '/';
+  const accept = req.headers.accept;
+  const rawUrl = originForm(req.url ?? '/');
+  if (rawUrl === null) {
+    await writeResult(req, res, errorResult(400, 'Bad request target.', accept, requestIdHeaders()));
+    return;
+  }
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const rawQueryString = q === -1 ? '' : rawUrl.slice(q + 1);
-  const accept = req.headers.accept;
 
   let match = matchRoute(method, rawPath);
   if (!('route' in match) && !match.methodMismatch && !isVersionedPath(rawPath) && VERSIONS_ROUTE) {
@@ -278,6 +319,37 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         res.end();
       } else res.destroy();
     });
+  });
+  // Node drops a CONNECT without a word unless someone listens; no route takes it (API Gateway
+  // has none either).
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    logger.info('request refused', { method: req.method, status: 405 });
+    socket.end(
+      rawErrorResponse(
+        405,
+        `The method ${req.method ?? 'CONNECT'} is not allowed for this resource.`,
+        req.headers.accept,
+        { allow: METHODS.join(', ') },
+      ),
+    );
+  });
+  // A request the HTTP parser refuses (a malformed chunked body, a bad header) is the client's
+  // fault: a warning, and Glance's error shape instead of Node's bare 400.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    logger.warn('malformed request', { code: error.code, reason: error.message });
+    // Node's own rule: only answer if no response has started on this socket.
+    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    socket.end(rawErrorResponse(status, `Malformed request: ${error.code ?? 'parse error'}.`, undefined));
   });
   // Uploads of many GiB take longer than Node's 5-minute default request timeout.
   server.requestTimeout = 0;

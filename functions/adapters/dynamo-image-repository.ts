@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError, StaleWriteError, TooLargeError } from '#core/errors';
+import { isUuid } from '#core/ids';
 import { IMAGE_STATUSES, type ImageRecord, LEASE_KINDS, MEMBER_STATUSES, VISIBILITIES } from '#core/image';
 import type {
   ImageListSpec,
@@ -24,6 +25,7 @@ import { isConditionFailure, isLostRace } from './dynamo-errors.ts';
 import {
   imageKey,
   indexName,
+  keyFits,
   LEASE_KIND,
   leaseListKeys,
   MEMBER_PREFIX,
@@ -181,6 +183,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
   }
 
   async get(id: string): Promise<ImageRecord | null> {
+    if (!isUuid(id)) return null;
     const out = await dynamo().send(
       new GetCommand({ TableName: this.table, Key: imageKey(id), ConsistentRead: true }),
     );
@@ -220,6 +223,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
   }
 
   async getMember(imageId: string, memberId: string): Promise<ImageMember | null> {
+    if (!isUuid(imageId) || !keyFits(memberKey(imageId, memberId))) return null;
     const out = await dynamo().send(
       new GetCommand({ TableName: this.table, Key: memberKey(imageId, memberId), ConsistentRead: true }),
     );
@@ -228,6 +232,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
 
   async listMembers(imageId: string): Promise<ImageMember[]> {
     const members: ImageMember[] = [];
+    if (!isUuid(imageId)) return members;
     let exclusiveStartKey: Record<string, unknown> | undefined;
     do {
       const out = await dynamo().send(

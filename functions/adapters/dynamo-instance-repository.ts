@@ -23,6 +23,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { StaleWriteError } from '#core/errors';
+import { isUuid } from '#core/ids';
 import {
   DESTROYED_RETENTION_HOURS,
   type HostRecord,
@@ -51,6 +52,7 @@ import {
   instanceListRowKey,
   instanceProjectKind,
   jobKey,
+  keyFits,
 } from './keys.ts';
 
 const StoredInstanceSchema = z.object({
@@ -218,6 +220,7 @@ export class DynamoInstanceRepository implements InstanceStore {
   }
 
   async getInstance(id: string): Promise<InstanceRecord | null> {
+    if (!isUuid(id)) return null;
     const item = await this.get(instanceKey(id));
     return item ? parseInstance(item) : null;
   }
@@ -250,6 +253,7 @@ export class DynamoInstanceRepository implements InstanceStore {
 
   async listHostInstances(hostId: string): Promise<InstanceRecord[]> {
     const ids: string[] = [];
+    if (!keyFits(hostKey(hostId))) return [];
     let exclusiveStartKey: Record<string, unknown> | undefined;
     do {
       const out = await dynamo().send(
@@ -360,6 +364,7 @@ export class DynamoInstanceRepository implements InstanceStore {
   }
 
   async getJob(id: string): Promise<JobRecord | null> {
+    if (!isUuid(id)) return null;
     const item = await this.get(jobKey(id));
     return item ? parseJob(item) : null;
   }
@@ -481,6 +486,7 @@ export class DynamoInstanceRepository implements InstanceStore {
   }
 
   async getHost(id: string): Promise<HostRecord | null> {
+    if (!keyFits(hostKey(id))) return null;
     const item = await this.get(hostKey(id));
     return item ? parseHost(item) : null;
   }

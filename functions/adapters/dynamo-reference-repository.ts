@@ -7,6 +7,7 @@ import { serviceConfig } from '#shared/config';
 import { dynamo } from './aws-clients.ts';
 import { isLostRace } from './dynamo-errors.ts';
 import {
+  keyFits,
   RETENTION_POLICY_KIND,
   referenceHistoryKey,
   referenceKey,
@@ -66,6 +67,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async get(namespace: string, name: string, tag: string): Promise<ReferenceRecord | null> {
+    if (!keyFits(referenceKey(namespace, name, tag))) return null;
     const out = await dynamo().send(
       new GetCommand({
         TableName: this.table,

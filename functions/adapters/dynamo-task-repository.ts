@@ -1,6 +1,7 @@
 import { BatchGetCommand, GetCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError, StaleWriteError } from '#core/errors';
+import { isUuid } from '#core/ids';
 import type { TaskListSpec, TaskRepository } from '#core/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/task';
 import { serviceConfig } from '#shared/config';
@@ -59,6 +60,7 @@ export class DynamoTaskRepository implements TaskRepository {
   }
 
   async get(id: string): Promise<TaskRecord | null> {
+    if (!isUuid(id)) return null;
     const out = await dynamo().send(
       new GetCommand({ TableName: this.table, Key: taskKey(id), ConsistentRead: true }),
     );
@@ -142,6 +144,7 @@ export class DynamoTaskRepository implements TaskRepository {
 
   async listForImage(imageId: string): Promise<TaskRecord[]> {
     const ids: string[] = [];
+    if (!isUuid(imageId)) return [];
     let exclusiveStartKey: Record<string, unknown> | undefined;
     do {
       const out = await dynamo().send(

@@ -10,6 +10,14 @@
  */
 import type { ImageRecord } from '#core/image';
 
+/**
+ * DynamoDB refuses a partition key over 2048 bytes or a sort key over 1024 (ValidationException).
+ * No stored item has such a key, so a lookup checks first and finds nothing.
+ */
+export function keyFits(key: { pk: string; sk?: string }): boolean {
+  return Buffer.byteLength(key.pk) <= 2048 && (key.sk === undefined || Buffer.byteLength(key.sk) <= 1024);
+}
+
 export const imageKey = (id: string) => ({ pk: `IMG#${id}`, sk: 'META' });
 export const scopeRowKey = (id: string, scope: string) => ({ pk: `IMG#${id}`, sk: `SCOPE#${scope}` });
 

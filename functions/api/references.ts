@@ -159,7 +159,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
       request.params.name ?? '',
       namespaceOf(request),
     );
-    return { status: 200, json: { hidden: plan.hide, deactivated: plan.deactivate } };
+    return { status: 200, json: { hidden: plan.hide, deactivated: plan.deactivate, restored: plan.restore } };
   },
 };
 

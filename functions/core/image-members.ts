@@ -8,25 +8,18 @@
  * shared (403), then the member (404), then the caller's right to act (403), then the status
  * value (400). Every write re-reads the image and retries when another write got in first.
  */
-import {
-  BadRequestError,
-  ConflictError,
-  ForbiddenError,
-  NotFoundError,
-  StaleWriteError,
-  TooLargeError,
-} from './errors.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, TooLargeError } from './errors.ts';
 import { type ImageRecord, isoSeconds, MEMBER_STATUSES, type MemberStatus } from './image.ts';
 import { canReadAsOwner, canWrite, memberStatusOf, readable } from './image-access.ts';
 import type { ImageMember, MembershipRepository, MemberWrite } from './ports.ts';
 import { canWriteProject, type Principal } from './principal.ts';
+import { retryOnStale } from './retry.ts';
 
 export const MEMBER_SCHEMA_PATH = '/v2/schemas/member';
 export const MEMBERS_SCHEMA_PATH = '/v2/schemas/members';
 
 /** The member_id column is 255 characters wide in Glance. */
 const MAX_MEMBER_ID = 255;
-const MAX_WRITE_ATTEMPTS = 20;
 
 export interface MemberQuotas {
   /** Glance's image_member_quota (128); negative means unlimited. */
@@ -213,22 +206,18 @@ export class MembersService {
   }
 
   /** Reads, plans and writes under the record's version until no other write got in between. */
-  private async write<T>(
+  private write<T>(
     principal: Principal,
     imageId: string,
     plan: (image: ImageRecord) => Promise<PlannedWrite<T>>,
   ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
+    return retryOnStale(async () => {
       const image = readable(await this.repo.get(imageId), imageId, principal);
       const planned = await plan(image);
       // Membership is not image metadata: updated_at stays, only the version moves.
       const next = { ...planned.next, version: image.version + 1 };
-      try {
-        await this.repo.updateMembership(image, next, planned.write);
-        return planned.result;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError) || attempt >= MAX_WRITE_ATTEMPTS) throw error;
-      }
-    }
+      await this.repo.updateMembership(image, next, planned.write);
+      return planned.result;
+    });
   }
 }

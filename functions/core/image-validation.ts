@@ -72,17 +72,22 @@ function pyString(text: string): string {
   return `${quote}${out}${quote}`;
 }
 
+/** Past this depth pyRepr writes `...`, as Python's reprlib does, instead of recursing on. */
+const MAX_REPR_DEPTH = 50;
+
 /** The Python repr() of a JSON value: Glance's messages quote offending values this way. */
-export function pyRepr(value: unknown): string {
+export function pyRepr(value: unknown, depth = 0): string {
   if (value === null || value === undefined) return 'None';
   if (value === true) return 'True';
   if (value === false) return 'False';
   if (typeof value === 'string') return pyString(value);
   if (typeof value === 'number') return String(value);
-  if (Array.isArray(value)) return `[${value.map(pyRepr).join(', ')}]`;
+  if (Array.isArray(value))
+    return depth >= MAX_REPR_DEPTH ? '[...]' : `[${value.map((v) => pyRepr(v, depth + 1)).join(', ')}]`;
   if (typeof value === 'object') {
+    if (depth >= MAX_REPR_DEPTH) return '{...}';
     const entries = Object.entries(value as Record<string, unknown>).map(
-      ([k, v]) => `${pyString(k)}: ${pyRepr(v)}`,
+      ([k, v]) => `${pyString(k)}: ${pyRepr(v, depth + 1)}`,
     );
     return `{${entries.join(', ')}}`;
   }

@@ -3,7 +3,7 @@
  * version; when another writer got there first the change is re-applied to the fresh record, so
  * concurrent PATCHes both land and neither is lost.
  */
-import { BadRequestError, ForbiddenError, NotFoundError, StaleWriteError } from './errors.ts';
+import { BadRequestError, ForbiddenError, NotFoundError } from './errors.ts';
 import { type AllowedFormats, GLANCE_FORMATS, type ImageLease, type ImageRecord } from './image.ts';
 import { listScopes, matchesVisibility, readable, writable } from './image-access.ts';
 import { parseCreateRequest } from './image-create.ts';
@@ -14,9 +14,7 @@ import { compareImages, type ListQuery, matchesFilters } from './list-query.ts';
 import type { ImageRepository } from './ports.ts';
 import { hasReaderRole, isHostAgent, type Principal } from './principal.ts';
 import { type PropertyFilter, PropertyProtections } from './property-protections.ts';
-
-/** Enough for heavy contention on one image; each retry re-reads the record. */
-const MAX_WRITE_ATTEMPTS = 20;
+import { retryOnStale } from './retry.ts';
 
 export class ImagesService {
   constructor(
@@ -84,26 +82,23 @@ export class ImagesService {
   }
 
   /**
-   * Re-reads and re-applies `change` until the conditional write succeeds. `change` returns the
-   * new record, or null when there is nothing to write.
+   * Re-reads and re-applies `change` until the conditional write succeeds (core/retry.ts).
+   * `change` returns the new record, or null when there is nothing to write; a change that no
+   * longer applies to the fresh record (a removed property, say) throws its own error.
    */
-  async mutate(
+  mutate(
     principal: Principal,
     id: string,
     change: (current: ImageRecord) => ImageRecord | null,
   ): Promise<ImageRecord> {
-    for (let attempt = 1; ; attempt++) {
+    return retryOnStale(async () => {
       const current = writable(await this.repo.get(id), id, principal);
       const next = change(current);
       if (!next) return current;
       const versioned = { ...next, version: current.version + 1 };
-      try {
-        await this.repo.update(current, versioned);
-        return versioned;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError) || attempt >= MAX_WRITE_ATTEMPTS) throw error;
-      }
-    }
+      await this.repo.update(current, versioned);
+      return versioned;
+    });
   }
 
   patch(

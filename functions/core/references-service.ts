@@ -58,6 +58,14 @@ export const RETIRED_AT_PROPERTY = 'hangar_retired_at';
 
 const iso = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
 
+/** Namespaces are project ids (or `public`); Glance caps those at 255 characters. */
+const MAX_NAMESPACE = 255;
+
+function checkNamespace(namespace: string | undefined): void {
+  if (namespace !== undefined && namespace.length > MAX_NAMESPACE)
+    throw new BadRequestError(`Invalid namespace: at most ${MAX_NAMESPACE} characters are allowed.`);
+}
+
 export class ReferencesService {
   constructor(
     private readonly repo: ReferenceRepository,
@@ -68,6 +76,7 @@ export class ReferencesService {
 
   /** The namespace a write addresses: the caller's project, or `public` for admins who ask. */
   private writeNamespace(principal: Principal, requested: string | undefined): string {
+    checkNamespace(requested);
     const namespace = requested ?? principal.project;
     if (canWriteProject(principal, namespace)) return namespace;
     if (namespace === principal.project)
@@ -134,6 +143,7 @@ export class ReferencesService {
       version: 1,
     };
     await this.repo.create(ref, this.entry(ref, 'create', null, input.image_id, principal));
+    await this.reviveQuietly(namespace, input.image_id);
     await this.applyRetentionQuietly(namespace, name);
     return ref;
   }
@@ -152,6 +162,7 @@ export class ReferencesService {
   }
 
   private async find(principal: Principal, ref: ReferenceName, namespace?: string): Promise<ReferenceRecord> {
+    checkNamespace(namespace);
     const namespaces = namespace !== undefined ? [namespace] : [principal.project, PUBLIC_NAMESPACE];
     for (const ns of namespaces) {
       if (!this.readsNamespace(principal, ns)) continue;
@@ -167,6 +178,7 @@ export class ReferencesService {
 
   async list(principal: Principal, namespace?: string, name?: string): Promise<ReferenceRecord[]> {
     if (name !== undefined) validateName(name);
+    checkNamespace(namespace);
     const ns = namespace ?? principal.project;
     if (!this.readsNamespace(principal, ns)) return [];
     return this.repo.list(ns, name);
@@ -205,6 +217,7 @@ export class ReferencesService {
         );
       throw error;
     }
+    await this.reviveQuietly(namespace, input.image_id);
     await this.applyRetentionQuietly(namespace, parsed.name);
     return next;
   }
@@ -239,6 +252,7 @@ export class ReferencesService {
 
   async history(principal: Principal, text: string, namespace?: string): Promise<HistoryEntry[]> {
     const parsed = parseReference(text);
+    checkNamespace(namespace);
     const current = await this.find(principal, parsed, namespace).catch(() => undefined);
     const ns = current?.namespace ?? namespace ?? principal.project;
     if (!this.readsNamespace(principal, ns)) throw notFoundReference(parsed);
@@ -265,6 +279,7 @@ export class ReferencesService {
 
   async getPolicy(principal: Principal, name: string, namespace?: string): Promise<RetentionPolicy | null> {
     validateName(name);
+    checkNamespace(namespace);
     const ns = namespace ?? principal.project;
     if (!this.readsNamespace(principal, ns)) return null;
     return this.repo.getPolicy(ns, name);
@@ -339,17 +354,47 @@ export class ReferencesService {
    */
   async sweepRetention(): Promise<RetentionSweep> {
     const policies = await this.repo.listPolicies();
-    const sweep: RetentionSweep = { names: policies.length, hidden: [], deactivated: [], failed: [] };
+    const sweep: RetentionSweep = {
+      names: policies.length,
+      hidden: [],
+      deactivated: [],
+      restored: [],
+      failed: [],
+    };
     for (const { namespace, name } of policies) {
       try {
         const plan = await this.retain(namespace, name);
         sweep.hidden.push(...plan.hide);
         sweep.deactivated.push(...plan.deactivate);
+        sweep.restored.push(...plan.restore);
       } catch (error) {
         sweep.failed.push({ namespace, name, error });
       }
     }
     return sweep;
+  }
+
+  /** Retention acts for the namespace with the rights of its policy, not of whoever moved a tag. */
+  private retentionActor(namespace: string): Principal {
+    return makePrincipal(namespace, 'retention', ['admin']);
+  }
+
+  /**
+   * A version retention hid is served again once a reference points to it: show it again and
+   * clear its retirement mark, so its grace period does not run on (and deactivate it) while
+   * the reference serves it. Nothing to do for an image retention never hid.
+   */
+  private revive(namespace: string, id: string): Promise<ImageRecord> {
+    return this.images.mutate(this.retentionActor(namespace), id, (image) => {
+      if (image.properties[RETIRED_AT_PROPERTY] === undefined) return null;
+      const { [RETIRED_AT_PROPERTY]: _cleared, ...properties } = image.properties;
+      return { ...image, os_hidden: false, properties };
+    });
+  }
+
+  private async reviveQuietly(namespace: string, id: string): Promise<void> {
+    // The move has landed; if this fails, the name's next retention run (or sweep) restores it.
+    await this.revive(namespace, id).catch(() => undefined);
   }
 
   private async applyRetentionQuietly(namespace: string, name: string): Promise<void> {
@@ -359,20 +404,21 @@ export class ReferencesService {
 
   private async retain(namespace: string, name: string): Promise<RetentionPlan> {
     const policy = await this.repo.getPolicy(namespace, name);
-    if (!policy) return { hide: [], deactivate: [] };
+    if (!policy) return { hide: [], deactivate: [], restore: [] };
     const [history, references] = await Promise.all([
       this.repo.history(namespace, name),
       this.repo.list(namespace, name),
     ]);
     const candidates = [...new Set(history.map((e) => e.to).filter((id): id is string => id !== null))];
-    // Retention acts for the namespace with the rights of its policy, not of whoever moved a tag.
-    const actor = makePrincipal(namespace, 'retention', ['admin']);
+    const actor = this.retentionActor(namespace);
     const hiddenAt = new Map<string, number>();
     const readable = new Set<string>();
+    const active = new Set<string>();
     for (const id of candidates) {
       const image = await this.images.show(actor, id).catch(() => undefined);
       if (!image) continue;
       readable.add(id);
+      if (image.status === 'active') active.add(id);
       const stamp = image.properties[RETIRED_AT_PROPERTY];
       if (stamp) hiddenAt.set(id, Date.parse(stamp));
     }
@@ -386,7 +432,14 @@ export class ReferencesService {
     });
     // A version deleted since (or unreadable now) cannot be hidden: trying would throw and stop
     // this name's retention at that image on every run, sweep included.
-    const plan: RetentionPlan = { ...planned, hide: planned.hide.filter((id) => readable.has(id)) };
+    // A deactivated version stays as retention left it even when kept again: only an active one
+    // is shown again.
+    const plan: RetentionPlan = {
+      ...planned,
+      hide: planned.hide.filter((id) => readable.has(id)),
+      restore: planned.restore.filter((id) => active.has(id)),
+    };
+    for (const id of plan.restore) await this.revive(namespace, id);
     for (const id of plan.hide)
       await this.images.mutate(actor, id, (image) =>
         image.os_hidden && image.properties[RETIRED_AT_PROPERTY]

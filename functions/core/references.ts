@@ -119,6 +119,8 @@ export interface RetentionPolicy {
 export interface RetentionPlan {
   hide: string[];
   deactivate: string[];
+  /** Versions retention hid that are kept again (pointed to again, or back within `keep`): un-hidden. */
+  restore: string[];
 }
 
 /** A name's retention policy with the name it belongs to (what the scheduled sweep walks). */
@@ -134,6 +136,7 @@ export interface RetentionSweep {
   names: number;
   hidden: string[];
   deactivated: string[];
+  restored: string[];
   /** Names whose retention failed this time; the others were still swept. */
   failed: { namespace: string; name: string; error: unknown }[];
 }
@@ -142,7 +145,8 @@ export interface RetentionSweep {
  * Which images of a name to retire. Versions are the distinct images the name's references have
  * pointed to, newest first by when they were first pointed to. The newest `keep` stay; so does
  * every image a reference points to now or an instance runs from. Older ones are hidden at once
- * and deactivated once hidden for longer than the grace period.
+ * and deactivated once hidden for longer than the grace period. A hidden version that a reference
+ * points to again (moved or rolled back to it) or that is back within `keep` is restored.
  */
 export function planRetention(input: {
   policy: RetentionPolicy;
@@ -161,9 +165,14 @@ export function planRetention(input: {
   for (const entry of [...input.history].sort((a, b) => a.at.localeCompare(b.at) || a.seq - b.seq))
     if (entry.to !== null) firstSeen.add(entry.to);
   const versions = [...firstSeen].reverse();
-  const plan: RetentionPlan = { hide: [], deactivate: [] };
-  for (const id of versions.slice(input.policy.keep)) {
-    if (input.pointedTo.has(id) || input.inUse.has(id)) continue;
+  const plan: RetentionPlan = { hide: [], deactivate: [], restore: [] };
+  for (const [index, id] of versions.entries()) {
+    const kept = index < input.policy.keep || input.pointedTo.has(id);
+    if (kept) {
+      if (input.hiddenAt.has(id)) plan.restore.push(id);
+      continue;
+    }
+    if (input.inUse.has(id)) continue;
     const hidden = input.hiddenAt.get(id);
     if (hidden === undefined) plan.hide.push(id);
     else if (input.now - hidden >= input.policy.grace_seconds * 1000) plan.deactivate.push(id);

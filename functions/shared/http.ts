@@ -153,6 +153,30 @@ export function errorToResult(error: unknown, accept: string | undefined, reques
 /** JSON documents (create, PATCH) are small; image data never goes through json(). */
 const MAX_JSON_BODY = 1024 * 1024;
 
+/**
+ * No Glance document nests deeper than a few levels. A deeper body is refused before it is
+ * parsed, so nothing that walks it (validation, error messages) can run out of stack.
+ */
+const MAX_JSON_DEPTH = 100;
+
+/** The deepest nesting of arrays and objects in JSON text, counted without recursion. */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return deepest;
+}
+
 /** Like Python's unquote, which Glance's router uses: a malformed escape stays as it is. */
 function decodePathSegment(segment: string): string {
   try {
@@ -240,10 +264,16 @@ export function httpHandler(
             // requestBodyBuffer's RangeError means the body passed the limit: the client's fault.
             if (error instanceof RangeError)
               throw new TooLargeError(`The request body is larger than ${MAX_JSON_BODY} bytes.`);
-            throw error;
+            // The body's stream failed: the client went away or sent a malformed (chunked) body.
+            throw new BadRequestError('The request body was interrupted or malformed before it ended.');
           });
+          const text = buffer.toString('utf8');
+          if (jsonDepth(text) > MAX_JSON_DEPTH)
+            throw new BadRequestError(
+              `Malformed JSON in request body: nested deeper than ${MAX_JSON_DEPTH} levels.`,
+            );
           try {
-            return JSON.parse(buffer.toString('utf8') || 'null');
+            return JSON.parse(text || 'null');
           } catch {
             throw new BadRequestError('Malformed JSON in request body.');
           }

@@ -12,6 +12,7 @@ export interface RetentionSweepSummary {
   names: number;
   hidden: string[];
   deactivated: string[];
+  restored: string[];
   failed: { namespace: string; name: string; message: string }[];
 }
 
@@ -23,11 +24,18 @@ export async function handler(): Promise<RetentionSweepSummary> {
   });
   // A name that failed is retried by the next sweep; the invocation itself succeeds, so one
   // broken name does not make every run an error and a retry of all the others.
-  const summary = { names: sweep.names, hidden: sweep.hidden, deactivated: sweep.deactivated, failed };
+  const summary = {
+    names: sweep.names,
+    hidden: sweep.hidden,
+    deactivated: sweep.deactivated,
+    restored: sweep.restored,
+    failed,
+  };
   logger.info('retention sweep', {
     names: summary.names,
     hidden: summary.hidden,
     deactivated: summary.deactivated,
+    restored: summary.restored,
     failed: failed.length,
   });
   return summary;

@@ -232,6 +232,48 @@ describe('name:tag references', () => {
     expect((await show(d4)).status).toBe('active');
   });
 
+  it('un-hides a retired version a reference is rolled back or moved to again, and clears its mark', async () => {
+    const [a, b, c] = [
+      await activeImage('alice', 'ret-a'),
+      await activeImage('alice', 'ret-b'),
+      await activeImage('alice', 'ret-c'),
+    ];
+    expect(
+      (await json('alice', 'PUT', '/v1/names/ret/retention', { keep: 1, grace_seconds: 3600 })).status,
+    ).toBe(200);
+    await json('alice', 'POST', '/v1/references', { reference: 'ret:latest', image_id: a });
+    await new Promise((r) => setTimeout(r, 1100));
+    await json('alice', 'POST', '/v1/references/ret:latest/move', { image_id: b });
+    await new Promise((r) => setTimeout(r, 1100));
+    await json('alice', 'POST', '/v1/references/ret:latest/move', { image_id: c });
+    const show = async (id: string) => (await json('alice', 'GET', `/v2/images/${id}`)).body;
+    expect((await show(a)).os_hidden).toBe(true);
+    expect((await show(b)).os_hidden).toBe(true);
+    expect((await show(b)).hangar_retired_at).toBeTypeOf('string');
+
+    // Rolled back to b: the reference serves b, so b is visible and no longer counts as retired.
+    expect((await json('alice', 'POST', '/v1/references/ret:latest/rollback', {})).body.image_id).toBe(b);
+    expect(await show(b)).toMatchObject({ os_hidden: false, status: 'active' });
+    expect((await show(b)).hangar_retired_at).toBeUndefined();
+    const resolved = await json('alice', 'GET', '/v1/references/ret:latest');
+    expect(resolved.body.image).toMatchObject({ id: b, os_hidden: false });
+
+    // Moved on to a (hidden earlier): a comes back; b, pointed to by nothing now, is retired again.
+    await json('alice', 'POST', '/v1/references/ret:latest/move', { image_id: a });
+    expect((await show(a)).os_hidden).toBe(false);
+    expect((await show(a)).hangar_retired_at).toBeUndefined();
+    expect((await show(b)).os_hidden).toBe(true);
+    const applied = await json('alice', 'POST', '/v1/names/ret/retention/apply', {});
+    expect(applied.body).toMatchObject({ hidden: [], deactivated: [], restored: [] });
+
+    // A larger `keep` takes retired versions back as well.
+    await json('alice', 'PUT', '/v1/names/ret/retention', { keep: 3, grace_seconds: 3600 });
+    const widened = await json('alice', 'POST', '/v1/names/ret/retention/apply', {});
+    expect(widened.body.restored).toEqual([b]);
+    expect((await show(b)).os_hidden).toBe(false);
+    expect((await show(b)).hangar_retired_at).toBeUndefined();
+  });
+
   it('deletes a reference but keeps its history', async () => {
     const image = await activeImage('alice', 'gone-1');
     await json('alice', 'POST', '/v1/references', { reference: 'gone:1', image_id: image });

@@ -123,8 +123,8 @@ describe('ReferencesService.sweepRetention', () => {
     const late = await service.sweepRetention();
 
     // Assess
-    expect(early).toEqual({ names: 1, hidden: [], deactivated: [], failed: [] });
-    expect(late).toEqual({ names: 1, hidden: [], deactivated: ['app-1'], failed: [] });
+    expect(early).toEqual({ names: 1, hidden: [], deactivated: [], restored: [], failed: [] });
+    expect(late).toEqual({ names: 1, hidden: [], deactivated: ['app-1'], restored: [], failed: [] });
     expect(image('app-1').status).toBe('deactivated');
     expect(image('app-2')).toMatchObject({ status: 'active', os_hidden: false });
     expect(image('app-2').properties).not.toHaveProperty(RETIRED_AT_PROPERTY);
@@ -166,12 +166,18 @@ describe('ReferencesService.sweepRetention', () => {
     const sweep = await service.sweepRetention();
 
     // Assess
-    expect(sweep).toEqual({ names: 1, hidden: ['db-2'], deactivated: [], failed: [] });
+    expect(sweep).toEqual({ names: 1, hidden: ['db-2'], deactivated: [], restored: [], failed: [] });
     expect(image('db-2').os_hidden).toBe(true);
     expect(image('db-3').os_hidden).toBe(false);
   });
 
   it('does nothing without policies', async () => {
-    expect(await service.sweepRetention()).toEqual({ names: 0, hidden: [], deactivated: [], failed: [] });
+    expect(await service.sweepRetention()).toEqual({
+      names: 0,
+      hidden: [],
+      deactivated: [],
+      restored: [],
+      failed: [],
+    });
   });
 });

@@ -94,6 +94,7 @@ describe('planRetention', () => {
     expect(planRetention({ ...base, policy: { keep: 2, grace_seconds: 60 } })).toEqual({
       hide: ['v2', 'v1'],
       deactivate: [],
+      restore: [],
     });
   });
 
@@ -104,7 +105,7 @@ describe('planRetention', () => {
       pointedTo: new Set(['v4', 'v2']),
       inUse: new Set(['v1']),
     });
-    expect(plan).toEqual({ hide: ['v3'], deactivate: [] });
+    expect(plan).toEqual({ hide: ['v3'], deactivate: [], restore: [] });
   });
 
   it('orders versions made within the same second by their sequence', () => {
@@ -115,7 +116,7 @@ describe('planRetention', () => {
       pointedTo: new Set(['v2']),
       policy: { keep: 1, grace_seconds: 60 },
     });
-    expect(plan).toEqual({ hide: ['v1'], deactivate: [] });
+    expect(plan).toEqual({ hide: ['v1'], deactivate: [], restore: [] });
   });
 
   it('deactivates hidden versions only after the grace period', () => {
@@ -126,6 +127,28 @@ describe('planRetention', () => {
     expect(planRetention({ ...base, policy: { keep: 2, grace_seconds: 60 }, hiddenAt })).toEqual({
       hide: [],
       deactivate: ['v1'],
+      restore: [],
     });
+  });
+
+  it('restores a hidden version a reference points to again, or that is back within `keep`', () => {
+    const hiddenAt = new Map([
+      ['v1', 1_000_000 - 61_000],
+      ['v2', 1_000_000 - 61_000],
+      ['v3', 1_000_000 - 61_000],
+    ]);
+    // v4 is the newest; v2 is pointed to again (a rollback); v1 and v3 stay retired.
+    expect(
+      planRetention({
+        ...base,
+        pointedTo: new Set(['v4', 'v2']),
+        policy: { keep: 1, grace_seconds: 60 },
+        hiddenAt,
+      }),
+    ).toEqual({ hide: [], deactivate: ['v3', 'v1'], restore: ['v2'] });
+    // A larger `keep` takes v3 back too.
+    expect(planRetention({ ...base, policy: { keep: 2, grace_seconds: 60 }, hiddenAt }).restore).toEqual([
+      'v3',
+    ]);
   });
 });
