@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DigestJob } from '#adapters/digests';
-import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
-import { parseCreateRequest } from '#core/image-create';
-import { BLOCK_SIZE, rechunk } from '#core/image-data';
-import { makePrincipal } from '#core/principal';
+import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
+import { BLOCK_SIZE, rechunk } from '#core/data/image-data';
+import { parseCreateRequest } from '#core/images/create';
+import { makePrincipal } from '#core/kernel/principal';
 import { type BenchBackend, round, type Stats, stats, timed } from './lib.ts';
 
 const run = promisify(execFile);

@@ -10,8 +10,8 @@
 import { createHash, randomFillSync, randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
-import { serviceConfig } from '#shared/config';
+import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
+import { serviceConfig } from '#platform/config';
 import { hashingLimit } from './api.ts';
 import { type BenchBackend, round, startBenchBackend } from './lib.ts';
 

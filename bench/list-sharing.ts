@@ -13,12 +13,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { BatchWriteCommand, type BatchWriteCommandOutput } from '@aws-sdk/lib-dynamodb';
+import type { TokenFile } from '#adapters/auth/token-file';
 import { dynamo } from '#adapters/aws-clients';
-import { imageItems, imageMemberItem } from '#adapters/dynamo-image-repository';
-import type { TokenFile } from '#adapters/token-file';
-import { parseCreateRequest } from '#core/image-create';
-import { makePrincipal } from '#core/principal';
-import { serviceConfig } from '#shared/config';
+import { imageItems, imageMemberItem } from '#adapters/dynamo/image-repository';
+import { parseCreateRequest } from '#core/images/create';
+import { makePrincipal } from '#core/kernel/principal';
+import { serviceConfig } from '#platform/config';
 import { type BenchBackend, round, type Stats, startBenchBackend, stats, timed } from './lib.ts';
 
 const PRODUCER = 'bench-producer';

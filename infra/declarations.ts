@@ -12,7 +12,7 @@ import { ROUTES } from '#api/routes';
 export type BucketName = 'images' | 'uploads' | 'staging' | 'exports';
 
 export interface BucketSpec {
-  /** The variable functions/shared/config.ts reads the bucket name from. */
+  /** The variable functions/platform/config.ts reads the bucket name from. */
   readonly envVar: string;
   /** The keys functions may touch: grants are scoped to this, not to the whole bucket. */
   readonly objects: string;
@@ -21,12 +21,12 @@ export interface BucketSpec {
 }
 
 export const BUCKETS: Readonly<Record<BucketName, BucketSpec>> = {
-  // Keys are images/<id>/<uuid> (functions/core/image-data.ts); immutable, see stateful-stack.ts.
+  // Keys are images/<id>/<uuid> (functions/core/data/image-data.ts); immutable, see stateful-stack.ts.
   images: { envVar: 'HANGAR_IMAGE_BUCKET', objects: 'images/*' },
   // Client uploads (images/<id>, new/<name>) through presigned URLs; imported, then removed.
   uploads: { envVar: 'HANGAR_UPLOAD_BUCKET', objects: '*', expireAfterDays: 7 },
   staging: { envVar: 'HANGAR_STAGING_BUCKET', objects: '*', expireAfterDays: 7 },
-  // Converted images under exports/<task>/ (functions/core/image-export.ts).
+  // Converted images under exports/<task>/ (functions/core/transfer/export.ts).
   exports: { envVar: 'HANGAR_EXPORT_BUCKET', objects: 'exports/*', expireAfterDays: 7 },
 };
 
@@ -107,7 +107,7 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   references: { table: 'RW', startsWorkflows: ['publish'] },
   // Instances, hosts and their job queue (records only; agents download images via image-data).
   instances: { table: 'RW' },
-  // A finished build answers the publish boot gate waiting on it (core/instances-service.ts).
+  // A finished build answers the publish boot gate waiting on it (core/instances/instances-service.ts).
   hosts: { table: 'RW', answersWorkflows: ['publish'] },
   // Image sharing: member records next to the image's.
   members: { table: 'RW' },

@@ -99,7 +99,7 @@ export function pascal(name: string): string {
     .join('');
 }
 
-/** The variable functions/shared/config.ts reads a workflow's state machine ARN from. */
+/** The variable functions/platform/config.ts reads a workflow's state machine ARN from. */
 export function workflowEnvVar(name: string): string {
   return `HANGAR_${name.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}_STATE_MACHINE_ARN`;
 }

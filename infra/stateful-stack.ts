@@ -17,7 +17,7 @@ import {
 } from 'aws-cdk-lib/aws-s3';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { type KeyAttribute, TABLE_DEFINITION } from '#adapters/table-definition';
+import { type KeyAttribute, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import type { DeployConfig } from './config.ts';
 import { BUCKETS, type BucketName } from './declarations.ts';
 

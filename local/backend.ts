@@ -18,13 +18,13 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { type TokenFile, TokenFileSchema } from '#adapters/auth/token-file';
 import { resetClients } from '#adapters/aws-clients';
+import { createTableInput, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import { registerLocalWorkflows } from '#adapters/step-functions';
-import { createTableInput, TABLE_DEFINITION } from '#adapters/table-definition';
-import { type TokenFile, TokenFileSchema } from '#adapters/token-file';
-import { serviceConfig, setServiceEnvironment } from '#shared/config';
-import { logger } from '#shared/logger';
-import { getMetadefs } from '#shared/services';
+import { getMetadefs } from '#edge/services';
+import { serviceConfig, setServiceEnvironment } from '#platform/config';
+import { logger } from '#platform/logger';
 import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
@@ -45,7 +45,7 @@ export interface BackendOptions {
   /** memory: nothing survives stop(); all state goes to a temporary directory that stop() removes. */
   storage: 'disk' | 'memory';
   /**
-   * A token file (see functions/adapters/token-file.ts); without one a development file is made.
+   * A token file (see functions/adapters/auth/token-file.ts); without one a development file is made.
    * Not read in keystone mode, and no development file is made then: Keystone alone issues tokens.
    */
   tokensFile?: string;

@@ -2,7 +2,7 @@
  * A stand-in for API Gateway's HTTP API: turns each HTTP request into a payload-2.0 event, calls
  * the Lambda handler of the matching route (functions/api/<fn>.ts) in-process, and writes the
  * result back. Unlike API Gateway it never buffers bodies: image data streams through the
- * side channels of functions/shared/streams.ts in both directions.
+ * side channels of functions/edge/streams.ts in both directions.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -17,9 +17,9 @@ import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { type HttpMethod, matchRoute, ROUTES, type RouteSpec, routeKey } from '#api/routes';
-import { errorResult } from '#shared/http';
-import { logger } from '#shared/logger';
-import { attachRequestBody, responseBodyStream } from '#shared/streams';
+import { errorResult } from '#edge/http';
+import { attachRequestBody, responseBodyStream } from '#edge/streams';
+import { logger } from '#platform/logger';
 
 type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
 

@@ -1,10 +1,10 @@
 /**
  * `npm start`: the whole backend on this machine, no AWS account needed.
- * Settings come from HANGAR_* variables (functions/shared/config.ts, localConfig()).
+ * Settings come from HANGAR_* variables (functions/platform/config.ts, localConfig()).
  * stdout gets a short human-readable banner; the service's JSON logs go to stderr.
  */
-import { localConfig, serviceConfig } from '#shared/config';
-import { logger } from '#shared/logger';
+import { localConfig, serviceConfig } from '#platform/config';
+import { logger } from '#platform/logger';
 import { startBackend } from './backend.ts';
 
 const config = localConfig();

@@ -6,7 +6,7 @@
  * ObjectCreated:Post where S3 says ObjectCreated:CompleteMultipartUpload.
  */
 import type { S3Event, S3EventRecord } from 'aws-lambda';
-import { logger } from '#shared/logger';
+import { logger } from '#platform/logger';
 import { handler as s3UploadTrigger } from '../functions/triggers/s3-upload.ts';
 
 /** The record as S3 would have sent it. */

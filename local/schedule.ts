@@ -3,7 +3,7 @@
  * The next run is timed from the end of the previous one, so a slow run never overlaps the next;
  * the timer is unref()ed, so a schedule alone never keeps the process alive.
  */
-import { logger } from '#shared/logger';
+import { logger } from '#platform/logger';
 
 export interface LocalSchedule {
   /** Clears the timer and waits for a run in progress. Idempotent. */

@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import type { S3EventRecord } from 'aws-lambda';
-import { logger } from '#shared/logger';
+import { logger } from '#platform/logger';
 
 export type { S3EventRecord };
 

@@ -16,8 +16,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { StateMachine } from 'aws-local-stepfunctions';
-import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/ports';
-import { logger } from '#shared/logger';
+import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/kernel/ports';
+import { logger } from '#platform/logger';
 import { STATE_MACHINES } from '../functions/tasks/registry.ts';
 
 // aws-local-stepfunctions 3 uses Promise.withResolvers (Node 22); Node 20 lacks it.

@@ -3,7 +3,7 @@
  * reference that the service resolves (GET /v1/references/{name:tag}); a bare `name` means `name:latest`.
  *
  * The agent is deployed on its own and imports nothing from functions/, so the name and tag rules are a
- * copy of the service's (functions/core/references.ts NAME_PATTERN / TAG_PATTERN). Keep them in step.
+ * copy of the service's (functions/core/references/references.ts NAME_PATTERN / TAG_PATTERN). Keep them in step.
  */
 
 /** Lowercase name components with single '.', '_' or '-' between them (at most 128 characters). */

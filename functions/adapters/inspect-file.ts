@@ -1,6 +1,6 @@
 /** Streams a local file through the format inspector (tests, and exports that land on local disk). */
 import { createReadStream } from 'node:fs';
-import { FormatInspector, type InspectionResult } from '#core/format-inspector';
+import { FormatInspector, type InspectionResult } from '#core/data/format-inspector';
 
 export interface InspectFileOptions {
   /** Read size; small odd values exercise the inspector's chunk-boundary handling. */

@@ -17,8 +17,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { BLOCK_SIZE, rechunk } from '#core/image-data';
-import type { BlobStore, ImageExporter, ObjectRef, StreamDigester } from '#core/ports';
+import { BLOCK_SIZE, rechunk } from '#core/data/image-data';
+import type { BlobStore, ImageExporter, ObjectRef, StreamDigester } from '#core/kernel/ports';
 
 const run = promisify(execFile);
 

@@ -11,9 +11,9 @@ import {
   SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/ports';
-import { serviceConfig } from '#shared/config';
-import { logger } from '#shared/logger';
+import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/kernel/ports';
+import { serviceConfig } from '#platform/config';
+import { logger } from '#platform/logger';
 import { awsErrorName } from './errors.ts';
 
 let client: SFNClient | undefined;

@@ -14,9 +14,15 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { BadRequestError } from '#core/errors';
-import type { WebFetcher } from '#core/ports';
-import { type AllowEntry, parseAddress, parseWebUrl, UrlRefused, vetAddress } from '#core/url-filter';
+import { BadRequestError } from '#core/kernel/errors';
+import type { WebFetcher } from '#core/kernel/ports';
+import {
+  type AllowEntry,
+  parseAddress,
+  parseWebUrl,
+  UrlRefused,
+  vetAddress,
+} from '#core/transfer/url-filter';
 
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);

@@ -3,11 +3,12 @@
  * queue (claim with a lease, heartbeat, complete, fail) and reconciliation reports. Every call
  * needs a host token acting for its own host; admins may read hosts.
  */
-import { NotFoundError } from '#core/errors';
-import { renderHost, renderHostInstance } from '#core/instances';
-import { renderClaimedJob } from '#core/work-queue';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getInstanceServices } from '#shared/instance-services';
+
+import { renderHost, renderHostInstance } from '#core/instances/instances';
+import { renderClaimedJob } from '#core/instances/work-queue';
+import { NotFoundError } from '#core/kernel/errors';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getInstanceServices } from '#edge/instance-services';
 
 const hostId = (request: ApiRequest) => request.params.host_id ?? '';
 const jobId = (request: ApiRequest) => request.params.job_id ?? '';

@@ -3,17 +3,18 @@
  * event carries at most 6 MB, so large uploads use the presigned import path and downloads are
  * redirected to a short-lived presigned S3 URL (HANGAR_BLOB_DELIVERY=redirect).
  */
+
+import { parseByteRange } from '#core/data/image-data';
 import {
   BadRequestError,
   HangarError,
   NotFoundError,
   RangeNotSatisfiableError,
   UnsupportedMediaTypeError,
-} from '#core/errors';
-import { parseByteRange } from '#core/image-data';
-import { serviceConfig } from '#shared/config';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getServices } from '#shared/services';
+} from '#core/kernel/errors';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getServices } from '#edge/services';
+import { serviceConfig } from '#platform/config';
 
 async function upload(request: ApiRequest): Promise<ApiResponse> {
   const contentType = request.headers['content-type']?.split(';')[0]?.trim();

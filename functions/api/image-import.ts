@@ -4,10 +4,10 @@
  * image bodies straight to S3 because API Gateway and Lambda cannot carry more than 6-10 MB.
  * All of them end in the import state machine.
  */
-import { NotFoundError, UnsupportedMediaTypeError } from '#core/errors';
-import { IMPORT_METHODS } from '#core/image-import';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getTaskServices } from '#shared/task-services';
+import { NotFoundError, UnsupportedMediaTypeError } from '#core/kernel/errors';
+import { IMPORT_METHODS } from '#core/transfer/import';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getTaskServices } from '#edge/task-services';
 
 async function info(): Promise<ApiResponse> {
   return {

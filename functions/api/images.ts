@@ -1,14 +1,15 @@
 /** The images resource: create, list, show, update (JSON-patch), delete, actions and tags. */
-import { NotFoundError } from '#core/errors';
-import { stagingKey } from '#core/image-import';
-import { freeImageData } from '#core/image-recovery';
-import { imagePath, renderImage, renderImageList } from '#core/image-view';
-import { buildLinks, parseListQuery } from '#core/list-query';
-import { parseReference } from '#core/references';
-import { serviceConfig } from '#shared/config';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { logger } from '#shared/logger';
-import { getServices } from '#shared/services';
+
+import { buildLinks, parseListQuery } from '#core/images/list-query';
+import { freeImageData } from '#core/images/recovery';
+import { imagePath, renderImage, renderImageList } from '#core/images/view';
+import { NotFoundError } from '#core/kernel/errors';
+import { parseReference } from '#core/references/references';
+import { stagingKey } from '#core/transfer/import';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getServices } from '#edge/services';
+import { serviceConfig } from '#platform/config';
+import { logger } from '#platform/logger';
 
 const IMPORT_METHODS = 'glance-direct,web-download';
 

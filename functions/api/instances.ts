@@ -1,8 +1,9 @@
 /** Hangar's instances API (docs/instances-api.md): create, list, show, and life-cycle actions. */
-import { BadRequestError, NotFoundError } from '#core/errors';
-import { ACTIONS, type Action, instancePath, renderInstance } from '#core/instances';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getInstanceServices } from '#shared/instance-services';
+
+import { ACTIONS, type Action, instancePath, renderInstance } from '#core/instances/instances';
+import { BadRequestError, NotFoundError } from '#core/kernel/errors';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getInstanceServices } from '#edge/instance-services';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;

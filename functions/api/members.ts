@@ -1,8 +1,8 @@
-/** Image members (sharing): add, list, show, update the status, remove. Rules in core/image-members.ts. */
-import { NotFoundError } from '#core/errors';
-import { renderMember, renderMembers } from '#core/image-members';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getServices } from '#shared/services';
+/** Image members (sharing): add, list, show, update the status, remove. Rules in core/sharing/members.ts. */
+import { NotFoundError } from '#core/kernel/errors';
+import { renderMember, renderMembers } from '#core/sharing/members';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getServices } from '#edge/services';
 
 function imageId(request: ApiRequest): string {
   return request.params.image_id ?? '';

@@ -1,8 +1,8 @@
-/** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs.ts. */
-import { NotFoundError } from '#core/errors';
-import type { ListParams } from '#core/metadefs';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getMetadefs } from '#shared/services';
+/** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs/metadefs.ts. */
+import { NotFoundError } from '#core/kernel/errors';
+import type { ListParams } from '#core/metadefs/metadefs';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getMetadefs } from '#edge/services';
 
 const ns = (request: ApiRequest) => request.params.namespace ?? '';
 

@@ -3,14 +3,14 @@
  * compare-and-swap, roll back, history, delete, and a per-name retention policy.
  */
 import { z } from 'zod';
-import { BadRequestError, NotFoundError } from '#core/errors';
-import { renderImage } from '#core/image-view';
-import { PublishRequestSchema } from '#core/publish';
-import type { HistoryEntry, ReferenceRecord } from '#core/references';
-import { renderTask } from '#core/task';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getServices } from '#shared/services';
-import { getTaskServices } from '#shared/task-services';
+import { renderImage } from '#core/images/view';
+import { BadRequestError, NotFoundError } from '#core/kernel/errors';
+import { PublishRequestSchema } from '#core/references/publish';
+import type { HistoryEntry, ReferenceRecord } from '#core/references/references';
+import { renderTask } from '#core/tasks/task';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getServices } from '#edge/services';
+import { getTaskServices } from '#edge/task-services';
 
 const CreateBody = z
   .object({ reference: z.string(), image_id: z.string(), namespace: z.string().optional() })

@@ -49,7 +49,7 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/v2/tasks', fn: 'tasks' },
   { method: 'GET', path: '/v2/tasks/{task_id}', fn: 'tasks' },
   { method: 'GET', path: '/v2/images/{image_id}/tasks', fn: 'tasks' },
-  // Glance's metadata definitions catalogue (core/metadefs.ts).
+  // Glance's metadata definitions catalogue (core/metadefs/metadefs.ts).
   { method: 'GET', path: '/v2/metadefs/namespaces', fn: 'metadefs' },
   { method: 'POST', path: '/v2/metadefs/namespaces', fn: 'metadefs' },
   { method: 'GET', path: '/v2/metadefs/namespaces/{namespace}', fn: 'metadefs' },

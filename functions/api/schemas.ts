@@ -2,11 +2,12 @@
  * GET /v2/schemas/{schema} and /v2/schemas/metadefs/{schema}: the JSON-Schema documents clients
  * read (glanceclient validates with them).
  */
-import { NotFoundError } from '#core/errors';
-import { isMetadefSchemaName, METADEF_SCHEMAS } from '#core/metadef-schemas';
-import { isSchemaName, schemaDocument } from '#core/schemas';
-import { serviceConfig } from '#shared/config';
-import { httpHandler } from '#shared/http';
+
+import { isSchemaName, schemaDocument } from '#core/images/schemas';
+import { NotFoundError } from '#core/kernel/errors';
+import { isMetadefSchemaName, METADEF_SCHEMAS } from '#core/metadefs/schemas';
+import { httpHandler } from '#edge/http';
+import { serviceConfig } from '#platform/config';
 
 export const handler = httpHandler(async (request) => {
   const name = request.params.schema ?? '';

@@ -3,11 +3,17 @@
  * tasks_api_access policy), and GET /v2/images/{id}/tasks for anyone who may read the image.
  * Task types: import (Glance's legacy web import) and export (Hangar's).
  */
-import { BadRequestError, NotFoundError } from '#core/errors';
-import { renderImageTask, renderTask, renderTaskListItem, TASKS_SCHEMA_PATH, taskPath } from '#core/task';
-import { assertTasksApiAccess, parseTaskListQuery } from '#core/tasks-service';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#shared/http';
-import { getTaskServices } from '#shared/task-services';
+import { BadRequestError, NotFoundError } from '#core/kernel/errors';
+import {
+  renderImageTask,
+  renderTask,
+  renderTaskListItem,
+  TASKS_SCHEMA_PATH,
+  taskPath,
+} from '#core/tasks/task';
+import { assertTasksApiAccess, parseTaskListQuery } from '#core/tasks/tasks-service';
+import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { getTaskServices } from '#edge/task-services';
 
 const CREATABLE_TYPES = ['import', 'export'];
 

@@ -3,7 +3,7 @@
  * unknown-version path, routed here by the gateway), `GET /versions` answers 200. Also
  * `GET /healthcheck`: 200 `OK` in plain text, as oslo.middleware's healthcheck answers.
  */
-import { httpHandler } from '#shared/http';
+import { httpHandler } from '#edge/http';
 
 const CURRENT = 17;
 

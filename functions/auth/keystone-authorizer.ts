@@ -3,14 +3,14 @@
  * validates X-Auth-Token through the same adapter as the `keystone` auth mode and hands the
  * token's project, user and roles to the API functions, which run in `claims` mode and read them
  * under the HANGAR_CLAIM_* names. Roles travel as one comma-separated string (context values
- * must be scalars); core/claims.ts splits them again.
+ * must be scalars); core/kernel/claims.ts splits them again.
  */
 import type {
   APIGatewayRequestAuthorizerEventV2,
   APIGatewaySimpleAuthorizerWithContextResult,
 } from 'aws-lambda';
-import { KeystoneAuthenticator, keystoneSettings } from '#adapters/keystone-auth';
-import { serviceConfig } from '#shared/config';
+import { KeystoneAuthenticator, keystoneSettings } from '#adapters/auth/keystone';
+import { serviceConfig } from '#platform/config';
 
 type Context = Record<string, string>;
 

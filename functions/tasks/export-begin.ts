@@ -1,5 +1,5 @@
 /** "Begin Export": the task goes to processing. */
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
 import { ExportInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

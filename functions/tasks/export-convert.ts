@@ -2,7 +2,7 @@
  * "Convert Image": qemu-img convert to the requested format, written with its sha512 to the export
  * bucket. Needs qemu-img: on AWS a container-image function (see TASK_FUNCTIONS in registry.ts).
  */
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
 import { ExportInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

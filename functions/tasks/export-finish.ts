@@ -1,6 +1,6 @@
 /** "Finish Export" and "Fail Export": the task succeeds with the result, or fails with the reason. */
-import type { ExportResult } from '#core/image-export';
-import { getTaskServices } from '#shared/task-services';
+import type { ExportResult } from '#core/transfer/export';
+import { getTaskServices } from '#edge/task-services';
 import { ExportFinishInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

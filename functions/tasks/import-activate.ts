@@ -1,5 +1,5 @@
 /** "Activate Image": the image becomes active with its data, the lock is released, the task succeeds. */
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
 import { ActivateInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

@@ -1,5 +1,5 @@
 /** "Begin Import": the task goes to processing and the image to importing (it must hold the lock). */
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
 import { ImportInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

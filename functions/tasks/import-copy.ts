@@ -2,7 +2,7 @@
  * "Copy And Inspect": one streaming read of the source (md5 + sha512 on two threads, format
  * inspection), the bytes left under the image's new immutable key. Returns the data to activate.
  */
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
 import { ImportInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

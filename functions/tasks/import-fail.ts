@@ -2,7 +2,7 @@
  * "Fail Import" (every Catch of the import machine leads here): no blob left behind, the image back
  * to queued with os_glance_failed_import, the task failed with the same message.
  */
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
 import { FailInputSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

@@ -2,8 +2,8 @@
  * "Boot Candidate" (a `.waitForTaskToken` state): creates the gate instance carrying the task
  * token and returns; the state then waits until the end of the instance's build answers the token.
  */
-import { PublishInputSchema } from '#core/publish';
-import { getTaskServices } from '#shared/task-services';
+import { PublishInputSchema } from '#core/references/publish';
+import { getTaskServices } from '#edge/task-services';
 import { taskStep } from './step.ts';
 
 const BootInputSchema = PublishInputSchema.extend({ task_token: PublishInputSchema.shape.task_id });

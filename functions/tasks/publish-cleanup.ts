@@ -1,6 +1,6 @@
 /** "Remove Gate Instance": the gate passed; its instance is destroyed. */
-import { PublishInputSchema } from '#core/publish';
-import { getTaskServices } from '#shared/task-services';
+import { PublishInputSchema } from '#core/references/publish';
+import { getTaskServices } from '#edge/task-services';
 import { taskStep } from './step.ts';
 
 export const handler = taskStep('publish-cleanup', PublishInputSchema, (input) =>

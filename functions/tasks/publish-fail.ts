@@ -1,6 +1,6 @@
 /** "Fail Publish": the gate instance goes, the task fails with the reason; the reference stays. */
-import { PublishInputSchema } from '#core/publish';
-import { getTaskServices } from '#shared/task-services';
+import { PublishInputSchema } from '#core/references/publish';
+import { getTaskServices } from '#edge/task-services';
 import { StepErrorSchema } from './schemas.ts';
 import { taskStep } from './step.ts';
 

@@ -1,6 +1,6 @@
 /** "Verify Candidate": the stored bytes re-hashed and inspected; the reference has not moved. */
-import { PublishInputSchema } from '#core/publish';
-import { getTaskServices } from '#shared/task-services';
+import { PublishInputSchema } from '#core/references/publish';
+import { getTaskServices } from '#edge/task-services';
 import { taskStep } from './step.ts';
 
 export const handler = taskStep('publish-verify', PublishInputSchema, (input) =>

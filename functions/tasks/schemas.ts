@@ -1,6 +1,6 @@
 /** The inputs the state machines hand their task functions, checked at the function's edge. */
 import { z } from 'zod';
-import { EXPORT_FORMATS } from '#core/image-export';
+import { EXPORT_FORMATS } from '#core/transfer/export';
 
 export const StepErrorSchema = z
   .object({ Error: z.string().optional(), Cause: z.string().optional() })

@@ -4,8 +4,8 @@
  * is logged; errors are rethrown with their name, which the state machine's Catch sees as Error.
  */
 import type { z } from 'zod';
-import { HangarError } from '#core/errors';
-import { logger } from '#shared/logger';
+import { HangarError } from '#core/kernel/errors';
+import { logger } from '#platform/logger';
 
 export function taskStep<S extends z.ZodType, R>(
   step: string,

@@ -1,12 +1,13 @@
 /**
  * The scheduled lease sweep: recovers images whose upload, stage or import died with its server
- * (a lease past its expiry, core/image-recovery.ts): back to queued with the reason, the task
+ * (a lease past its expiry, core/images/recovery.ts): back to queued with the reason, the task
  * failed, the partial bytes removed. On AWS an EventBridge rule invokes it (`leaseSweepMinutes`,
  * infra/); the embedded runner runs it at start-up and then on a timer
  * (HANGAR_LEASE_SWEEP_SECONDS, local/backend.ts). The event carries nothing it needs.
  */
-import { logger } from '#shared/logger';
-import { getServices } from '#shared/services';
+
+import { getServices } from '#edge/services';
+import { logger } from '#platform/logger';
 
 export interface LeaseSweepSummary {
   recovered: string[];

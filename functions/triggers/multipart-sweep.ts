@@ -4,9 +4,9 @@
  * parts on disk. The embedded runner calls it on a timer (HANGAR_MULTIPART_SWEEP_SECONDS,
  * local/backend.ts); on AWS the buckets' AbortIncompleteMultipartUpload lifecycle rule does this.
  */
-import { type MultipartSweepSummary, sweepMultipartUploads } from '#adapters/s3-multipart';
-import { serviceConfig } from '#shared/config';
-import { logger } from '#shared/logger';
+import { type MultipartSweepSummary, sweepMultipartUploads } from '#adapters/s3/multipart';
+import { serviceConfig } from '#platform/config';
+import { logger } from '#platform/logger';
 
 export async function handler(): Promise<MultipartSweepSummary> {
   const config = serviceConfig();

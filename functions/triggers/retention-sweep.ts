@@ -5,8 +5,9 @@
  * runner calls it on a timer (HANGAR_RETENTION_SWEEP_SECONDS, local/backend.ts). The event
  * carries nothing it needs.
  */
-import { logger } from '#shared/logger';
-import { getServices } from '#shared/services';
+
+import { getServices } from '#edge/services';
+import { logger } from '#platform/logger';
 
 export interface RetentionSweepSummary {
   names: number;

@@ -1,12 +1,12 @@
 /**
  * The upload bucket's ObjectCreated trigger: each object starts the import of the image its key
- * names (functions/core/image-import.ts, parseUploadKey). S3 delivers at least once, so the work
+ * names (functions/core/transfer/import.ts, parseUploadKey). S3 delivers at least once, so the work
  * is idempotent per event. Every record is handled; if any failed for a reason worth retrying,
  * the invocation fails afterwards so S3/Lambda retry it (the ones that succeeded are then no-ops).
  */
 import type { S3Event } from 'aws-lambda';
-import { logger } from '#shared/logger';
-import { getTaskServices } from '#shared/task-services';
+import { getTaskServices } from '#edge/task-services';
+import { logger } from '#platform/logger';
 
 /** S3 event keys are URL-encoded with '+' for spaces. */
 export function decodeS3Key(key: string): string {

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TokenFile } from '#adapters/token-file';
-import { resetServiceConfig, setServiceEnvironment } from '#shared/config';
+import type { TokenFile } from '#adapters/auth/token-file';
+import { resetServiceConfig, setServiceEnvironment } from '#platform/config';
 import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
 
 export type Persona = 'admin' | 'alice' | 'bob' | 'carol' | 'dave' | 'erin' | 'oscar';

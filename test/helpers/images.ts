@@ -5,7 +5,7 @@
 import { request as httpRequest } from 'node:http';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
-import { serviceConfig } from '#shared/config';
+import { serviceConfig } from '#platform/config';
 import type { Persona, TestBackend } from './backend.ts';
 
 /** The API view of an image (base attributes typed, extra properties as strings). */

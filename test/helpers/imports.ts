@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
-import { serviceConfig } from '#shared/config';
+import { serviceConfig } from '#platform/config';
 import type { Persona, TestBackend } from './backend.ts';
 import { type ImageView, peek } from './images.ts';
 

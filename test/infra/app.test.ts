@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TABLE_DEFINITION } from '#adapters/table-definition';
+import { TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import { ROUTES, routeKey } from '#api/routes';
 import { S3_TRIGGERS, SCHEDULES } from '../../functions/tasks/registry.ts';
 import { SETTINGS } from '../../infra/config.ts';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resetServiceConfig, setServiceEnvironment } from '#shared/config';
+import { resetServiceConfig, setServiceEnvironment } from '#platform/config';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { expectError, ImagesApi, imageObjects, peek } from '../helpers/images.ts';
 import { putUpload, waitForImport } from '../helpers/imports.ts';

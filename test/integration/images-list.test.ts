@@ -4,8 +4,8 @@
  * exactly the one-page answer, which must match an order computed here from the images' values.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageRecord } from '#core/image';
-import { compareImages, type ImageSort, type ImageSortKey } from '#core/list-query';
+import type { ImageRecord } from '#core/images/image';
+import { compareImages, type ImageSort, type ImageSortKey } from '#core/images/list-query';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import {
   expectError,

@@ -509,7 +509,7 @@ describe('concurrent writers', () => {
   });
 
   it('lands all of 100 concurrent PATCHes that each add a different property', async () => {
-    // Before core/retry.ts a fixed count of 20 attempts answered about a third of them 409.
+    // Before core/kernel/retry.ts a fixed count of 20 attempts answered about a third of them 409.
     const image = await sample();
     const keys = Array.from({ length: 100 }, (_, i) => `storm_${i}`);
     const responses = await Promise.all(

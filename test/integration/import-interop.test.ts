@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafeWebFetcher } from '#adapters/web-fetch';
-import { parseAllowList } from '#core/url-filter';
-import { setServiceEnvironment } from '#shared/config';
+import { parseAllowList } from '#core/transfer/url-filter';
+import { setServiceEnvironment } from '#platform/config';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { errorMessage, expectError, ImagesApi, peek } from '../helpers/images.ts';
 import {

@@ -12,7 +12,7 @@ import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { S3EventRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceConfig } from '#shared/config';
+import { serviceConfig } from '#platform/config';
 import { handler as s3Trigger } from '../../functions/triggers/s3-upload.ts';
 import { toAwsRecord } from '../../local/s3-events.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';

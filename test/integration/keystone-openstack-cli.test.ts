@@ -15,8 +15,8 @@ import {
   KeystoneAuthenticator,
   type KeystoneTransport,
   keystoneSettings,
-} from '#adapters/keystone-auth';
-import { resetServiceConfig, setServiceEnvironment } from '#shared/config';
+} from '#adapters/auth/keystone';
+import { resetServiceConfig, setServiceEnvironment } from '#platform/config';
 import { handler as keystoneAuthorizer } from '../../functions/auth/keystone-authorizer.ts';
 import { type Backend, startBackend } from '../../local/backend.ts';
 import { freshHome, runCli } from '../helpers/cli.ts';

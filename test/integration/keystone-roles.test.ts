@@ -6,8 +6,8 @@
  * reads and every write is a 403, the member writes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeystoneAuthenticator, keystoneSettings } from '#adapters/keystone-auth';
-import { setServiceEnvironment } from '#shared/config';
+import { KeystoneAuthenticator, keystoneSettings } from '#adapters/auth/keystone';
+import { setServiceEnvironment } from '#platform/config';
 import { type Backend, startBackend } from '../../local/backend.ts';
 import { ensureKeystone, type KeystoneInfo, keystoneCall, keystoneToken } from '../helpers/keystone.ts';
 

@@ -6,8 +6,8 @@
 import { request as httpRequest } from 'node:http';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DynamoImageRepository } from '#adapters/dynamo-image-repository';
-import { serviceConfig } from '#shared/config';
+import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
+import { serviceConfig } from '#platform/config';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { eventually, imageObjects } from '../helpers/images.ts';
 

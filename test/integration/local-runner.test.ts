@@ -15,9 +15,9 @@ import {
 import { ListBucketsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TABLE_DEFINITION } from '#adapters/table-definition';
-import { serviceConfig } from '#shared/config';
-import { attachResponseBody, requestBodyStream } from '#shared/streams';
+import { TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
+import { attachResponseBody, requestBodyStream } from '#edge/streams';
+import { serviceConfig } from '#platform/config';
 import { startBackend } from '../../local/backend.ts';
 import { type Gateway, startGateway } from '../../local/gateway.ts';
 import { type S3EventRecord, startStandIns } from '../../local/stand-ins.ts';

@@ -7,11 +7,11 @@
 import { DeleteCommand, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo } from '#adapters/aws-clients';
-import { DynamoMetadefRepository } from '#adapters/dynamo-metadef-repository';
-import { metadefNamespaceKey, metadefSeedKey } from '#adapters/keys';
-import { HANGAR_METADEF_SEED, OS_DISTROS } from '#core/metadef-seeds';
-import { MetadefsService } from '#core/metadefs';
-import { serviceConfig } from '#shared/config';
+import { metadefNamespaceKey, metadefSeedKey } from '#adapters/dynamo/keys';
+import { DynamoMetadefRepository } from '#adapters/dynamo/metadef-repository';
+import { MetadefsService } from '#core/metadefs/metadefs';
+import { HANGAR_METADEF_SEED, OS_DISTROS } from '#core/metadefs/seeds';
+import { serviceConfig } from '#platform/config';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 let t: TestBackend;

@@ -14,8 +14,8 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { abortOrWarn, sweepMultipartUploads } from '#adapters/s3-multipart';
-import { serviceConfig } from '#shared/config';
+import { abortOrWarn, sweepMultipartUploads } from '#adapters/s3/multipart';
+import { serviceConfig } from '#platform/config';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { chunkedUpload, eventually, ImagesApi, peek } from '../helpers/images.ts';
 

@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceConfig } from '#shared/config';
+import { serviceConfig } from '#platform/config';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 interface Reply {

@@ -6,7 +6,7 @@
 import { PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo } from '#adapters/aws-clients';
-import { serviceConfig } from '#shared/config';
+import { serviceConfig } from '#platform/config';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { expectError, type ImageList, ImagesApi, type ImageView, peek } from '../helpers/images.ts';
 

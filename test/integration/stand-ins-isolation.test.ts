@@ -28,7 +28,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceConfig } from '#shared/config';
+import { serviceConfig } from '#platform/config';
 import {
   dynamoDbLocalDir,
   freePort,

@@ -60,7 +60,7 @@ describe('image prefetch', { timeout: 30_000 }, () => {
       hashed: options.hashed ?? true,
     });
   };
-  /** The Glance image entity, as functions/core/image-view.ts renders it. */
+  /** The Glance image entity, as functions/core/images/view.ts renders it. */
   const render = (img: FakeImage) => ({
     name: `image ${img.id}`,
     disk_format: 'raw',

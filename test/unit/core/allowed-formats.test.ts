@@ -3,11 +3,11 @@
  * deployment's lists, in the schema 400, in create and PATCH, and in the served schema documents.
  */
 import { describe, expect, it } from 'vitest';
-import type { AllowedFormats } from '#core/image';
-import { parseCreateRequest } from '#core/image-create';
-import { applyPatch } from '#core/image-patch';
-import { PropertyProtections } from '#core/property-protections';
-import { SCHEMAS, schemaDocument } from '#core/schemas';
+import { parseCreateRequest } from '#core/images/create';
+import type { AllowedFormats } from '#core/images/image';
+import { applyPatch } from '#core/images/patch';
+import { PropertyProtections } from '#core/images/property-protections';
+import { SCHEMAS, schemaDocument } from '#core/images/schemas';
 import { alice, errorOf, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 const SCHEMA = "Provided object does not match schema 'image': ";

@@ -1,6 +1,6 @@
-/** The `claims` auth mode's mapping from authorizer claims to a caller (core/claims.ts). */
+/** The `claims` auth mode's mapping from authorizer claims to a caller (core/kernel/claims.ts). */
 import { describe, expect, it } from 'vitest';
-import { parseRoles, principalFromClaims } from '#core/claims';
+import { parseRoles, principalFromClaims } from '#core/kernel/claims';
 
 const names = { project: 'project', roles: 'roles', user: 'sub' };
 

@@ -1,7 +1,8 @@
 /** Shared builders for the core unit tests. */
-import { type ErrorKind, HangarError } from '#core/errors';
-import type { ImageRecord } from '#core/image';
-import { makePrincipal, type Principal } from '#core/principal';
+
+import type { ImageRecord } from '#core/images/image';
+import { type ErrorKind, HangarError } from '#core/kernel/errors';
+import { makePrincipal, type Principal } from '#core/kernel/principal';
 
 export const NOW = new Date('2026-11-22T02:11:29.678Z');
 export const LATER = new Date('2026-11-22T03:00:00.123Z');

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectFile } from '#adapters/inspect-file';
-import { BadRequestError } from '#core/errors';
-import { FormatInspector, type InspectionResult, inspectAndCheck } from '#core/format-inspector';
+import { FormatInspector, type InspectionResult, inspectAndCheck } from '#core/data/format-inspector';
+import { BadRequestError } from '#core/kernel/errors';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;

@@ -6,14 +6,14 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HangarError } from '#core/errors';
-import { isUuid } from '#core/ids';
-import { parseCreateRequest } from '#core/image-create';
-import { parseByteRange } from '#core/image-data';
-import { applyPatch } from '#core/image-patch';
-import { pyRepr, UUID_PATTERN } from '#core/image-validation';
-import { parseListQuery } from '#core/list-query';
-import { jsonDepth } from '#shared/http';
+import { parseByteRange } from '#core/data/image-data';
+import { parseCreateRequest } from '#core/images/create';
+import { parseListQuery } from '#core/images/list-query';
+import { applyPatch } from '#core/images/patch';
+import { pyRepr, UUID_PATTERN } from '#core/images/validation';
+import { HangarError } from '#core/kernel/errors';
+import { isUuid } from '#core/kernel/ids';
+import { jsonDepth } from '#edge/http';
 import { admin, alice, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 const RUNS = { numRuns: 400 };

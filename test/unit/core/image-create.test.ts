@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCreateRequest } from '#core/image-create';
+import { parseCreateRequest } from '#core/images/create';
 import { admin, alice, errorOf, NOW, QUOTAS } from './fixtures.ts';
 
 const SCHEMA = "Provided object does not match schema 'image': ";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BadRequestError, ConflictError } from '#core/errors';
-import { createBodyFromMetadata, describeStepError, parseUploadKey } from '#core/image-import';
-import { newTask, renderImageTask, renderTask, renderTaskListItem, transitionTask } from '#core/task';
+import { BadRequestError, ConflictError } from '#core/kernel/errors';
+import { newTask, renderImageTask, renderTask, renderTaskListItem, transitionTask } from '#core/tasks/task';
+import { createBodyFromMetadata, describeStepError, parseUploadKey } from '#core/transfer/import';
 
 const ID = '0b2c6a1e-6d2f-4a8e-9d36-0f1e2d3c4b5a';
 

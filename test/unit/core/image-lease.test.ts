@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { StaleWriteError } from '#core/errors';
-import type { ImageLease, ImageRecord } from '#core/image';
-import { ImageDataService } from '#core/image-data';
-import { type ImportInput, ImportService } from '#core/image-import';
-import { LeaseHeartbeat, LeaseLost } from '#core/image-lease';
-import { freeImageData, LeaseRecovery } from '#core/image-recovery';
-import { ImagesService } from '#core/images-service';
+import { ImageDataService } from '#core/data/image-data';
+import type { ImageLease, ImageRecord } from '#core/images/image';
+import { ImagesService } from '#core/images/images-service';
+import { LeaseHeartbeat, LeaseLost } from '#core/images/lease';
+import { freeImageData, LeaseRecovery } from '#core/images/recovery';
+import { StaleWriteError } from '#core/kernel/errors';
 import type {
   BlobPutHooks,
   BlobStore,
@@ -14,8 +13,9 @@ import type {
   ObjectRef,
   ObjectStore,
   TaskRepository,
-} from '#core/ports';
-import type { TaskRecord } from '#core/task';
+} from '#core/kernel/ports';
+import type { TaskRecord } from '#core/tasks/task';
+import { type ImportInput, ImportService } from '#core/transfer/import';
 import { alice, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 /** Records by id with the repository's version rule; `beforeUpdate` lets a test interleave a write. */

@@ -1,17 +1,17 @@
 /** Member rules (image-members.ts) and the access policy they rest on (image-access.ts). */
 import { describe, expect, it } from 'vitest';
-import { StaleWriteError } from '#core/errors';
-import type { ImageRecord } from '#core/image';
-import { canRead, canWrite, listScopes, matchesVisibility, writable } from '#core/image-access';
+import { canRead, canWrite, listScopes, matchesVisibility, writable } from '#core/images/access';
+import type { ImageRecord } from '#core/images/image';
+import { StaleWriteError } from '#core/kernel/errors';
+import type { ImageMember, MembershipRepository, MemberWrite } from '#core/kernel/ports';
+import { makePrincipal } from '#core/kernel/principal';
 import {
   MembersService,
   parseNewMember,
   parseStatusBody,
   renderMember,
   validateStatus,
-} from '#core/image-members';
-import type { ImageMember, MembershipRepository, MemberWrite } from '#core/ports';
-import { makePrincipal } from '#core/principal';
+} from '#core/sharing/members';
 import { admin, alice, bob, errorOf, LATER, makeImage, NOW } from './fixtures.ts';
 
 const carol = makePrincipal('projC', 'carol', ['member']);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { UnsupportedMediaTypeError } from '#core/errors';
-import type { ImageRecord } from '#core/image';
-import { ACCEPT_PATCH, applyPatch, decodePointer, parsePatch } from '#core/image-patch';
-import type { Principal } from '#core/principal';
+import type { ImageRecord } from '#core/images/image';
+import { ACCEPT_PATCH, applyPatch, decodePointer, parsePatch } from '#core/images/patch';
+import { UnsupportedMediaTypeError } from '#core/kernel/errors';
+import type { Principal } from '#core/kernel/principal';
 import {
   admin,
   alice,

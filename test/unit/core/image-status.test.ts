@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IMAGE_STATUSES, type ImageStatus } from '#core/image';
+import { IMAGE_STATUSES, type ImageStatus } from '#core/images/image';
 import {
   assertDeletable,
   assertDownloadable,
@@ -11,7 +11,7 @@ import {
   requireFormatsForData,
   transitionImage,
   VALID_TRANSITIONS,
-} from '#core/image-status';
+} from '#core/images/status';
 import { admin, alice, errorOf, LATER, makeActiveImage, makeImage } from './fixtures.ts';
 
 const ALLOWED: Array<[ImageStatus, ImageStatus]> = [

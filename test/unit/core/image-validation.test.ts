@@ -6,7 +6,7 @@ import {
   isWritableBaseProperty,
   pyRepr,
   validatePropertyValue,
-} from '#core/image-validation';
+} from '#core/images/validation';
 import { errorOf } from './fixtures.ts';
 
 describe('pyRepr', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { imagePath, renderImage, renderImageList } from '#core/image-view';
-import { EVERY_PROPERTY } from '#core/property-protections';
+import { EVERY_PROPERTY } from '#core/images/property-protections';
+import { imagePath, renderImage, renderImageList } from '#core/images/view';
 import { makeActiveImage, makeImage } from './fixtures.ts';
 
 describe('renderImage', () => {

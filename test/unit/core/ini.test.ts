@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IniSyntaxError, parseIni } from '#core/ini';
+import { IniSyntaxError, parseIni } from '#core/kernel/ini';
 
 function syntaxErrorOf(text: string): { line: number; message: string } {
   try {

@@ -12,7 +12,7 @@ import {
   newJob,
   renderClaimedJob,
   renewLease,
-} from '#core/work-queue';
+} from '#core/instances/work-queue';
 import { captureError, NOW } from './fixtures.ts';
 
 const at = (ms: number) => new Date(NOW.getTime() + ms);

@@ -24,8 +24,8 @@ import {
   type Stage,
   satisfiesVersion,
   versionString,
-} from '#core/instances';
-import { makePrincipal } from '#core/principal';
+} from '#core/instances/instances';
+import { makePrincipal } from '#core/kernel/principal';
 import { alice, captureError, makeActiveImage, NOW } from './fixtures.ts';
 
 const host = (overrides: Partial<HostRecord> = {}): HostRecord => ({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ImageRecord } from '#core/image';
+import type { ImageRecord } from '#core/images/image';
 import {
   buildLinks,
   compareCodePoints,
@@ -11,7 +11,7 @@ import {
   parseIsoTime,
   parseListQuery,
   splitInList,
-} from '#core/list-query';
+} from '#core/images/list-query';
 import { errorOf, makeActiveImage } from './fixtures.ts';
 
 /** Query pairs as URLSearchParams decodes them from a raw query string. */

@@ -1,6 +1,6 @@
 /**
  * How image writes keep member listing rows within DynamoDB's transaction limits
- * (adapters/member-rows.ts): which rows are trusted copies, which are pointers, and which writes
+ * (adapters/dynamo/member-rows.ts): which rows are trusted copies, which are pointers, and which writes
  * go into the record's own transaction.
  */
 import { describe, expect, it } from 'vitest';
@@ -11,8 +11,8 @@ import {
   planRowWrites,
   type RowOp,
   TRANSACTION_ITEMS,
-} from '#adapters/member-rows';
-import type { ImageRecord, MemberStatus } from '#core/image';
+} from '#adapters/dynamo/member-rows';
+import type { ImageRecord, MemberStatus } from '#core/images/image';
 import { makeImage } from './fixtures.ts';
 
 const CAPACITY = TRANSACTION_ITEMS - 2;

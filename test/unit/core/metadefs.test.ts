@@ -1,7 +1,7 @@
 /** Metadefs request validation (Glance's schema wording) and the route table's agreement with the handler. */
 import { describe, expect, it } from 'vitest';
-import { BadRequestError, ForbiddenError } from '#core/errors';
-import { parseNamespaceBody, parsePropertyBody, parseTagsBody } from '#core/metadef-validation';
+import { BadRequestError, ForbiddenError } from '#core/kernel/errors';
+import { parseNamespaceBody, parsePropertyBody, parseTagsBody } from '#core/metadefs/validation';
 import { METADEF_ROUTE_KEYS } from '../../../functions/api/metadefs.ts';
 import { ROUTES, routeKey } from '../../../functions/api/routes.ts';
 

@@ -6,7 +6,7 @@ import {
   hasReaderRole,
   isHostAgent,
   makePrincipal,
-} from '#core/principal';
+} from '#core/kernel/principal';
 
 describe('roles (Glance secure-RBAC defaults)', () => {
   const reader = makePrincipal('projA', 'dave', ['reader']);

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { ImageRecord } from '#core/image';
-import { parseCreateRequest } from '#core/image-create';
-import { applyPatch } from '#core/image-patch';
-import { makePrincipal, type Principal } from '#core/principal';
+import { parseCreateRequest } from '#core/images/create';
+import type { ImageRecord } from '#core/images/image';
+import { applyPatch } from '#core/images/patch';
 import {
   EVERY_PROPERTY,
   InvalidPropertyProtections,
   type PropertyOperation,
   PropertyProtections,
-} from '#core/property-protections';
+} from '#core/images/property-protections';
+import { makePrincipal, type Principal } from '#core/kernel/principal';
 import { errorOf, LATER, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 /** Modelled on the roles file of Glance's functional tests (glance/tests/functional/__init__.py). */

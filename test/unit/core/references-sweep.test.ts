@@ -4,12 +4,21 @@
  * does not block its name.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { StaleWriteError } from '#core/errors';
-import type { ImageRecord } from '#core/image';
-import { ImagesService } from '#core/images-service';
-import type { ImageRepository } from '#core/ports';
-import type { HistoryEntry, NamedRetentionPolicy, ReferenceRecord, RetentionPolicy } from '#core/references';
-import { RETIRED_AT_PROPERTY, type ReferenceRepository, ReferencesService } from '#core/references-service';
+import type { ImageRecord } from '#core/images/image';
+import { ImagesService } from '#core/images/images-service';
+import { StaleWriteError } from '#core/kernel/errors';
+import type { ImageRepository } from '#core/kernel/ports';
+import type {
+  HistoryEntry,
+  NamedRetentionPolicy,
+  ReferenceRecord,
+  RetentionPolicy,
+} from '#core/references/references';
+import {
+  RETIRED_AT_PROPERTY,
+  type ReferenceRepository,
+  ReferencesService,
+} from '#core/references/references-service';
 import { alice, makeActiveImage, NOW, QUOTAS } from './fixtures.ts';
 
 class MemoryImages implements ImageRepository {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BadRequestError, ConflictError } from '#core/errors';
+import { BadRequestError, ConflictError } from '#core/kernel/errors';
 import {
   assertExpected,
   type HistoryEntry,
@@ -7,7 +7,7 @@ import {
   planRetention,
   type ReferenceRecord,
   rollbackTarget,
-} from '#core/references';
+} from '#core/references/references';
 
 const ref = (image_id: string, version: number): ReferenceRecord => ({
   namespace: 'p',

@@ -1,14 +1,14 @@
 /**
- * core/retry.ts and ImagesService.mutate over it: a lost race is retried with jittered backoff
+ * core/kernel/retry.ts and ImagesService.mutate over it: a lost race is retried with jittered backoff
  * until a time budget (not a count) runs out, and a retry that now truly conflicts answers that
  * conflict instead of landing.
  */
 import { describe, expect, it } from 'vitest';
-import { ConflictError, StaleWriteError } from '#core/errors';
-import type { ImageRecord } from '#core/image';
-import { ImagesService } from '#core/images-service';
-import type { ImageRepository } from '#core/ports';
-import { backoffDelay, retryOnStale } from '#core/retry';
+import type { ImageRecord } from '#core/images/image';
+import { ImagesService } from '#core/images/images-service';
+import { ConflictError, StaleWriteError } from '#core/kernel/errors';
+import type { ImageRepository } from '#core/kernel/ports';
+import { backoffDelay, retryOnStale } from '#core/kernel/retry';
 import { alice, makeImage, QUOTAS } from './fixtures.ts';
 
 const PATCH = 'application/openstack-images-v2.1-json-patch';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/image';
-import { isSchemaName, SCHEMAS } from '#core/schemas';
+import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/images/image';
+import { isSchemaName, SCHEMAS } from '#core/images/schemas';
 
 type JsonObject = Record<string, unknown>;
 const obj = (value: unknown) => value as JsonObject;

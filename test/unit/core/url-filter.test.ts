@@ -8,7 +8,7 @@ import {
   parseWebUrl,
   UrlRefused,
   vetAddress,
-} from '#core/url-filter';
+} from '#core/transfer/url-filter';
 
 function address(text: string) {
   const parsed = parseAddress(text);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/image';
-import { resetServiceConfig, serviceConfig } from '#shared/config';
+import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/images/image';
+import { resetServiceConfig, serviceConfig } from '#platform/config';
 
 const VARIABLES = [
   'HANGAR_REQUIRE_IMAGE_FORMAT_MATCH',

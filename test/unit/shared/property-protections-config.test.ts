@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { makePrincipal } from '#core/principal';
-import { PropertyProtections } from '#core/property-protections';
-import { loadPropertyProtections, resetServiceConfig, serviceConfig } from '#shared/config';
+import { PropertyProtections } from '#core/images/property-protections';
+import { makePrincipal } from '#core/kernel/principal';
+import { loadPropertyProtections, resetServiceConfig, serviceConfig } from '#platform/config';
 
 const RULES = '[^x_]\ncreate = member\nread = @\nupdate = member\ndelete = !\n';
 const member = makePrincipal('projA', 'alice', ['member']);

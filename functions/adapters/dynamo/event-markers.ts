@@ -1,0 +1,62 @@
+/**
+ * Idempotency for the S3 trigger: one item per S3 event (bucket, key, version, sequencer, ETag),
+ * created with a conditional put. A redelivery reads back the first delivery's ids instead of
+ * making new ones. Markers expire after a week, long after S3 stops redelivering.
+ */
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { EventMarker, EventMarkers } from '#core/kernel/ports';
+import { serviceConfig } from '#platform/config';
+import { dynamo } from '../aws-clients.ts';
+import { eventMarkerKey } from './keys.ts';
+
+const MARKER_TTL_SECONDS = 7 * 24 * 3600;
+
+export class DynamoEventMarkers implements EventMarkers {
+  private get table(): string {
+    return serviceConfig().tableName;
+  }
+
+  async claim(proposal: EventMarker): Promise<EventMarker> {
+    const key = eventMarkerKey(proposal.eventId);
+    try {
+      await dynamo().send(
+        new PutCommand({
+          TableName: this.table,
+          Item: {
+            ...key,
+            task_id: proposal.taskId,
+            image_id: proposal.imageId,
+            done: false,
+            expiration: Math.floor(Date.now() / 1000) + MARKER_TTL_SECONDS,
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return proposal;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+    const out = await dynamo().send(
+      new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true }),
+    );
+    const item = out.Item ?? {};
+    return {
+      eventId: proposal.eventId,
+      taskId: String(item.task_id),
+      imageId: String(item.image_id),
+      done: item.done === true,
+    };
+  }
+
+  async markDone(eventId: string): Promise<void> {
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: eventMarkerKey(eventId),
+        UpdateExpression: 'SET done = :done',
+        ExpressionAttributeValues: { ':done': true },
+      }),
+    );
+  }
+}

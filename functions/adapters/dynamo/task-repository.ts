@@ -1,0 +1,181 @@
+import { BatchGetCommand, GetCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { ConflictError, StaleWriteError } from '#core/kernel/errors';
+import { isUuid } from '#core/kernel/ids';
+import type { TaskListSpec, TaskRepository } from '#core/kernel/ports';
+import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
+import { serviceConfig } from '#platform/config';
+import { dynamo } from '../aws-clients.ts';
+import { isConditionFailure } from './errors.ts';
+import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';
+
+const StoredTaskSchema = z.object({
+  id: z.string(),
+  type: z.enum(TASK_TYPES),
+  status: z.enum(TASK_STATUSES),
+  owner: z.string(),
+  user_id: z.string(),
+  request_id: z.string(),
+  image_id: z.string().nullable(),
+  input: z.record(z.string(), z.unknown()),
+  result: z.record(z.string(), z.unknown()).nullable(),
+  message: z.string(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  expires_at: z.string().nullable(),
+  version: z.number().int(),
+});
+
+function taskItem(task: TaskRecord): Record<string, unknown> {
+  const item: Record<string, unknown> = {
+    ...taskKey(task.id),
+    kind_pk: TASK_KIND_ALL,
+    kind_sk: taskKindSort(task.created_at, task.id),
+    // JSON text, as for images: input and result are free-form documents.
+    data: JSON.stringify(task),
+    version: task.version,
+  };
+  const expiration = expirationEpoch(task);
+  if (expiration !== undefined) item.expiration = expiration;
+  return item;
+}
+
+function pointerItem(task: TaskRecord): Record<string, unknown> {
+  const item: Record<string, unknown> = {
+    ...imageTaskKey(task.image_id as string, task.created_at, task.id),
+    task_id: task.id,
+  };
+  const expiration = expirationEpoch(task);
+  if (expiration !== undefined) item.expiration = expiration;
+  return item;
+}
+
+function fromItem(item: Record<string, unknown>): TaskRecord {
+  return StoredTaskSchema.parse(JSON.parse(String(item.data))) as TaskRecord;
+}
+
+export class DynamoTaskRepository implements TaskRepository {
+  private get table(): string {
+    return serviceConfig().tableName;
+  }
+
+  async get(id: string): Promise<TaskRecord | null> {
+    if (!isUuid(id)) return null;
+    const out = await dynamo().send(
+      new GetCommand({ TableName: this.table, Key: taskKey(id), ConsistentRead: true }),
+    );
+    return out.Item ? fromItem(out.Item) : null;
+  }
+
+  async create(task: TaskRecord): Promise<void> {
+    try {
+      await dynamo().send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.table,
+                Item: taskItem(task),
+                ConditionExpression: 'attribute_not_exists(pk)',
+              },
+            },
+            ...(task.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(task) } }] : []),
+          ],
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) throw new ConflictError(`Task ${task.id} already exists`);
+      throw error;
+    }
+  }
+
+  async update(previous: TaskRecord, next: TaskRecord): Promise<void> {
+    try {
+      await dynamo().send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.table,
+                Item: taskItem(next),
+                ConditionExpression: 'version = :expected',
+                ExpressionAttributeValues: { ':expected': previous.version },
+              },
+            },
+            ...(next.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(next) } }] : []),
+          ],
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) throw new StaleWriteError(`Task ${next.id} was changed meanwhile`);
+      throw error;
+    }
+  }
+
+  async list(spec: TaskListSpec): Promise<TaskRecord[]> {
+    const page: TaskRecord[] = [];
+    let exclusiveStartKey: Record<string, unknown> | undefined;
+    const bound = spec.marker ? taskKindSort(spec.marker.created_at, spec.marker.id) : undefined;
+    do {
+      const out = await dynamo().send(
+        new QueryCommand({
+          TableName: this.table,
+          IndexName: 'by_kind',
+          KeyConditionExpression: bound
+            ? `kind_pk = :kind AND kind_sk ${spec.descending ? '<' : '>'} :bound`
+            : 'kind_pk = :kind',
+          ExpressionAttributeValues: bound
+            ? { ':kind': TASK_KIND_ALL, ':bound': bound }
+            : { ':kind': TASK_KIND_ALL },
+          ScanIndexForward: !spec.descending,
+          Limit: Math.min(Math.max(spec.limit * 2, 25), 1000),
+          ExclusiveStartKey: exclusiveStartKey,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        const task = fromItem(item);
+        if (spec.filter(task)) page.push(task);
+        if (page.length === spec.limit) return page;
+      }
+      exclusiveStartKey = out.LastEvaluatedKey;
+    } while (exclusiveStartKey);
+    return page;
+  }
+
+  async listForImage(imageId: string): Promise<TaskRecord[]> {
+    const ids: string[] = [];
+    if (!isUuid(imageId)) return [];
+    let exclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const out = await dynamo().send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: { ':pk': `IMG#${imageId}`, ':prefix': IMAGE_TASK_PREFIX },
+          ScanIndexForward: false,
+          ExclusiveStartKey: exclusiveStartKey,
+        }),
+      );
+      for (const item of out.Items ?? []) ids.push(String(item.task_id));
+      exclusiveStartKey = out.LastEvaluatedKey;
+    } while (exclusiveStartKey);
+
+    const found = new Map<string, TaskRecord>();
+    for (let i = 0; i < ids.length; i += 100) {
+      let keys: Array<Record<string, unknown>> = ids.slice(i, i + 100).map((id) => taskKey(id));
+      // BatchGet may hand some keys back unprocessed under load: ask again for those.
+      for (let attempt = 0; keys.length > 0 && attempt < 10; attempt++) {
+        const out = await dynamo().send(
+          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.table] ?? []) {
+          const task = fromItem(item);
+          found.set(task.id, task);
+        }
+        keys = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
+      }
+    }
+    // Pointers whose task expired first are skipped.
+    return ids.flatMap((id) => found.get(id) ?? []);
+  }
+}
