@@ -14,7 +14,6 @@ import {
 } from '#core/kernel/errors';
 import { logger } from '#platform/logger';
 import { lowerHeaders } from './headers.ts';
-import type { RequestIdContext } from './request-id.ts';
 
 type ApiResult = APIGatewayProxyStructuredResultV2;
 
@@ -106,7 +105,8 @@ export function glanceErrors(): MiddlewareObj<APIGatewayProxyEventV2, ApiResult,
   return {
     name: 'glanceErrors',
     onError: (request) => {
-      const { requestId } = request.context as Partial<RequestIdContext>;
+      // Set by httpRequestId, registered first (not imported: it renders its 431 with errorResult).
+      const { requestId } = request.context as { requestId?: string };
       request.response = errorToResult(
         request.error,
         lowerHeaders(request.event.headers).accept,
