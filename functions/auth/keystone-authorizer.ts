@@ -10,6 +10,7 @@ import type {
   APIGatewaySimpleAuthorizerWithContextResult,
 } from 'aws-lambda';
 import { KeystoneAuthenticator, keystoneSettings } from '#adapters/auth/keystone';
+import { serviceHandler } from '#edge/middlewares/service-handler';
 import { serviceConfig } from '#platform/config';
 
 type Context = Record<string, string>;
@@ -30,7 +31,7 @@ function tokenOf(event: APIGatewayRequestAuthorizerEventV2): string | undefined 
   return event.identitySource?.[0] || undefined;
 }
 
-export async function handler(
+async function authorize(
   event: APIGatewayRequestAuthorizerEventV2,
 ): Promise<APIGatewaySimpleAuthorizerWithContextResult<Context>> {
   const token = tokenOf(event);
@@ -47,3 +48,6 @@ export async function handler(
     },
   };
 }
+
+/** The Keystone adapter's log lines (unreachable, refused) carry the invocation's id. */
+export const handler = serviceHandler({ service: 'apigateway' }, [], authorize);

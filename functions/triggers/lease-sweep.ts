@@ -6,6 +6,7 @@
  * (HANGAR_LEASE_SWEEP_SECONDS, local/backend.ts). The event carries nothing it needs.
  */
 
+import { serviceHandler } from '#edge/middlewares/service-handler';
 import { getServices } from '#edge/services';
 import { logger } from '#platform/logger';
 
@@ -15,7 +16,7 @@ export interface LeaseSweepSummary {
   failed: { id: string; message: string }[];
 }
 
-export async function handler(options: { everyLease?: boolean } = {}): Promise<LeaseSweepSummary> {
+async function sweepLeases(options: { everyLease?: boolean } = {}): Promise<LeaseSweepSummary> {
   // EventBridge passes its event here: only a literal `true` (the local runner's start-up) counts.
   const everyLease = options?.everyLease === true;
   const sweep = await getServices().recovery.sweep({ everyLease });
@@ -32,3 +33,5 @@ export async function handler(options: { everyLease?: boolean } = {}): Promise<L
     });
   return summary;
 }
+
+export const handler = serviceHandler({ service: 'events' }, [], sweepLeases);

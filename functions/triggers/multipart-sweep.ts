@@ -5,10 +5,11 @@
  * local/backend.ts); on AWS the buckets' AbortIncompleteMultipartUpload lifecycle rule does this.
  */
 import { type MultipartSweepSummary, sweepMultipartUploads } from '#adapters/s3/multipart';
+import { serviceHandler } from '#edge/middlewares/service-handler';
 import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 
-export async function handler(): Promise<MultipartSweepSummary> {
+async function sweepMultipart(): Promise<MultipartSweepSummary> {
   const config = serviceConfig();
   // Never younger than a presigned upload's URLs live: a client may still be sending its parts.
   const age = Math.max(config.multipartMaxAgeSeconds, config.uploadUrlSeconds);
@@ -23,3 +24,5 @@ export async function handler(): Promise<MultipartSweepSummary> {
     });
   return summary;
 }
+
+export const handler = serviceHandler({ service: 'events' }, [], sweepMultipart);

@@ -6,6 +6,7 @@
  * carries nothing it needs.
  */
 
+import { serviceHandler } from '#edge/middlewares/service-handler';
 import { getServices } from '#edge/services';
 import { logger } from '#platform/logger';
 
@@ -17,7 +18,7 @@ export interface RetentionSweepSummary {
   failed: { namespace: string; name: string; message: string }[];
 }
 
-export async function handler(): Promise<RetentionSweepSummary> {
+async function sweepRetention(): Promise<RetentionSweepSummary> {
   const sweep = await getServices().references.sweepRetention();
   const failed = sweep.failed.map(({ namespace, name, error }) => {
     logger.error('retention sweep failed for a name', { namespace, name, error });
@@ -41,3 +42,5 @@ export async function handler(): Promise<RetentionSweepSummary> {
   });
   return summary;
 }
+
+export const handler = serviceHandler({ service: 'events' }, [], sweepRetention);

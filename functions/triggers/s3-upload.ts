@@ -5,6 +5,7 @@
  * the invocation fails afterwards so S3/Lambda retry it (the ones that succeeded are then no-ops).
  */
 import type { S3Event } from 'aws-lambda';
+import { serviceHandler } from '#edge/middlewares/service-handler';
 import { getTaskServices } from '#edge/task-services';
 import { logger } from '#platform/logger';
 
@@ -13,7 +14,7 @@ export function decodeS3Key(key: string): string {
   return decodeURIComponent(key.replace(/\+/g, ' '));
 }
 
-export async function handler(event: S3Event): Promise<{ outcomes: string[] }> {
+async function onUpload(event: S3Event): Promise<{ outcomes: string[] }> {
   const outcomes: string[] = [];
   const failures: unknown[] = [];
   for (const record of event.Records ?? []) {
@@ -45,3 +46,5 @@ export async function handler(event: S3Event): Promise<{ outcomes: string[] }> {
   if (failures.length > 0) throw new AggregateError(failures, `${failures.length} upload record(s) failed`);
   return { outcomes };
 }
+
+export const handler = serviceHandler({ service: 's3' }, [], onUpload);
