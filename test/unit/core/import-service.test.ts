@@ -338,6 +338,24 @@ describe('ImportService steps', () => {
     expect(world.blobs.deleted).toContain(data.blob_key);
   });
 
+  it('fail and the stage roll-back retry their image writes after a transaction conflict', async () => {
+    const { world, task, input } = await started('glance-direct');
+    await world.service.begin(input);
+    world.repo.races.failUpdates(1);
+    await world.service.fail({ ...input, error: { Error: 'States.Timeout', Cause: '' } });
+    expect(world.repo.stored(ID)).toMatchObject({
+      status: 'queued',
+      properties: { [FAILED_IMPORT]: 'The import took longer than its step may run.' },
+    });
+    expect(world.tasks.stored(task.id).status).toBe('failure');
+
+    const staged = setup();
+    // The first write (queued -> uploading) lands; the roll-back after the oversized body loses once.
+    staged.repo.races.failUpdates(1, 1);
+    expect((await failure(stage(staged, Buffer.alloc(CAP + 1)))).kind).toBe('too_large');
+    expect(staged.repo.stored(ID).status).toBe('queued');
+  });
+
   it('every step retries its image write after a transaction conflict', async () => {
     const { world, task, input } = await started('glance-direct');
     world.repo.races.failUpdates(1);
