@@ -96,6 +96,8 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'POST /v1/jobs/{job_id}/complete': complete,
   'POST /v1/jobs/{job_id}/fail': fail,
 };
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

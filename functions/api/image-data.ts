@@ -65,6 +65,12 @@ async function download(request: ApiRequest): Promise<ApiResponse> {
   return { status: 200, headers, stream: await blobs.get(key) };
 }
 
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = [
+  'PUT /v2/images/{image_id}/file',
+  'GET /v2/images/{image_id}/file',
+];
+
 export const handler = httpHandler(async (request) => {
   if (request.event.routeKey === 'PUT /v2/images/{image_id}/file') return upload(request);
   if (request.event.routeKey === 'GET /v2/images/{image_id}/file') return download(request);

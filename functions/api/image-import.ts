@@ -84,6 +84,8 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'POST /v2/images/{image_id}/multipart-upload/complete': completeUpload,
   'POST /v2/images/{image_id}/multipart-upload/abort': abortUpload,
 };
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

@@ -79,6 +79,8 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'GET /v1/instances/{instance_id}': show,
   'POST /v1/instances/{instance_id}/actions/{action}': action,
 };
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

@@ -52,6 +52,8 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'PUT /v2/images/{image_id}/members/{member_id}': update,
   'DELETE /v2/images/{image_id}/members/{member_id}': remove,
 };
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

@@ -172,6 +172,7 @@ const ROUTES: Record<string, Route> = {
 
 /** The route table entries this function serves (routes.ts lists them for the gateway and CDK). */
 export const METADEF_ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
+export const ROUTE_KEYS: readonly string[] = METADEF_ROUTE_KEYS;
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

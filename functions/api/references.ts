@@ -162,6 +162,8 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     return { status: 200, json: { hidden: plan.hide, deactivated: plan.deactivate, restored: plan.restore } };
   },
 };
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

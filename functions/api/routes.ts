@@ -1,7 +1,8 @@
 /**
  * Every HTTP route and the Lambda function module that serves it. The embedded gateway
  * (local/gateway.ts) and the CDK app (infra/) are both built from this one table.
- * A module `functions/api/<fn>.ts` exports `handler`, which dispatches on `event.routeKey`.
+ * A module `functions/api/<fn>.ts` exports `handler`, which dispatches on `event.routeKey`, and
+ * `ROUTE_KEYS`, the keys it serves: test/unit/routes.test.ts proves this table lists exactly those.
  */
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
 

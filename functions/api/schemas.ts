@@ -9,6 +9,12 @@ import { isMetadefSchemaName, METADEF_SCHEMAS } from '#core/metadefs/schemas';
 import { httpHandler } from '#edge/http';
 import { serviceConfig } from '#platform/config';
 
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = [
+  'GET /v2/schemas/{schema}',
+  'GET /v2/schemas/metadefs/{schema}',
+];
+
 export const handler = httpHandler(async (request) => {
   const name = request.params.schema ?? '';
   if (request.event.routeKey === 'GET /v2/schemas/metadefs/{schema}') {

@@ -75,6 +75,8 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'GET /v2/tasks/{task_id}': show,
   'GET /v2/images/{image_id}/tasks': imageTasks,
 };
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
 
 export const handler = httpHandler(async (request) => {
   const route = ROUTES[request.event.routeKey];

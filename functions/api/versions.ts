@@ -7,6 +7,9 @@ import { httpHandler } from '#edge/http';
 
 const CURRENT = 17;
 
+/** `GET /` also answers any path of an unknown version: the gateway routes those here. */
+export const ROUTE_KEYS: readonly string[] = ['GET /', 'GET /versions', 'GET /healthcheck'];
+
 export const handler = httpHandler(
   async (request) => {
     if (request.event.routeKey === 'GET /healthcheck') return { status: 200, text: 'OK' };
