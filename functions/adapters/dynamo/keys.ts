@@ -109,7 +109,7 @@ export const imageTaskKey = (imageId: string, createdAt: string, taskId: string)
 export const IMAGE_TASK_PREFIX = 'TASK#';
 export const eventMarkerKey = (eventId: string) => ({ pk: `S3EVENT#${eventId}`, sk: 'META' });
 
-// name:tag references (see dynamo-reference-repository.ts):
+// name:tag references (see reference-repository.ts):
 //   pk=REF#<namespace>#<name>  sk=TAG#<tag>         a reference; by_kind: kind_pk=REFS#<namespace>,
 //                                                   kind_sk=<name>:<tag>
 //   pk=REF#<namespace>#<name>  sk=HIST#<tag>#<seq>  one history entry
@@ -153,7 +153,7 @@ export const memberKey = (imageId: string, member: string) => ({
   sk: `${MEMBER_PREFIX}${member}`,
 });
 
-// Instances, hosts and the per-host work queue (see dynamo-instance-repository.ts):
+// Instances, hosts and the per-host work queue (see instance-repository.ts, job-repository.ts, host-repository.ts):
 //   pk=INST#<id>       sk=META          the instance (`version`); by_kind: kind_pk=INSTP#<project>,
 //                                       kind_sk=<created_at>#<id> (a project's instances)
 //   pk=INST#<id>       sk=LIST          listing row for admins: kind_pk=INST#all, same kind_sk
@@ -183,7 +183,7 @@ export const jobKey = (id: string) => ({ pk: `JOB#${id}`, sk: 'META' });
 export const hostQueueKind = (hostId: string) => `HOSTQ#${hostId}`;
 export const hostQueueSort = (enqueuedAt: string, jobId: string) => `${enqueuedAt}#${jobId}`;
 
-// Metadata definitions (see dynamo-metadef-repository.ts):
+// Metadata definitions (see metadef-repository.ts):
 //   pk=MDNS#<namespace>   sk=META            a namespace, its resource type associations inside;
 //                                            by_kind: kind_pk=MDNS#all, kind_sk=<namespace>
 //   pk=MDNSC#<ns id>      sk=OBJ#<name>      an object      (ns id: the namespace's immutable id,

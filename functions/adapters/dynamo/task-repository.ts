@@ -1,4 +1,4 @@
-import { BatchGetCommand, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
@@ -7,7 +7,7 @@ import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#co
 import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';
-import { queryAll } from './query.ts';
+import { batchGetAll, queryAll } from './query.ts';
 import { existsOrStale, versionedWrite } from './transact.ts';
 
 const StoredTaskSchema = z.object({
@@ -145,22 +145,7 @@ export class DynamoTaskRepository implements TaskRepository {
     });
     for (const item of pointers) ids.push(String(item.task_id));
 
-    const found = new Map<string, TaskRecord>();
-    for (let i = 0; i < ids.length; i += 100) {
-      let keys: Array<Record<string, unknown>> = ids.slice(i, i + 100).map((id) => taskKey(id));
-      // BatchGet may hand some keys back unprocessed under load: ask again for those.
-      for (let attempt = 0; keys.length > 0 && attempt < 10; attempt++) {
-        const out = await dynamo().send(
-          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
-        );
-        for (const item of out.Responses?.[this.table] ?? []) {
-          const task = fromItem(item);
-          found.set(task.id, task);
-        }
-        keys = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
-      }
-    }
     // Pointers whose task expired first are skipped.
-    return ids.flatMap((id) => found.get(id) ?? []);
+    return (await batchGetAll(this.table, ids.map(taskKey))).map(fromItem);
   }
 }

@@ -11,8 +11,13 @@ import { cancellationCodes, isConditionFailure, isLostRace } from './errors.ts';
 
 export type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
 
+/** One conditional PutItem; also a transaction's item as it is. */
+export interface SinglePut {
+  Put: PutCommandInput & { ConditionExpression: string };
+}
+
 /** One transaction (TransactWriteItems), or one conditional PutItem. */
-export type ConditionalWrite = TransactItem[] | { Put: PutCommandInput };
+export type ConditionalWrite = TransactItem[] | SinglePut;
 
 function send(write: ConditionalWrite): Promise<unknown> {
   return Array.isArray(write)
