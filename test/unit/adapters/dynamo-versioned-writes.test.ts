@@ -14,6 +14,7 @@ import {
 import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dynamo } from '#adapters/aws-clients';
+import { DynamoEventMarkers } from '#adapters/dynamo/event-markers';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
 import { DynamoMetadefRepository } from '#adapters/dynamo/metadef-repository';
@@ -387,5 +388,22 @@ describe('writes whose refusal has a meaning of its own', () => {
       () => metadefs.replaceTags(namespace, [], [tag]),
     ])
       expect(await outcome(write)).toBeInstanceOf(StaleWriteError);
+  });
+
+  it('an S3 event claimed before reads back the first claim; a TransactionConflictException is stale', async () => {
+    const markers = new DynamoEventMarkers();
+    const proposal = { eventId: 'b/k#1#s#e', taskId: 't-2', imageId: 'i-2', done: false };
+
+    failWritesWith(conditionFailed);
+    vi.mocked(dynamo().send).mockImplementationOnce((async () => {
+      throw conditionFailed();
+    }) as never);
+    vi.mocked(dynamo().send).mockImplementationOnce((async () => ({
+      Item: { task_id: 't-1', image_id: 'i-1', done: true },
+    })) as never);
+    expect(await markers.claim(proposal)).toEqual({ ...proposal, taskId: 't-1', imageId: 'i-1', done: true });
+
+    failWritesWith(conflictingTransaction);
+    expect(await outcome(() => markers.claim(proposal))).toBeInstanceOf(StaleWriteError);
   });
 });
