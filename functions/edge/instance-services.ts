@@ -4,7 +4,7 @@
  * One set per process, rebuilt when the configuration is reset, as getServices() does.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { DynamoInstanceRepository } from '#adapters/dynamo/instance-repository';
+import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
 import { taskTokens } from '#adapters/step-functions';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
 import { type ServiceConfig, serviceConfig } from '../platform/config.ts';
@@ -22,7 +22,7 @@ export function getInstanceServices(): InstanceServices {
   const config = serviceConfig();
   if (services && builtFor === config) return services;
   const deps: InstancesDeps = {
-    store: new DynamoInstanceRepository(),
+    store: new DynamoInstanceStore(config.tableName),
     images: {
       show: (principal, id) => getServices().images.show(principal, id),
       resolve: async (principal, reference) =>

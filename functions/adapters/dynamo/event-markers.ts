@@ -3,12 +3,12 @@
  * created with a conditional put. A redelivery reads back the first delivery's ids instead of
  * making new ones. Markers expire after a week, long after S3 stops redelivering.
  */
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { EventMarker, EventMarkers } from '#core/kernel/ports';
 import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { eventMarkerKey } from './keys.ts';
+import { conditionalWrite } from './transact.ts';
 
 const MARKER_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -19,24 +19,21 @@ export class DynamoEventMarkers implements EventMarkers {
 
   async claim(proposal: EventMarker): Promise<EventMarker> {
     const key = eventMarkerKey(proposal.eventId);
-    try {
-      await dynamo().send(
-        new PutCommand({
-          TableName: this.table,
-          Item: {
-            ...key,
-            task_id: proposal.taskId,
-            image_id: proposal.imageId,
-            done: false,
-            expiration: Math.floor(Date.now() / 1000) + MARKER_TTL_SECONDS,
-          },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-      );
-      return proposal;
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
+    const refused = await conditionalWrite({
+      Put: {
+        TableName: this.table,
+        Item: {
+          ...key,
+          task_id: proposal.taskId,
+          image_id: proposal.imageId,
+          done: false,
+          expiration: Math.floor(Date.now() / 1000) + MARKER_TTL_SECONDS,
+        },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      },
+    });
+    if (refused === null) return proposal;
+    // Claimed before: the first delivery's ids.
     const out = await dynamo().send(
       new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true }),
     );

@@ -4,7 +4,6 @@ import {
   GetCommand,
   QueryCommand,
   type QueryCommandInput,
-  TransactWriteCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import {
@@ -14,7 +13,7 @@ import {
   MEMBER_STATUSES,
   VISIBILITIES,
 } from '#core/images/image';
-import { ConflictError, StaleWriteError, TooLargeError } from '#core/kernel/errors';
+import { ConflictError, TooLargeError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
 import type {
   ImageListSpec,
@@ -27,7 +26,6 @@ import type {
 import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { dynamo } from '../aws-clients.ts';
-import { isConditionFailure, isLostRace } from './errors.ts';
 import {
   imageKey,
   indexName,
@@ -45,6 +43,8 @@ import {
   scopesOf,
 } from './keys.ts';
 import { desiredRows, planRowWrites, type RowOp, TRANSACTION_ITEMS } from './member-rows.ts';
+import { queryAll } from './query.ts';
+import { existsOrStale, type TransactItem, transactWrite, versionedWrite } from './transact.ts';
 
 const StoredImageSchema = z.object({
   id: z.string(),
@@ -151,10 +151,6 @@ function withMembersOf(next: ImageRecord, source: ImageRecord): ImageRecord {
   return source.member_statuses ? { ...rest, member_statuses: source.member_statuses } : rest;
 }
 
-type TransactItem = NonNullable<
-  ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']
->[number];
-
 /** Compares order values as DynamoDB does: by UTF-8 bytes. */
 function compareOrd(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
@@ -197,27 +193,24 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
   }
 
   async create(image: ImageRecord): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: { ...imageKey(image.id), ...toItem(image), ...leaseListKeys(image) },
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-            ...scopesOf(image).map((scope) => ({
-              Put: { TableName: this.table, Item: scopeRow(image, scope) },
-            })),
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailure(error)) throw new ConflictError(`Image ID ${image.id} already exists!`);
-      throw error;
-    }
+    await versionedWrite(
+      [
+        {
+          Put: {
+            TableName: this.table,
+            Item: { ...imageKey(image.id), ...toItem(image), ...leaseListKeys(image) },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        ...scopesOf(image).map((scope) => ({
+          Put: { TableName: this.table, Item: scopeRow(image, scope) },
+        })),
+      ],
+      existsOrStale(
+        () => new ConflictError(`Image ID ${image.id} already exists!`),
+        `Image ${image.id} was changed by another request`,
+      ),
+    );
   }
 
   async update(previous: ImageRecord, next: ImageRecord): Promise<void> {
@@ -237,23 +230,14 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
   }
 
   async listMembers(imageId: string): Promise<ImageMember[]> {
-    const members: ImageMember[] = [];
-    if (!isUuid(imageId)) return members;
-    let exclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: { ':pk': imageKey(imageId).pk, ':prefix': MEMBER_PREFIX },
-          ConsistentRead: true,
-          ExclusiveStartKey: exclusiveStartKey,
-        }),
-      );
-      for (const item of out.Items ?? []) members.push(StoredMemberSchema.parse(item));
-      exclusiveStartKey = out.LastEvaluatedKey;
-    } while (exclusiveStartKey);
-    return members;
+    if (!isUuid(imageId)) return [];
+    const items = await queryAll({
+      TableName: this.table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: { ':pk': imageKey(imageId).pk, ':prefix': MEMBER_PREFIX },
+      ConsistentRead: true,
+    });
+    return items.map((item) => StoredMemberSchema.parse(item));
   }
 
   /**
@@ -281,12 +265,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
     // planRowWrites keeps what must be atomic within the limit; this guards that promise.
     if (items.length > TRANSACTION_ITEMS)
       throw new Error(`image ${next.id}: ${items.length} items in one transaction`);
-    try {
-      await dynamo().send(new TransactWriteCommand({ TransactItems: items }));
-    } catch (error) {
-      if (isLostRace(error)) throw new StaleWriteError(`Image ${next.id} was changed by another request`);
-      throw error;
-    }
+    await versionedWrite(items, `Image ${next.id} was changed by another request`);
     await this.followUp(next, plan.later);
   }
 
@@ -306,24 +285,20 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
     for (let i = 0; i < ops.length; i += TRANSACTION_ITEMS - 1) {
       const batch = ops.slice(i, i + TRANSACTION_ITEMS - 1);
       try {
-        await dynamo().send(
-          new TransactWriteCommand({
-            TransactItems: [
-              {
-                ConditionCheck: {
-                  TableName: this.table,
-                  Key: imageKey(image.id),
-                  ConditionExpression: 'version = :version',
-                  ExpressionAttributeValues: { ':version': image.version },
-                },
-              },
-              ...batch.map((op) => this.rowItem(image, op)),
-            ],
-          }),
-        );
+        const written = await transactWrite([
+          {
+            ConditionCheck: {
+              TableName: this.table,
+              Key: imageKey(image.id),
+              ConditionExpression: 'version = :version',
+              ExpressionAttributeValues: { ':version': image.version },
+            },
+          },
+          ...batch.map((op) => this.rowItem(image, op)),
+        ]);
+        if (!written) return;
       } catch (error) {
-        if (!isConditionFailure(error))
-          logger.warn('member listing rows not written; lists repair them', { image: image.id, error });
+        logger.warn('member listing rows not written; lists repair them', { image: image.id, error });
         return;
       }
     }

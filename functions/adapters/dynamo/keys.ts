@@ -8,7 +8,9 @@
  *
  * Listing rows carry a full copy of the image so a page is one Query per scope, no follow-up reads.
  */
+import { memberScope, ownerScope, SCOPE_ALL, SCOPE_COMMUNITY, SCOPE_PUBLIC } from '#core/images/access';
 import type { ImageRecord } from '#core/images/image';
+import { type ImageSortKey, SORT_KEYS } from '#core/images/list-query';
 
 /**
  * DynamoDB refuses a partition key over 2048 bytes or a sort key over 1024 (ValidationException).
@@ -21,22 +23,12 @@ export function keyFits(key: { pk: string; sk?: string }): boolean {
 export const imageKey = (id: string) => ({ pk: `IMG#${id}`, sk: 'META' });
 export const scopeRowKey = (id: string, scope: string) => ({ pk: `IMG#${id}`, sk: `SCOPE#${scope}` });
 
-export const SCOPE_ALL = 'all';
-export const ownerScope = (project: string) => `owner#${project}`;
-export const memberScope = (project: string, status: string) => `member#${project}#${status}`;
+// The scopes (index partitions) and the sort keys are the list query's own (core/images/access.ts,
+// core/images/list-query.ts): re-exported, never written again here.
+export { memberScope, ownerScope, SCOPE_ALL, SORT_KEYS };
 
-/** Keys a list can be ordered by, each backed by a GSI named by_<key>. */
-export const SORT_KEYS = [
-  'name',
-  'status',
-  'container_format',
-  'disk_format',
-  'size',
-  'id',
-  'created_at',
-  'updated_at',
-] as const;
-export type SortKey = (typeof SORT_KEYS)[number];
+/** A key a list can be ordered by, each backed by a GSI named by_<key>. */
+export type SortKey = ImageSortKey;
 
 export const indexName = (key: SortKey) => `by_${key}`;
 export const ordAttribute = (key: SortKey) => `ord_${key}`;
@@ -87,8 +79,8 @@ export function scopesOf(image: ImageRecord, memberScopes: readonly string[] = [
   if (image.status === 'deleted') return [];
   const scopes = [SCOPE_ALL];
   if (image.owner) scopes.push(ownerScope(image.owner));
-  if (image.visibility === 'public') scopes.push('public');
-  if (image.visibility === 'community') scopes.push('community');
+  if (image.visibility === 'public') scopes.push(SCOPE_PUBLIC);
+  if (image.visibility === 'community') scopes.push(SCOPE_COMMUNITY);
   if (image.visibility === 'shared') scopes.push(...memberScopes);
   return scopes;
 }
@@ -109,7 +101,7 @@ export const imageTaskKey = (imageId: string, createdAt: string, taskId: string)
 export const IMAGE_TASK_PREFIX = 'TASK#';
 export const eventMarkerKey = (eventId: string) => ({ pk: `S3EVENT#${eventId}`, sk: 'META' });
 
-// name:tag references (see dynamo-reference-repository.ts):
+// name:tag references (see reference-repository.ts):
 //   pk=REF#<namespace>#<name>  sk=TAG#<tag>         a reference; by_kind: kind_pk=REFS#<namespace>,
 //                                                   kind_sk=<name>:<tag>
 //   pk=REF#<namespace>#<name>  sk=HIST#<tag>#<seq>  one history entry
@@ -153,7 +145,7 @@ export const memberKey = (imageId: string, member: string) => ({
   sk: `${MEMBER_PREFIX}${member}`,
 });
 
-// Instances, hosts and the per-host work queue (see dynamo-instance-repository.ts):
+// Instances, hosts and the per-host work queue (see instance-repository.ts, job-repository.ts, host-repository.ts):
 //   pk=INST#<id>       sk=META          the instance (`version`); by_kind: kind_pk=INSTP#<project>,
 //                                       kind_sk=<created_at>#<id> (a project's instances)
 //   pk=INST#<id>       sk=LIST          listing row for admins: kind_pk=INST#all, same kind_sk
@@ -183,7 +175,7 @@ export const jobKey = (id: string) => ({ pk: `JOB#${id}`, sk: 'META' });
 export const hostQueueKind = (hostId: string) => `HOSTQ#${hostId}`;
 export const hostQueueSort = (enqueuedAt: string, jobId: string) => `${enqueuedAt}#${jobId}`;
 
-// Metadata definitions (see dynamo-metadef-repository.ts):
+// Metadata definitions (see metadef-repository.ts):
 //   pk=MDNS#<namespace>   sk=META            a namespace, its resource type associations inside;
 //                                            by_kind: kind_pk=MDNS#all, kind_sk=<namespace>
 //   pk=MDNSC#<ns id>      sk=OBJ#<name>      an object      (ns id: the namespace's immutable id,

@@ -5,8 +5,7 @@
  * namespace is one Get and one Query, and a rename rewrites only the record.
  */
 
-import type { TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { StaleWriteError } from '#core/kernel/errors';
 import type {
@@ -21,7 +20,6 @@ import type {
 } from '#core/metadefs/metadefs';
 import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
-import { isConditionFailure } from './errors.ts';
 import {
   METADEF_CHILD_PREFIX,
   METADEF_NAMESPACE_KIND,
@@ -34,6 +32,14 @@ import {
   metadefResourceTypeListKeys,
   metadefSeedKey,
 } from './keys.ts';
+import { queryAll } from './query.ts';
+import {
+  conditionalDelete,
+  conditionalWrite,
+  type TransactItem,
+  transactWrite,
+  versionedWrite,
+} from './transact.ts';
 
 const AssociationSchema = z.object({
   name: z.string(),
@@ -70,8 +76,6 @@ const ChildSchema = z.object({ record: z.record(z.string(), z.unknown()) });
 /** DynamoDB's TransactWriteItems limit. */
 const MAX_TRANSACTION_ITEMS = 100;
 
-type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
-
 function namespaceFields(ns: NamespaceRecord): NamespaceRecord {
   return NamespaceSchema.parse(ns) as NamespaceRecord;
 }
@@ -107,21 +111,11 @@ export class DynamoMetadefRepository implements MetadefRepository {
     ExpressionAttributeValues: Record<string, unknown>;
     ExpressionAttributeNames?: Record<string, string>;
   }): Promise<Record<string, unknown>[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          ...input,
-          ...(input.IndexName ? {} : { ConsistentRead: true }),
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
+    return queryAll({
+      TableName: this.table,
+      ...input,
+      ...(input.IndexName ? {} : { ConsistentRead: true }),
+    });
   }
 
   async getNamespace(name: string): Promise<NamespaceRecord | null> {
@@ -158,12 +152,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
         .slice(0, MAX_TRANSACTION_ITEMS - 1)
         .map((Item) => ({ Put: { TableName: this.table, Item } })),
     ];
-    try {
-      await dynamo().send(new TransactWriteCommand({ TransactItems: first }));
-    } catch (error) {
-      if (isConditionFailure(error)) return 'exists';
-      throw error;
-    }
+    if (!(await transactWrite(first))) return 'exists';
     // Larger namespaces (more than 99 children) continue in further transactions, each guarded
     // by the namespace still being this one; a failure removes what was written.
     try {
@@ -191,60 +180,34 @@ export class DynamoMetadefRepository implements MetadefRepository {
       ExpressionAttributeValues: { ':v': previous.version },
     };
     if (previous.namespace === next.namespace) {
-      try {
-        await dynamo().send(
-          new PutCommand({ TableName: this.table, Item: this.namespaceItem(next), ...versioned }),
-        );
-        return 'ok';
-      } catch (error) {
-        if (isConditionFailure(error)) throw new StaleWriteError('namespace changed meanwhile');
-        throw error;
-      }
-    }
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            { Delete: { TableName: this.table, Key: metadefNamespaceKey(previous.namespace), ...versioned } },
-            {
-              Put: {
-                TableName: this.table,
-                Item: this.namespaceItem(next),
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-          ],
-        }),
+      await versionedWrite(
+        { Put: { TableName: this.table, Item: this.namespaceItem(next), ...versioned } },
+        'namespace changed meanwhile',
       );
       return 'ok';
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-      if (reasons[1]?.Code === 'ConditionalCheckFailed') return 'exists';
-      throw new StaleWriteError('namespace changed meanwhile');
     }
+    const failed = await conditionalWrite([
+      { Delete: { TableName: this.table, Key: metadefNamespaceKey(previous.namespace), ...versioned } },
+      {
+        Put: {
+          TableName: this.table,
+          Item: this.namespaceItem(next),
+          ConditionExpression: 'attribute_not_exists(pk)',
+        },
+      },
+    ]);
+    if (failed === null) return 'ok';
+    if (failed[1] === 'ConditionalCheckFailed') return 'exists';
+    throw new StaleWriteError('namespace changed meanwhile');
   }
 
   async deleteNamespace(ns: NamespaceRecord): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.table,
-                Key: metadefNamespaceKey(ns.namespace),
-                ConditionExpression: 'id = :id AND version = :v',
-                ExpressionAttributeValues: { ':id': ns.id, ':v': ns.version },
-              },
-            },
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailure(error)) throw new StaleWriteError('namespace changed meanwhile');
-      throw error;
-    }
+    const key = metadefNamespaceKey(ns.namespace);
+    const values = { ':id': ns.id, ':v': ns.version };
+    await versionedWrite(
+      [conditionalDelete(this.table, key, 'id = :id AND version = :v', values)],
+      'namespace changed meanwhile',
+    );
     // Once the record is gone nothing can reach its children; removing them may take several
     // batches, and an interruption leaves only unreachable items behind.
     await this.deleteWhere(ns, undefined);
@@ -318,39 +281,18 @@ export class DynamoMetadefRepository implements MetadefRepository {
         ConditionExpression: sameKey ? 'attribute_exists(pk)' : 'attribute_not_exists(pk)',
       },
     });
-    try {
-      await dynamo().send(new TransactWriteCommand({ TransactItems: items }));
-      return 'ok';
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-      const failed = reasons.findIndex((r) => r.Code === 'ConditionalCheckFailed');
-      if (failed === 0) return 'namespace_gone';
-      if (sameKey || (replacing !== undefined && failed === 1)) return 'missing';
-      return 'exists';
-    }
+    const codes = await conditionalWrite(items);
+    if (codes === null) return 'ok';
+    const failed = codes.indexOf('ConditionalCheckFailed');
+    if (failed === 0) return 'namespace_gone';
+    if (sameKey || (replacing !== undefined && failed === 1)) return 'missing';
+    return 'exists';
   }
 
   async deleteChild(ns: NamespaceRecord, kind: ChildKind, name: string): Promise<boolean> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.table,
-                Key: metadefChildKey(ns.id, kind, name),
-                ConditionExpression: 'attribute_exists(pk)',
-              },
-            },
-          ],
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    return transactWrite([
+      conditionalDelete(this.table, metadefChildKey(ns.id, kind, name), 'attribute_exists(pk)'),
+    ]);
   }
 
   deleteChildren(ns: NamespaceRecord, kind: ChildKind): Promise<void> {
@@ -376,19 +318,14 @@ export class DynamoMetadefRepository implements MetadefRepository {
       }),
     ];
     if (writes.length === 0) return 'ok';
-    try {
-      for (let i = 0; i < writes.length; i += MAX_TRANSACTION_ITEMS - 1)
-        await dynamo().send(
-          new TransactWriteCommand({
-            TransactItems: [this.namespaceCheck(ns), ...writes.slice(i, i + MAX_TRANSACTION_ITEMS - 1)],
-          }),
-        );
-      return 'ok';
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-      return reasons[0]?.Code === 'ConditionalCheckFailed' ? 'namespace_gone' : 'exists';
+    for (let i = 0; i < writes.length; i += MAX_TRANSACTION_ITEMS - 1) {
+      const codes = await conditionalWrite([
+        this.namespaceCheck(ns),
+        ...writes.slice(i, i + MAX_TRANSACTION_ITEMS - 1),
+      ]);
+      if (codes !== null) return codes[0] === 'ConditionalCheckFailed' ? 'namespace_gone' : 'exists';
     }
+    return 'ok';
   }
 
   async listResourceTypes(): Promise<ResourceTypeRecord[]> {
@@ -401,17 +338,14 @@ export class DynamoMetadefRepository implements MetadefRepository {
   }
 
   async ensureResourceType(rt: ResourceTypeRecord): Promise<void> {
-    try {
-      await dynamo().send(
-        new PutCommand({
-          TableName: this.table,
-          Item: { ...metadefResourceTypeKey(rt.name), ...metadefResourceTypeListKeys(rt.name), ...rt },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-      );
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-    }
+    // Refused when it is there already: nothing to do then.
+    await conditionalWrite({
+      Put: {
+        TableName: this.table,
+        Item: { ...metadefResourceTypeKey(rt.name), ...metadefResourceTypeListKeys(rt.name), ...rt },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      },
+    });
   }
 
   async isSeeded(version: string): Promise<boolean> {

@@ -1,13 +1,14 @@
-import { BatchGetCommand, GetCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { ConflictError, StaleWriteError } from '#core/kernel/errors';
+import { ConflictError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
 import type { TaskListSpec, TaskRepository } from '#core/kernel/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
 import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
-import { isConditionFailure } from './errors.ts';
 import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';
+import { batchGetAll, queryAll } from './query.ts';
+import { existsOrStale, versionedWrite } from './transact.ts';
 
 const StoredTaskSchema = z.object({
   id: z.string(),
@@ -68,48 +69,39 @@ export class DynamoTaskRepository implements TaskRepository {
   }
 
   async create(task: TaskRecord): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: taskItem(task),
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-            ...(task.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(task) } }] : []),
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailure(error)) throw new ConflictError(`Task ${task.id} already exists`);
-      throw error;
-    }
+    await versionedWrite(
+      [
+        {
+          Put: {
+            TableName: this.table,
+            Item: taskItem(task),
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        ...(task.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(task) } }] : []),
+      ],
+      existsOrStale(
+        () => new ConflictError(`Task ${task.id} already exists`),
+        `Task ${task.id} was being written`,
+      ),
+    );
   }
 
   async update(previous: TaskRecord, next: TaskRecord): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: taskItem(next),
-                ConditionExpression: 'version = :expected',
-                ExpressionAttributeValues: { ':expected': previous.version },
-              },
-            },
-            ...(next.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(next) } }] : []),
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailure(error)) throw new StaleWriteError(`Task ${next.id} was changed meanwhile`);
-      throw error;
-    }
+    await versionedWrite(
+      [
+        {
+          Put: {
+            TableName: this.table,
+            Item: taskItem(next),
+            ConditionExpression: 'version = :expected',
+            ExpressionAttributeValues: { ':expected': previous.version },
+          },
+        },
+        ...(next.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(next) } }] : []),
+      ],
+      `Task ${next.id} was changed meanwhile`,
+    );
   }
 
   async list(spec: TaskListSpec): Promise<TaskRecord[]> {
@@ -145,37 +137,15 @@ export class DynamoTaskRepository implements TaskRepository {
   async listForImage(imageId: string): Promise<TaskRecord[]> {
     const ids: string[] = [];
     if (!isUuid(imageId)) return [];
-    let exclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: { ':pk': `IMG#${imageId}`, ':prefix': IMAGE_TASK_PREFIX },
-          ScanIndexForward: false,
-          ExclusiveStartKey: exclusiveStartKey,
-        }),
-      );
-      for (const item of out.Items ?? []) ids.push(String(item.task_id));
-      exclusiveStartKey = out.LastEvaluatedKey;
-    } while (exclusiveStartKey);
+    const pointers = await queryAll({
+      TableName: this.table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: { ':pk': `IMG#${imageId}`, ':prefix': IMAGE_TASK_PREFIX },
+      ScanIndexForward: false,
+    });
+    for (const item of pointers) ids.push(String(item.task_id));
 
-    const found = new Map<string, TaskRecord>();
-    for (let i = 0; i < ids.length; i += 100) {
-      let keys: Array<Record<string, unknown>> = ids.slice(i, i + 100).map((id) => taskKey(id));
-      // BatchGet may hand some keys back unprocessed under load: ask again for those.
-      for (let attempt = 0; keys.length > 0 && attempt < 10; attempt++) {
-        const out = await dynamo().send(
-          new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
-        );
-        for (const item of out.Responses?.[this.table] ?? []) {
-          const task = fromItem(item);
-          found.set(task.id, task);
-        }
-        keys = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
-      }
-    }
     // Pointers whose task expired first are skipped.
-    return ids.flatMap((id) => found.get(id) ?? []);
+    return (await batchGetAll(this.table, ids.map(taskKey))).map(fromItem);
   }
 }

@@ -88,9 +88,19 @@ export function writable(image: ImageRecord | null, id: string, principal: Princ
   return visible;
 }
 
+/**
+ * The index partitions (scopes) images are listed under, written here once: listScopes reads
+ * them, and the adapters' listing rows (adapters/dynamo/keys.ts scopesOf) are written under them.
+ */
+export const SCOPE_ALL = 'all';
+export const SCOPE_PUBLIC = 'public';
+export const SCOPE_COMMUNITY = 'community';
+export const ownerScope = (project: string) => `owner#${project}`;
+export const memberScope = (project: string, status: MemberStatus) => `member#${project}#${status}`;
+
 function memberScopes(project: string, memberStatus: MemberStatusFilter): string[] {
   const statuses = memberStatus === 'all' ? (['pending', 'accepted', 'rejected'] as const) : [memberStatus];
-  return statuses.map((status) => `member#${project}#${status}`);
+  return statuses.map((status) => memberScope(project, status));
 }
 
 /**
@@ -106,26 +116,26 @@ export function listScopes(
   memberStatus: MemberStatusFilter = 'accepted',
 ): string[] {
   if (principal.isAdmin) {
-    if (owner !== undefined) return [`owner#${owner}`];
-    if (visibility === 'public') return ['public'];
-    if (visibility === 'community') return ['community'];
-    return ['all'];
+    if (owner !== undefined) return [ownerScope(owner)];
+    if (visibility === 'public') return [SCOPE_PUBLIC];
+    if (visibility === 'community') return [SCOPE_COMMUNITY];
+    return [SCOPE_ALL];
   }
-  const own = `owner#${principal.project}`;
+  const own = ownerScope(principal.project);
   const shared = memberScopes(principal.project, memberStatus);
   switch (visibility) {
     case 'public':
-      return ['public'];
+      return [SCOPE_PUBLIC];
     case 'community':
-      return ['community'];
+      return [SCOPE_COMMUNITY];
     case 'private':
       return [own];
     case 'shared':
       return [own, ...shared];
     case 'all':
-      return [own, 'public', 'community', ...shared];
+      return [own, SCOPE_PUBLIC, SCOPE_COMMUNITY, ...shared];
     default:
-      return [own, 'public', ...shared];
+      return [own, SCOPE_PUBLIC, ...shared];
   }
 }
 

@@ -1,0 +1,134 @@
+/**
+ * The instances service's one port (InstanceStore) over the three repositories of its aggregates
+ * (instances, jobs, hosts), plus the writes that change several of them in one transaction:
+ *
+ * - Creating an instance writes the instance, its listing row, its build job, the pointers (host,
+ *   image) and raises the host's use under a condition that it stays within the capacity the
+ *   placement saw. Concurrent creates can therefore never overcommit a host: a loser gets
+ *   StaleWriteError and places again.
+ * - Finishing a job writes the job (version-checked, so only once) and the instance's new stage
+ *   in one transaction; a destroy also gives the host its capacity back and drops the pointers.
+ */
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
+import type { InstanceListSpec, InstanceStore } from '#core/instances/instances-service';
+import type { JobRecord } from '#core/instances/work-queue';
+import { DynamoHostRepository, releaseCapacity, reserveCapacity } from './host-repository.ts';
+import {
+  DynamoInstanceRepository,
+  instanceCreateItems,
+  instancePut,
+  instanceReleaseItems,
+} from './instance-repository.ts';
+import { DynamoJobRepository, jobCreate, jobPut } from './job-repository.ts';
+import { type TransactItem, versionedWrite } from './transact.ts';
+
+export class DynamoInstanceStore implements InstanceStore {
+  readonly instances: DynamoInstanceRepository;
+  readonly jobs: DynamoJobRepository;
+  readonly hosts: DynamoHostRepository;
+
+  constructor(private readonly table: string) {
+    this.instances = new DynamoInstanceRepository();
+    this.jobs = new DynamoJobRepository(table);
+    this.hosts = new DynamoHostRepository(table);
+  }
+
+  getInstance(id: string): Promise<InstanceRecord | null> {
+    return this.instances.getInstance(id);
+  }
+
+  listInstances(spec: InstanceListSpec): Promise<InstanceRecord[]> {
+    return this.instances.listInstances(spec);
+  }
+
+  listHostInstances(hostId: string): Promise<InstanceRecord[]> {
+    return this.instances.listHostInstances(hostId);
+  }
+
+  imagesInUse(imageIds: readonly string[]): Promise<Set<string>> {
+    return this.instances.imagesInUse(imageIds);
+  }
+
+  getJob(id: string): Promise<JobRecord | null> {
+    return this.jobs.getJob(id);
+  }
+
+  queue(hostId: string, limit: number): Promise<JobRecord[]> {
+    return this.jobs.queue(hostId, limit);
+  }
+
+  claimJob(previous: JobRecord, next: JobRecord, now: Date): Promise<void> {
+    return this.jobs.claimJob(previous, next, now);
+  }
+
+  updateJob(previous: JobRecord, next: JobRecord): Promise<void> {
+    return this.jobs.updateJob(previous, next);
+  }
+
+  getHost(id: string): Promise<HostRecord | null> {
+    return this.hosts.getHost(id);
+  }
+
+  listHosts(): Promise<HostRecord[]> {
+    return this.hosts.listHosts();
+  }
+
+  putHost(id: string, registration: HostRegistration, now: Date): Promise<HostRecord> {
+    return this.hosts.putHost(id, registration, now);
+  }
+
+  heartbeatHost(id: string, now: Date): Promise<boolean> {
+    return this.hosts.heartbeatHost(id, now);
+  }
+
+  async createInstance(instance: InstanceRecord, job: JobRecord, host: HostRecord): Promise<void> {
+    await versionedWrite(
+      [
+        ...instanceCreateItems(this.table, instance),
+        reserveCapacity(this.table, host, instance),
+        jobCreate(this.table, job),
+      ],
+      `Host ${host.id} was changed by another request`,
+    );
+  }
+
+  async updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void> {
+    if (!job) return this.instances.updateInstance(previous, next);
+    await versionedWrite(
+      [instancePut(this.table, previous, next), jobCreate(this.table, job)],
+      `Instance ${next.id} was changed by another request`,
+    );
+  }
+
+  async finishJob(
+    previous: JobRecord,
+    next: JobRecord,
+    instance?: { previous: InstanceRecord; next: InstanceRecord },
+  ): Promise<void> {
+    const items: TransactItem[] = [jobPut(this.table, previous, next)];
+    if (instance) {
+      items.push(instancePut(this.table, instance.previous, instance.next));
+      if (instance.next.stage === 'Inexistent' && instance.previous.stage !== 'Inexistent')
+        items.push(...this.releaseItems(instance.next));
+    }
+    await versionedWrite(items, `Job ${next.id} was changed by another request`);
+  }
+
+  async destroyWithoutHost(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: { previous: JobRecord; next: JobRecord },
+  ): Promise<void> {
+    const items: TransactItem[] = [instancePut(this.table, previous, next), ...this.releaseItems(next)];
+    if (job) items.push(jobPut(this.table, job.previous, job.next));
+    await versionedWrite(items, `Instance ${next.id} was changed by another request`);
+  }
+
+  /** A destroyed instance: capacity back to its host, off the host and image pointers, listing row expires. */
+  private releaseItems(instance: InstanceRecord): TransactItem[] {
+    return [
+      ...instanceReleaseItems(this.table, instance),
+      releaseCapacity(this.table, instance.host_id, instance),
+    ];
+  }
+}

@@ -1,0 +1,44 @@
+/** The repositories' reads of many items: everything a Query matches, many items by key. */
+import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { dynamo } from '../aws-clients.ts';
+
+/** Every item `input` matches, page after page (DynamoDB returns at most 1 MB a page). */
+export async function queryAll(
+  input: Omit<QueryCommandInput, 'ExclusiveStartKey'>,
+): Promise<Record<string, unknown>[]> {
+  const items: Record<string, unknown>[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await dynamo().send(new QueryCommand({ ...input, ExclusiveStartKey: start }));
+    items.push(...(out.Items ?? []));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+/**
+ * Consistent reads of many items of `table` by key, in the order of `keys` (missing ones left
+ * out). BatchGet may hand keys back unprocessed under load: those are asked for again, ten times
+ * at most.
+ */
+export async function batchGetAll(
+  table: string,
+  keys: ReadonlyArray<{ pk: string; sk: string }>,
+): Promise<Array<Record<string, unknown>>> {
+  const found = new Map<string, Record<string, unknown>>();
+  for (let i = 0; i < keys.length; i += 100) {
+    let pending: Array<Record<string, unknown>> = keys.slice(i, i + 100);
+    for (let attempt = 0; pending.length > 0 && attempt < 10; attempt++) {
+      const out = await dynamo().send(
+        new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } }),
+      );
+      for (const item of out.Responses?.[table] ?? []) found.set(`${item.pk}\n${item.sk}`, item);
+      pending = out.UnprocessedKeys?.[table]?.Keys ?? [];
+    }
+  }
+  return keys.flatMap((key) => {
+    const item = found.get(`${key.pk}\n${key.sk}`);
+    return item ? [item] : [];
+  });
+}
