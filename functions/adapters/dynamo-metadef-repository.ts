@@ -5,7 +5,7 @@
  * namespace is one Get and one Query, and a rename rewrites only the record.
  */
 
-import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { StaleWriteError } from '#core/errors';
 import type {
@@ -21,6 +21,7 @@ import type {
 import { serviceConfig } from '#shared/config';
 import { dynamo } from './aws-clients.ts';
 import { isConditionFailure } from './dynamo-errors.ts';
+import { queryAll } from './dynamo-query.ts';
 import { conditionalDelete, type TransactItem, transactWrite } from './dynamo-transact.ts';
 import {
   METADEF_CHILD_PREFIX,
@@ -105,21 +106,11 @@ export class DynamoMetadefRepository implements MetadefRepository {
     ExpressionAttributeValues: Record<string, unknown>;
     ExpressionAttributeNames?: Record<string, string>;
   }): Promise<Record<string, unknown>[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          ...input,
-          ...(input.IndexName ? {} : { ConsistentRead: true }),
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
+    return queryAll({
+      TableName: this.table,
+      ...input,
+      ...(input.IndexName ? {} : { ConsistentRead: true }),
+    });
   }
 
   async getNamespace(name: string): Promise<NamespaceRecord | null> {

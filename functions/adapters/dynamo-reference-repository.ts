@@ -1,4 +1,4 @@
-import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError, StaleWriteError } from '#core/errors';
 import type { HistoryEntry, NamedRetentionPolicy, ReferenceRecord, RetentionPolicy } from '#core/references';
@@ -6,6 +6,7 @@ import type { ReferenceRepository } from '#core/references-service';
 import { serviceConfig } from '#shared/config';
 import { dynamo } from './aws-clients.ts';
 import { isLostRace } from './dynamo-errors.ts';
+import { queryAll } from './dynamo-query.ts';
 import { conditionalDelete, type TransactItem, transactWrite } from './dynamo-transact.ts';
 import {
   RETENTION_POLICY_KIND,
@@ -120,45 +121,27 @@ export class DynamoReferenceRepository implements ReferenceRepository {
 
   async list(namespace: string, name?: string): Promise<ReferenceRecord[]> {
     const keys = referenceListKeys(namespace, name ?? '', '');
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          IndexName: 'by_kind',
-          KeyConditionExpression:
-            name === undefined ? 'kind_pk = :p' : 'kind_pk = :p AND begins_with(kind_sk, :prefix)',
-          ExpressionAttributeValues:
-            name === undefined ? { ':p': keys.kind_pk } : { ':p': keys.kind_pk, ':prefix': `${name}:` },
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
+    const items = await queryAll({
+      TableName: this.table,
+      IndexName: 'by_kind',
+      KeyConditionExpression:
+        name === undefined ? 'kind_pk = :p' : 'kind_pk = :p AND begins_with(kind_sk, :prefix)',
+      ExpressionAttributeValues:
+        name === undefined ? { ':p': keys.kind_pk } : { ':p': keys.kind_pk, ':prefix': `${name}:` },
+    });
     return items.map((item) => ReferenceSchema.parse(item));
   }
 
   async history(namespace: string, name: string, tag?: string): Promise<HistoryEntry[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: {
-            ':pk': referencePartition(namespace, name),
-            ':prefix': tag === undefined ? 'HIST#' : `HIST#${tag}#`,
-          },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
+    const items = await queryAll({
+      TableName: this.table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: {
+        ':pk': referencePartition(namespace, name),
+        ':prefix': tag === undefined ? 'HIST#' : `HIST#${tag}#`,
+      },
+      ConsistentRead: true,
+    });
     return items.map((item) => HistorySchema.parse(item));
   }
 
@@ -188,21 +171,12 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async listPolicies(): Promise<NamedRetentionPolicy[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          IndexName: 'by_kind',
-          KeyConditionExpression: 'kind_pk = :p',
-          ExpressionAttributeValues: { ':p': RETENTION_POLICY_KIND },
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
+    const items = await queryAll({
+      TableName: this.table,
+      IndexName: 'by_kind',
+      KeyConditionExpression: 'kind_pk = :p',
+      ExpressionAttributeValues: { ':p': RETENTION_POLICY_KIND },
+    });
     return items.map((item) => {
       const { namespace, name, keep, grace_seconds } = NamedPolicySchema.parse(item);
       return { namespace, name, policy: { keep, grace_seconds } };
