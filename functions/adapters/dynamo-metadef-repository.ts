@@ -5,8 +5,7 @@
  * namespace is one Get and one Query, and a rename rewrites only the record.
  */
 
-import type { TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { StaleWriteError } from '#core/errors';
 import type {
@@ -22,6 +21,8 @@ import type {
 import { serviceConfig } from '#shared/config';
 import { dynamo } from './aws-clients.ts';
 import { isConditionFailure } from './dynamo-errors.ts';
+import { queryAll } from './dynamo-query.ts';
+import { conditionalDelete, type TransactItem, transactWrite } from './dynamo-transact.ts';
 import {
   METADEF_CHILD_PREFIX,
   METADEF_NAMESPACE_KIND,
@@ -70,8 +71,6 @@ const ChildSchema = z.object({ record: z.record(z.string(), z.unknown()) });
 /** DynamoDB's TransactWriteItems limit. */
 const MAX_TRANSACTION_ITEMS = 100;
 
-type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
-
 function namespaceFields(ns: NamespaceRecord): NamespaceRecord {
   return NamespaceSchema.parse(ns) as NamespaceRecord;
 }
@@ -107,21 +106,11 @@ export class DynamoMetadefRepository implements MetadefRepository {
     ExpressionAttributeValues: Record<string, unknown>;
     ExpressionAttributeNames?: Record<string, string>;
   }): Promise<Record<string, unknown>[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          ...input,
-          ...(input.IndexName ? {} : { ConsistentRead: true }),
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
+    return queryAll({
+      TableName: this.table,
+      ...input,
+      ...(input.IndexName ? {} : { ConsistentRead: true }),
+    });
   }
 
   async getNamespace(name: string): Promise<NamespaceRecord | null> {
@@ -158,12 +147,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
         .slice(0, MAX_TRANSACTION_ITEMS - 1)
         .map((Item) => ({ Put: { TableName: this.table, Item } })),
     ];
-    try {
-      await dynamo().send(new TransactWriteCommand({ TransactItems: first }));
-    } catch (error) {
-      if (isConditionFailure(error)) return 'exists';
-      throw error;
-    }
+    if (!(await transactWrite(first))) return 'exists';
     // Larger namespaces (more than 99 children) continue in further transactions, each guarded
     // by the namespace still being this one; a failure removes what was written.
     try {
@@ -226,25 +210,10 @@ export class DynamoMetadefRepository implements MetadefRepository {
   }
 
   async deleteNamespace(ns: NamespaceRecord): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.table,
-                Key: metadefNamespaceKey(ns.namespace),
-                ConditionExpression: 'id = :id AND version = :v',
-                ExpressionAttributeValues: { ':id': ns.id, ':v': ns.version },
-              },
-            },
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailure(error)) throw new StaleWriteError('namespace changed meanwhile');
-      throw error;
-    }
+    const key = metadefNamespaceKey(ns.namespace);
+    const values = { ':id': ns.id, ':v': ns.version };
+    if (!(await transactWrite([conditionalDelete(this.table, key, 'id = :id AND version = :v', values)])))
+      throw new StaleWriteError('namespace changed meanwhile');
     // Once the record is gone nothing can reach its children; removing them may take several
     // batches, and an interruption leaves only unreachable items behind.
     await this.deleteWhere(ns, undefined);
@@ -332,25 +301,9 @@ export class DynamoMetadefRepository implements MetadefRepository {
   }
 
   async deleteChild(ns: NamespaceRecord, kind: ChildKind, name: string): Promise<boolean> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.table,
-                Key: metadefChildKey(ns.id, kind, name),
-                ConditionExpression: 'attribute_exists(pk)',
-              },
-            },
-          ],
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    return transactWrite([
+      conditionalDelete(this.table, metadefChildKey(ns.id, kind, name), 'attribute_exists(pk)'),
+    ]);
   }
 
   deleteChildren(ns: NamespaceRecord, kind: ChildKind): Promise<void> {

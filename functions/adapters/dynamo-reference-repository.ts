@@ -1,4 +1,4 @@
-import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError, StaleWriteError } from '#core/errors';
 import type { HistoryEntry, NamedRetentionPolicy, ReferenceRecord, RetentionPolicy } from '#core/references';
@@ -6,6 +6,8 @@ import type { ReferenceRepository } from '#core/references-service';
 import { serviceConfig } from '#shared/config';
 import { dynamo } from './aws-clients.ts';
 import { isLostRace } from './dynamo-errors.ts';
+import { queryAll } from './dynamo-query.ts';
+import { conditionalDelete, type TransactItem, transactWrite } from './dynamo-transact.ts';
 import {
   keyFits,
   RETENTION_POLICY_KIND,
@@ -83,118 +85,65 @@ export class DynamoReferenceRepository implements ReferenceRepository {
     const previous = await this.history(reference.namespace, reference.name, reference.tag);
     const seq = Math.max(0, ...previous.map((e) => e.seq)) + 1;
     const ref = { ...reference, version: seq };
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: this.pointerItem(ref),
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-            this.historyPut({ ...entry, seq }),
-          ],
-        }),
-      );
-      reference.version = seq;
-    } catch (error) {
-      if (isLostRace(error))
-        throw new ConflictError(`Reference ${reference.name}:${reference.tag} already exists.`);
-      throw error;
-    }
+    const put: TransactItem = {
+      Put: {
+        TableName: this.table,
+        Item: this.pointerItem(ref),
+        ConditionExpression: 'attribute_not_exists(pk)',
+      },
+    };
+    if (!(await transactWrite([put, this.historyPut({ ...entry, seq })], isLostRace)))
+      throw new ConflictError(`Reference ${reference.name}:${reference.tag} already exists.`);
+    reference.version = seq;
   }
 
   async move(previous: ReferenceRecord, next: ReferenceRecord, entry: HistoryEntry): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: this.pointerItem(next),
-                ConditionExpression: 'version = :expected',
-                ExpressionAttributeValues: { ':expected': previous.version },
-              },
-            },
-            this.historyPut(entry),
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isLostRace(error))
-        throw new StaleWriteError(`Reference ${next.name}:${next.tag} changed meanwhile`);
-      throw error;
-    }
+    const put: TransactItem = {
+      Put: {
+        TableName: this.table,
+        Item: this.pointerItem(next),
+        ConditionExpression: 'version = :expected',
+        ExpressionAttributeValues: { ':expected': previous.version },
+      },
+    };
+    if (!(await transactWrite([put, this.historyPut(entry)], isLostRace)))
+      throw new StaleWriteError(`Reference ${next.name}:${next.tag} changed meanwhile`);
   }
 
   async delete(previous: ReferenceRecord, entry: HistoryEntry): Promise<void> {
-    try {
-      await dynamo().send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.table,
-                Key: referenceKey(previous.namespace, previous.name, previous.tag),
-                ConditionExpression: 'version = :expected',
-                ExpressionAttributeValues: { ':expected': previous.version },
-              },
-            },
-            this.historyPut(entry),
-          ],
-        }),
-      );
-    } catch (error) {
-      if (isLostRace(error))
-        throw new ConflictError(`Reference ${previous.name}:${previous.tag} changed meanwhile; retry.`);
-      throw error;
-    }
+    const key = referenceKey(previous.namespace, previous.name, previous.tag);
+    const values = { ':expected': previous.version };
+    const written = await transactWrite(
+      [conditionalDelete(this.table, key, 'version = :expected', values), this.historyPut(entry)],
+      isLostRace,
+    );
+    if (!written)
+      throw new ConflictError(`Reference ${previous.name}:${previous.tag} changed meanwhile; retry.`);
   }
 
   async list(namespace: string, name?: string): Promise<ReferenceRecord[]> {
     const keys = referenceListKeys(namespace, name ?? '', '');
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          IndexName: 'by_kind',
-          KeyConditionExpression:
-            name === undefined ? 'kind_pk = :p' : 'kind_pk = :p AND begins_with(kind_sk, :prefix)',
-          ExpressionAttributeValues:
-            name === undefined ? { ':p': keys.kind_pk } : { ':p': keys.kind_pk, ':prefix': `${name}:` },
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
+    const items = await queryAll({
+      TableName: this.table,
+      IndexName: 'by_kind',
+      KeyConditionExpression:
+        name === undefined ? 'kind_pk = :p' : 'kind_pk = :p AND begins_with(kind_sk, :prefix)',
+      ExpressionAttributeValues:
+        name === undefined ? { ':p': keys.kind_pk } : { ':p': keys.kind_pk, ':prefix': `${name}:` },
+    });
     return items.map((item) => ReferenceSchema.parse(item));
   }
 
   async history(namespace: string, name: string, tag?: string): Promise<HistoryEntry[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: {
-            ':pk': referencePartition(namespace, name),
-            ':prefix': tag === undefined ? 'HIST#' : `HIST#${tag}#`,
-          },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
+    const items = await queryAll({
+      TableName: this.table,
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: {
+        ':pk': referencePartition(namespace, name),
+        ':prefix': tag === undefined ? 'HIST#' : `HIST#${tag}#`,
+      },
+      ConsistentRead: true,
+    });
     return items.map((item) => HistorySchema.parse(item));
   }
 
@@ -224,21 +173,12 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async listPolicies(): Promise<NamedRetentionPolicy[]> {
-    const items: Record<string, unknown>[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await dynamo().send(
-        new QueryCommand({
-          TableName: this.table,
-          IndexName: 'by_kind',
-          KeyConditionExpression: 'kind_pk = :p',
-          ExpressionAttributeValues: { ':p': RETENTION_POLICY_KIND },
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      start = out.LastEvaluatedKey;
-    } while (start);
+    const items = await queryAll({
+      TableName: this.table,
+      IndexName: 'by_kind',
+      KeyConditionExpression: 'kind_pk = :p',
+      ExpressionAttributeValues: { ':p': RETENTION_POLICY_KIND },
+    });
     return items.map((item) => {
       const { namespace, name, keep, grace_seconds } = NamedPolicySchema.parse(item);
       return { namespace, name, policy: { keep, grace_seconds } };
