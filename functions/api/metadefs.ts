@@ -1,6 +1,6 @@
 /** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs/metadefs.ts. */
 import { NotFoundError } from '#core/kernel/errors';
-import type { ListParams } from '#core/metadefs/metadefs';
+import type { ChildKind, ListParams, MetadefsService } from '#core/metadefs/metadefs';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
 import { getMetadefs } from '#edge/services';
 
@@ -39,6 +39,43 @@ const noContent: ApiResponse = { status: 204 };
 
 type Route = (request: ApiRequest) => Promise<ApiResponse>;
 
+/** One object's, property's or tag's call, given the namespace and the name from the path. */
+type ChildCall = (
+  metadefs: MetadefsService,
+  request: ApiRequest,
+  namespace: string,
+  name: string,
+) => Promise<unknown>;
+
+/**
+ * What objects, properties and tags answer alike under /v2/metadefs/namespaces/{namespace}/{plural}:
+ * DELETE of them all, and GET, PUT and DELETE of one named by `{<kind>_name}`.
+ */
+function childRoutes(
+  kind: ChildKind,
+  plural: string,
+  show: ChildCall,
+  update: ChildCall,
+): Record<string, Route> {
+  const path = `/v2/metadefs/namespaces/{namespace}/${plural}`;
+  const param = `${kind}_name`;
+  const name = (request: ApiRequest) => request.params[param] ?? '';
+  return {
+    [`DELETE ${path}`]: async (request) => {
+      await getMetadefs().deleteAllChildren(request.principal, ns(request), kind);
+      return noContent;
+    },
+    [`GET ${path}/{${param}}`]: async (request) =>
+      ok(await show(getMetadefs(), request, ns(request), name(request))),
+    [`PUT ${path}/{${param}}`]: async (request) =>
+      ok(await update(getMetadefs(), request, ns(request), name(request))),
+    [`DELETE ${path}/{${param}}`]: async (request) => {
+      await getMetadefs().deleteChild(request.principal, ns(request), kind, name(request));
+      return noContent;
+    },
+  };
+}
+
 const ROUTES: Record<string, Route> = {
   'GET /v2/metadefs/namespaces': async (request) => {
     const page = await getMetadefs().listNamespaces(request.principal, listParams(request));
@@ -65,66 +102,26 @@ const ROUTES: Record<string, Route> = {
     ok(await getMetadefs().listObjects(request.principal, ns(request), listParams(request))),
   'POST /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
     created(await getMetadefs().createObject(request.principal, ns(request), await request.json())),
-  'DELETE /v2/metadefs/namespaces/{namespace}/objects': async (request) => {
-    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'object');
-    return noContent;
-  },
-  'GET /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) =>
-    ok(await getMetadefs().showObject(request.principal, ns(request), request.params.object_name ?? '')),
-  'PUT /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) =>
-    ok(
-      await getMetadefs().updateObject(
-        request.principal,
-        ns(request),
-        request.params.object_name ?? '',
-        await request.json(),
-      ),
-    ),
-  'DELETE /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) => {
-    await getMetadefs().deleteChild(
-      request.principal,
-      ns(request),
-      'object',
-      request.params.object_name ?? '',
-    );
-    return noContent;
-  },
+  ...childRoutes(
+    'object',
+    'objects',
+    (metadefs, request, namespace, name) => metadefs.showObject(request.principal, namespace, name),
+    async (metadefs, request, namespace, name) =>
+      metadefs.updateObject(request.principal, namespace, name, await request.json()),
+  ),
 
   'GET /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
     ok(await getMetadefs().listProperties(request.principal, ns(request))),
   'POST /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
     created(await getMetadefs().createProperty(request.principal, ns(request), await request.json())),
-  'DELETE /v2/metadefs/namespaces/{namespace}/properties': async (request) => {
-    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'property');
-    return noContent;
-  },
-  'GET /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) =>
-    ok(
-      await getMetadefs().showProperty(
-        request.principal,
-        ns(request),
-        request.params.property_name ?? '',
-        request.query.get('resource_type'),
-      ),
-    ),
-  'PUT /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) =>
-    ok(
-      await getMetadefs().updateProperty(
-        request.principal,
-        ns(request),
-        request.params.property_name ?? '',
-        await request.json(),
-      ),
-    ),
-  'DELETE /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) => {
-    await getMetadefs().deleteChild(
-      request.principal,
-      ns(request),
-      'property',
-      request.params.property_name ?? '',
-    );
-    return noContent;
-  },
+  ...childRoutes(
+    'property',
+    'properties',
+    (metadefs, request, namespace, name) =>
+      metadefs.showProperty(request.principal, namespace, name, request.query.get('resource_type')),
+    async (metadefs, request, namespace, name) =>
+      metadefs.updateProperty(request.principal, namespace, name, await request.json()),
+  ),
 
   'GET /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
     ok(await getMetadefs().listTags(request.principal, ns(request), listParams(request))),
@@ -137,27 +134,15 @@ const ROUTES: Record<string, Route> = {
         /^(1|t|true|on|y|yes)$/i.test(request.headers['x-openstack-append'] ?? ''),
       ),
     ),
-  'DELETE /v2/metadefs/namespaces/{namespace}/tags': async (request) => {
-    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'tag');
-    return noContent;
-  },
-  'GET /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
-    ok(await getMetadefs().showTag(request.principal, ns(request), request.params.tag_name ?? '')),
   'POST /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
     created(await getMetadefs().createTag(request.principal, ns(request), request.params.tag_name ?? '')),
-  'PUT /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
-    ok(
-      await getMetadefs().updateTag(
-        request.principal,
-        ns(request),
-        request.params.tag_name ?? '',
-        await request.json(),
-      ),
-    ),
-  'DELETE /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) => {
-    await getMetadefs().deleteChild(request.principal, ns(request), 'tag', request.params.tag_name ?? '');
-    return noContent;
-  },
+  ...childRoutes(
+    'tag',
+    'tags',
+    (metadefs, request, namespace, name) => metadefs.showTag(request.principal, namespace, name),
+    async (metadefs, request, namespace, name) =>
+      metadefs.updateTag(request.principal, namespace, name, await request.json()),
+  ),
 
   'GET /v2/metadefs/resource_types': async () => ok(await getMetadefs().listResourceTypes()),
   'GET /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>

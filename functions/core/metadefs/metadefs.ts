@@ -415,6 +415,26 @@ export class MetadefsService {
     if (!principal.isAdmin) throw notAuthorized(action);
   }
 
+  /**
+   * Reads the namespace and runs `change` on it; if the namespace changed meanwhile (StaleWriteError)
+   * it reads it again and decides afresh, up to five more times.
+   */
+  private async changeNamespace<T>(
+    name: string,
+    principal: Principal,
+    change: (namespace: NamespaceRecord) => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const namespace = await this.visible(name, principal);
+      try {
+        return await change(namespace);
+      } catch (error) {
+        if (error instanceof StaleWriteError && attempt < 5) continue;
+        throw error;
+      }
+    }
+  }
+
   // -- namespaces -----------------------------------------------------------------------------
 
   private build(
@@ -541,8 +561,7 @@ export class MetadefsService {
     name: string,
     input: unknown,
   ): Promise<Record<string, unknown>> {
-    for (let attempt = 0; ; attempt++) {
-      const previous = await this.visible(name, principal);
+    return this.changeNamespace(name, principal, async (previous) => {
       this.requireAdmin(principal, 'modify_metadef_namespace');
       const body = parseNamespaceBody(input);
       const next: NamespaceRecord = {
@@ -558,31 +577,19 @@ export class MetadefsService {
       delete next.description;
       if (body.display_name !== undefined) next.display_name = body.display_name;
       if (body.description !== undefined) next.description = body.description;
-      try {
-        if ((await this.repo.updateNamespace(previous, next)) === 'exists')
-          throw new ConflictError(`The metadata definition namespace=${next.namespace} already exists.`);
-        return renderNamespace(next);
-      } catch (error) {
-        if (error instanceof StaleWriteError && attempt < 5) continue;
-        throw error;
-      }
-    }
+      if ((await this.repo.updateNamespace(previous, next)) === 'exists')
+        throw new ConflictError(`The metadata definition namespace=${next.namespace} already exists.`);
+      return renderNamespace(next);
+    });
   }
 
   async deleteNamespace(principal: Principal, name: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const namespace = await this.visible(name, principal);
+    // Changed meanwhile (e.g. made protected): changeNamespace decides again on the fresh record.
+    await this.changeNamespace(name, principal, async (namespace) => {
       this.requireAdmin(principal, 'delete_metadef_namespace');
       if (namespace.protected) throw protectedNamespace(namespace.namespace);
-      try {
-        await this.repo.deleteNamespace(namespace);
-        return;
-      } catch (error) {
-        // Changed meanwhile (e.g. made protected): decide again on the fresh record.
-        if (error instanceof StaleWriteError && attempt < 5) continue;
-        throw error;
-      }
-    }
+      await this.repo.deleteNamespace(namespace);
+    });
   }
 
   /** DELETE /objects, /properties, /tags: everything of one kind (Glance checks namespace deletion rights). */
@@ -621,6 +628,36 @@ export class MetadefsService {
       throw new ConflictError(CHILD_DUPLICATE[kind](record.name, namespace.namespace));
   }
 
+  /** POST of one object, property or tag: `build` makes the record from the request. */
+  private async addChild<K extends ChildKind>(
+    principal: Principal,
+    ns: string,
+    kind: K,
+    build: () => ChildRecords[K],
+  ): Promise<{ namespace: NamespaceRecord; record: ChildRecords[K] }> {
+    const namespace = await this.visible(ns, principal);
+    this.requireAdmin(principal, CHILD_ACTIONS[kind].add);
+    const record = build();
+    await this.write(namespace, kind, record);
+    return { namespace, record };
+  }
+
+  /** PUT of one object, property or tag: `build` makes the new record from the stored one. */
+  private async replaceChild<K extends ChildKind>(
+    principal: Principal,
+    ns: string,
+    kind: K,
+    name: string,
+    build: (previous: ChildRecords[K]) => ChildRecords[K],
+  ): Promise<{ namespace: NamespaceRecord; record: ChildRecords[K] }> {
+    const namespace = await this.visible(ns, principal);
+    this.requireAdmin(principal, CHILD_ACTIONS[kind].modify);
+    const previous = await this.child(namespace, kind, name);
+    const record = build(previous);
+    await this.write(namespace, kind, record, previous.name);
+    return { namespace, record };
+  }
+
   async listObjects(principal: Principal, ns: string, params: ListParams): Promise<Record<string, unknown>> {
     const namespace = await this.visible(ns, principal);
     const objects = await this.listChildren(namespace, 'object', params, (o) => o.name);
@@ -653,11 +690,10 @@ export class MetadefsService {
   }
 
   async createObject(principal: Principal, ns: string, input: unknown): Promise<Record<string, unknown>> {
-    const namespace = await this.visible(ns, principal);
-    this.requireAdmin(principal, CHILD_ACTIONS.object.add);
-    const object = newObject(parseObjectBody(input), this.now());
-    await this.write(namespace, 'object', object);
-    return renderObject(namespace.namespace, object);
+    const { namespace, record } = await this.addChild(principal, ns, 'object', () =>
+      newObject(parseObjectBody(input), this.now()),
+    );
+    return renderObject(namespace.namespace, record);
   }
 
   async showObject(principal: Principal, ns: string, name: string): Promise<Record<string, unknown>> {
@@ -671,22 +707,16 @@ export class MetadefsService {
     name: string,
     input: unknown,
   ): Promise<Record<string, unknown>> {
-    const namespace = await this.visible(ns, principal);
-    this.requireAdmin(principal, CHILD_ACTIONS.object.modify);
-    const previous = await this.child(namespace, 'object', name);
-    const object = newObject(parseObjectBody(input), this.now());
-    object.created_at = previous.created_at;
-    await this.write(namespace, 'object', object, previous.name);
-    return renderObject(namespace.namespace, object);
+    const { namespace, record } = await this.replaceChild(principal, ns, 'object', name, (previous) => ({
+      ...newObject(parseObjectBody(input), this.now()),
+      created_at: previous.created_at,
+    }));
+    return renderObject(namespace.namespace, record);
   }
 
   async createProperty(principal: Principal, ns: string, input: unknown): Promise<Record<string, unknown>> {
-    const namespace = await this.visible(ns, principal);
-    this.requireAdmin(principal, CHILD_ACTIONS.property.add);
-    const { name, ...schema } = parsePropertyBody(input);
-    const property: PropertyRecord = { name, schema };
-    await this.write(namespace, 'property', property);
-    return renderProperty(property);
+    const { record } = await this.addChild(principal, ns, 'property', () => propertyRecord(input));
+    return renderProperty(record);
   }
 
   async listProperties(principal: Principal, ns: string): Promise<Record<string, unknown>> {
@@ -724,13 +754,8 @@ export class MetadefsService {
     name: string,
     input: unknown,
   ): Promise<Record<string, unknown>> {
-    const namespace = await this.visible(ns, principal);
-    this.requireAdmin(principal, CHILD_ACTIONS.property.modify);
-    const previous = await this.child(namespace, 'property', name);
-    const { name: newName, ...schema } = parsePropertyBody(input);
-    const property: PropertyRecord = { name: newName, schema };
-    await this.write(namespace, 'property', property, previous.name);
-    return renderProperty(property);
+    const { record } = await this.replaceChild(principal, ns, 'property', name, () => propertyRecord(input));
+    return renderProperty(record);
   }
 
   async deleteChild(principal: Principal, ns: string, kind: ChildKind, name: string): Promise<void> {
@@ -754,13 +779,12 @@ export class MetadefsService {
   }
 
   async createTag(principal: Principal, ns: string, name: string): Promise<Record<string, unknown>> {
-    const namespace = await this.visible(ns, principal);
-    this.requireAdmin(principal, CHILD_ACTIONS.tag.add);
-    checkTagName(name);
-    const now = this.now();
-    const tag: TagRecord = { name, created_at: now, updated_at: now };
-    await this.write(namespace, 'tag', tag);
-    return renderTag(tag);
+    const { record } = await this.addChild(principal, ns, 'tag', () => {
+      checkTagName(name);
+      const now = this.now();
+      return { name, created_at: now, updated_at: now };
+    });
+    return renderTag(record);
   }
 
   async updateTag(
@@ -769,12 +793,12 @@ export class MetadefsService {
     name: string,
     input: unknown,
   ): Promise<Record<string, unknown>> {
-    const namespace = await this.visible(ns, principal);
-    this.requireAdmin(principal, CHILD_ACTIONS.tag.modify);
-    const previous = await this.child(namespace, 'tag', name);
-    const tag: TagRecord = { ...previous, name: parseTagBody(input).name, updated_at: this.now() };
-    await this.write(namespace, 'tag', tag, previous.name);
-    return renderTag(tag);
+    const { record } = await this.replaceChild(principal, ns, 'tag', name, (previous) => ({
+      ...previous,
+      name: parseTagBody(input).name,
+      updated_at: this.now(),
+    }));
+    return renderTag(record);
   }
 
   /**
@@ -837,33 +861,26 @@ export class MetadefsService {
     ns: string,
     input: unknown,
   ): Promise<Record<string, unknown>> {
-    for (let attempt = 0; ; attempt++) {
-      const previous = await this.visible(ns, principal);
+    const { association, now } = await this.changeNamespace(ns, principal, async (previous) => {
       this.requireAdmin(principal, 'add_metadef_resource_type_association');
       const body = parseAssociationBody(input);
       if (previous.associations.some((a) => a.name === body.name))
         throw new ConflictError(duplicateAssociation(body.name, previous.namespace));
       const now = this.now();
       const association = newAssociation(body, now);
-      const next: NamespaceRecord = {
+      await this.repo.updateNamespace(previous, {
         ...previous,
         associations: [...previous.associations, association],
         version: previous.version + 1,
-      };
-      try {
-        await this.repo.updateNamespace(previous, next);
-      } catch (error) {
-        if (error instanceof StaleWriteError && attempt < 5) continue;
-        throw error;
-      }
-      await this.repo.ensureResourceType(newResourceType(body.name, now));
-      return renderAssociation(association);
-    }
+      });
+      return { association, now };
+    });
+    await this.repo.ensureResourceType(newResourceType(association.name, now));
+    return renderAssociation(association);
   }
 
   async deleteAssociation(principal: Principal, ns: string, resourceType: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      const previous = await this.visible(ns, principal);
+    await this.changeNamespace(ns, principal, async (previous) => {
       this.requireAdmin(principal, 'remove_metadef_resource_type_association');
       if (!previous.associations.some((a) => a.name === resourceType))
         throw new NotFoundError(associationNotFound(resourceType, previous.namespace));
@@ -871,19 +888,12 @@ export class MetadefsService {
         throw new ForbiddenError(
           `Metadata definition resource-type-association ${resourceType} is protected and cannot be deleted.`,
         );
-      const next: NamespaceRecord = {
+      await this.repo.updateNamespace(previous, {
         ...previous,
         associations: previous.associations.filter((a) => a.name !== resourceType),
         version: previous.version + 1,
-      };
-      try {
-        await this.repo.updateNamespace(previous, next);
-        return;
-      } catch (error) {
-        if (error instanceof StaleWriteError && attempt < 5) continue;
-        throw error;
-      }
-    }
+      });
+    });
   }
 }
 
@@ -903,6 +913,11 @@ function newObject(body: ObjectBody, now: string): ObjectRecord {
       Object.entries(body.properties).map(([k, { name: _ignored, ...schema }]) => [k, schema]),
     );
   return object;
+}
+
+function propertyRecord(input: unknown): PropertyRecord {
+  const { name, ...schema } = parsePropertyBody(input);
+  return { name, schema };
 }
 
 function newResourceType(name: string, now: string): ResourceTypeRecord {
