@@ -1,8 +1,8 @@
 /** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs/metadefs.ts. */
 import { NotFoundError } from '#core/kernel/errors';
 import type { ListParams } from '#core/metadefs/metadefs';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getMetadefs } from '#edge/services';
 
 const ns = (request: ApiRequest) => request.params.namespace ?? '';
 
@@ -41,11 +41,11 @@ type Route = (request: ApiRequest) => Promise<ApiResponse>;
 
 const ROUTES: Record<string, Route> = {
   'GET /v2/metadefs/namespaces': async (request) => {
-    const page = await getMetadefs().listNamespaces(request.principal, listParams(request));
+    const page = await services().metadefs.listNamespaces(request.principal, listParams(request));
     return ok({ namespaces: page.namespaces, ...namespaceLinks(request, page.next) });
   },
   'POST /v2/metadefs/namespaces': async (request) => {
-    const body = await getMetadefs().createNamespace(request.principal, await request.json());
+    const body = await services().metadefs.createNamespace(request.principal, await request.json());
     return {
       status: 201,
       json: body,
@@ -53,27 +53,35 @@ const ROUTES: Record<string, Route> = {
     };
   },
   'GET /v2/metadefs/namespaces/{namespace}': async (request) =>
-    ok(await getMetadefs().showNamespace(request.principal, ns(request), request.query.get('resource_type'))),
+    ok(
+      await services().metadefs.showNamespace(
+        request.principal,
+        ns(request),
+        request.query.get('resource_type'),
+      ),
+    ),
   'PUT /v2/metadefs/namespaces/{namespace}': async (request) =>
-    ok(await getMetadefs().updateNamespace(request.principal, ns(request), await request.json())),
+    ok(await services().metadefs.updateNamespace(request.principal, ns(request), await request.json())),
   'DELETE /v2/metadefs/namespaces/{namespace}': async (request) => {
-    await getMetadefs().deleteNamespace(request.principal, ns(request));
+    await services().metadefs.deleteNamespace(request.principal, ns(request));
     return noContent;
   },
 
   'GET /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
-    ok(await getMetadefs().listObjects(request.principal, ns(request), listParams(request))),
+    ok(await services().metadefs.listObjects(request.principal, ns(request), listParams(request))),
   'POST /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
-    created(await getMetadefs().createObject(request.principal, ns(request), await request.json())),
+    created(await services().metadefs.createObject(request.principal, ns(request), await request.json())),
   'DELETE /v2/metadefs/namespaces/{namespace}/objects': async (request) => {
-    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'object');
+    await services().metadefs.deleteAllChildren(request.principal, ns(request), 'object');
     return noContent;
   },
   'GET /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) =>
-    ok(await getMetadefs().showObject(request.principal, ns(request), request.params.object_name ?? '')),
+    ok(
+      await services().metadefs.showObject(request.principal, ns(request), request.params.object_name ?? ''),
+    ),
   'PUT /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) =>
     ok(
-      await getMetadefs().updateObject(
+      await services().metadefs.updateObject(
         request.principal,
         ns(request),
         request.params.object_name ?? '',
@@ -81,7 +89,7 @@ const ROUTES: Record<string, Route> = {
       ),
     ),
   'DELETE /v2/metadefs/namespaces/{namespace}/objects/{object_name}': async (request) => {
-    await getMetadefs().deleteChild(
+    await services().metadefs.deleteChild(
       request.principal,
       ns(request),
       'object',
@@ -91,16 +99,16 @@ const ROUTES: Record<string, Route> = {
   },
 
   'GET /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
-    ok(await getMetadefs().listProperties(request.principal, ns(request))),
+    ok(await services().metadefs.listProperties(request.principal, ns(request))),
   'POST /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
-    created(await getMetadefs().createProperty(request.principal, ns(request), await request.json())),
+    created(await services().metadefs.createProperty(request.principal, ns(request), await request.json())),
   'DELETE /v2/metadefs/namespaces/{namespace}/properties': async (request) => {
-    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'property');
+    await services().metadefs.deleteAllChildren(request.principal, ns(request), 'property');
     return noContent;
   },
   'GET /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) =>
     ok(
-      await getMetadefs().showProperty(
+      await services().metadefs.showProperty(
         request.principal,
         ns(request),
         request.params.property_name ?? '',
@@ -109,7 +117,7 @@ const ROUTES: Record<string, Route> = {
     ),
   'PUT /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) =>
     ok(
-      await getMetadefs().updateProperty(
+      await services().metadefs.updateProperty(
         request.principal,
         ns(request),
         request.params.property_name ?? '',
@@ -117,7 +125,7 @@ const ROUTES: Record<string, Route> = {
       ),
     ),
   'DELETE /v2/metadefs/namespaces/{namespace}/properties/{property_name}': async (request) => {
-    await getMetadefs().deleteChild(
+    await services().metadefs.deleteChild(
       request.principal,
       ns(request),
       'property',
@@ -127,10 +135,10 @@ const ROUTES: Record<string, Route> = {
   },
 
   'GET /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
-    ok(await getMetadefs().listTags(request.principal, ns(request), listParams(request))),
+    ok(await services().metadefs.listTags(request.principal, ns(request), listParams(request))),
   'POST /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
     created(
-      await getMetadefs().createTags(
+      await services().metadefs.createTags(
         request.principal,
         ns(request),
         await request.json(),
@@ -138,16 +146,18 @@ const ROUTES: Record<string, Route> = {
       ),
     ),
   'DELETE /v2/metadefs/namespaces/{namespace}/tags': async (request) => {
-    await getMetadefs().deleteAllChildren(request.principal, ns(request), 'tag');
+    await services().metadefs.deleteAllChildren(request.principal, ns(request), 'tag');
     return noContent;
   },
   'GET /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
-    ok(await getMetadefs().showTag(request.principal, ns(request), request.params.tag_name ?? '')),
+    ok(await services().metadefs.showTag(request.principal, ns(request), request.params.tag_name ?? '')),
   'POST /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
-    created(await getMetadefs().createTag(request.principal, ns(request), request.params.tag_name ?? '')),
+    created(
+      await services().metadefs.createTag(request.principal, ns(request), request.params.tag_name ?? ''),
+    ),
   'PUT /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
     ok(
-      await getMetadefs().updateTag(
+      await services().metadefs.updateTag(
         request.principal,
         ns(request),
         request.params.tag_name ?? '',
@@ -155,17 +165,28 @@ const ROUTES: Record<string, Route> = {
       ),
     ),
   'DELETE /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) => {
-    await getMetadefs().deleteChild(request.principal, ns(request), 'tag', request.params.tag_name ?? '');
+    await services().metadefs.deleteChild(
+      request.principal,
+      ns(request),
+      'tag',
+      request.params.tag_name ?? '',
+    );
     return noContent;
   },
 
-  'GET /v2/metadefs/resource_types': async () => ok(await getMetadefs().listResourceTypes()),
+  'GET /v2/metadefs/resource_types': async () => ok(await services().metadefs.listResourceTypes()),
   'GET /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>
-    ok(await getMetadefs().listAssociations(request.principal, ns(request))),
+    ok(await services().metadefs.listAssociations(request.principal, ns(request))),
   'POST /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>
-    created(await getMetadefs().createAssociation(request.principal, ns(request), await request.json())),
+    created(
+      await services().metadefs.createAssociation(request.principal, ns(request), await request.json()),
+    ),
   'DELETE /v2/metadefs/namespaces/{namespace}/resource_types/{resource_type}': async (request) => {
-    await getMetadefs().deleteAssociation(request.principal, ns(request), request.params.resource_type ?? '');
+    await services().metadefs.deleteAssociation(
+      request.principal,
+      ns(request),
+      request.params.resource_type ?? '',
+    );
     return noContent;
   },
 };

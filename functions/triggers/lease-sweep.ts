@@ -6,7 +6,7 @@
  * (HANGAR_LEASE_SWEEP_SECONDS, local/backend.ts). The event carries nothing it needs.
  */
 
-import { getServices } from '#edge/services';
+import { services } from '#edge/compose';
 import { logger } from '#platform/logger';
 
 export interface LeaseSweepSummary {
@@ -18,7 +18,7 @@ export interface LeaseSweepSummary {
 export async function handler(options: { everyLease?: boolean } = {}): Promise<LeaseSweepSummary> {
   // EventBridge passes its event here: only a literal `true` (the local runner's start-up) counts.
   const everyLease = options?.everyLease === true;
-  const sweep = await getServices().recovery.sweep({ everyLease });
+  const sweep = await services().recovery.sweep({ everyLease });
   const failed = sweep.failed.map(({ id, error }) => {
     logger.error('lease recovery failed for an image', { image: id, error });
     return { id, message: error instanceof Error ? error.message : String(error) };

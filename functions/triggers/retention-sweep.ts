@@ -6,7 +6,7 @@
  * carries nothing it needs.
  */
 
-import { getServices } from '#edge/services';
+import { services } from '#edge/compose';
 import { logger } from '#platform/logger';
 
 export interface RetentionSweepSummary {
@@ -18,7 +18,7 @@ export interface RetentionSweepSummary {
 }
 
 export async function handler(): Promise<RetentionSweepSummary> {
-  const sweep = await getServices().references.sweepRetention();
+  const sweep = await services().references.sweepRetention();
   const failed = sweep.failed.map(({ namespace, name, error }) => {
     logger.error('retention sweep failed for a name', { namespace, name, error });
     return { namespace, name, message: error instanceof Error ? error.message : String(error) };

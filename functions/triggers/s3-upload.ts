@@ -5,7 +5,7 @@
  * the invocation fails afterwards so S3/Lambda retry it (the ones that succeeded are then no-ops).
  */
 import type { S3Event } from 'aws-lambda';
-import { getTaskServices } from '#edge/task-services';
+import { services } from '#edge/compose';
 import { logger } from '#platform/logger';
 
 /** S3 event keys are URL-encoded with '+' for spaces. */
@@ -24,7 +24,7 @@ export async function handler(event: S3Event): Promise<{ outcomes: string[] }> {
     const bucket = record.s3.bucket.name;
     const key = decodeS3Key(record.s3.object.key);
     try {
-      const outcome = await getTaskServices().imports.onUpload({
+      const outcome = await services().imports.onUpload({
         bucket,
         key,
         ...(record.s3.object.eTag ? { etag: record.s3.object.eTag } : {}),

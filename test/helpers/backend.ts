@@ -1,14 +1,13 @@
 /**
  * An in-memory backend on an ephemeral port for integration tests, with one token per test
- * persona. One per test file (the service's settings live in process.env); start it in
- * beforeAll and stop it in afterAll.
+ * persona. One per test file (the handlers share the process's services); start it in beforeAll
+ * and stop it in afterAll.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenFile } from '#adapters/auth/token-file';
-import { resetServiceConfig, setServiceEnvironment } from '#platform/config';
 import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
 
 export type Persona = 'admin' | 'alice' | 'bob' | 'carol' | 'dave' | 'erin' | 'oscar';
@@ -47,8 +46,8 @@ export interface TestBackend {
 export interface TestBackendOptions {
   logLevel?: LogLevel;
   /**
-   * Service settings (HANGAR_* variables, e.g. HANGAR_IMAGE_SIZE_CAP) for this backend. They are
-   * set in process.env before it starts, since serviceConfig() reads them there, and put back on stop().
+   * Service settings (HANGAR_* variables, e.g. HANGAR_IMAGE_SIZE_CAP) for this backend, handed to
+   * the runner as values (process.env is left alone); they end with it on stop().
    */
   env?: Record<string, string>;
   /** Host ids to make host-agent tokens for (`{project: 'hosts', user: <id>, roles: ['host']}`). */
@@ -56,15 +55,6 @@ export interface TestBackendOptions {
 }
 
 export async function startTestBackend(options: TestBackendOptions = {}): Promise<TestBackend> {
-  const saved = Object.fromEntries(Object.keys(options.env ?? {}).map((key) => [key, process.env[key]]));
-  const restoreEnv = () => {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
-    resetServiceConfig();
-  };
-  if (options.env) setServiceEnvironment(options.env);
   const dir = mkdtempSync(join(tmpdir(), 'hangar-test-tokens-'));
   const tokens = Object.fromEntries(
     Object.keys(PERSONAS).map((persona) => [persona, `${persona}-${randomBytes(12).toString('hex')}`]),
@@ -86,12 +76,12 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
       port: 0,
       storage: 'memory',
       tokensFile,
+      ...(options.env ? { settings: options.env } : {}),
       // Quiet unless asked: a failing test prints its own assertion.
       logLevel: options.logLevel ?? (process.env.HANGAR_TEST_LOG_LEVEL as LogLevel | undefined) ?? 'warn',
     });
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
-    restoreEnv();
     throw error;
   }
 
@@ -116,7 +106,6 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
     stop() {
       stopping ??= backend.stop().finally(() => {
         rmSync(dir, { recursive: true, force: true });
-        restoreEnv();
       });
       return stopping;
     },

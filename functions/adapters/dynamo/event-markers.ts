@@ -6,16 +6,13 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { EventMarker, EventMarkers } from '#core/kernel/ports';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { eventMarkerKey } from './keys.ts';
 
 const MARKER_TTL_SECONDS = 7 * 24 * 3600;
 
 export class DynamoEventMarkers implements EventMarkers {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   async claim(proposal: EventMarker): Promise<EventMarker> {
     const key = eventMarkerKey(proposal.eventId);

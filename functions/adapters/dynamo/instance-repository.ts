@@ -40,7 +40,6 @@ import {
 } from '#core/instances/work-queue';
 import { StaleWriteError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { isLostRace } from './errors.ts';
 import {
@@ -184,9 +183,7 @@ const parseHost = (item: Record<string, unknown>) => StoredHostSchema.parse(item
 type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
 
 export class DynamoInstanceRepository implements InstanceStore {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   private async get(key: Record<string, string>): Promise<Record<string, unknown> | undefined> {
     const out = await dynamo().send(

@@ -19,7 +19,6 @@ import type {
   ResourceTypeRecord,
   TagRecord,
 } from '#core/metadefs/metadefs';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { isConditionFailure } from './errors.ts';
 import {
@@ -77,9 +76,7 @@ function namespaceFields(ns: NamespaceRecord): NamespaceRecord {
 }
 
 export class DynamoMetadefRepository implements MetadefRepository {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   private namespaceItem(ns: NamespaceRecord): Record<string, unknown> {
     return { ...metadefNamespaceKey(ns.namespace), ...metadefNamespaceListKeys(ns.namespace), ...ns };
