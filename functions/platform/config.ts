@@ -291,8 +291,13 @@ export function localConfig(): LocalConfig {
   return LocalConfigSchema.parse(process.env);
 }
 
-/** Tests change a setting of a running backend through here (the runner's own win over them). */
+/** Tests change a setting of a running backend through here: the environment's, over any given. */
 export function setServiceEnvironment(values: Record<string, string>): void {
-  for (const [key, value] of Object.entries(values)) process.env[key] = value;
+  const rest = { ...given };
+  for (const [key, value] of Object.entries(values)) {
+    process.env[key] = value;
+    delete rest[key];
+  }
+  given = rest;
   resetServiceConfig();
 }

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenFile } from '#adapters/auth/token-file';
+import { resetServiceConfig } from '#platform/config';
 import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
 
 export type Persona = 'admin' | 'alice' | 'bob' | 'carol' | 'dave' | 'erin' | 'oscar';
@@ -47,7 +48,8 @@ export interface TestBackendOptions {
   logLevel?: LogLevel;
   /**
    * Service settings (HANGAR_* variables, e.g. HANGAR_IMAGE_SIZE_CAP) for this backend, handed to
-   * the runner as values (process.env is left alone); they end with it on stop().
+   * the runner as values, not through process.env; they end with it on stop(). A test changes one
+   * mid-run with setServiceEnvironment.
    */
   env?: Record<string, string>;
   /** Host ids to make host-agent tokens for (`{project: 'hosts', user: <id>, roles: ['host']}`). */
@@ -55,6 +57,15 @@ export interface TestBackendOptions {
 }
 
 export async function startTestBackend(options: TestBackendOptions = {}): Promise<TestBackend> {
+  // A test may change these in process.env while it runs (setServiceEnvironment): put back on stop().
+  const saved = Object.fromEntries(Object.keys(options.env ?? {}).map((key) => [key, process.env[key]]));
+  const restoreEnv = () => {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+    resetServiceConfig();
+  };
   const dir = mkdtempSync(join(tmpdir(), 'hangar-test-tokens-'));
   const tokens = Object.fromEntries(
     Object.keys(PERSONAS).map((persona) => [persona, `${persona}-${randomBytes(12).toString('hex')}`]),
@@ -82,6 +93,7 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
     });
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
+    restoreEnv();
     throw error;
   }
 
@@ -106,6 +118,7 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
     stop() {
       stopping ??= backend.stop().finally(() => {
         rmSync(dir, { recursive: true, force: true });
+        restoreEnv();
       });
       return stopping;
     },
