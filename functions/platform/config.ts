@@ -1,6 +1,6 @@
 /**
  * The one place that reads configuration from the environment. Everything else asks here.
- * Parsed once, lazily, so the local runner can set the environment before the first handler runs.
+ * Parsed once, lazily, from the environment and the settings the local runner gives (useServiceSettings).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -71,7 +71,7 @@ const ServiceConfigSchema = z.object({
   /** s3rver needs path-style URLs; real S3 does not. */
   HANGAR_S3_FORCE_PATH_STYLE: z.stringbool().default(false),
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  /** stepfunctions: StartExecution on AWS; local: the embedded runner registered by local/backend.ts. */
+  /** stepfunctions: StartExecution on AWS; local: the runner local/backend.ts passes to compose. */
   HANGAR_WORKFLOWS: z.enum(['stepfunctions', 'local']).default('stepfunctions'),
   HANGAR_IMPORT_STATE_MACHINE_ARN: z.string().optional(),
   HANGAR_EXPORT_STATE_MACHINE_ARN: z.string().optional(),
