@@ -15,6 +15,7 @@ import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { BLOCK_SIZE, rechunk } from '#core/data/image-data';
 import { parseCreateRequest } from '#core/images/create';
 import { makePrincipal } from '#core/kernel/principal';
+import { serviceConfig } from '#platform/config';
 import { type BenchBackend, round, type Stats, stats, timed } from './lib.ts';
 
 const run = promisify(execFile);
@@ -77,7 +78,7 @@ export async function benchLatencies(b: BenchBackend, n = 200): Promise<Record<s
 
 /** Seeds straight through the repository (the same write path as POST, minus HTTP) to save time. */
 async function seed(project: string, count: number, offset: number): Promise<void> {
-  const repo = new DynamoImageRepository();
+  const repo = new DynamoImageRepository(serviceConfig().tableName);
   const principal = makePrincipal(project, 'seed', ['member']);
   const quotas = { properties: 128, tags: 128 };
   let next = 0;

@@ -45,7 +45,7 @@ async function waitActive(
   id: string,
   timeoutMs: number,
 ): Promise<{ checksum: string | null; status: string }> {
-  const repo = new DynamoImageRepository();
+  const repo = new DynamoImageRepository(serviceConfig().tableName);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const image = await repo.get(id);

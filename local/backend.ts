@@ -3,7 +3,9 @@
  * gateway in front of the Lambda handlers. Used by `npm start` (local/main.ts) and by the
  * integration tests (test/helpers/backend.ts).
  *
- * The service reads its settings from process.env, so one process runs one backend at a time.
+ * The runner hands the service its settings as values (useServiceSettings) and its collaborators
+ * (the in-process Step Functions runner) to the composition root (useCollaborators), not through
+ * process.env. The handlers share the process's services, so one process runs one backend at a time.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,9 +23,8 @@ import { CreateBucketCommand, HeadBucketCommand, S3Client, S3ServiceException } 
 import { type TokenFile, TokenFileSchema } from '#adapters/auth/token-file';
 import { resetClients } from '#adapters/aws-clients';
 import { createTableInput, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
-import { registerLocalWorkflows } from '#adapters/step-functions';
-import { getMetadefs } from '#edge/services';
-import { serviceConfig, setServiceEnvironment } from '#platform/config';
+import { services, useCollaborators } from '#edge/compose';
+import { serviceConfig, useServiceSettings } from '#platform/config';
 import { logger } from '#platform/logger';
 import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
@@ -52,6 +53,11 @@ export interface BackendOptions {
   /** keystone: tokens are checked by the Keystone named by HANGAR_KEYSTONE_* (keystone-auth.ts). */
   authMode?: 'tokens' | 'keystone';
   logLevel?: LogLevel;
+  /**
+   * Service settings by their HANGAR_* names (e.g. HANGAR_IMAGE_SIZE_CAP), over the environment's;
+   * the runner's own (auth mode, token file, local workflows) win over these.
+   */
+  settings?: Readonly<Record<string, string>>;
 }
 
 export interface Backend {
@@ -148,7 +154,8 @@ async function ensureBucket(client: S3Client, bucket: string): Promise<void> {
 
 export async function startBackend(options: BackendOptions): Promise<Backend> {
   // First, so that the logger honours the level from the first line on.
-  if (options.logLevel) setServiceEnvironment({ HANGAR_LOG_LEVEL: options.logLevel });
+  const given = { ...options.settings, ...(options.logLevel ? { HANGAR_LOG_LEVEL: options.logLevel } : {}) };
+  useServiceSettings(given);
   const memory = options.storage === 'memory';
   const stateDir = memory ? mkdtempSync(join(tmpdir(), 'hangar-')) : resolve(options.dataDir ?? '.hangar');
   mkdirSync(stateDir, { recursive: true });
@@ -185,7 +192,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       verbose: options.logLevel === 'debug',
     });
 
-    setServiceEnvironment({
+    // For the SDK clients of this process (the service's, and those of tests and tools).
+    for (const [key, value] of Object.entries({
       AWS_ENDPOINT_URL_DYNAMODB: standIns.dynamodb.endpoint,
       AWS_ENDPOINT_URL_S3: standIns.s3.endpoint,
       AWS_REGION: LOCAL_REGION,
@@ -194,6 +202,10 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       // Without these, s3rver stores streamed uploads with the aws-chunked framing inside.
       AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
       AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+    }))
+      process.env[key] = value;
+    useServiceSettings({
+      ...given,
       HANGAR_S3_FORCE_PATH_STYLE: 'true',
       HANGAR_BLOB_DELIVERY: 'stream',
       HANGAR_AUTH_MODE: options.authMode ?? 'tokens',
@@ -202,14 +214,6 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       HANGAR_WORKFLOWS: 'local',
     });
     const config = serviceConfig();
-    // Names stay as configured (or defaulted); written back so every handler sees the same ones.
-    setServiceEnvironment({
-      HANGAR_TABLE: config.tableName,
-      HANGAR_IMAGE_BUCKET: config.buckets.images,
-      HANGAR_UPLOAD_BUCKET: config.buckets.uploads,
-      HANGAR_STAGING_BUCKET: config.buckets.staging,
-      HANGAR_EXPORT_BUCKET: config.buckets.exports,
-    });
     // Clients cached by an earlier backend in this process point at its (dead) ports.
     resetClients();
 
@@ -222,18 +226,19 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       ddb.destroy();
       s3.destroy();
     }
-    // The metadefs catalogue's seed, at first start (idempotent; Lambdas seed on first use).
-    await getMetadefs().ensureSeeded();
-
-    // s3rver's events drive the S3 trigger; state machines run in-process, as on AWS with Lambda.
+    // State machines run in-process, as on AWS with Lambda: the services start and answer them here.
     const workflows = new LocalStepFunctions();
-    registerLocalWorkflows(workflows);
+    useCollaborators({ workflows, taskTokens: workflows });
+    // The metadefs catalogue's seed, at first start (idempotent; Lambdas seed on first use).
+    await services().metadefs.ensureSeeded();
+
+    // s3rver's events drive the S3 trigger.
     const events = standIns;
     const trigger = connectUploadTrigger((listener) => events.onS3Event(listener), config.buckets.uploads);
     const stopWorkflows = async () => {
       await trigger.stop();
       await workflows.stop();
-      registerLocalWorkflows(undefined);
+      useCollaborators(undefined);
     };
     background = stopWorkflows;
 
@@ -311,6 +316,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           await started.standIns.stop();
           removeStateDir();
           logger.info('backend stopped', {});
+          // The settings end with the backend; the log level stays for work still winding down.
+          useServiceSettings(options.logLevel ? { HANGAR_LOG_LEVEL: options.logLevel } : undefined);
         })();
         return stopping;
       },
@@ -320,6 +327,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     await background?.();
     await standIns?.stop();
     removeStateDir();
+    useCollaborators(undefined);
+    useServiceSettings(undefined);
     throw error;
   }
 }

@@ -1,28 +1,19 @@
 /**
- * The WorkflowStarter and TaskTokenNotifier ports. On AWS: StartExecution on the state machine
+ * The WorkflowStarter and TaskTokenNotifier ports on AWS: StartExecution on the state machine
  * whose ARN the CDK app passes in (HANGAR_{IMPORT,EXPORT,PUBLISH}_STATE_MACHINE_ARN), and
- * SendTaskSuccess / SendTaskFailure for task tokens. Locally
- * (HANGAR_WORKFLOWS=local): the in-process runner that local/backend.ts registers here, which
- * runs the same ASL files with the same task handlers (local/step-functions.ts).
+ * SendTaskSuccess / SendTaskFailure for task tokens. Locally (HANGAR_WORKFLOWS=local) the
+ * embedded runner passes its in-process runner to compose() instead (local/step-functions.ts),
+ * which runs the same ASL files with the same task handlers.
  */
 import {
   SendTaskFailureCommand,
   SendTaskSuccessCommand,
-  SFNClient,
+  type SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/kernel/ports';
-import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { awsErrorName } from './errors.ts';
-
-let client: SFNClient | undefined;
-let localRunner: (WorkflowStarter & TaskTokenNotifier) | undefined;
-
-/** local/backend.ts registers its runner (or removes it on stop). */
-export function registerLocalWorkflows(runner: (WorkflowStarter & TaskTokenNotifier) | undefined): void {
-  localRunner = runner;
-}
 
 /** Step Functions' limits on SendTaskFailure (error 256, cause 32,768 characters). */
 const MAX_ERROR_CHARS = 256;
@@ -44,14 +35,16 @@ async function sendToken(kind: 'success' | 'failure', send: () => Promise<unknow
 }
 
 export class SfnWorkflowStarter implements WorkflowStarter {
-  constructor(private readonly arns: Readonly<Record<WorkflowName, string | undefined>>) {}
+  constructor(
+    private readonly arns: Readonly<Record<WorkflowName, string | undefined>>,
+    private readonly client: SFNClient,
+  ) {}
 
   async start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<void> {
     const arn = this.arns[workflow];
     if (!arn) throw new Error(`HANGAR_${workflow.toUpperCase()}_STATE_MACHINE_ARN is not set`);
-    client ??= new SFNClient({});
     try {
-      await client.send(
+      await this.client.send(
         new StartExecutionCommand({
           stateMachineArn: arn,
           name: executionName,
@@ -66,45 +59,18 @@ export class SfnWorkflowStarter implements WorkflowStarter {
   }
 }
 
-/** Chooses per call, so a runner registered after the services were built is still found. */
-export const workflowStarter: WorkflowStarter = {
-  start(workflow, executionName, input) {
-    const config = serviceConfig();
-    if (config.workflows.mode === 'local') {
-      if (!localRunner)
-        return Promise.reject(new Error('HANGAR_WORKFLOWS=local but no local runner is registered'));
-      return localRunner.start(workflow, executionName, input);
-    }
-    return new SfnWorkflowStarter({
-      import: config.workflows.importArn,
-      export: config.workflows.exportArn,
-      publish: config.workflows.publishArn,
-    }).start(workflow, executionName, input);
-  },
-};
+export class SfnTaskTokens implements TaskTokenNotifier {
+  constructor(private readonly client: SFNClient) {}
 
-/** Chooses per call, like workflowStarter. */
-export const taskTokens: TaskTokenNotifier = {
-  succeed(token, output) {
-    if (serviceConfig().workflows.mode === 'local') {
-      if (!localRunner) return Promise.reject(new Error('no local Step Functions runner is registered'));
-      return localRunner.succeed(token, output);
-    }
-    client ??= new SFNClient({});
-    const sfn = client;
+  succeed(token: string, output: Record<string, unknown>): Promise<void> {
     return sendToken('success', () =>
-      sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) })),
+      this.client.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(output) })),
     );
-  },
-  fail(token, error, cause) {
-    if (serviceConfig().workflows.mode === 'local') {
-      if (!localRunner) return Promise.reject(new Error('no local Step Functions runner is registered'));
-      return localRunner.fail(token, error, cause);
-    }
-    client ??= new SFNClient({});
-    const sfn = client;
+  }
+
+  fail(token: string, error: string, cause: string): Promise<void> {
     return sendToken('failure', () =>
-      sfn.send(
+      this.client.send(
         new SendTaskFailureCommand({
           taskToken: token,
           error: error.slice(0, MAX_ERROR_CHARS),
@@ -112,5 +78,5 @@ export const taskTokens: TaskTokenNotifier = {
         }),
       ),
     );
-  },
-};
+  }
+}

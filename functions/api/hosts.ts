@@ -7,56 +7,48 @@
 import { renderHost, renderHostInstance } from '#core/instances/instances';
 import { renderClaimedJob } from '#core/instances/work-queue';
 import { NotFoundError } from '#core/kernel/errors';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getInstanceServices } from '#edge/instance-services';
 
 const hostId = (request: ApiRequest) => request.params.host_id ?? '';
 const jobId = (request: ApiRequest) => request.params.job_id ?? '';
 
 async function list(request: ApiRequest): Promise<ApiResponse> {
-  const hosts = await getInstanceServices().hosts.list(request.principal);
+  const hosts = await services().hosts.list(request.principal);
   return { status: 200, json: { hosts: hosts.map(renderHost) } };
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {
   return {
     status: 200,
-    json: renderHost(await getInstanceServices().hosts.show(request.principal, hostId(request))),
+    json: renderHost(await services().hosts.show(request.principal, hostId(request))),
   };
 }
 
 async function register(request: ApiRequest): Promise<ApiResponse> {
-  const host = await getInstanceServices().hosts.register(
-    request.principal,
-    hostId(request),
-    await request.json(),
-  );
+  const host = await services().hosts.register(request.principal, hostId(request), await request.json());
   return { status: 200, json: renderHost(host) };
 }
 
 async function heartbeat(request: ApiRequest): Promise<ApiResponse> {
-  await getInstanceServices().hosts.heartbeat(request.principal, hostId(request));
+  await services().hosts.heartbeat(request.principal, hostId(request));
   return { status: 204 };
 }
 
 /** 200 with the job and its lease, or 204 when the host has nothing to do. */
 async function claim(request: ApiRequest): Promise<ApiResponse> {
-  const claimed = await getInstanceServices().hosts.claim(
-    request.principal,
-    hostId(request),
-    await request.json(),
-  );
+  const claimed = await services().hosts.claim(request.principal, hostId(request), await request.json());
   if (!claimed) return { status: 204 };
   return { status: 200, json: { job: renderClaimedJob(claimed.job, claimed.instance) } };
 }
 
 async function instances(request: ApiRequest): Promise<ApiResponse> {
-  const found = await getInstanceServices().hosts.instances(request.principal, hostId(request));
+  const found = await services().hosts.instances(request.principal, hostId(request));
   return { status: 200, json: { instances: found.map(renderHostInstance) } };
 }
 
 async function observed(request: ApiRequest): Promise<ApiResponse> {
-  await getInstanceServices().hosts.observed(
+  await services().hosts.observed(
     request.principal,
     hostId(request),
     request.params.instance_id ?? '',
@@ -66,21 +58,17 @@ async function observed(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function jobHeartbeat(request: ApiRequest): Promise<ApiResponse> {
-  const job = await getInstanceServices().hosts.heartbeatJob(
-    request.principal,
-    jobId(request),
-    await request.json(),
-  );
+  const job = await services().hosts.heartbeatJob(request.principal, jobId(request), await request.json());
   return { status: 200, json: { lease_expires_at: job.lease_expires_at } };
 }
 
 async function complete(request: ApiRequest): Promise<ApiResponse> {
-  await getInstanceServices().hosts.complete(request.principal, jobId(request), await request.json());
+  await services().hosts.complete(request.principal, jobId(request), await request.json());
   return { status: 204 };
 }
 
 async function fail(request: ApiRequest): Promise<ApiResponse> {
-  await getInstanceServices().hosts.fail(request.principal, jobId(request), await request.json());
+  await services().hosts.fail(request.principal, jobId(request), await request.json());
   return { status: 204 };
 }
 

@@ -12,8 +12,8 @@ import {
   RangeNotSatisfiableError,
   UnsupportedMediaTypeError,
 } from '#core/kernel/errors';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getServices } from '#edge/services';
 import { serviceConfig } from '#platform/config';
 
 async function upload(request: ApiRequest): Promise<ApiResponse> {
@@ -24,7 +24,7 @@ async function upload(request: ApiRequest): Promise<ApiResponse> {
     );
   const body = request.stream();
   try {
-    await getServices().imageData.upload(request.principal, request.params.image_id ?? '', body, {
+    await services().imageData.upload(request.principal, request.params.image_id ?? '', body, {
       declaredSize: request.headers['x-openstack-image-size'],
       contentLength: request.headers['content-length'],
       sizeCap: serviceConfig().imageSizeCap,
@@ -40,7 +40,7 @@ async function upload(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function download(request: ApiRequest): Promise<ApiResponse> {
-  const { imageData, blobs } = getServices();
+  const { imageData, blobs } = services();
   const { image, key } = await imageData.locate(request.principal, request.params.image_id ?? '');
   if (!key) return { status: 204 };
   const size = image.size ?? 0;

@@ -6,8 +6,8 @@
  */
 import { NotFoundError, UnsupportedMediaTypeError } from '#core/kernel/errors';
 import { IMPORT_METHODS } from '#core/transfer/import';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getTaskServices } from '#edge/task-services';
 
 async function info(): Promise<ApiResponse> {
   return {
@@ -28,7 +28,7 @@ async function stage(request: ApiRequest): Promise<ApiResponse> {
     throw new UnsupportedMediaTypeError(
       `The request media type ${contentType ?? 'None'} is not supported by this server.`,
     );
-  await getTaskServices().imports.stage(request.principal, imageId(request), request.stream(), {
+  await services().imports.stage(request.principal, imageId(request), request.stream(), {
     declaredSize: request.headers['x-openstack-image-size'],
     contentLength: request.headers['content-length'],
   });
@@ -36,7 +36,7 @@ async function stage(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function importImage(request: ApiRequest): Promise<ApiResponse> {
-  await getTaskServices().imports.requestImport(
+  await services().imports.requestImport(
     request.principal,
     imageId(request),
     await request.json(),
@@ -46,7 +46,7 @@ async function importImage(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function startUpload(request: ApiRequest): Promise<ApiResponse> {
-  const session = await getTaskServices().imports.startMultipartUpload(
+  const session = await services().imports.startMultipartUpload(
     request.principal,
     imageId(request),
     await request.json(),
@@ -56,17 +56,13 @@ async function startUpload(request: ApiRequest): Promise<ApiResponse> {
 
 async function completeUpload(request: ApiRequest): Promise<ApiResponse> {
   const id = imageId(request);
-  await getTaskServices().imports.completeMultipartUpload(request.principal, id, await request.json());
+  await services().imports.completeMultipartUpload(request.principal, id, await request.json());
   // The object's creation event starts the import; the image's tasks show how it goes.
   return { status: 202, json: { image_id: id, tasks: `/v2/images/${id}/tasks` } };
 }
 
 async function abortUpload(request: ApiRequest): Promise<ApiResponse> {
-  await getTaskServices().imports.abortMultipartUpload(
-    request.principal,
-    imageId(request),
-    await request.json(),
-  );
+  await services().imports.abortMultipartUpload(request.principal, imageId(request), await request.json());
   return { status: 204 };
 }
 

@@ -6,15 +6,15 @@ import { imagePath, renderImage, renderImageList } from '#core/images/view';
 import { NotFoundError } from '#core/kernel/errors';
 import { parseReference } from '#core/references/references';
 import { stagingKey } from '#core/transfer/import';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getServices } from '#edge/services';
 import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 
 const IMPORT_METHODS = 'glance-direct,web-download';
 
 async function create(request: ApiRequest): Promise<ApiResponse> {
-  const { images } = getServices();
+  const { images } = services();
   const image = await images.create(request.principal, await request.json());
   return {
     status: 201,
@@ -28,7 +28,7 @@ async function create(request: ApiRequest): Promise<ApiResponse> {
 
 async function list(request: ApiRequest): Promise<ApiResponse> {
   const query = parseListQuery(await withReferenceResolved(request));
-  const { images } = getServices();
+  const { images } = services();
   const page = await images.list(request.principal, query);
   // Glance offers `next` whenever the page is full, so the last page may be empty.
   const last = page.length === query.limit && query.limit > 0 ? page[page.length - 1]?.id : undefined;
@@ -46,7 +46,7 @@ async function withReferenceResolved(request: ApiRequest): Promise<ReadonlyArray
   const reference = request.query.get('reference');
   if (reference === undefined) return request.query.pairs;
   parseReference(reference);
-  const resolved = await getServices()
+  const resolved = await services()
     .references.resolve(request.principal, reference)
     .then((r) => r.image.id)
     .catch((error: unknown) => {
@@ -58,14 +58,14 @@ async function withReferenceResolved(request: ApiRequest): Promise<ReadonlyArray
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {
-  const { images } = getServices();
+  const { images } = services();
   const image = await images.show(request.principal, imageId(request));
   return { status: 200, json: renderImage(image, images.readableBy(request.principal)) };
 }
 
 async function update(request: ApiRequest): Promise<ApiResponse> {
   const mediaType = request.headers['content-type']?.split(';')[0]?.trim();
-  const { images } = getServices();
+  const { images } = services();
   const image = await images.patch(
     request.principal,
     imageId(request),
@@ -86,7 +86,7 @@ async function patchBody(request: ApiRequest, mediaType: string | undefined): Pr
 }
 
 async function remove(request: ApiRequest): Promise<ApiResponse> {
-  const { images, blobs, objects } = getServices();
+  const { images, blobs, objects } = services();
   const id = imageId(request);
   const { image, lease } = await images.delete(request.principal, id);
   // The record is already a tombstone, so nobody can read its data any more: a removal that fails
@@ -102,7 +102,7 @@ async function remove(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function action(request: ApiRequest): Promise<ApiResponse> {
-  const { images } = getServices();
+  const { images } = services();
   const id = imageId(request);
   if (request.params.action === 'deactivate') await images.deactivate(request.principal, id);
   else if (request.params.action === 'reactivate') await images.reactivate(request.principal, id);
@@ -111,12 +111,12 @@ async function action(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function putTag(request: ApiRequest): Promise<ApiResponse> {
-  await getServices().images.addTag(request.principal, imageId(request), request.params.tag ?? '');
+  await services().images.addTag(request.principal, imageId(request), request.params.tag ?? '');
   return { status: 204 };
 }
 
 async function deleteTag(request: ApiRequest): Promise<ApiResponse> {
-  await getServices().images.removeTag(request.principal, imageId(request), request.params.tag ?? '');
+  await services().images.removeTag(request.principal, imageId(request), request.params.tag ?? '');
   return { status: 204 };
 }
 

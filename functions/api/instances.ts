@@ -2,15 +2,15 @@
 
 import { ACTIONS, type Action, instancePath, renderInstance } from '#core/instances/instances';
 import { BadRequestError, NotFoundError } from '#core/kernel/errors';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getInstanceServices } from '#edge/instance-services';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
 
 /** 202: the instance exists (stage Building, its host chosen); the host agent builds it later. */
 async function create(request: ApiRequest): Promise<ApiResponse> {
-  const instance = await getInstanceServices().instances.create(request.principal, await request.json());
+  const instance = await services().instances.create(request.principal, await request.json());
   return {
     status: 202,
     headers: { location: `${request.origin}${instancePath(instance.id)}` },
@@ -30,7 +30,7 @@ async function list(request: ApiRequest): Promise<ApiResponse> {
   const limit = parseLimit(request.query.get('limit'));
   const marker = request.query.get('marker');
   const project = request.query.get('project');
-  const instances = await getInstanceServices().instances.list(request.principal, {
+  const instances = await services().instances.list(request.principal, {
     limit,
     ...(marker !== undefined ? { marker } : {}),
     ...(project !== undefined ? { project } : {}),
@@ -52,10 +52,7 @@ async function list(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {
-  const instance = await getInstanceServices().instances.show(
-    request.principal,
-    request.params.instance_id ?? '',
-  );
+  const instance = await services().instances.show(request.principal, request.params.instance_id ?? '');
   return { status: 200, json: renderInstance(instance, { console: true }) };
 }
 
@@ -64,7 +61,7 @@ async function action(request: ApiRequest): Promise<ApiResponse> {
   const name = request.params.action ?? '';
   if (!(ACTIONS as readonly string[]).includes(name))
     throw new NotFoundError(`Unknown action ${name}; actions are ${ACTIONS.join(', ')}.`);
-  const instance = await getInstanceServices().instances.act(
+  const instance = await services().instances.act(
     request.principal,
     request.params.instance_id ?? '',
     name as Action,

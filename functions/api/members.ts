@@ -1,8 +1,8 @@
 /** Image members (sharing): add, list, show, update the status, remove. Rules in core/sharing/members.ts. */
 import { NotFoundError } from '#core/kernel/errors';
 import { renderMember, renderMembers } from '#core/sharing/members';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getServices } from '#edge/services';
 
 function imageId(request: ApiRequest): string {
   return request.params.image_id ?? '';
@@ -13,7 +13,7 @@ function memberId(request: ApiRequest): string {
 }
 
 async function create(request: ApiRequest): Promise<ApiResponse> {
-  const member = await getServices().members.add(request.principal, imageId(request), await request.json());
+  const member = await services().members.add(request.principal, imageId(request), await request.json());
   // Glance answers 200, not 201, with the new member.
   return { status: 200, json: renderMember(member) };
 }
@@ -21,17 +21,17 @@ async function create(request: ApiRequest): Promise<ApiResponse> {
 async function list(request: ApiRequest): Promise<ApiResponse> {
   return {
     status: 200,
-    json: renderMembers(await getServices().members.list(request.principal, imageId(request))),
+    json: renderMembers(await services().members.list(request.principal, imageId(request))),
   };
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {
-  const member = await getServices().members.show(request.principal, imageId(request), memberId(request));
+  const member = await services().members.show(request.principal, imageId(request), memberId(request));
   return { status: 200, json: renderMember(member) };
 }
 
 async function update(request: ApiRequest): Promise<ApiResponse> {
-  const member = await getServices().members.updateStatus(
+  const member = await services().members.updateStatus(
     request.principal,
     imageId(request),
     memberId(request),
@@ -41,7 +41,7 @@ async function update(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function remove(request: ApiRequest): Promise<ApiResponse> {
-  await getServices().members.remove(request.principal, imageId(request), memberId(request));
+  await services().members.remove(request.principal, imageId(request), memberId(request));
   return { status: 204 };
 }
 

@@ -1,8 +1,8 @@
 /** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs/metadefs.ts. */
 import { NotFoundError } from '#core/kernel/errors';
 import type { ChildKind, ListParams, MetadefsService } from '#core/metadefs/metadefs';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getMetadefs } from '#edge/services';
 
 const ns = (request: ApiRequest) => request.params.namespace ?? '';
 
@@ -62,15 +62,15 @@ function childRoutes(
   const name = (request: ApiRequest) => request.params[param] ?? '';
   return {
     [`DELETE ${path}`]: async (request) => {
-      await getMetadefs().deleteAllChildren(request.principal, ns(request), kind);
+      await services().metadefs.deleteAllChildren(request.principal, ns(request), kind);
       return noContent;
     },
     [`GET ${path}/{${param}}`]: async (request) =>
-      ok(await show(getMetadefs(), request, ns(request), name(request))),
+      ok(await show(services().metadefs, request, ns(request), name(request))),
     [`PUT ${path}/{${param}}`]: async (request) =>
-      ok(await update(getMetadefs(), request, ns(request), name(request))),
+      ok(await update(services().metadefs, request, ns(request), name(request))),
     [`DELETE ${path}/{${param}}`]: async (request) => {
-      await getMetadefs().deleteChild(request.principal, ns(request), kind, name(request));
+      await services().metadefs.deleteChild(request.principal, ns(request), kind, name(request));
       return noContent;
     },
   };
@@ -78,11 +78,11 @@ function childRoutes(
 
 const ROUTES: Record<string, Route> = {
   'GET /v2/metadefs/namespaces': async (request) => {
-    const page = await getMetadefs().listNamespaces(request.principal, listParams(request));
+    const page = await services().metadefs.listNamespaces(request.principal, listParams(request));
     return ok({ namespaces: page.namespaces, ...namespaceLinks(request, page.next) });
   },
   'POST /v2/metadefs/namespaces': async (request) => {
-    const body = await getMetadefs().createNamespace(request.principal, await request.json());
+    const body = await services().metadefs.createNamespace(request.principal, await request.json());
     return {
       status: 201,
       json: body,
@@ -90,18 +90,24 @@ const ROUTES: Record<string, Route> = {
     };
   },
   'GET /v2/metadefs/namespaces/{namespace}': async (request) =>
-    ok(await getMetadefs().showNamespace(request.principal, ns(request), request.query.get('resource_type'))),
+    ok(
+      await services().metadefs.showNamespace(
+        request.principal,
+        ns(request),
+        request.query.get('resource_type'),
+      ),
+    ),
   'PUT /v2/metadefs/namespaces/{namespace}': async (request) =>
-    ok(await getMetadefs().updateNamespace(request.principal, ns(request), await request.json())),
+    ok(await services().metadefs.updateNamespace(request.principal, ns(request), await request.json())),
   'DELETE /v2/metadefs/namespaces/{namespace}': async (request) => {
-    await getMetadefs().deleteNamespace(request.principal, ns(request));
+    await services().metadefs.deleteNamespace(request.principal, ns(request));
     return noContent;
   },
 
   'GET /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
-    ok(await getMetadefs().listObjects(request.principal, ns(request), listParams(request))),
+    ok(await services().metadefs.listObjects(request.principal, ns(request), listParams(request))),
   'POST /v2/metadefs/namespaces/{namespace}/objects': async (request) =>
-    created(await getMetadefs().createObject(request.principal, ns(request), await request.json())),
+    created(await services().metadefs.createObject(request.principal, ns(request), await request.json())),
   ...childRoutes(
     'object',
     'objects',
@@ -111,9 +117,9 @@ const ROUTES: Record<string, Route> = {
   ),
 
   'GET /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
-    ok(await getMetadefs().listProperties(request.principal, ns(request))),
+    ok(await services().metadefs.listProperties(request.principal, ns(request))),
   'POST /v2/metadefs/namespaces/{namespace}/properties': async (request) =>
-    created(await getMetadefs().createProperty(request.principal, ns(request), await request.json())),
+    created(await services().metadefs.createProperty(request.principal, ns(request), await request.json())),
   ...childRoutes(
     'property',
     'properties',
@@ -124,10 +130,10 @@ const ROUTES: Record<string, Route> = {
   ),
 
   'GET /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
-    ok(await getMetadefs().listTags(request.principal, ns(request), listParams(request))),
+    ok(await services().metadefs.listTags(request.principal, ns(request), listParams(request))),
   'POST /v2/metadefs/namespaces/{namespace}/tags': async (request) =>
     created(
-      await getMetadefs().createTags(
+      await services().metadefs.createTags(
         request.principal,
         ns(request),
         await request.json(),
@@ -135,7 +141,9 @@ const ROUTES: Record<string, Route> = {
       ),
     ),
   'POST /v2/metadefs/namespaces/{namespace}/tags/{tag_name}': async (request) =>
-    created(await getMetadefs().createTag(request.principal, ns(request), request.params.tag_name ?? '')),
+    created(
+      await services().metadefs.createTag(request.principal, ns(request), request.params.tag_name ?? ''),
+    ),
   ...childRoutes(
     'tag',
     'tags',
@@ -144,13 +152,19 @@ const ROUTES: Record<string, Route> = {
       metadefs.updateTag(request.principal, namespace, name, await request.json()),
   ),
 
-  'GET /v2/metadefs/resource_types': async () => ok(await getMetadefs().listResourceTypes()),
+  'GET /v2/metadefs/resource_types': async () => ok(await services().metadefs.listResourceTypes()),
   'GET /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>
-    ok(await getMetadefs().listAssociations(request.principal, ns(request))),
+    ok(await services().metadefs.listAssociations(request.principal, ns(request))),
   'POST /v2/metadefs/namespaces/{namespace}/resource_types': async (request) =>
-    created(await getMetadefs().createAssociation(request.principal, ns(request), await request.json())),
+    created(
+      await services().metadefs.createAssociation(request.principal, ns(request), await request.json()),
+    ),
   'DELETE /v2/metadefs/namespaces/{namespace}/resource_types/{resource_type}': async (request) => {
-    await getMetadefs().deleteAssociation(request.principal, ns(request), request.params.resource_type ?? '');
+    await services().metadefs.deleteAssociation(
+      request.principal,
+      ns(request),
+      request.params.resource_type ?? '',
+    );
     return noContent;
   },
 };

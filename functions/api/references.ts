@@ -8,9 +8,8 @@ import { BadRequestError, NotFoundError } from '#core/kernel/errors';
 import { PublishRequestSchema } from '#core/references/publish';
 import type { HistoryEntry, ReferenceRecord } from '#core/references/references';
 import { renderTask } from '#core/tasks/task';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getServices } from '#edge/services';
-import { getTaskServices } from '#edge/task-services';
 
 const CreateBody = z
   .object({ reference: z.string(), image_id: z.string(), namespace: z.string().optional() })
@@ -58,7 +57,7 @@ const refOf = (request: ApiRequest) => request.params.ref ?? '';
 const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'POST /v1/references': async (request) => {
     const body = await parseBody(request, CreateBody);
-    const ref = await getServices().references.create(request.principal, body);
+    const ref = await services().references.create(request.principal, body);
     return {
       status: 201,
       headers: { location: `${request.origin}/v1/references/${ref.name}:${ref.tag}` },
@@ -66,7 +65,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     };
   },
   'GET /v1/references': async (request) => {
-    const refs = await getServices().references.list(
+    const refs = await services().references.list(
       request.principal,
       namespaceOf(request),
       request.query.get('name'),
@@ -74,7 +73,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     return { status: 200, json: { references: refs.map(render) } };
   },
   'GET /v1/references/{ref}': async (request) => {
-    const { references, images } = getServices();
+    const { references, images } = services();
     const namespace = namespaceOf(request);
     if (namespace !== undefined)
       return {
@@ -88,12 +87,12 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     };
   },
   'DELETE /v1/references/{ref}': async (request) => {
-    await getServices().references.delete(request.principal, refOf(request), namespaceOf(request));
+    await services().references.delete(request.principal, refOf(request), namespaceOf(request));
     return { status: 204 };
   },
   'POST /v1/references/{ref}/move': async (request) => {
     const body = await parseBody(request, MoveBody);
-    const ref = await getServices().references.move(request.principal, refOf(request), {
+    const ref = await services().references.move(request.principal, refOf(request), {
       ...body,
       namespace: namespaceOf(request),
     });
@@ -101,7 +100,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   },
   'POST /v1/references/{ref}/rollback': async (request) => {
     const body = await parseBody(request, RollbackBody);
-    const ref = await getServices().references.rollback(request.principal, refOf(request), {
+    const ref = await services().references.rollback(request.principal, refOf(request), {
       ...body,
       namespace: namespaceOf(request),
     });
@@ -109,7 +108,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   },
   'POST /v1/references/{ref}/publish': async (request) => {
     const body = await parseBody(request, PublishRequestSchema);
-    const task = await getTaskServices().publishing.start(
+    const task = await services().publishing.start(
       request.principal,
       refOf(request),
       body,
@@ -123,11 +122,11 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     };
   },
   'GET /v1/publications/{id}': async (request) => {
-    const task = await getTaskServices().publishing.show(request.principal, request.params.id ?? '');
+    const task = await services().publishing.show(request.principal, request.params.id ?? '');
     return { status: 200, json: renderTask(task) };
   },
   'GET /v1/references/{ref}/history': async (request) => {
-    const entries = await getServices().references.history(
+    const entries = await services().references.history(
       request.principal,
       refOf(request),
       namespaceOf(request),
@@ -135,7 +134,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     return { status: 200, json: { history: entries.map(renderHistory) } };
   },
   'GET /v1/names/{name}/retention': async (request) => {
-    const policy = await getServices().references.getPolicy(
+    const policy = await services().references.getPolicy(
       request.principal,
       request.params.name ?? '',
       namespaceOf(request),
@@ -145,7 +144,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   },
   'PUT /v1/names/{name}/retention': async (request) => {
     const body = await parseBody(request, PolicyBody);
-    const policy = await getServices().references.setPolicy(
+    const policy = await services().references.setPolicy(
       request.principal,
       request.params.name ?? '',
       body,
@@ -154,7 +153,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     return { status: 200, json: policy };
   },
   'POST /v1/names/{name}/retention/apply': async (request) => {
-    const plan = await getServices().references.applyRetention(
+    const plan = await services().references.applyRetention(
       request.principal,
       request.params.name ?? '',
       namespaceOf(request),

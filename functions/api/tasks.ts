@@ -12,8 +12,8 @@ import {
   taskPath,
 } from '#core/tasks/task';
 import { assertTasksApiAccess, parseTaskListQuery } from '#core/tasks/tasks-service';
+import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
-import { getTaskServices } from '#edge/task-services';
 
 const CREATABLE_TYPES = ['import', 'export'];
 
@@ -27,11 +27,11 @@ async function create(request: ApiRequest): Promise<ApiResponse> {
     throw new BadRequestError(
       `Provided object does not match schema 'task': '${String(type)}' is not one of ['import', 'export']`,
     );
-  const services = getTaskServices();
+  const { exports, imports } = services();
   const task =
     type === 'export'
-      ? await services.exports.create(request.principal, input, request.requestId)
-      : await services.imports.legacyImport(request.principal, input, request.requestId);
+      ? await exports.create(request.principal, input, request.requestId)
+      : await imports.legacyImport(request.principal, input, request.requestId);
   return {
     status: 201,
     headers: { location: `${request.origin}${taskPath(task.id)}` },
@@ -41,7 +41,7 @@ async function create(request: ApiRequest): Promise<ApiResponse> {
 
 async function list(request: ApiRequest): Promise<ApiResponse> {
   const query = parseTaskListQuery(request.query.pairs);
-  const tasks = await getTaskServices().tasks.list(request.principal, query);
+  const tasks = await services().tasks.list(request.principal, query);
   const first = `/v2/tasks${request.rawQuery ? `?${request.rawQuery}` : ''}`;
   const body: Record<string, unknown> = {
     tasks: tasks.map(renderTaskListItem),
@@ -60,12 +60,12 @@ async function list(request: ApiRequest): Promise<ApiResponse> {
 }
 
 async function show(request: ApiRequest): Promise<ApiResponse> {
-  const task = await getTaskServices().tasks.show(request.principal, request.params.task_id ?? '');
+  const task = await services().tasks.show(request.principal, request.params.task_id ?? '');
   return { status: 200, json: renderTask(task) };
 }
 
 async function imageTasks(request: ApiRequest): Promise<ApiResponse> {
-  const tasks = await getTaskServices().tasks.listForImage(request.principal, request.params.image_id ?? '');
+  const tasks = await services().tasks.listForImage(request.principal, request.params.image_id ?? '');
   return { status: 200, json: { tasks: tasks.map(renderImageTask) } };
 }
 

@@ -1,6 +1,6 @@
 /**
  * The one place that reads configuration from the environment. Everything else asks here.
- * Parsed once, lazily, so the local runner can set the environment before the first handler runs.
+ * Parsed once, lazily, from the environment and the settings the local runner gives (useServiceSettings).
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -71,7 +71,7 @@ const ServiceConfigSchema = z.object({
   /** s3rver needs path-style URLs; real S3 does not. */
   HANGAR_S3_FORCE_PATH_STYLE: z.stringbool().default(false),
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  /** stepfunctions: StartExecution on AWS; local: the embedded runner registered by local/backend.ts. */
+  /** stepfunctions: StartExecution on AWS; local: the runner local/backend.ts passes to compose. */
   HANGAR_WORKFLOWS: z.enum(['stepfunctions', 'local']).default('stepfunctions'),
   HANGAR_IMPORT_STATE_MACHINE_ARN: z.string().optional(),
   HANGAR_EXPORT_STATE_MACHINE_ARN: z.string().optional(),
@@ -150,11 +150,19 @@ export type ServiceConfig = {
 };
 
 let cached: ServiceConfig | undefined;
+/** Settings handed to this process as values (the local runner's), over the environment's. */
+let given: Readonly<Record<string, string>> = {};
 
+/** The process's configuration: the environment, under any settings given by useServiceSettings. */
 export function serviceConfig(): ServiceConfig {
-  if (cached) return cached;
-  const env = ServiceConfigSchema.parse(process.env);
-  cached = {
+  cached ??= parseServiceConfig({ ...process.env, ...given });
+  return cached;
+}
+
+/** HANGAR_* settings (as in the environment) to a ServiceConfig; throws on an invalid one. */
+export function parseServiceConfig(settings: Readonly<Record<string, string | undefined>>): ServiceConfig {
+  const env = ServiceConfigSchema.parse(settings);
+  return {
     tableName: env.HANGAR_TABLE,
     buckets: {
       images: env.HANGAR_IMAGE_BUCKET,
@@ -212,7 +220,6 @@ export function serviceConfig(): ServiceConfig {
     leaseSeconds: env.HANGAR_LEASE_SECONDS,
     leaseSweepSeconds: env.HANGAR_LEASE_SWEEP_SECONDS,
   };
-  return cached;
 }
 
 /**
@@ -251,9 +258,18 @@ export function loadPropertyProtections(settings: {
   }
 }
 
-/** Tests and the local runner change the environment and then call this. */
+/** Tests change the environment and then call this. */
 export function resetServiceConfig(): void {
   cached = undefined;
+}
+
+/**
+ * The embedded runner gives its settings (HANGAR_* names) as values, which win over the
+ * environment, instead of writing them into process.env; undefined takes them back.
+ */
+export function useServiceSettings(settings: Readonly<Record<string, string>> | undefined): void {
+  given = { ...settings };
+  resetServiceConfig();
 }
 
 const LocalConfigSchema = z.object({
@@ -275,8 +291,13 @@ export function localConfig(): LocalConfig {
   return LocalConfigSchema.parse(process.env);
 }
 
-/** The embedded runner sets the service's environment through here, before any handler runs. */
+/** Tests change a setting of a running backend through here: the environment's, over any given. */
 export function setServiceEnvironment(values: Record<string, string>): void {
-  for (const [key, value] of Object.entries(values)) process.env[key] = value;
+  const rest = { ...given };
+  for (const [key, value] of Object.entries(values)) {
+    process.env[key] = value;
+    delete rest[key];
+  }
+  given = rest;
   resetServiceConfig();
 }

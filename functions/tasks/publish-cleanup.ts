@@ -1,8 +1,8 @@
 /** "Remove Gate Instance": the gate passed; its instance is destroyed. */
 import { PublishInputSchema } from '#core/references/publish';
-import { getTaskServices } from '#edge/task-services';
+import { services } from '#edge/compose';
 import { taskStep } from './step.ts';
 
 export const handler = taskStep('publish-cleanup', PublishInputSchema, (input) =>
-  getTaskServices().publishing.removeGate(input),
+  services().publishing.removeGate(input),
 );

@@ -6,8 +6,8 @@
  * (HANGAR_LEASE_SWEEP_SECONDS, local/backend.ts). The event carries nothing it needs.
  */
 
+import { services } from '#edge/compose';
 import { serviceHandler } from '#edge/middlewares/service-handler';
-import { getServices } from '#edge/services';
 import { logger } from '#platform/logger';
 
 export interface LeaseSweepSummary {
@@ -19,7 +19,7 @@ export interface LeaseSweepSummary {
 async function sweepLeases(options: { everyLease?: boolean } = {}): Promise<LeaseSweepSummary> {
   // EventBridge passes its event here: only a literal `true` (the local runner's start-up) counts.
   const everyLease = options?.everyLease === true;
-  const sweep = await getServices().recovery.sweep({ everyLease });
+  const sweep = await services().recovery.sweep({ everyLease });
   const failed = sweep.failed.map(({ id, error }) => {
     logger.error('lease recovery failed for an image', { image: id, error });
     return { id, message: error instanceof Error ? error.message : String(error) };

@@ -6,8 +6,8 @@
  * carries nothing it needs.
  */
 
+import { services } from '#edge/compose';
 import { serviceHandler } from '#edge/middlewares/service-handler';
-import { getServices } from '#edge/services';
 import { logger } from '#platform/logger';
 
 export interface RetentionSweepSummary {
@@ -19,7 +19,7 @@ export interface RetentionSweepSummary {
 }
 
 async function sweepRetention(): Promise<RetentionSweepSummary> {
-  const sweep = await getServices().references.sweepRetention();
+  const sweep = await services().references.sweepRetention();
   const failed = sweep.failed.map(({ namespace, name, error }) => {
     logger.error('retention sweep failed for a name', { namespace, name, error });
     return { namespace, name, message: error instanceof Error ? error.message : String(error) };

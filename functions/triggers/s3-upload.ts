@@ -5,8 +5,8 @@
  * the invocation fails afterwards so S3/Lambda retry it (the ones that succeeded are then no-ops).
  */
 import type { S3Event } from 'aws-lambda';
+import { services } from '#edge/compose';
 import { serviceHandler } from '#edge/middlewares/service-handler';
-import { getTaskServices } from '#edge/task-services';
 import { logger } from '#platform/logger';
 
 /** S3 event keys are URL-encoded with '+' for spaces. */
@@ -25,7 +25,7 @@ async function onUpload(event: S3Event): Promise<{ outcomes: string[] }> {
     const bucket = record.s3.bucket.name;
     const key = decodeS3Key(record.s3.object.key);
     try {
-      const outcome = await getTaskServices().imports.onUpload({
+      const outcome = await services().imports.onUpload({
         bucket,
         key,
         ...(record.s3.object.eTag ? { etag: record.s3.object.eTag } : {}),

@@ -1,14 +1,14 @@
 /**
  * An in-memory backend on an ephemeral port for integration tests, with one token per test
- * persona. One per test file (the service's settings live in process.env); start it in
- * beforeAll and stop it in afterAll.
+ * persona. One per test file (the handlers share the process's services); start it in beforeAll
+ * and stop it in afterAll.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenFile } from '#adapters/auth/token-file';
-import { resetServiceConfig, setServiceEnvironment } from '#platform/config';
+import { resetServiceConfig } from '#platform/config';
 import { type Backend, type LogLevel, startBackend } from '../../local/backend.ts';
 
 export type Persona = 'admin' | 'alice' | 'bob' | 'carol' | 'dave' | 'erin' | 'oscar';
@@ -47,8 +47,9 @@ export interface TestBackend {
 export interface TestBackendOptions {
   logLevel?: LogLevel;
   /**
-   * Service settings (HANGAR_* variables, e.g. HANGAR_IMAGE_SIZE_CAP) for this backend. They are
-   * set in process.env before it starts, since serviceConfig() reads them there, and put back on stop().
+   * Service settings (HANGAR_* variables, e.g. HANGAR_IMAGE_SIZE_CAP) for this backend, handed to
+   * the runner as values, not through process.env; they end with it on stop(). A test changes one
+   * mid-run with setServiceEnvironment.
    */
   env?: Record<string, string>;
   /** Host ids to make host-agent tokens for (`{project: 'hosts', user: <id>, roles: ['host']}`). */
@@ -56,6 +57,7 @@ export interface TestBackendOptions {
 }
 
 export async function startTestBackend(options: TestBackendOptions = {}): Promise<TestBackend> {
+  // A test may change these in process.env while it runs (setServiceEnvironment): put back on stop().
   const saved = Object.fromEntries(Object.keys(options.env ?? {}).map((key) => [key, process.env[key]]));
   const restoreEnv = () => {
     for (const [key, value] of Object.entries(saved)) {
@@ -64,7 +66,6 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
     }
     resetServiceConfig();
   };
-  if (options.env) setServiceEnvironment(options.env);
   const dir = mkdtempSync(join(tmpdir(), 'hangar-test-tokens-'));
   const tokens = Object.fromEntries(
     Object.keys(PERSONAS).map((persona) => [persona, `${persona}-${randomBytes(12).toString('hex')}`]),
@@ -86,6 +87,7 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
       port: 0,
       storage: 'memory',
       tokensFile,
+      ...(options.env ? { settings: options.env } : {}),
       // Quiet unless asked: a failing test prints its own assertion.
       logLevel: options.logLevel ?? (process.env.HANGAR_TEST_LOG_LEVEL as LogLevel | undefined) ?? 'warn',
     });

@@ -578,7 +578,8 @@ describe('seed catalogue', () => {
     await dynamo().send(
       new DeleteCommand({ TableName: table, Key: metadefSeedKey(HANGAR_METADEF_SEED.version) }),
     );
-    const fresh = () => new MetadefsService(new DynamoMetadefRepository(), HANGAR_METADEF_SEED);
+    const fresh = () =>
+      new MetadefsService(new DynamoMetadefRepository(serviceConfig().tableName), HANGAR_METADEF_SEED);
     await Promise.all([fresh().ensureSeeded(), fresh().ensureSeeded()]);
     const after = await call('admin', 'GET', `${NS}/Hangar::ComputeRequirements`);
     expect(after.json).toEqual(before.json);

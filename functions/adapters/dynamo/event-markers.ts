@@ -5,7 +5,6 @@
  */
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { EventMarker, EventMarkers } from '#core/kernel/ports';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { eventMarkerKey } from './keys.ts';
 import { conditionalWrite } from './transact.ts';
@@ -13,9 +12,7 @@ import { conditionalWrite } from './transact.ts';
 const MARKER_TTL_SECONDS = 7 * 24 * 3600;
 
 export class DynamoEventMarkers implements EventMarkers {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   async claim(proposal: EventMarker): Promise<EventMarker> {
     const key = eventMarkerKey(proposal.eventId);

@@ -23,7 +23,6 @@ import type {
   MembershipRepository,
   MemberWrite,
 } from '#core/kernel/ports';
-import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { dynamo } from '../aws-clients.ts';
 import {
@@ -162,9 +161,7 @@ interface Head {
 }
 
 export class DynamoImageRepository implements ImageRepository, MembershipRepository, LeaseIndex {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   async expiredLeases(before: Date | null, limit: number): Promise<ImageRecord[]> {
     const out = await dynamo().send(

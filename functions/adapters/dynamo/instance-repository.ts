@@ -16,7 +16,6 @@ import {
 import type { InstanceListSpec } from '#core/instances/instances-service';
 import { expirationEpoch } from '#core/instances/work-queue';
 import { isUuid } from '#core/kernel/ids';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import {
   HOST_INSTANCE_PREFIX,
@@ -149,9 +148,7 @@ export function instanceReleaseItems(table: string, instance: InstanceRecord): T
 }
 
 export class DynamoInstanceRepository {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   async getInstance(id: string): Promise<InstanceRecord | null> {
     if (!isUuid(id)) return null;

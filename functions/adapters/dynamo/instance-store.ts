@@ -28,7 +28,7 @@ export class DynamoInstanceStore implements InstanceStore {
   readonly hosts: DynamoHostRepository;
 
   constructor(private readonly table: string) {
-    this.instances = new DynamoInstanceRepository();
+    this.instances = new DynamoInstanceRepository(table);
     this.jobs = new DynamoJobRepository(table);
     this.hosts = new DynamoHostRepository(table);
   }

@@ -18,7 +18,6 @@ import type {
   ResourceTypeRecord,
   TagRecord,
 } from '#core/metadefs/metadefs';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import {
   METADEF_CHILD_PREFIX,
@@ -81,9 +80,7 @@ function namespaceFields(ns: NamespaceRecord): NamespaceRecord {
 }
 
 export class DynamoMetadefRepository implements MetadefRepository {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   private namespaceItem(ns: NamespaceRecord): Record<string, unknown> {
     return { ...metadefNamespaceKey(ns.namespace), ...metadefNamespaceListKeys(ns.namespace), ...ns };

@@ -8,7 +8,6 @@ import type {
   RetentionPolicy,
 } from '#core/references/references';
 import type { ReferenceRepository } from '#core/references/references-service';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import {
   keyFits,
@@ -50,9 +49,7 @@ const PolicySchema = z.object({ keep: z.number().int(), grace_seconds: z.number(
 const NamedPolicySchema = PolicySchema.extend({ namespace: z.string(), name: z.string() });
 
 export class DynamoReferenceRepository implements ReferenceRepository {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   private pointerItem(ref: ReferenceRecord): Record<string, unknown> {
     return {

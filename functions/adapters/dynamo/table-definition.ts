@@ -4,7 +4,6 @@
  * part of it: CDK names the table itself and hands the name to the functions as HANGAR_TABLE.
  */
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
-import { serviceConfig } from '#platform/config';
 
 /** Image fields a list can be sorted by; each has its own index `by_<key>` over `ord_<key>`. */
 export const ORDERED_KEYS = [
@@ -62,7 +61,7 @@ export const TABLE_DEFINITION: TableDefinition = {
 };
 
 /** The CreateTable request for the definition above (the local runner creates the table with it). */
-export function createTableInput(tableName: string = serviceConfig().tableName): CreateTableCommandInput {
+export function createTableInput(tableName: string): CreateTableCommandInput {
   const def = TABLE_DEFINITION;
   const attributes = new Map<string, 'S'>();
   for (const key of [

@@ -4,7 +4,6 @@ import { ConflictError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
 import type { TaskListSpec, TaskRepository } from '#core/kernel/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
-import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';
 import { batchGetAll, queryAll } from './query.ts';
@@ -56,9 +55,7 @@ function fromItem(item: Record<string, unknown>): TaskRecord {
 }
 
 export class DynamoTaskRepository implements TaskRepository {
-  private get table(): string {
-    return serviceConfig().tableName;
-  }
+  constructor(private readonly table: string) {}
 
   async get(id: string): Promise<TaskRecord | null> {
     if (!isUuid(id)) return null;

@@ -170,10 +170,10 @@ const doneJob = {
 
 // ---- the writes ------------------------------------------------------------------------------
 
-const images = new DynamoImageRepository();
-const tasks = new DynamoTaskRepository();
-const references = new DynamoReferenceRepository();
-const metadefs = new DynamoMetadefRepository();
+const images = new DynamoImageRepository(TABLE);
+const tasks = new DynamoTaskRepository(TABLE);
+const references = new DynamoReferenceRepository(TABLE);
+const metadefs = new DynamoMetadefRepository(TABLE);
 const store = new DynamoInstanceStore(TABLE);
 
 interface Write {
@@ -391,7 +391,7 @@ describe('writes whose refusal has a meaning of its own', () => {
   });
 
   it('an S3 event claimed before reads back the first claim; a TransactionConflictException is stale', async () => {
-    const markers = new DynamoEventMarkers();
+    const markers = new DynamoEventMarkers(TABLE);
     const proposal = { eventId: 'b/k#1#s#e', taskId: 't-2', imageId: 'i-2', done: false };
 
     failWritesWith(conditionFailed);

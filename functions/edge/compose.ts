@@ -1,0 +1,215 @@
+/**
+ * The one composition root: every domain service wired to its adapters, built from a
+ * ServiceConfig and the collaborators that differ between AWS and the embedded runner.
+ *
+ * On Lambda the handlers call services(), which composes once per process from serviceConfig().
+ * The embedded runner (local/backend.ts) hands its own collaborators in with useCollaborators()
+ * (its in-process Step Functions runner, SDK clients on the stand-ins' endpoints); nothing else
+ * holds a service or an adapter.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { DigestJob } from '#adapters/digests';
+import { DynamoEventMarkers } from '#adapters/dynamo/event-markers';
+import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
+import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
+import { DynamoMetadefRepository } from '#adapters/dynamo/metadef-repository';
+import { DynamoReferenceRepository } from '#adapters/dynamo/reference-repository';
+import { DynamoTaskRepository } from '#adapters/dynamo/task-repository';
+import { QemuImageExporter } from '#adapters/qemu-export';
+import { S3BlobStore } from '#adapters/s3/blob-store';
+import { S3MultipartUploads, S3ObjectStore } from '#adapters/s3/objects';
+import { SfnTaskTokens, SfnWorkflowStarter } from '#adapters/step-functions';
+import { SafeWebFetcher } from '#adapters/web-fetch';
+import { ImageDataService } from '#core/data/image-data';
+import { ImagesService } from '#core/images/images-service';
+import { LeaseRecovery } from '#core/images/recovery';
+import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
+import type { TaskTokenNotifier, WorkflowStarter } from '#core/kernel/ports';
+import { MetadefsService } from '#core/metadefs/metadefs';
+import { HANGAR_METADEF_SEED } from '#core/metadefs/seeds';
+import { PublishService } from '#core/references/publish';
+import { ReferencesService } from '#core/references/references-service';
+import { MembersService } from '#core/sharing/members';
+import { TasksService } from '#core/tasks/tasks-service';
+import { ExportService } from '#core/transfer/export';
+import { ImportService } from '#core/transfer/import';
+import { parseAllowList } from '#core/transfer/url-filter';
+import { type ServiceConfig, serviceConfig } from '../platform/config.ts';
+
+/** What the services are built on besides the configuration: each one may be passed in. */
+export interface Collaborators {
+  /** Starts the import, export and publish state machines. */
+  workflows: WorkflowStarter;
+  /** Answers the task tokens of waiting states (publish's boot gate). */
+  taskTokens: TaskTokenNotifier;
+  clock: () => Date;
+}
+
+export interface Services {
+  readonly config: ServiceConfig;
+  readonly images: ImagesService;
+  readonly imageData: ImageDataService;
+  readonly members: MembersService;
+  readonly references: ReferencesService;
+  readonly recovery: LeaseRecovery;
+  readonly metadefs: MetadefsService;
+  readonly imports: ImportService;
+  readonly exports: ExportService;
+  readonly tasks: TasksService;
+  readonly publishing: PublishService;
+  readonly instances: InstancesService;
+  readonly hosts: HostsService;
+  /** The images bucket, for the handlers that sign or stream its objects themselves. */
+  readonly blobs: S3BlobStore;
+  readonly objects: S3ObjectStore;
+}
+
+const clock = () => new Date();
+
+/** The collaborators not passed in: Step Functions on AWS; locally, a refusal (no runner was given). */
+function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Collaborators {
+  if (config.workflows.mode === 'local') {
+    const missing = () =>
+      Promise.reject(new Error('HANGAR_WORKFLOWS=local but no local runner was passed to compose'));
+    return {
+      workflows: { start: missing },
+      taskTokens: { succeed: missing, fail: missing },
+      clock,
+      ...overrides,
+    };
+  }
+  const sfn = new SFNClient({});
+  const arns = {
+    import: config.workflows.importArn,
+    export: config.workflows.exportArn,
+    publish: config.workflows.publishArn,
+  };
+  return {
+    workflows: new SfnWorkflowStarter(arns, sfn),
+    taskTokens: new SfnTaskTokens(sfn),
+    clock,
+    ...overrides,
+  };
+}
+
+/** Builds every service and adapter once, for one configuration. */
+export function compose(config: ServiceConfig, overrides: Partial<Collaborators> = {}): Services {
+  const { workflows, taskTokens, clock } = defaults(config, overrides);
+  const table = config.tableName;
+  const repo = new DynamoImageRepository(table);
+  const taskRepo = new DynamoTaskRepository(table);
+  const instanceStore = new DynamoInstanceStore(table);
+  const blobs = new S3BlobStore(config.buckets.images);
+  const objects = new S3ObjectStore();
+  const digester = () => new DigestJob();
+  const taskTtlHours = config.taskTimeToLiveHours;
+  const leaseMs = config.leaseSeconds * 1000;
+
+  const images = new ImagesService(
+    repo,
+    config.quotas,
+    clock,
+    config.propertyProtections,
+    config.imageFormats,
+  );
+  // Retention never retires an image an instance (not yet destroyed) was built from.
+  const references = new ReferencesService(new DynamoReferenceRepository(table), images, {
+    inUse: (ids) => instanceStore.instances.imagesInUse(ids),
+  });
+  const instanceDeps: InstancesDeps = {
+    store: instanceStore,
+    // Images are looked up through the images and references services, so image access rules apply.
+    images: {
+      show: (principal, id) => images.show(principal, id),
+      resolve: async (principal, reference) => (await references.resolve(principal, reference)).image,
+    },
+    hostTimeoutSeconds: config.hostTimeoutSeconds,
+    newId: () => randomUUID(),
+    newToken: () => randomBytes(24).toString('base64url'),
+    gates: taskTokens,
+  };
+  const instances = new InstancesService(instanceDeps);
+
+  return {
+    config,
+    images,
+    imageData: new ImageDataService(repo, blobs, digester, DigestJob.sharedBlock, clock, leaseMs),
+    members: new MembersService(repo, config.quotas),
+    references,
+    recovery: new LeaseRecovery({ repo, leases: repo, tasks: taskRepo, blobs, objects, taskTtlHours }),
+    metadefs: new MetadefsService(new DynamoMetadefRepository(table), HANGAR_METADEF_SEED),
+    imports: new ImportService({
+      repo,
+      // Imports create images too (legacy tasks, S3 uploads): the same property protections apply.
+      images,
+      tasks: taskRepo,
+      workflows,
+      markers: new DynamoEventMarkers(table),
+      blobs,
+      imagesBucket: config.buckets.images,
+      staging: new S3BlobStore(config.buckets.staging),
+      stagingBucket: config.buckets.staging,
+      uploadsBucket: config.buckets.uploads,
+      objects,
+      multipart: new S3MultipartUploads(),
+      fetcher: new SafeWebFetcher(parseAllowList(config.webDownloadAllow)),
+      digester,
+      sharedBlock: DigestJob.sharedBlock,
+      sizeCap: config.imageSizeCap,
+      requireFormatMatch: config.imageFormats.requireMatch,
+      taskTtlHours,
+      uploadUrlSeconds: config.uploadUrlSeconds,
+      leaseMs,
+    }),
+    exports: new ExportService({
+      repo,
+      tasks: taskRepo,
+      workflows,
+      exporter: new QemuImageExporter({
+        images: blobs,
+        exportStore: (bucket) => new S3BlobStore(bucket),
+        digester,
+        sharedBlock: DigestJob.sharedBlock,
+      }),
+      exportBucket: config.buckets.exports,
+      taskTtlHours,
+    }),
+    tasks: new TasksService(taskRepo, repo),
+    publishing: new PublishService({
+      repo,
+      blobs,
+      tasks: taskRepo,
+      workflows,
+      references,
+      instances: () => instances,
+      digester,
+      sharedBlock: DigestJob.sharedBlock,
+      taskTtlHours,
+      requireFormatMatch: config.imageFormats.requireMatch,
+    }),
+    instances,
+    hosts: new HostsService(instanceDeps),
+    blobs,
+    objects,
+  };
+}
+
+let given: Partial<Collaborators> = {};
+let composed: Services | undefined;
+
+/**
+ * The process's services: composed on first use, and again when the configuration is reset
+ * (tests change a setting of a running backend) or other collaborators are handed in.
+ */
+export function services(): Services {
+  const config = serviceConfig();
+  if (composed?.config !== config) composed = compose(config, given);
+  return composed;
+}
+
+/** The embedded runner hands its collaborators in before it serves (and takes them back on stop). */
+export function useCollaborators(collaborators: Partial<Collaborators> | undefined): void {
+  given = { ...collaborators };
+  composed = undefined;
+}
