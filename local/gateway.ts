@@ -291,7 +291,12 @@ async function handle(
     result = asStructured(await handler(event, fakeContext(route.fn, event.requestContext.requestId)));
   } catch (error) {
     // httpHandler maps every error itself; reaching here means a module failed to load or is not wrapped.
-    logger.error('handler failed', { fn: route.fn, routeKey: event.routeKey, error });
+    logger.error('handler failed', {
+      requestId: event.requestContext.requestId,
+      fn: route.fn,
+      routeKey: event.routeKey,
+      error,
+    });
     result = errorResult(
       500,
       'The server has either erred or is incapable of performing the requested operation.',
@@ -300,7 +305,12 @@ async function handle(
     );
   }
   await writeResult(req, res, result);
+  // Outside the handler's log context: name the request by the id its answer carries.
+  const answered = Object.entries(result.headers ?? {}).find(
+    ([name]) => name.toLowerCase() === 'x-openstack-request-id',
+  );
   logger.debug('request', {
+    requestId: answered?.[1] ?? event.requestContext.requestId,
     method,
     path: rawPath,
     routeKey: event.routeKey,
