@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { downloadable, writable } from '../images/access.ts';
-import { FAILED_UPLOAD, type ImageRecord, isoSeconds } from '../images/image.ts';
+import { FAILED_UPLOAD, type ImageRecord } from '../images/image.ts';
 import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry } from '../images/lease.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from '../images/status.ts';
 import {
@@ -19,6 +19,7 @@ import {
 } from '../kernel/errors.ts';
 import type { BlobStore, ImageRepository, StreamDigester } from '../kernel/ports.ts';
 import type { Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import { FormatInspector, inspectAndCheck } from './format-inspector.ts';
 
 export interface UploadOptions {

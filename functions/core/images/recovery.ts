@@ -11,8 +11,9 @@
  */
 import { NotFoundError, StaleWriteError } from '../kernel/errors.ts';
 import type { BlobStore, LeaseIndex, ObjectStore, TaskRepository } from '../kernel/ports.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import { advanceTask } from '../tasks/task.ts';
-import { FAILED_UPLOAD, type ImageLease, type ImageRecord, isoSeconds } from './image.ts';
+import { FAILED_UPLOAD, type ImageLease, type ImageRecord } from './image.ts';
 import { isLeaseExpired } from './lease.ts';
 import { transitionImage } from './status.ts';
 

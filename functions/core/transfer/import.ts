@@ -48,6 +48,7 @@ import type {
   WorkflowStarter,
 } from '../kernel/ports.ts';
 import { makePrincipal, type Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import { advanceTask, isFinished, newTask, type TaskRecord, transitionTask } from '../tasks/task.ts';
 import { UrlRefused } from './url-filter.ts';
 
@@ -265,7 +266,7 @@ export class ImportService {
         assertLeaseHeld(current, id, holder);
         const { lease: _done, ...rest } = current;
         const { [FAILED_UPLOAD]: _cleared, ...properties } = rest.properties;
-        return { ...rest, properties, size, updated_at: isoNow(this.clock()) };
+        return { ...rest, properties, size, updated_at: isoSeconds(this.clock()) };
       });
     } catch (error) {
       await heartbeat.stop();
@@ -559,7 +560,7 @@ export class ImportService {
       return {
         ...current,
         properties: { ...current.properties, [IMPORT_LOCK]: taskId },
-        updated_at: isoNow(now),
+        updated_at: isoSeconds(now),
         lease: {
           holder: taskId,
           kind: 'import',
@@ -791,7 +792,7 @@ export class ImportService {
           const next =
             current.status === 'importing' || current.status === 'uploading'
               ? transitionImage(current, 'queued', this.clock())
-              : { ...current, updated_at: isoNow(this.clock()) };
+              : { ...current, updated_at: isoSeconds(this.clock()) };
           const properties: Record<string, string> = {
             ...current.properties,
             [FAILED_IMPORT]: reason,
@@ -921,8 +922,4 @@ function sizeMismatch(declared: number, actual: number): HangarError {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isoNow(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
 }
