@@ -11,7 +11,7 @@ import {
   SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/kernel/ports';
+import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/tasks/ports';
 import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { awsErrorName } from './errors.ts';

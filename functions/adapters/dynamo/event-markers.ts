@@ -5,7 +5,7 @@
  */
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { EventMarker, EventMarkers } from '#core/kernel/ports';
+import type { EventMarker, EventMarkers } from '#core/transfer/ports';
 import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';
 import { eventMarkerKey } from './keys.ts';

@@ -2,7 +2,7 @@ import { BatchGetCommand, GetCommand, QueryCommand, TransactWriteCommand } from 
 import { z } from 'zod';
 import { ConflictError, StaleWriteError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
-import type { TaskListSpec, TaskRepository } from '#core/kernel/ports';
+import type { TaskListSpec, TaskRepository } from '#core/tasks/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
 import { serviceConfig } from '#platform/config';
 import { dynamo } from '../aws-clients.ts';

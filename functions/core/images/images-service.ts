@@ -4,7 +4,6 @@
  * concurrent PATCHes both land and neither is lost.
  */
 import { BadRequestError, ForbiddenError, NotFoundError } from '../kernel/errors.ts';
-import type { ImageRepository } from '../kernel/ports.ts';
 import { hasReaderRole, isHostAgent, type Principal } from '../kernel/principal.ts';
 import { retryOnStale } from '../kernel/retry.ts';
 import { isoSeconds } from '../kernel/time.ts';
@@ -13,6 +12,7 @@ import { parseCreateRequest } from './create.ts';
 import { type AllowedFormats, GLANCE_FORMATS, type ImageLease, type ImageRecord } from './image.ts';
 import { compareImages, type ListQuery, matchesFilters } from './list-query.ts';
 import { applyPatch } from './patch.ts';
+import type { ImageRepository } from './ports.ts';
 import { type PropertyFilter, PropertyProtections } from './property-protections.ts';
 import { deactivateImage, deleteImage, reactivateImage } from './status.ts';
 import { dedupeTags, enforceTagQuota, type Quotas } from './validation.ts';

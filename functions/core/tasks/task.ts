@@ -5,8 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ConflictError, NotFoundError, StaleWriteError } from '../kernel/errors.ts';
-import type { TaskRepository } from '../kernel/ports.ts';
 import { isoSeconds } from '../kernel/time.ts';
+import type { TaskRepository } from './ports.ts';
 
 /**
  * import: the legacy tasks-API import; api_image_import: interoperable import; export and

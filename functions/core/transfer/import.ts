@@ -21,10 +21,12 @@ import {
   inspectAndCheck,
 } from '../data/format-inspector.ts';
 import { BLOCK_SIZE, rechunk } from '../data/image-data.ts';
+import type { BlobStore, ObjectRef, ObjectStore, OpenedObject, StreamDigester } from '../data/ports.ts';
 import { writable } from '../images/access.ts';
 import { FAILED_UPLOAD, type ImageRecord } from '../images/image.ts';
 import type { ImagesService } from '../images/images-service.ts';
 import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry, leaseLostError } from '../images/lease.ts';
+import type { ImageRepository } from '../images/ports.ts';
 import { requireFormatsForData, transitionImage } from '../images/status.ts';
 import {
   BadRequestError,
@@ -34,22 +36,11 @@ import {
   StaleWriteError,
   TooLargeError,
 } from '../kernel/errors.ts';
-import type {
-  BlobStore,
-  EventMarkers,
-  ImageRepository,
-  MultipartUploads,
-  ObjectRef,
-  ObjectStore,
-  OpenedObject,
-  StreamDigester,
-  TaskRepository,
-  WebFetcher,
-  WorkflowStarter,
-} from '../kernel/ports.ts';
 import { makePrincipal, type Principal } from '../kernel/principal.ts';
 import { isoSeconds } from '../kernel/time.ts';
+import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
 import { advanceTask, isFinished, newTask, type TaskRecord, transitionTask } from '../tasks/task.ts';
+import type { EventMarkers, MultipartUploads, WebFetcher } from './ports.ts';
 import { UrlRefused } from './url-filter.ts';
 
 export const IMPORT_METHODS = ['glance-direct', 'web-download'] as const;
