@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { StateMachine } from 'aws-local-stepfunctions';
-import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/kernel/ports';
+import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/tasks/ports';
 import { logger } from '#platform/logger';
 import { STATE_MACHINES } from '../functions/tasks/registry.ts';
 

@@ -18,7 +18,8 @@ import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { BLOCK_SIZE, rechunk } from '#core/data/image-data';
-import type { BlobStore, ImageExporter, ObjectRef, StreamDigester } from '#core/kernel/ports';
+import type { BlobStore, ObjectRef, StreamDigester } from '#core/data/ports';
+import type { ImageExporter } from '#core/transfer/ports';
 
 const run = promisify(execFile);
 

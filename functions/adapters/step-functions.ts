@@ -11,7 +11,7 @@ import {
   type SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/kernel/ports';
+import type { TaskTokenNotifier, WorkflowName, WorkflowStarter } from '#core/tasks/ports';
 import { logger } from '#platform/logger';
 import { awsErrorName } from './errors.ts';
 

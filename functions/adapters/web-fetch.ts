@@ -15,7 +15,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { BadRequestError } from '#core/kernel/errors';
-import type { WebFetcher } from '#core/kernel/ports';
+import type { WebFetcher } from '#core/transfer/ports';
 import {
   type AllowEntry,
   parseAddress,

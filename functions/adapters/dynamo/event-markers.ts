@@ -4,7 +4,7 @@
  * making new ones. Markers expire after a week, long after S3 stops redelivering.
  */
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { EventMarker, EventMarkers } from '#core/kernel/ports';
+import type { EventMarker, EventMarkers } from '#core/transfer/ports';
 import { dynamo } from '../aws-clients.ts';
 import { eventMarkerKey } from './keys.ts';
 import { conditionalWrite } from './transact.ts';

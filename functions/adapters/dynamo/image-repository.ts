@@ -13,16 +13,10 @@ import {
   MEMBER_STATUSES,
   VISIBILITIES,
 } from '#core/images/image';
+import type { ImageListSpec, ImageRepository, LeaseIndex } from '#core/images/ports';
 import { ConflictError, TooLargeError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
-import type {
-  ImageListSpec,
-  ImageMember,
-  ImageRepository,
-  LeaseIndex,
-  MembershipRepository,
-  MemberWrite,
-} from '#core/kernel/ports';
+import type { ImageMember, MembershipRepository, MemberWrite } from '#core/sharing/ports';
 import { logger } from '#platform/logger';
 import { dynamo } from '../aws-clients.ts';
 import {

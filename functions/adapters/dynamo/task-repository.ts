@@ -2,7 +2,7 @@ import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
-import type { TaskListSpec, TaskRepository } from '#core/kernel/ports';
+import type { TaskListSpec, TaskRepository } from '#core/tasks/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
 import { dynamo } from '../aws-clients.ts';
 import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';

@@ -16,7 +16,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { BlobPutHooks, BlobStore } from '#core/kernel/ports';
+import type { BlobPutHooks, BlobStore } from '#core/data/ports';
 import { s3 } from '../aws-clients.ts';
 import { awsErrorName } from '../errors.ts';
 import { abortOrWarn } from './multipart.ts';

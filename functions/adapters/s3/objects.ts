@@ -16,8 +16,9 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/data/ports';
 import { BadRequestError } from '#core/kernel/errors';
-import type { MultipartUploads, ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/kernel/ports';
+import type { MultipartUploads } from '#core/transfer/ports';
 import { s3 } from '../aws-clients.ts';
 import { awsErrorName } from '../errors.ts';
 import { abortOrWarn } from './multipart.ts';

@@ -6,8 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { downloadable, writable } from '../images/access.ts';
-import { FAILED_UPLOAD, type ImageRecord, isoSeconds } from '../images/image.ts';
+import { FAILED_UPLOAD, type ImageRecord } from '../images/image.ts';
 import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry } from '../images/lease.ts';
+import type { ImageRepository } from '../images/ports.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from '../images/status.ts';
 import {
   BadRequestError,
@@ -17,9 +18,10 @@ import {
   StaleWriteError,
   TooLargeError,
 } from '../kernel/errors.ts';
-import type { BlobStore, ImageRepository, StreamDigester } from '../kernel/ports.ts';
 import type { Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import { FormatInspector, inspectAndCheck } from './format-inspector.ts';
+import type { BlobStore, StreamDigester } from './ports.ts';
 
 export interface UploadOptions {
   /** The x-openstack-image-size header, if sent. */

@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import { ForbiddenError } from '../kernel/errors.ts';
 import { canWriteProject, type Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import {
   type AllowedFormats,
   GLANCE_FORMATS,
   type ImageRecord,
-  isoSeconds,
   isReservedProperty,
   READ_ONLY_PROPERTIES,
 } from './image.ts';

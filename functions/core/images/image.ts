@@ -169,8 +169,3 @@ export const RESERVED_PROPERTIES = new Set(['location', 'locations', 'deleted', 
 export function isReservedProperty(key: string): boolean {
   return RESERVED_PROPERTIES.has(key) || key.startsWith('os_glance');
 }
-
-/** Glance shows timestamps at second precision. */
-export function isoSeconds(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
-}

@@ -4,14 +4,15 @@
  * concurrent PATCHes both land and neither is lost.
  */
 import { BadRequestError, ForbiddenError, NotFoundError } from '../kernel/errors.ts';
-import type { ImageRepository } from '../kernel/ports.ts';
 import { hasReaderRole, isHostAgent, type Principal } from '../kernel/principal.ts';
 import { retryOnStale } from '../kernel/retry.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import { listScopes, matchesVisibility, readable, writable } from './access.ts';
 import { parseCreateRequest } from './create.ts';
 import { type AllowedFormats, GLANCE_FORMATS, type ImageLease, type ImageRecord } from './image.ts';
 import { compareImages, type ListQuery, matchesFilters } from './list-query.ts';
 import { applyPatch } from './patch.ts';
+import type { ImageRepository } from './ports.ts';
 import { type PropertyFilter, PropertyProtections } from './property-protections.ts';
 import { deactivateImage, deleteImage, reactivateImage } from './status.ts';
 import { dedupeTags, enforceTagQuota, type Quotas } from './validation.ts';
@@ -160,20 +161,20 @@ export class ImagesService {
       if (current.tags.includes(tag)) return null;
       const tags = dedupeTags([...current.tags, tag]);
       enforceTagQuota(tags.length, this.quotas);
-      return { ...current, tags, updated_at: isoNow(this.clock()) };
+      return { ...current, tags, updated_at: isoSeconds(this.clock()) };
     });
   }
 
   removeTag(principal: Principal, id: string, tag: string): Promise<ImageRecord> {
     return this.mutate(principal, id, (current) => {
       if (!current.tags.includes(tag)) throw new NotFoundError('The resource could not be found.');
-      return { ...current, tags: current.tags.filter((t) => t !== tag), updated_at: isoNow(this.clock()) };
+      return {
+        ...current,
+        tags: current.tags.filter((t) => t !== tag),
+        updated_at: isoSeconds(this.clock()),
+      };
     });
   }
-}
-
-function isoNow(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
 }
 
 function readableSafe(image: ImageRecord, principal: Principal): boolean {

@@ -7,8 +7,8 @@
  * version. Writes are version-conditional, so a renewal and a recovery can never both land.
  */
 import { ConflictError, GoneError, StaleWriteError } from '../kernel/errors.ts';
-import type { ImageRepository } from '../kernel/ports.ts';
 import type { ImageLease, ImageRecord } from './image.ts';
+import type { ImageRepository } from './ports.ts';
 
 /** The expiry of a lease taken or renewed at `now`. */
 export function leaseExpiry(now: Date, durationMs: number): string {

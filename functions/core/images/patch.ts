@@ -13,11 +13,11 @@ import {
   UnsupportedMediaTypeError,
 } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import {
   type AllowedFormats,
   GLANCE_FORMATS,
   type ImageRecord,
-  isoSeconds,
   isReservedProperty,
   READ_ONLY_PROPERTIES,
 } from './image.ts';

@@ -9,11 +9,15 @@
  *
  * Also here: what a DELETE frees (freeImageData), since a deleted image may have been mid-upload.
  */
+
+import type { BlobStore, ObjectStore } from '../data/ports.ts';
 import { NotFoundError, StaleWriteError } from '../kernel/errors.ts';
-import type { BlobStore, LeaseIndex, ObjectStore, TaskRepository } from '../kernel/ports.ts';
+import { isoSeconds } from '../kernel/time.ts';
+import type { TaskRepository } from '../tasks/ports.ts';
 import { advanceTask } from '../tasks/task.ts';
-import { FAILED_UPLOAD, type ImageLease, type ImageRecord, isoSeconds } from './image.ts';
+import { FAILED_UPLOAD, type ImageLease, type ImageRecord } from './image.ts';
 import { isLeaseExpired } from './lease.ts';
+import type { LeaseIndex } from './ports.ts';
 import { transitionImage } from './status.ts';
 
 // Kept equal to image-import.ts's (imported there from here would be a cycle).
@@ -22,7 +26,7 @@ const FAILED_IMPORT = 'os_glance_failed_import';
 const IMPORTING_TO_STORES = 'os_glance_importing_to_stores';
 
 export interface RecoveryDeps {
-  repo: import('../kernel/ports.ts').ImageRepository;
+  repo: import('./ports.ts').ImageRepository;
   leases: LeaseIndex;
   tasks: TaskRepository;
   /** The images bucket. */

@@ -4,7 +4,8 @@
  */
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
-import { type ImageRecord, type ImageStatus, isoSeconds, LEASED_STATUSES } from './image.ts';
+import { isoSeconds } from '../kernel/time.ts';
+import { type ImageRecord, type ImageStatus, LEASED_STATUSES } from './image.ts';
 
 export const VALID_TRANSITIONS: Readonly<Record<ImageStatus, readonly ImageStatus[]>> = {
   queued: ['saving', 'uploading', 'importing', 'active', 'deleted'],

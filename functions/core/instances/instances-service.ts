@@ -13,8 +13,8 @@ import {
   StaleWriteError,
   UnavailableError,
 } from '../kernel/errors.ts';
-import type { TaskTokenNotifier } from '../kernel/ports.ts';
 import { hasReaderRole, type Principal } from '../kernel/principal.ts';
+import type { TaskTokenNotifier } from '../tasks/ports.ts';
 import {
   type Action,
   applyJobOutcome,

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { ImageRecord } from '../images/image.ts';
 import { BadRequestError, ConflictError, ForbiddenError } from '../kernel/errors.ts';
 import { canReadProject, canWriteProject, isHostAgent, type Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 
 export { HOST_ROLE, isHostAgent } from '../kernel/principal.ts';
 
@@ -103,9 +104,6 @@ export type HostRegistration = Pick<
   HostRecord,
   'vcpus' | 'ram_mb' | 'disk_gb' | 'architecture' | 'hypervisor_type' | 'hypervisor_version'
 >;
-
-/** ISO 8601 with second precision and a Z, like the image records. */
-export const isoSeconds = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
 
 // ---------------------------------------------------------------------------------------------
 // Requests.

@@ -18,6 +18,7 @@ import {
   StaleWriteError,
 } from '../kernel/errors.ts';
 import { hasReaderRole, type Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import type { AssociationBody, ObjectBody, PropertySchema } from './validation.ts';
 import {
   checkTagName,
@@ -336,10 +337,6 @@ export interface NamespacePage {
 
 // ---------------------------------------------------------------------------------------------
 
-function timestamp(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
-}
-
 /** Glance lower-cases nothing, but its database compares tag names without regard to case. */
 export const tagIdentity = (name: string) => name.toLowerCase();
 
@@ -353,7 +350,7 @@ export class MetadefsService {
   ) {}
 
   private now(): string {
-    return timestamp(this.clock());
+    return isoSeconds(this.clock());
   }
 
   // -- seeding --------------------------------------------------------------------------------

@@ -14,16 +14,12 @@
 import { z } from 'zod';
 import { FormatInspector, inspectAndCheck } from '../data/format-inspector.ts';
 import { BLOCK_SIZE, rechunk } from '../data/image-data.ts';
+import type { BlobStore, StreamDigester } from '../data/ports.ts';
+import type { ImageRepository } from '../images/ports.ts';
 import type { InstancesService } from '../instances/instances-service.ts';
 import { ConflictError, NotFoundError } from '../kernel/errors.ts';
-import type {
-  BlobStore,
-  ImageRepository,
-  StreamDigester,
-  TaskRepository,
-  WorkflowStarter,
-} from '../kernel/ports.ts';
 import { canReadProject, makePrincipal, type Principal } from '../kernel/principal.ts';
+import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
 import { advanceTask, newTask, type TaskRecord } from '../tasks/task.ts';
 import { describeStepError, type StepError } from '../transfer/import.ts';
 import { parseReference } from './references.ts';

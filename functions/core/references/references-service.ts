@@ -15,6 +15,7 @@ import {
   makePrincipal,
   type Principal,
 } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
 import {
   assertExpected,
   type HistoryAction,
@@ -56,8 +57,6 @@ export interface ImageUsage {
 
 /** Set on an image when retention hides it; the grace period counts from here. */
 export const RETIRED_AT_PROPERTY = 'hangar_retired_at';
-
-const iso = (date: Date) => `${date.toISOString().slice(0, 19)}Z`;
 
 /** Namespaces are project ids (or `public`); Glance caps those at 255 characters. */
 const MAX_NAMESPACE = 255;
@@ -121,7 +120,7 @@ export class ReferencesService {
       from,
       to,
       by: `${by.user}@${by.project}`,
-      at: iso(this.clock()),
+      at: isoSeconds(this.clock()),
     };
   }
 
@@ -132,7 +131,7 @@ export class ReferencesService {
     const { name, tag } = parseReference(input.reference);
     const namespace = this.writeNamespace(principal, input.namespace);
     await this.usableImage(principal, input.image_id, namespace);
-    const now = iso(this.clock());
+    const now = isoSeconds(this.clock());
     const ref: ReferenceRecord = {
       namespace,
       name,
@@ -201,7 +200,7 @@ export class ReferencesService {
     const next: ReferenceRecord = {
       ...current,
       image_id: input.image_id,
-      updated_at: iso(this.clock()),
+      updated_at: isoSeconds(this.clock()),
       updated_by: `${principal.user}@${principal.project}`,
       version: current.version + 1,
     };
@@ -448,7 +447,7 @@ export class ReferencesService {
           : {
               ...image,
               os_hidden: true,
-              properties: { ...image.properties, [RETIRED_AT_PROPERTY]: iso(this.clock()) },
+              properties: { ...image.properties, [RETIRED_AT_PROPERTY]: isoSeconds(this.clock()) },
             },
       );
     for (const id of plan.deactivate) await this.images.deactivate(actor, id).catch(() => undefined);

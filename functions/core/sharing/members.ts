@@ -10,7 +10,7 @@
  */
 
 import { canReadAsOwner, canWrite, memberStatusOf, readable } from '../images/access.ts';
-import { type ImageRecord, isoSeconds, MEMBER_STATUSES, type MemberStatus } from '../images/image.ts';
+import { type ImageRecord, MEMBER_STATUSES, type MemberStatus } from '../images/image.ts';
 import {
   BadRequestError,
   ConflictError,
@@ -18,9 +18,10 @@ import {
   NotFoundError,
   TooLargeError,
 } from '../kernel/errors.ts';
-import type { ImageMember, MembershipRepository, MemberWrite } from '../kernel/ports.ts';
 import { canWriteProject, type Principal } from '../kernel/principal.ts';
 import { retryOnStale } from '../kernel/retry.ts';
+import { isoSeconds } from '../kernel/time.ts';
+import type { ImageMember, MembershipRepository, MemberWrite } from './ports.ts';
 
 export const MEMBER_SCHEMA_PATH = '/v2/schemas/member';
 export const MEMBERS_SCHEMA_PATH = '/v2/schemas/members';

@@ -4,9 +4,9 @@
  * `task_time_to_live` hours later (Glance: 48), which the table enforces with a TTL attribute.
  */
 import { randomUUID } from 'node:crypto';
-import { isoSeconds } from '../images/image.ts';
 import { ConflictError, NotFoundError, StaleWriteError } from '../kernel/errors.ts';
-import type { TaskRepository } from '../kernel/ports.ts';
+import { isoSeconds } from '../kernel/time.ts';
+import type { TaskRepository } from './ports.ts';
 
 /**
  * import: the legacy tasks-API import; api_image_import: interoperable import; export and

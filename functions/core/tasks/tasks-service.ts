@@ -4,9 +4,10 @@
  */
 
 import { readable } from '../images/access.ts';
+import type { ImageRepository } from '../images/ports.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from '../kernel/errors.ts';
-import type { ImageRepository, TaskRepository } from '../kernel/ports.ts';
 import type { Principal } from '../kernel/principal.ts';
+import type { TaskRepository } from './ports.ts';
 import { TASK_STATUSES, TASK_TYPES, type TaskRecord } from './task.ts';
 
 /** Glance's sortable task attributes; glanceclient's task-list sorts by status by default. */

@@ -6,11 +6,13 @@
 
 import { readable } from '../images/access.ts';
 import type { ImageRecord } from '../images/image.ts';
+import type { ImageRepository } from '../images/ports.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../kernel/errors.ts';
-import type { ImageExporter, ImageRepository, TaskRepository, WorkflowStarter } from '../kernel/ports.ts';
 import type { Principal } from '../kernel/principal.ts';
+import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
 import { advanceTask, newTask, type TaskRecord } from '../tasks/task.ts';
 import { describeStepError, type StepError } from './import.ts';
+import type { ImageExporter } from './ports.ts';
 
 export const EXPORT_FORMATS = ['vhd', 'vmdk', 'qcow2', 'raw'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];

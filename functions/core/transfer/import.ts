@@ -21,10 +21,12 @@ import {
   inspectAndCheck,
 } from '../data/format-inspector.ts';
 import { BLOCK_SIZE, rechunk } from '../data/image-data.ts';
+import type { BlobStore, ObjectRef, ObjectStore, OpenedObject, StreamDigester } from '../data/ports.ts';
 import { writable } from '../images/access.ts';
 import { FAILED_UPLOAD, type ImageRecord } from '../images/image.ts';
 import type { ImagesService } from '../images/images-service.ts';
 import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry, leaseLostError } from '../images/lease.ts';
+import type { ImageRepository } from '../images/ports.ts';
 import { requireFormatsForData, transitionImage } from '../images/status.ts';
 import {
   BadRequestError,
@@ -34,21 +36,11 @@ import {
   StaleWriteError,
   TooLargeError,
 } from '../kernel/errors.ts';
-import type {
-  BlobStore,
-  EventMarkers,
-  ImageRepository,
-  MultipartUploads,
-  ObjectRef,
-  ObjectStore,
-  OpenedObject,
-  StreamDigester,
-  TaskRepository,
-  WebFetcher,
-  WorkflowStarter,
-} from '../kernel/ports.ts';
 import { makePrincipal, type Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
+import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
 import { advanceTask, isFinished, newTask, type TaskRecord, transitionTask } from '../tasks/task.ts';
+import type { EventMarkers, MultipartUploads, WebFetcher } from './ports.ts';
 import { UrlRefused } from './url-filter.ts';
 
 export const IMPORT_METHODS = ['glance-direct', 'web-download'] as const;
@@ -265,7 +257,7 @@ export class ImportService {
         assertLeaseHeld(current, id, holder);
         const { lease: _done, ...rest } = current;
         const { [FAILED_UPLOAD]: _cleared, ...properties } = rest.properties;
-        return { ...rest, properties, size, updated_at: isoNow(this.clock()) };
+        return { ...rest, properties, size, updated_at: isoSeconds(this.clock()) };
       });
     } catch (error) {
       await heartbeat.stop();
@@ -559,7 +551,7 @@ export class ImportService {
       return {
         ...current,
         properties: { ...current.properties, [IMPORT_LOCK]: taskId },
-        updated_at: isoNow(now),
+        updated_at: isoSeconds(now),
         lease: {
           holder: taskId,
           kind: 'import',
@@ -791,7 +783,7 @@ export class ImportService {
           const next =
             current.status === 'importing' || current.status === 'uploading'
               ? transitionImage(current, 'queued', this.clock())
-              : { ...current, updated_at: isoNow(this.clock()) };
+              : { ...current, updated_at: isoSeconds(this.clock()) };
           const properties: Record<string, string> = {
             ...current.properties,
             [FAILED_IMPORT]: reason,
@@ -921,8 +913,4 @@ function sizeMismatch(declared: number, actual: number): HangarError {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isoNow(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
 }

@@ -1,6 +1,6 @@
 /**
  * In-memory fakes of the instances ports (InstanceStore and ImageLookup in
- * core/instances/instances-service.ts, TaskTokenNotifier in core/kernel/ports.ts). The store keeps
+ * core/instances/instances-service.ts, TaskTokenNotifier in core/tasks/ports.ts). The store keeps
  * the DynamoDB adapter's conditions (functions/adapters/dynamo/instance-repository.ts): versions,
  * the host's room and capacity on create, claimable-at-now on claim, capacity released when an
  * instance ends Inexistent. failWrites(method, n) makes the next n calls of a write method throw
@@ -11,8 +11,8 @@ import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instanc
 import type { ImageLookup, InstanceListSpec, InstanceStore } from '#core/instances/instances-service';
 import { isClaimable, type JobRecord } from '#core/instances/work-queue';
 import { NotFoundError, StaleWriteError } from '#core/kernel/errors';
-import type { TaskTokenNotifier } from '#core/kernel/ports';
 import type { Principal } from '#core/kernel/principal';
+import type { TaskTokenNotifier } from '#core/tasks/ports';
 
 const clone = <T>(value: T): T => structuredClone(value);
 

@@ -12,29 +12,21 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { ImageRecord } from '#core/images/image';
-import { ConflictError, StaleWriteError } from '#core/kernel/errors';
 import type {
   BlobPutHooks,
   BlobStore,
-  EventMarker,
-  EventMarkers,
-  ImageListSpec,
-  ImageRepository,
-  LeaseIndex,
-  MultipartUploads,
   ObjectPin,
   ObjectRef,
   ObjectStore,
   OpenedObject,
   StreamDigester,
-  TaskListSpec,
-  TaskRepository,
-  WebFetcher,
-  WorkflowName,
-  WorkflowStarter,
-} from '#core/kernel/ports';
+} from '#core/data/ports';
+import type { ImageRecord } from '#core/images/image';
+import type { ImageListSpec, ImageRepository, LeaseIndex } from '#core/images/ports';
+import { ConflictError, StaleWriteError } from '#core/kernel/errors';
+import type { TaskListSpec, TaskRepository, WorkflowName, WorkflowStarter } from '#core/tasks/ports';
 import type { TaskRecord } from '#core/tasks/task';
+import type { EventMarker, EventMarkers, MultipartUploads, WebFetcher } from '#core/transfer/ports';
 import { UrlRefused } from '#core/transfer/url-filter';
 
 const clone = <T>(value: T): T => structuredClone(value);

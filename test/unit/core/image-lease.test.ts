@@ -1,19 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ImageDataService } from '#core/data/image-data';
+import type { BlobPutHooks, BlobStore, ObjectRef, ObjectStore } from '#core/data/ports';
 import type { ImageLease, ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
 import { LeaseHeartbeat, LeaseLost } from '#core/images/lease';
+import type { ImageRepository, LeaseIndex } from '#core/images/ports';
 import { freeImageData, LeaseRecovery } from '#core/images/recovery';
 import { StaleWriteError } from '#core/kernel/errors';
-import type {
-  BlobPutHooks,
-  BlobStore,
-  ImageRepository,
-  LeaseIndex,
-  ObjectRef,
-  ObjectStore,
-  TaskRepository,
-} from '#core/kernel/ports';
+import type { TaskRepository } from '#core/tasks/ports';
 import type { TaskRecord } from '#core/tasks/task';
 import { type ImportInput, ImportService } from '#core/transfer/import';
 import { alice, makeImage, NOW, QUOTAS } from './fixtures.ts';

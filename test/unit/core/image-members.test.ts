@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { canRead, canWrite, listScopes, matchesVisibility, writable } from '#core/images/access';
 import type { ImageRecord } from '#core/images/image';
 import { StaleWriteError } from '#core/kernel/errors';
-import type { ImageMember, MembershipRepository, MemberWrite } from '#core/kernel/ports';
 import { makePrincipal } from '#core/kernel/principal';
 import {
   MembersService,
@@ -12,6 +11,7 @@ import {
   renderMember,
   validateStatus,
 } from '#core/sharing/members';
+import type { ImageMember, MembershipRepository, MemberWrite } from '#core/sharing/ports';
 import { admin, alice, bob, errorOf, LATER, makeImage, NOW } from './fixtures.ts';
 
 const carol = makePrincipal('projC', 'carol', ['member']);

@@ -6,8 +6,8 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
+import type { ImageRepository } from '#core/images/ports';
 import { StaleWriteError } from '#core/kernel/errors';
-import type { ImageRepository } from '#core/kernel/ports';
 import type {
   HistoryEntry,
   NamedRetentionPolicy,

@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
+import type { ImageRepository } from '#core/images/ports';
 import { ConflictError, StaleWriteError } from '#core/kernel/errors';
-import type { ImageRepository } from '#core/kernel/ports';
 import { backoffDelay, retryOnStale } from '#core/kernel/retry';
 import { alice, makeImage, QUOTAS } from './fixtures.ts';
 

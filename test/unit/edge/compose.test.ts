@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { WorkflowStarter } from '#core/kernel/ports';
+import type { WorkflowStarter } from '#core/tasks/ports';
 import { compose, services, useCollaborators } from '#edge/compose';
 import { parseServiceConfig, serviceConfig, useServiceSettings } from '#platform/config';
 
