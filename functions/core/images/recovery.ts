@@ -13,8 +13,8 @@
 import type { BlobStore, ObjectStore } from '../data/ports.ts';
 import { NotFoundError, StaleWriteError } from '../kernel/errors.ts';
 import { isoSeconds } from '../kernel/time.ts';
+import { advanceTask } from '../tasks/advance.ts';
 import type { TaskRepository } from '../tasks/ports.ts';
-import { advanceTask } from '../tasks/task.ts';
 import { FAILED_UPLOAD, type ImageLease, type ImageRecord } from './image.ts';
 import { isLeaseExpired } from './lease.ts';
 import type { LeaseIndex } from './ports.ts';

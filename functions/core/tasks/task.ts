@@ -4,9 +4,8 @@
  * `task_time_to_live` hours later (Glance: 48), which the table enforces with a TTL attribute.
  */
 import { randomUUID } from 'node:crypto';
-import { ConflictError, NotFoundError, StaleWriteError } from '../kernel/errors.ts';
+import { ConflictError } from '../kernel/errors.ts';
 import { isoSeconds } from '../kernel/time.ts';
-import type { TaskRepository } from './ports.ts';
 
 /**
  * import: the legacy tasks-API import; api_image_import: interoperable import; export and
@@ -94,32 +93,6 @@ export function transitionTask(
   if (fields.result !== undefined) next.result = fields.result;
   if (isFinished(next)) next.expires_at = new Date(now.getTime() + ttlHours * 3600_000).toISOString();
   return next;
-}
-
-/**
- * Moves a stored task on, re-reading on a lost race. A task already there (a retried step) or
- * already finished is left alone, so steps can run twice.
- */
-export async function advanceTask(
-  repo: TaskRepository,
-  id: string,
-  to: TaskStatus,
-  clock: () => Date,
-  ttlHours: number,
-  fields: { message?: string; result?: Record<string, unknown> | null } = {},
-): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const task = await repo.get(id);
-    if (!task) throw new NotFoundError(`Could not find task ${id}`);
-    if (task.status === to || isFinished(task)) return;
-    const next = { ...transitionTask(task, to, clock(), ttlHours, fields), version: task.version + 1 };
-    try {
-      await repo.update(task, next);
-      return;
-    } catch (error) {
-      if (!(error instanceof StaleWriteError) || attempt >= 20) throw error;
-    }
-  }
 }
 
 /** Epoch seconds for the table's TTL attribute, or undefined while the task runs. */

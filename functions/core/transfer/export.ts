@@ -9,8 +9,9 @@ import type { ImageRecord } from '../images/image.ts';
 import type { ImageRepository } from '../images/ports.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
+import { advanceTask } from '../tasks/advance.ts';
 import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
-import { advanceTask, newTask, type TaskRecord } from '../tasks/task.ts';
+import { newTask, type TaskRecord } from '../tasks/task.ts';
 import { describeStepError, type StepError } from './import.ts';
 import type { ImageExporter } from './ports.ts';
 

@@ -38,8 +38,9 @@ import {
 } from '../kernel/errors.ts';
 import { makePrincipal, type Principal } from '../kernel/principal.ts';
 import { isoSeconds } from '../kernel/time.ts';
+import { advanceTask } from '../tasks/advance.ts';
 import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
-import { advanceTask, isFinished, newTask, type TaskRecord, transitionTask } from '../tasks/task.ts';
+import { isFinished, newTask, type TaskRecord, transitionTask } from '../tasks/task.ts';
 import type { EventMarkers, MultipartUploads, WebFetcher } from './ports.ts';
 import { UrlRefused } from './url-filter.ts';
 

@@ -1,0 +1,33 @@
+/**
+ * Moving a stored task on through its repository. Apart from task.ts (the record's pure rules) so
+ * that the repository port, which takes task records, and the rules do not import each other.
+ */
+import { NotFoundError, StaleWriteError } from '../kernel/errors.ts';
+import type { TaskRepository } from './ports.ts';
+import { isFinished, type TaskStatus, transitionTask } from './task.ts';
+
+/**
+ * Moves a stored task on, re-reading on a lost race. A task already there (a retried step) or
+ * already finished is left alone, so steps can run twice.
+ */
+export async function advanceTask(
+  repo: TaskRepository,
+  id: string,
+  to: TaskStatus,
+  clock: () => Date,
+  ttlHours: number,
+  fields: { message?: string; result?: Record<string, unknown> | null } = {},
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const task = await repo.get(id);
+    if (!task) throw new NotFoundError(`Could not find task ${id}`);
+    if (task.status === to || isFinished(task)) return;
+    const next = { ...transitionTask(task, to, clock(), ttlHours, fields), version: task.version + 1 };
+    try {
+      await repo.update(task, next);
+      return;
+    } catch (error) {
+      if (!(error instanceof StaleWriteError) || attempt >= 20) throw error;
+    }
+  }
+}
