@@ -168,6 +168,9 @@ export class S3BlobStore implements BlobStore {
       );
     } catch (error) {
       body.destroy();
+      // Every announced byte was handed over before the failure (a body longer than announced,
+      // found only on its extra bytes): the store may still complete the object after the abort.
+      if (failure !== undefined && seen >= size) await this.removeLateObject(key);
       throw failure ?? error;
     }
     if (seen !== size) throw new Error(`body had ${seen} bytes, ${size} were announced`);
@@ -196,6 +199,17 @@ export class S3BlobStore implements BlobStore {
     } catch (error) {
       if (awsErrorName(error) === 'NotFound') return false;
       throw error;
+    }
+  }
+
+  /** Waits (boundedly) for an object an aborted PutObject may still complete, and deletes it. */
+  private async removeLateObject(key: string): Promise<void> {
+    for (let attempt = 0; attempt < 30; attempt++) {
+      if (await this.exists(key).catch(() => false)) {
+        await this.delete(key);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 
