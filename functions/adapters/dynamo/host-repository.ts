@@ -6,7 +6,7 @@
  */
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import { dynamo } from '../aws-clients.ts';
 import { isConditionFailure } from './errors.ts';
 import { HOST_KIND_ALL, hostKey, keyFits } from './keys.ts';

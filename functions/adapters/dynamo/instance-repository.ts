@@ -6,14 +6,14 @@
  */
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
+import type { InstanceListSpec } from '#core/instances/ports';
 import {
   DESTROYED_RETENTION_HOURS,
   type InstanceRecord,
   JOB_KINDS,
   OBSERVED_STATES,
   STAGES,
-} from '#core/instances/instances';
-import type { InstanceListSpec } from '#core/instances/instances-service';
+} from '#core/instances/records';
 import { expirationEpoch } from '#core/instances/work-queue';
 import { isUuid } from '#core/kernel/ids';
 import { dynamo } from '../aws-clients.ts';

@@ -9,8 +9,8 @@
  * - Finishing a job writes the job (version-checked, so only once) and the instance's new stage
  *   in one transaction; a destroy also gives the host its capacity back and drops the pointers.
  */
-import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
-import type { InstanceListSpec, InstanceStore } from '#core/instances/instances-service';
+import type { InstanceListSpec, InstanceStore } from '#core/instances/ports';
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import type { JobRecord } from '#core/instances/work-queue';
 import { DynamoHostRepository, releaseCapacity, reserveCapacity } from './host-repository.ts';
 import {

@@ -7,7 +7,7 @@
  */
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { JOB_KINDS } from '#core/instances/instances';
+import { JOB_KINDS } from '#core/instances/records';
 import {
   expirationEpoch,
   JOB_RETENTION_HOURS,

@@ -1,14 +1,14 @@
 /**
  * In-memory fakes of the instances ports (InstanceStore and ImageLookup in
- * core/instances/instances-service.ts, TaskTokenNotifier in core/tasks/ports.ts). The store keeps
+ * core/instances/ports.ts, TaskTokenNotifier in core/tasks/ports.ts). The store keeps
  * the DynamoDB adapter's conditions (functions/adapters/dynamo/instance-repository.ts): versions,
  * the host's room and capacity on create, claimable-at-now on claim, capacity released when an
  * instance ends Inexistent. failWrites(method, n) makes the next n calls of a write method throw
  * StaleWriteError and change nothing (a TransactionConflict), interfere() lets another writer land first.
  */
 import type { ImageRecord } from '#core/images/image';
-import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
-import type { ImageLookup, InstanceListSpec, InstanceStore } from '#core/instances/instances-service';
+import type { ImageLookup, InstanceListSpec, InstanceStore } from '#core/instances/ports';
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import { isClaimable, type JobRecord } from '#core/instances/work-queue';
 import { NotFoundError, StaleWriteError } from '#core/kernel/errors';
 import type { Principal } from '#core/kernel/principal';

@@ -1,8 +1,8 @@
 /** InstancesService and HostsService over an in-memory InstanceStore. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
-import type { HostRegistration, InstanceRecord } from '#core/instances/instances';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
+import type { HostRegistration, InstanceRecord } from '#core/instances/records';
 import { HangarError } from '#core/kernel/errors';
 import { makePrincipal } from '#core/kernel/principal';
 import { FakeImageLookup, FakeInstanceStore, FakeTaskTokenNotifier } from '../../helpers/fakes/instances.ts';

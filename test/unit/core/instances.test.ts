@@ -1,30 +1,25 @@
 import { describe, expect, it } from 'vitest';
+import { assertActsForHost, assertProjectCaller } from '#core/instances/access';
 import {
   ACTION_FROM,
-  ACTIONS,
-  type Action,
   applyJobOutcome,
   applyObserved,
-  assertActsForHost,
-  assertProjectCaller,
-  CreateInstanceRequestSchema,
-  type HostRecord,
   hostnameFor,
-  type ImageRequirements,
-  type InstanceRecord,
-  imageRequirements,
-  isImageId,
   newInstance,
-  parseBody,
-  parseVersionPredicate,
-  place,
-  renderInstance,
   requestAction,
+} from '#core/instances/lifecycle';
+import { type ImageRequirements, imageRequirements, place } from '#core/instances/placement';
+import {
+  ACTIONS,
+  type Action,
+  type HostRecord,
+  type InstanceRecord,
   STAGES,
   type Stage,
-  satisfiesVersion,
-  versionString,
-} from '#core/instances/instances';
+} from '#core/instances/records';
+import { CreateInstanceRequestSchema, isImageId, parseBody } from '#core/instances/requests';
+import { parseVersionPredicate, satisfiesVersion, versionString } from '#core/instances/versions';
+import { renderInstance } from '#core/instances/views';
 import { makePrincipal } from '#core/kernel/principal';
 import { alice, captureError, makeActiveImage, NOW } from './fixtures.ts';
 
