@@ -16,7 +16,7 @@ import type { TaskTokenNotifier } from '#core/tasks/ports';
 
 const clone = <T>(value: T): T => structuredClone(value);
 
-type WriteMethod =
+export type WriteMethod =
   | 'createInstance'
   | 'updateInstance'
   | 'claimJob'
