@@ -273,7 +273,7 @@ export class InstancesService {
     const job = open
       ? { previous: open, next: abandon(open, next.last_error ?? 'host lost', now) }
       : undefined;
-    await this.deps.store.destroyWithoutHost(current, next, job);
+    await this.deps.store.destroyWithoutHost({ previous: current, next }, job);
     // A publish gate waiting on this build hears that it will never boot.
     if (open?.kind === 'build' && current.gate_token)
       await answerGate(this.deps.gates, current.gate_token, next, {
@@ -404,8 +404,7 @@ export class HostsService {
     const instance = await this.deps.store.getInstance(job.instance_id);
     const changed = instance ? applyJobOutcome(instance, job, outcome, this.clock()) : null;
     await this.deps.store.finishJob(
-      job,
-      next,
+      { previous: job, next },
       instance && changed ? { previous: instance, next: changed } : undefined,
     );
     // After the write, so a gate hears only of an outcome that was applied (once: a repeated

@@ -4,6 +4,12 @@ import type { Principal } from '../kernel/principal.ts';
 import type { HostRecord, HostRegistration, InstanceRecord } from './records.ts';
 import type { JobRecord } from './work-queue.ts';
 
+/** A versioned write of one record: `next` lands only if the stored one is still `previous.version`. */
+export interface Change<T> {
+  previous: T;
+  next: T;
+}
+
 export interface InstanceListSpec {
   /** undefined: every project's (admins). */
   project?: string;
@@ -37,11 +43,7 @@ export interface InstanceStore {
    * Ends a job and applies it to its instance in one transaction (both version-checked). When the
    * instance ends up Inexistent its host's capacity is released and its pointers go.
    */
-  finishJob(
-    previous: JobRecord,
-    next: JobRecord,
-    instance?: { previous: InstanceRecord; next: InstanceRecord },
-  ): Promise<void>;
+  finishJob(job: Change<JobRecord>, instance?: Change<InstanceRecord>): Promise<void>;
   getHost(id: string): Promise<HostRecord | null>;
   listHosts(): Promise<HostRecord[]>;
   /** Creates or updates the host's capacity; its use (used_*) is kept. */
@@ -49,14 +51,10 @@ export interface InstanceStore {
   /** false when the host was never registered. */
   heartbeatHost(id: string, now: Date): Promise<boolean>;
   /**
-   * Writes `next` (Inexistent) if the instance is still `previous.version`, releases its host
-   * capacity and pointers, and ends its open job (version-checked), all or nothing.
+   * Writes the instance's change (to Inexistent), releases its host capacity and pointers, and
+   * ends its open job, all version-checked and all or nothing.
    */
-  destroyWithoutHost(
-    previous: InstanceRecord,
-    next: InstanceRecord,
-    job?: { previous: JobRecord; next: JobRecord },
-  ): Promise<void>;
+  destroyWithoutHost(instance: Change<InstanceRecord>, job?: Change<JobRecord>): Promise<void>;
   /** Which of the images some not-destroyed instance was built from. */
   imagesInUse(imageIds: readonly string[]): Promise<Set<string>>;
 }
