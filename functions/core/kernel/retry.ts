@@ -7,11 +7,13 @@
 import { StaleWriteError } from './errors.ts';
 
 export interface StaleRetryOptions {
-  /** Give up (re-throw the StaleWriteError) once this much time has passed. */
+  /** Give up (throw, see `exhausted`) once this much time has passed. */
   budgetMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** What to throw once the budget is spent, made from the last StaleWriteError (default: that error). */
+  exhausted?: (error: StaleWriteError) => Error;
 }
 
 /** Inside an API Lambda's 29 s timeout; a record contended for this long is a hot spot. */
@@ -46,7 +48,7 @@ export async function retryOnStale<T>(
     } catch (error) {
       if (!(error instanceof StaleWriteError)) throw error;
       const left = budget - (now() - start);
-      if (left <= 0) throw error;
+      if (left <= 0) throw options.exhausted ? options.exhausted(error) : error;
       await sleep(Math.min(backoffDelay(n, random), left));
     }
   }

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
 import type { ImageRepository } from '#core/images/ports';
-import { ConflictError, StaleWriteError } from '#core/kernel/errors';
+import { ConflictError, StaleWriteError, UnavailableError } from '#core/kernel/errors';
 import { backoffDelay, retryOnStale } from '#core/kernel/retry';
 import { alice, makeImage, QUOTAS } from './fixtures.ts';
 
@@ -70,6 +70,33 @@ describe('retryOnStale', () => {
     );
     await expect(attempt).rejects.toBeInstanceOf(StaleWriteError);
     expect(clock).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('throws what `exhausted` makes of the last StaleWriteError once the budget is spent', async () => {
+    clock = 0;
+    let calls = 0;
+    const attempt = retryOnStale(
+      async () => {
+        calls++;
+        throw new StaleWriteError(`lost ${calls}`);
+      },
+      {
+        budgetMs: 100,
+        now: () => clock,
+        sleep: fakeSleep,
+        random: () => 0.5,
+        exhausted: (error) => new UnavailableError('busy', { cause: error }),
+      },
+    );
+    const error = await attempt.then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(UnavailableError);
+    expect((error as Error).message).toBe('busy');
+    expect((error as Error).cause).toEqual(new StaleWriteError(`lost ${calls}`));
+    expect(clock).toBe(100);
+    expect(calls).toBeGreaterThan(1);
   });
 
   it('does not retry any other error', async () => {
