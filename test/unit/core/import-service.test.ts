@@ -4,13 +4,8 @@ import { FAILED_UPLOAD, type ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
 import { HangarError, StaleWriteError } from '#core/kernel/errors';
 import { newTask, transitionTask } from '#core/tasks/task';
-import {
-  FAILED_IMPORT,
-  IMPORT_LOCK,
-  type ImportInput,
-  ImportService,
-  stagingKey,
-} from '#core/transfer/import';
+import { ImportService } from '#core/transfer/import';
+import { FAILED_IMPORT, IMPORT_LOCK, type ImportInput, stagingKey } from '#core/transfer/import-model';
 import {
   bodyOf,
   digestsOf,
