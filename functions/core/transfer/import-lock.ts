@@ -24,9 +24,7 @@ export class ImportLocked extends ConflictError {
 }
 
 export class ImportLock {
-  constructor(
-    private readonly deps: Pick<ImportContext, 'repo' | 'images' | 'tasks' | 'clock' | 'leaseMs'>,
-  ) {}
+  constructor(private readonly deps: ImportContext) {}
 
   /**
    * Sets os_glance_import_task to `taskId` with a conditional write; ImportLocked (409) while

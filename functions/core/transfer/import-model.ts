@@ -83,7 +83,7 @@ export interface ImportServiceDeps extends ByteTools {
   clock?: () => Date;
 }
 
-/** The deps with their defaults applied: what each import module is given (the part it uses). */
+/** The deps with their defaults applied: what each import module is given. */
 export type ImportContext = ImportServiceDeps & { clock: () => Date; leaseMs: number };
 
 export function importContext(deps: ImportServiceDeps): ImportContext {

@@ -23,10 +23,7 @@ import { UrlRefused } from './url-filter.ts';
 
 export class ImportRequests {
   constructor(
-    private readonly deps: Pick<
-      ImportContext,
-      'repo' | 'images' | 'tasks' | 'workflows' | 'fetcher' | 'stagingBucket' | 'clock'
-    >,
+    private readonly deps: ImportContext,
     private readonly lock: ImportLock,
     /** Its fail step undoes a request whose machine could not be started. */
     private readonly steps: ImportSteps,

@@ -34,25 +34,7 @@ type ImageBytes = BytePipeline<'inspect' | 'digest'>;
 export class ImportSteps {
   private readonly advance: TaskAdvancer;
 
-  constructor(
-    private readonly deps: Pick<
-      ImportContext,
-      | 'repo'
-      | 'images'
-      | 'tasks'
-      | 'blobs'
-      | 'imagesBucket'
-      | 'objects'
-      | 'fetcher'
-      | 'digester'
-      | 'sharedBlock'
-      | 'sizeCap'
-      | 'requireFormatMatch'
-      | 'taskTtlHours'
-      | 'clock'
-      | 'leaseMs'
-    >,
-  ) {
+  constructor(private readonly deps: ImportContext) {
     this.advance = taskAdvancer(deps.tasks, deps.clock, deps.taskTtlHours);
   }
 

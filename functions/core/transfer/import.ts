@@ -1,7 +1,6 @@
 /**
  * ImportService: the one door to image import for the entry points (api/image-import.ts,
- * api/tasks.ts, triggers/s3-upload.ts, tasks/import-*.ts). The work is done by its modules, each
- * given the part of the deps it uses:
+ * api/tasks.ts, triggers/s3-upload.ts, tasks/import-*.ts). The work is done by its modules:
  *   staging.ts          PUT /stage (glance-direct)
  *   import-requests.ts  POST /import and the legacy tasks-API import
  *   s3-trigger.ts       an object written to the upload bucket

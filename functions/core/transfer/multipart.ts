@@ -17,12 +17,7 @@ const GiB = 1024 * MiB;
 const MAX_UPLOAD_PARTS = 1000;
 
 export class PresignedMultipart {
-  constructor(
-    private readonly deps: Pick<
-      ImportContext,
-      'repo' | 'multipart' | 'uploadsBucket' | 'sizeCap' | 'uploadUrlSeconds' | 'clock'
-    >,
-  ) {}
+  constructor(private readonly deps: ImportContext) {}
 
   async startMultipartUpload(principal: Principal, id: string, body: unknown) {
     if (!isObject(body) || !Number.isSafeInteger(body.size) || (body.size as number) < 0)

@@ -68,18 +68,7 @@ export function createBodyFromMetadata(metadata: Record<string, string>): {
 
 export class S3UploadTrigger {
   constructor(
-    private readonly deps: Pick<
-      ImportContext,
-      | 'repo'
-      | 'images'
-      | 'tasks'
-      | 'workflows'
-      | 'markers'
-      | 'objects'
-      | 'uploadsBucket'
-      | 'taskTtlHours'
-      | 'clock'
-    >,
+    private readonly deps: ImportContext,
     private readonly lock: ImportLock,
   ) {}
 

@@ -10,20 +10,7 @@ import { isoSeconds } from '../kernel/time.ts';
 import { IMPORT_LOCK, type ImportContext, SYSTEM, stagingKey } from './import-model.ts';
 
 export class Staging {
-  constructor(
-    private readonly deps: Pick<
-      ImportContext,
-      | 'repo'
-      | 'images'
-      | 'staging'
-      | 'stagingBucket'
-      | 'digester'
-      | 'sharedBlock'
-      | 'sizeCap'
-      | 'clock'
-      | 'leaseMs'
-    >,
-  ) {}
+  constructor(private readonly deps: ImportContext) {}
 
   /** PUT /stage: queued -> uploading, the body into the staging bucket, the size onto the image. */
   async stage(
