@@ -89,6 +89,21 @@ function startedInput(world: World): ImportInput {
   return world.workflows.started[0]?.input as unknown as ImportInput;
 }
 
+/** Another import of the image, started just now (the one holding its lock in a test). */
+const otherImport = () =>
+  newTask(
+    {
+      id: 'other-task',
+      type: 'api_image_import',
+      owner: 'projA',
+      user_id: 'u',
+      request_id: '',
+      image_id: ID,
+      input: {},
+    },
+    NOW,
+  );
+
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -191,18 +206,7 @@ describe('ImportService.requestImport (POST /import)', () => {
 
   it('answers 409 while another live import holds the lock, and takes over a finished one', async () => {
     const world = setup([makeImage({ properties: { [IMPORT_LOCK]: 'other-task' } })]);
-    const other = newTask(
-      {
-        id: 'other-task',
-        type: 'api_image_import',
-        owner: 'projA',
-        user_id: 'u',
-        request_id: '',
-        image_id: ID,
-        input: {},
-      },
-      NOW,
-    );
+    const other = otherImport();
     await world.tasks.create(other);
     expect(
       await failure(world.service.requestImport(alice, ID, importBody('web-download', URI), 'r')),
@@ -515,20 +519,7 @@ describe('ImportService.onUpload (S3 ObjectCreated)', () => {
 
   it('refuses an upload while another import holds the image, and keeps the object it may be reading', async () => {
     const world = setup([makeImage({ properties: { [IMPORT_LOCK]: 'other-task' } })]);
-    await world.tasks.create(
-      newTask(
-        {
-          id: 'other-task',
-          type: 'api_image_import',
-          owner: 'projA',
-          user_id: 'u',
-          request_id: '',
-          image_id: ID,
-          input: {},
-        },
-        NOW,
-      ),
-    );
+    await world.tasks.create(otherImport());
     world.objects.put({ bucket: BUCKETS.uploads, key: `images/${ID}` }, DATA);
     expect(await world.service.onUpload(event(`images/${ID}`))).toBe('refused');
     expect(world.tasks.all().find((task) => task.id !== 'other-task')).toMatchObject({
