@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DigestJob } from '#adapters/digests';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
-import { BLOCK_SIZE, rechunk } from '#core/data/image-data';
+import { BLOCK_SIZE, rechunk } from '#core/data/pipeline';
 import { parseCreateRequest } from '#core/images/create';
 import { makePrincipal } from '#core/kernel/principal';
 import { serviceConfig } from '#platform/config';

@@ -17,8 +17,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { BLOCK_SIZE, rechunk } from '#core/data/image-data';
-import type { BlobStore, ObjectRef, StreamDigester } from '#core/data/ports';
+import { BytePipeline, type ByteTools } from '#core/data/pipeline';
+import type { BlobStore, ObjectRef } from '#core/data/ports';
 import type { ImageExporter } from '#core/transfer/ports';
 
 const run = promisify(execFile);
@@ -33,12 +33,10 @@ const OUTPUT_OPTIONS: Record<string, string[]> = {
   raw: [],
 };
 
-export interface QemuExporterOptions {
+export interface QemuExporterOptions extends ByteTools {
   images: BlobStore;
   /** The export bucket's store (puts never overwrite). */
   exportStore: (bucket: string) => BlobStore;
-  digester: () => StreamDigester;
-  sharedBlock: (size: number) => Buffer;
   qemuImg?: string;
   scratchDir?: string;
   timeoutMs?: number;
@@ -81,25 +79,20 @@ export class QemuImageExporter implements ImageExporter {
         },
       );
 
-      const digest = this.options.digester();
       const store = this.options.exportStore(spec.destination.bucket);
-      let size = 0;
+      const bytes = new BytePipeline(this.options, { stages: ['digest'] });
       try {
-        await store.put(
-          spec.destination.key,
-          rechunk(createReadStream(output), BLOCK_SIZE, this.options.sharedBlock),
-          {
-            onBlock: async (block) => {
-              size += block.length;
-              await digest.update(block);
-            },
-          },
-        );
+        await store.put(spec.destination.key, bytes.blocks(createReadStream(output)), {
+          onBlock: bytes.take,
+        });
       } catch (error) {
-        digest.cancel();
+        bytes.cancel();
         throw error;
       }
-      const { sha512 } = await digest.finish();
+      const {
+        size,
+        digests: { sha512 },
+      } = await bytes.finish();
       const sidecar = Buffer.from(`${sha512}  ${basename(spec.destination.key)}\n`);
       try {
         await store.put(`${spec.destination.key}.sha512`, oneBlock(sidecar), { onBlock: () => undefined });

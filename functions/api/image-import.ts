@@ -5,7 +5,7 @@
  * All of them end in the import state machine.
  */
 import { NotFoundError, UnsupportedMediaTypeError } from '#core/kernel/errors';
-import { IMPORT_METHODS } from '#core/transfer/import';
+import { IMPORT_METHODS } from '#core/transfer/import-model';
 import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
 

@@ -5,7 +5,7 @@ import { freeImageData } from '#core/images/recovery';
 import { imagePath, renderImage, renderImageList } from '#core/images/view';
 import { NotFoundError } from '#core/kernel/errors';
 import { parseReference } from '#core/references/references';
-import { stagingKey } from '#core/transfer/import';
+import { stagingKey } from '#core/transfer/import-model';
 import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
 import { serviceConfig } from '#platform/config';

@@ -1,6 +1,6 @@
 /**
  * The upload bucket's ObjectCreated trigger: each object starts the import of the image its key
- * names (functions/core/transfer/import.ts, parseUploadKey). S3 delivers at least once, so the work
+ * names (functions/core/transfer/s3-trigger.ts, parseUploadKey). S3 delivers at least once, so the work
  * is idempotent per event. Every record is handled; if any failed for a reason worth retrying,
  * the invocation fails afterwards so S3/Lambda retry it (the ones that succeeded are then no-ops).
  */

@@ -10,17 +10,11 @@ import { FAILED_UPLOAD, type ImageRecord } from '../images/image.ts';
 import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry } from '../images/lease.ts';
 import type { ImageRepository } from '../images/ports.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from '../images/status.ts';
-import {
-  BadRequestError,
-  ConflictError,
-  HangarError,
-  NotFoundError,
-  StaleWriteError,
-  TooLargeError,
-} from '../kernel/errors.ts';
+import { ConflictError, HangarError, NotFoundError, StaleWriteError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
 import { isoSeconds } from '../kernel/time.ts';
-import { FormatInspector, inspectAndCheck } from './format-inspector.ts';
+import { inspectAndCheck } from './format-inspector.ts';
+import { BytePipeline, parseContentLength, parseDeclaredSize } from './pipeline.ts';
 import type { BlobStore, StreamDigester } from './ports.ts';
 
 export interface UploadOptions {
@@ -32,9 +26,6 @@ export interface UploadOptions {
   /** Glance's require_image_format_match (default true): content must be the declared disk_format. */
   requireFormatMatch?: boolean;
 }
-
-/** Blocks handed to hashing and to the blob store; the S3 multipart part size. */
-export const BLOCK_SIZE = 8 * 1024 * 1024;
 
 export class ImageDataService {
   constructor(
@@ -53,52 +44,34 @@ export class ImageDataService {
     body: AsyncIterable<Buffer>,
     options: UploadOptions,
   ): Promise<ImageRecord> {
-    let declared: number | undefined;
-    if (options.declaredSize !== undefined) {
-      if (!/^\d+$/.test(options.declaredSize))
-        throw new BadRequestError(
-          `x-openstack-image-size must be a non-negative integer, not '${options.declaredSize}'`,
-        );
-      declared = Number(options.declaredSize);
-      if (declared > options.sizeCap) throw sizeCapError(options.sizeCap);
-    }
-
+    const declaredSize = parseDeclaredSize(options.declaredSize, options.sizeCap);
     const key = `images/${id}/${randomUUID()}`;
     const holder = randomUUID();
     const saving = await this.startSaving(principal, id, holder, key);
     const heartbeat = new LeaseHeartbeat(this.repo, id, holder, this.leaseMs, this.clock).start();
-    const digest = this.digester();
-    const inspector = new FormatInspector();
+    const bytes = new BytePipeline(
+      { digester: this.digester, sharedBlock: this.sharedBlock },
+      {
+        stages: ['inspect', 'digest'],
+        sizeCap: options.sizeCap,
+        declaredSize,
+        // Recovered or deleted meanwhile: stop writing bytes nobody will keep.
+        beforeBlock: () => heartbeat.check(),
+      },
+    );
     try {
-      let size = 0;
-      // Only Content-Length is a promise the transport keeps (the body has exactly that many bytes
-      // or the request fails); the declared size is checked against the bytes, never trusted.
-      const length =
-        options.contentLength !== undefined && /^\d+$/.test(options.contentLength)
-          ? Number(options.contentLength)
-          : undefined;
       await this.blobs.put(
         key,
-        rechunk(body, BLOCK_SIZE, this.sharedBlock),
+        bytes.blocks(body),
         {
-          onBlock: async (block) => {
-            // Recovered or deleted meanwhile: stop writing bytes nobody will keep.
-            heartbeat.check();
-            size += block.length;
-            if (size > options.sizeCap) throw sizeCapError(options.sizeCap);
-            if (declared !== undefined && size > declared) throw sizeMismatch(declared, size);
-            inspector.update(block);
-            await digest.update(block);
-          },
+          onBlock: bytes.take,
           // Named in the lease so a recovery or a DELETE can abort it.
           onMultipartStart: (uploadId) => heartbeat.note({ multipart_upload_id: uploadId }),
         },
-        length,
+        parseContentLength(options.contentLength),
       );
-      if (declared !== undefined && size !== declared) throw sizeMismatch(declared, size);
-      const digests = await digest.finish();
+      const { size, digests, inspection } = await bytes.finish();
       // Glance's content checks (bug 2059809): unsafe or mismatched images never become active.
-      const inspection = inspector.finish();
       const decision = inspectAndCheck(inspection, saving.disk_format, {
         requireMatch: options.requireFormatMatch ?? true,
       });
@@ -112,7 +85,7 @@ export class ImageDataService {
         blob_key: key,
       });
     } catch (error) {
-      digest.cancel();
+      bytes.cancel();
       await heartbeat.stop();
       await this.blobs.delete(key).catch(() => undefined);
       // A DELETE or a recovery meanwhile aborts the multipart upload under us: the store's own
@@ -234,44 +207,6 @@ export class ImageDataService {
     if (image.status !== 'active' && image.status !== 'deactivated') return { image, key: null };
     return { image, key: image.blob_key };
   }
-}
-
-function sizeCapError(cap: number): HangarError {
-  return new TooLargeError(`Image exceeds the storage quota: the image size cap is ${cap} bytes.`);
-}
-
-function sizeMismatch(declared: number, actual: number): HangarError {
-  return new BadRequestError(
-    `Image size mismatch: x-openstack-image-size says ${declared} bytes, the body had ${actual} or more.`,
-  );
-}
-
-/**
- * Regroups a byte stream into fixed-size blocks in fresh (shared) memory: the single copy each
- * byte makes on its way to the hashers and the blob store.
- */
-export async function* rechunk(
-  source: AsyncIterable<Buffer>,
-  blockSize: number,
-  allocate: (size: number) => Buffer,
-): AsyncGenerator<Buffer> {
-  let block = allocate(blockSize);
-  let filled = 0;
-  for await (const chunk of source) {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const n = Math.min(chunk.length - offset, blockSize - filled);
-      chunk.copy(block, filled, offset, offset + n);
-      filled += n;
-      offset += n;
-      if (filled === blockSize) {
-        yield block;
-        block = allocate(blockSize);
-        filled = 0;
-      }
-    }
-  }
-  if (filled > 0) yield block.subarray(0, filled);
 }
 
 /** Parses a Range (or Glance's legacy Content-Range) request header against `size`. */

@@ -12,17 +12,18 @@
  * carries: when the build job ends, the hosts service reports success or failure with it.
  */
 import { z } from 'zod';
-import { FormatInspector, inspectAndCheck } from '../data/format-inspector.ts';
-import { BLOCK_SIZE, rechunk } from '../data/image-data.ts';
-import type { BlobStore, StreamDigester } from '../data/ports.ts';
+import { inspectAndCheck } from '../data/format-inspector.ts';
+import { BytePipeline, type ByteTools } from '../data/pipeline.ts';
+import type { BlobStore } from '../data/ports.ts';
 import type { ImageRepository } from '../images/ports.ts';
 import type { InstancesService } from '../instances/instances-service.ts';
 import { ConflictError, NotFoundError } from '../kernel/errors.ts';
 import { canReadProject, makePrincipal, type Principal } from '../kernel/principal.ts';
-import { advanceTask } from '../tasks/advance.ts';
+import { type TaskAdvancer, taskAdvancer } from '../tasks/advance.ts';
 import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
+import { describeStepError, START_FAILED, type StepError } from '../tasks/step-error.ts';
 import { newTask, type TaskRecord } from '../tasks/task.ts';
-import { describeStepError, type StepError } from '../transfer/import.ts';
+import { startOrFail } from '../tasks/workflow-start.ts';
 import { parseReference } from './references.ts';
 import type { ReferencesService } from './references-service.ts';
 
@@ -65,7 +66,7 @@ export interface GateOutcome {
   console_log?: string | null;
 }
 
-export interface PublishServiceDeps {
+export interface PublishServiceDeps extends ByteTools {
   repo: ImageRepository;
   blobs: BlobStore;
   tasks: TaskRepository;
@@ -73,8 +74,6 @@ export interface PublishServiceDeps {
   references: ReferencesService;
   /** Resolved lazily: the instances service lives in another composition root. */
   instances: () => InstancesService;
-  digester: () => StreamDigester;
-  sharedBlock: (size: number) => Buffer;
   taskTtlHours: number;
   /**
    * Glance's require_image_format_match (default true), as at upload: an image let in with a
@@ -92,9 +91,11 @@ export const gateInstanceId = (taskId: string) => taskId;
 
 export class PublishService {
   private readonly clock: () => Date;
+  private readonly advance: TaskAdvancer;
 
   constructor(private readonly deps: PublishServiceDeps) {
     this.clock = deps.clock ?? (() => new Date());
+    this.advance = taskAdvancer(deps.tasks, this.clock, deps.taskTtlHours);
   }
 
   /** POST /v1/references/{ref}/publish: checks what can be checked now, then starts the machine. */
@@ -139,15 +140,11 @@ export class PublishService {
       boot: body.boot ?? null,
       principal: { project: principal.project, user: principal.user, roles: [...principal.roles] },
     };
-    try {
-      await this.deps.workflows.start('publish', task.id, { ...input });
-    } catch (error) {
-      await this.fail({
-        ...input,
-        error: { Error: 'StartFailed', Cause: 'The publish could not be started.' },
-      });
-      throw error;
-    }
+    await startOrFail(
+      'publish',
+      () => this.deps.workflows.start('publish', task.id, { ...input }),
+      (error) => this.fail({ ...input, error }),
+    );
     return task;
   }
 
@@ -173,31 +170,24 @@ export class PublishService {
     await this.deps.references.assertStill(principal, input.reference, input.namespace, input.expect);
     const image = await this.deps.references.publishCandidate(principal, input.image_id, input.namespace);
     if (!image.blob_key) throw new ConflictError(`Image ${image.id} has no data.`);
-    const digest = this.deps.digester();
-    const inspector = new FormatInspector();
+    const bytes = new BytePipeline(this.deps, { stages: ['inspect', 'digest'] });
     let body: Awaited<ReturnType<BlobStore['get']>> | undefined;
     try {
-      let size = 0;
       body = await this.deps.blobs.get(image.blob_key);
-      for await (const block of rechunk(body, BLOCK_SIZE, this.deps.sharedBlock)) {
-        size += block.length;
-        inspector.update(block);
-        await digest.update(block);
-      }
-      const { md5, sha512 } = await digest.finish();
+      await bytes.drain(body);
+      const { size, digests, inspection } = await bytes.finish();
       if (size !== image.size)
         throw new CandidateRejectedError(
           `Image ${image.id} holds ${size} bytes, not the recorded ${image.size}.`,
         );
-      if (md5 !== image.checksum || sha512 !== image.os_hash_value)
+      if (digests.md5 !== image.checksum || digests.sha512 !== image.os_hash_value)
         throw new CandidateRejectedError(
           `Image ${image.id}'s data no longer matches its recorded checksum and os_hash_value.`,
         );
-      const inspection = inspector.finish();
       inspectAndCheck(inspection, image.disk_format, { requireMatch: this.deps.requireFormatMatch ?? true });
       return { size, format: inspection.format };
     } catch (error) {
-      digest.cancel();
+      bytes.cancel();
       body?.destroy();
       throw error;
     }
@@ -278,7 +268,7 @@ export class PublishService {
       why = input.boot
         ? `The candidate did not finish booting within the gate's time (${input.boot.timeout_seconds} s plus placement).`
         : 'A publish step took longer than it may run.';
-    if (input.error?.Error === 'StartFailed') why = input.error.Cause ?? why;
+    if (input.error?.Error === START_FAILED) why = input.error.Cause ?? why;
     let gateNote = '';
     try {
       const removed = await this.removeGate(input);
@@ -290,14 +280,6 @@ export class PublishService {
     await this.advance(input.task_id, 'failure', {
       message: `Not published: ${why}${gateNote} The reference ${input.reference} was left where it was.`,
     });
-  }
-
-  private advance(
-    id: string,
-    to: TaskRecord['status'],
-    fields: { message?: string; result?: Record<string, unknown> | null } = {},
-  ): Promise<void> {
-    return advanceTask(this.deps.tasks, id, to, this.clock, this.deps.taskTtlHours, fields);
   }
 }
 

@@ -31,3 +31,14 @@ export async function advanceTask(
     }
   }
 }
+
+/** Moves a task of `repo` on (advanceTask): what a workflow's steps hold, bound to its settings. */
+export type TaskAdvancer = (
+  id: string,
+  to: TaskStatus,
+  fields?: { message?: string; result?: Record<string, unknown> | null },
+) => Promise<void>;
+
+export function taskAdvancer(repo: TaskRepository, clock: () => Date, ttlHours: number): TaskAdvancer {
+  return (id, to, fields) => advanceTask(repo, id, to, clock, ttlHours, fields);
+}

@@ -9,10 +9,11 @@ import type { ImageRecord } from '../images/image.ts';
 import type { ImageRepository } from '../images/ports.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
-import { advanceTask } from '../tasks/advance.ts';
+import { type TaskAdvancer, taskAdvancer } from '../tasks/advance.ts';
 import type { TaskRepository, WorkflowStarter } from '../tasks/ports.ts';
+import { describeStepError, type StepError } from '../tasks/step-error.ts';
 import { newTask, type TaskRecord } from '../tasks/task.ts';
-import { describeStepError, type StepError } from './import.ts';
+import { startOrFail } from '../tasks/workflow-start.ts';
 import type { ImageExporter } from './ports.ts';
 
 export const EXPORT_FORMATS = ['vhd', 'vmdk', 'qcow2', 'raw'] as const;
@@ -66,9 +67,12 @@ export interface ExportServiceDeps {
 
 export class ExportService {
   private readonly clock: () => Date;
+  /** A task that fails before it began goes straight from pending to failure. */
+  private readonly advance: TaskAdvancer;
 
   constructor(private readonly deps: ExportServiceDeps) {
     this.clock = deps.clock ?? (() => new Date());
+    this.advance = taskAdvancer(deps.tasks, this.clock, deps.taskTtlHours);
   }
 
   /** POST /v2/tasks with type export: input {image_id, format}. */
@@ -94,15 +98,11 @@ export class ExportService {
     );
     await this.deps.tasks.create(task);
     const started: ExportInput = { task_id: task.id, image_id: imageId, format: format as ExportFormat };
-    try {
-      await this.deps.workflows.start('export', task.id, { ...started });
-    } catch (error) {
-      await this.finish({
-        ...started,
-        error: { Error: 'StartFailed', Cause: 'The export could not be started.' },
-      });
-      throw error;
-    }
+    await startOrFail(
+      'export',
+      () => this.deps.workflows.start('export', task.id, { ...started }),
+      (error) => this.finish({ ...started, error }),
+    );
     return task;
   }
 
@@ -142,15 +142,6 @@ export class ExportService {
   async finish(input: ExportInput & { result?: ExportResult; error?: StepError }): Promise<void> {
     if (input.result) await this.advance(input.task_id, 'success', { result: input.result });
     else await this.advance(input.task_id, 'failure', { message: describeStepError(input.error) });
-  }
-
-  private advance(
-    id: string,
-    to: TaskRecord['status'],
-    fields: { message?: string; result?: Record<string, unknown> | null } = {},
-  ): Promise<void> {
-    // A task that fails before it began goes straight from pending to failure.
-    return advanceTask(this.deps.tasks, id, to, this.clock, this.deps.taskTtlHours, fields);
   }
 }
 

@@ -387,10 +387,14 @@ export class FakeMultipartUploads implements MultipartUploads {
   }
 }
 
-/** Serves the bodies it was given; refuses URIs listed in `refused` (or not http(s)). */
+/**
+ * Serves the bodies it was given, with their size (as Content-Length) unless the URI is in
+ * `chunked`; refuses URIs listed in `refused` (or not http(s)).
+ */
 export class FakeWebFetcher implements WebFetcher {
   readonly bodies = new Map<string, Buffer>();
   readonly refused = new Set<string>();
+  readonly chunked = new Set<string>();
 
   async vet(uri: string): Promise<void> {
     if (!/^https?:\/\/./.test(uri) || this.refused.has(uri)) throw new UrlRefused(`refused: ${uri}`);
@@ -400,6 +404,6 @@ export class FakeWebFetcher implements WebFetcher {
     await this.vet(uri);
     const data = this.bodies.get(uri);
     if (!data) throw new Error(`404 for ${uri}`);
-    return { body: bodyOf(data), size: data.length, abort: () => {} };
+    return { body: bodyOf(data), size: this.chunked.has(uri) ? undefined : data.length, abort: () => {} };
   }
 }

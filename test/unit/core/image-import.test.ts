@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { BadRequestError, ConflictError } from '#core/kernel/errors';
+import { describeStepError } from '#core/tasks/step-error';
 import { newTask, renderImageTask, renderTask, renderTaskListItem, transitionTask } from '#core/tasks/task';
-import { createBodyFromMetadata, describeStepError, parseUploadKey } from '#core/transfer/import';
+import { createBodyFromMetadata, parseUploadKey } from '#core/transfer/s3-trigger';
 
 const ID = '0b2c6a1e-6d2f-4a8e-9d36-0f1e2d3c4b5a';
 

@@ -9,7 +9,8 @@ import { freeImageData, LeaseRecovery } from '#core/images/recovery';
 import { StaleWriteError } from '#core/kernel/errors';
 import type { TaskRepository } from '#core/tasks/ports';
 import type { TaskRecord } from '#core/tasks/task';
-import { type ImportInput, ImportService } from '#core/transfer/import';
+import { ImportService } from '#core/transfer/import';
+import type { ImportInput } from '#core/transfer/import-model';
 import { alice, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 /** Records by id with the repository's version rule; `beforeUpdate` lets a test interleave a write. */

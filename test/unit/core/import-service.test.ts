@@ -4,13 +4,8 @@ import { FAILED_UPLOAD, type ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
 import { HangarError, StaleWriteError } from '#core/kernel/errors';
 import { newTask, transitionTask } from '#core/tasks/task';
-import {
-  FAILED_IMPORT,
-  IMPORT_LOCK,
-  type ImportInput,
-  ImportService,
-  stagingKey,
-} from '#core/transfer/import';
+import { ImportService } from '#core/transfer/import';
+import { FAILED_IMPORT, IMPORT_LOCK, type ImportInput, stagingKey } from '#core/transfer/import-model';
 import {
   bodyOf,
   digestsOf,
@@ -93,6 +88,21 @@ function startedInput(world: World): ImportInput {
   expect(world.workflows.started).toHaveLength(1);
   return world.workflows.started[0]?.input as unknown as ImportInput;
 }
+
+/** Another import of the image, started just now (the one holding its lock in a test). */
+const otherImport = () =>
+  newTask(
+    {
+      id: 'other-task',
+      type: 'api_image_import',
+      owner: 'projA',
+      user_id: 'u',
+      request_id: '',
+      image_id: ID,
+      input: {},
+    },
+    NOW,
+  );
 
 afterEach(() => {
   vi.useRealTimers();
@@ -196,18 +206,7 @@ describe('ImportService.requestImport (POST /import)', () => {
 
   it('answers 409 while another live import holds the lock, and takes over a finished one', async () => {
     const world = setup([makeImage({ properties: { [IMPORT_LOCK]: 'other-task' } })]);
-    const other = newTask(
-      {
-        id: 'other-task',
-        type: 'api_image_import',
-        owner: 'projA',
-        user_id: 'u',
-        request_id: '',
-        image_id: ID,
-        input: {},
-      },
-      NOW,
-    );
+    const other = otherImport();
     await world.tasks.create(other);
     expect(
       await failure(world.service.requestImport(alice, ID, importBody('web-download', URI), 'r')),
@@ -256,6 +255,67 @@ describe('ImportService.requestImport (POST /import)', () => {
     expect(world.repo.stored(ID)).toEqual(makeImage());
     expect(world.tasks.all()).toEqual([]);
     expect(world.workflows.started).toEqual([]);
+  });
+});
+
+describe('ImportService.legacyImport (POST /v2/tasks, type import)', () => {
+  const legacyInput = (uri: string = URI) => ({
+    import_from: uri,
+    image_properties: { name: 'legacy', disk_format: 'raw', container_format: 'bare' },
+  });
+
+  it('creates the image, locks it and starts a web-download into it', async () => {
+    const world = setup([]);
+    const task = await world.service.legacyImport(alice, legacyInput(), 'req-9');
+    expect(task).toMatchObject({ type: 'import', status: 'pending', owner: 'projA', request_id: 'req-9' });
+    const input = startedInput(world);
+    expect(input).toEqual({ task_id: task.id, image_id: task.image_id, source: { kind: 'url', uri: URI } });
+    expect(world.repo.stored(input.image_id)).toMatchObject({
+      name: 'legacy',
+      status: 'queued',
+      properties: { [IMPORT_LOCK]: task.id },
+      lease: { holder: task.id, kind: 'import' },
+    });
+  });
+
+  it('takes the lock after a transaction conflict on its write', async () => {
+    const world = setup([]);
+    world.repo.races.failUpdates(1);
+    const task = await world.service.legacyImport(alice, legacyInput(), 'r');
+    expect(world.repo.stored(task.image_id as string).properties[IMPORT_LOCK]).toBe(task.id);
+    expect(world.repo.races.attempts).toBe(2);
+  });
+
+  it('refuses a URI the filter refuses before it creates anything', async () => {
+    const world = setup([]);
+    world.fetcher.refused.add('https://internal.example/x');
+    expect(
+      await failure(world.service.legacyImport(alice, legacyInput('https://internal.example/x'), 'r')),
+    ).toEqual({
+      kind: 'bad_request',
+      message: 'URI for legacy import task does not pass filtering: https://internal.example/x',
+    });
+    expect(world.repo.records.size).toBe(0);
+    expect(world.tasks.all()).toEqual([]);
+  });
+});
+
+describe('the import lock', () => {
+  const lockedBy = (holder: string, updatedAt: string) =>
+    makeImage({ updated_at: updatedAt, properties: { [IMPORT_LOCK]: holder } });
+
+  it('is taken over from an import that made no progress for an hour', async () => {
+    const world = setup([lockedBy('ghost-task', '2026-11-22T01:11:00Z')]);
+    const task = await world.service.requestImport(alice, ID, importBody('web-download', URI), 'r');
+    expect(world.repo.stored(ID).properties[IMPORT_LOCK]).toBe(task.id);
+  });
+
+  it('is not taken over from one that moved within the hour', async () => {
+    const world = setup([lockedBy('ghost-task', '2026-11-22T01:12:00Z')]);
+    expect(
+      (await failure(world.service.requestImport(alice, ID, importBody('web-download', URI), 'r'))).kind,
+    ).toBe('conflict');
+    expect(world.repo.stored(ID).properties[IMPORT_LOCK]).toBe('ghost-task');
   });
 });
 
@@ -322,6 +382,18 @@ describe('ImportService steps', () => {
       message: 'image content is raw but disk_format is qcow2',
     });
     expect(world.blobs.objects.size).toBe(0);
+  });
+
+  it('web-download: copy refuses a body over the size cap, announced or not, and leaves no blob', async () => {
+    const { world, input } = await started('web-download');
+    await world.service.begin(input);
+    world.fetcher.bodies.set(URI, Buffer.alloc(CAP + 1));
+    expect((await failure(world.service.copy(input))).kind).toBe('too_large');
+    // Without a Content-Length the cap stops the stream on the block that passes it.
+    world.fetcher.chunked.add(URI);
+    expect((await failure(world.service.copy(input))).kind).toBe('too_large');
+    expect(world.blobs.objects.size).toBe(0);
+    expect(world.blobs.deleted).toHaveLength(1);
   });
 
   it('fail puts the image back to queued with the reason, releases the lock and fails the task', async () => {
@@ -435,6 +507,27 @@ describe('ImportService.onUpload (S3 ObjectCreated)', () => {
     ]);
     expect(world.objects.has({ bucket: BUCKETS.uploads, key: `images/${ID}` })).toBe(false);
     expect(world.workflows.started).toEqual([]);
+  });
+
+  it('takes the lock after a transaction conflict on its write, and starts the import', async () => {
+    const world = setup();
+    world.objects.put({ bucket: BUCKETS.uploads, key: `images/${ID}` }, DATA);
+    world.repo.races.failUpdates(1);
+    expect(await world.service.onUpload(event(`images/${ID}`))).toBe('started');
+    expect(world.repo.stored(ID).properties[IMPORT_LOCK]).toBe(startedInput(world).task_id);
+  });
+
+  it('refuses an upload while another import holds the image, and keeps the object it may be reading', async () => {
+    const world = setup([makeImage({ properties: { [IMPORT_LOCK]: 'other-task' } })]);
+    await world.tasks.create(otherImport());
+    world.objects.put({ bucket: BUCKETS.uploads, key: `images/${ID}` }, DATA);
+    expect(await world.service.onUpload(event(`images/${ID}`))).toBe('refused');
+    expect(world.tasks.all().find((task) => task.id !== 'other-task')).toMatchObject({
+      status: 'failure',
+      message: `Image ${ID} has an active import task other-task: a prior operation is still in progress.`,
+    });
+    expect(world.objects.has({ bucket: BUCKETS.uploads, key: `images/${ID}` })).toBe(true);
+    expect(world.repo.stored(ID).properties[IMPORT_LOCK]).toBe('other-task');
   });
 
   it('lets a lost race through to be retried (the event is redelivered), not refused', async () => {
