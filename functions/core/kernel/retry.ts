@@ -2,13 +2,21 @@
  * Optimistic writes that lost a race (StaleWriteError) are re-read and re-applied. The bound is
  * time, not a count: with N writers on one record each round lets about one through, so any fixed
  * count is too small for some N. Full-jitter exponential backoff spreads the retries out so the
- * rounds do not all collide again.
+ * rounds do not all collide again. A caller whose contract names a count of attempts (and what
+ * giving up answers) says so with `maxAttempts` and `giveUp`; every optimistic loop in core runs here.
  */
 import { StaleWriteError } from './errors.ts';
 
-export interface StaleRetryOptions {
-  /** Give up (re-throw the StaleWriteError) once this much time has passed. */
+export interface StaleRetryOptions<T = never> {
+  /** Give up once this much time has passed. */
   budgetMs?: number;
+  /** Give up after this many attempts too, whichever bound comes first. */
+  maxAttempts?: number;
+  /**
+   * What giving up answers: by default the last StaleWriteError is re-thrown; this may throw the
+   * caller's own error instead, or return the result of a write that is allowed not to land.
+   */
+  giveUp?: (error: StaleWriteError) => T | Promise<T>;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
@@ -16,6 +24,8 @@ export interface StaleRetryOptions {
 
 /** Inside an API Lambda's 29 s timeout; a record contended for this long is a hot spot. */
 export const STALE_RETRY_BUDGET_MS = 20_000;
+/** The count the image, lease and task writes give up after (their callers' contracts and tests name it). */
+export const STALE_RETRY_ATTEMPTS = 20;
 const BASE_DELAY_MS = 2;
 const MAX_DELAY_MS = 1000;
 
@@ -31,11 +41,12 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
  * Runs `attempt` until it does not throw StaleWriteError. Each call must read the record afresh
  * and decide again, so a change that now truly conflicts throws its own error instead.
  */
-export async function retryOnStale<T>(
+export async function retryOnStale<T, G = never>(
   attempt: (n: number) => Promise<T>,
-  options: StaleRetryOptions = {},
-): Promise<T> {
+  options: StaleRetryOptions<G> = {},
+): Promise<T | G> {
   const budget = options.budgetMs ?? STALE_RETRY_BUDGET_MS;
+  const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY;
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? defaultSleep;
   const random = options.random ?? Math.random;
@@ -46,7 +57,10 @@ export async function retryOnStale<T>(
     } catch (error) {
       if (!(error instanceof StaleWriteError)) throw error;
       const left = budget - (now() - start);
-      if (left <= 0) throw error;
+      if (left <= 0 || n >= maxAttempts) {
+        if (options.giveUp) return options.giveUp(error);
+        throw error;
+      }
       await sleep(Math.min(backoffDelay(n, random), left));
     }
   }

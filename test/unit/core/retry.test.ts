@@ -82,6 +82,59 @@ describe('retryOnStale', () => {
     expect(calls).toBe(1);
   });
 
+  it('gives up after maxAttempts when the caller names a count, whatever budget is left', async () => {
+    clock = 0;
+    let calls = 0;
+    const attempt = retryOnStale(
+      async () => {
+        calls++;
+        throw new StaleWriteError('lost');
+      },
+      { maxAttempts: 20, now: () => clock, sleep: fakeSleep },
+    );
+    await expect(attempt).rejects.toBeInstanceOf(StaleWriteError);
+    expect(calls).toBe(20);
+  });
+
+  it("answers giveUp's error or value instead of the StaleWriteError, and only when it gives up", async () => {
+    clock = 0;
+    const lost = new StaleWriteError('lost');
+    let calls = 0;
+    const refused = retryOnStale(
+      async () => {
+        calls++;
+        throw lost;
+      },
+      {
+        maxAttempts: 3,
+        now: () => clock,
+        sleep: fakeSleep,
+        giveUp: (error) => {
+          throw new ConflictError(`too often: ${error.message}`);
+        },
+      },
+    );
+    await expect(refused).rejects.toThrow(new ConflictError('too often: lost'));
+    expect(calls).toBe(3);
+
+    const tolerated = retryOnStale(
+      async (n) => {
+        if (n < 10) throw lost;
+        return 'landed';
+      },
+      { maxAttempts: 2, now: () => clock, sleep: fakeSleep, giveUp: () => 'left for later' },
+    );
+    expect(await tolerated).toBe('left for later');
+    const landed = retryOnStale(
+      async (n) => {
+        if (n < 2) throw lost;
+        return 'landed';
+      },
+      { maxAttempts: 2, now: () => clock, sleep: fakeSleep, giveUp: () => 'left for later' },
+    );
+    expect(await landed).toBe('landed');
+  });
+
   it('backs off exponentially with full jitter, capped', () => {
     expect(backoffDelay(1, () => 0.999)).toBe(3);
     expect(backoffDelay(3, () => 0.999)).toBe(15);
