@@ -4,7 +4,7 @@
  * needs a host token acting for its own host; admins may read hosts.
  */
 
-import { renderHost, renderHostInstance } from '#core/instances/instances';
+import { renderHost, renderHostInstance } from '#core/instances/views';
 import { renderClaimedJob } from '#core/instances/work-queue';
 import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';

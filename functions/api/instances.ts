@@ -1,6 +1,7 @@
 /** Hangar's instances API (docs/instances-api.md): create, list, show, and life-cycle actions. */
 
-import { ACTIONS, type Action, instancePath, renderInstance } from '#core/instances/instances';
+import { ACTIONS, type Action } from '#core/instances/records';
+import { instancePath, renderInstance } from '#core/instances/views';
 import { BadRequestError, NotFoundError } from '#core/kernel/errors';
 import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';

@@ -10,9 +10,8 @@ import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-export type JobKind = 'build' | 'start' | 'stop' | 'sleep' | 'wake' | 'reboot' | 'destroy';
-export type Stage = 'Building' | 'Running' | 'Sleep' | 'Shutoff' | 'Error';
+import { STAGE_AFTER } from '#core/instances/lifecycle';
+import type { JobKind, Stage } from '#core/instances/records';
 
 export interface FakeImage {
   id: string;
@@ -50,16 +49,6 @@ export interface FakeJob {
   claimedAt: number[];
   finishedAt?: number;
 }
-
-const NEXT_STAGE: Record<JobKind, Stage | null> = {
-  build: 'Running',
-  start: 'Running',
-  stop: 'Shutoff',
-  sleep: 'Sleep',
-  wake: 'Running',
-  reboot: 'Running',
-  destroy: null,
-};
 
 export class FakeHangarService {
   readonly hostId: string;
@@ -271,8 +260,9 @@ export class FakeHangarService {
           if (action === 'complete') {
             job.status = 'done';
             job.result = (body['result'] ?? {}) as FakeJob['result'];
-            const next = NEXT_STAGE[job.kind];
-            if (next === null) this.instances.delete(job.instanceId);
+            // The service's own stage table; a destroyed instance leaves the fake's list.
+            const next = STAGE_AFTER[job.kind];
+            if (next === 'Inexistent') this.instances.delete(job.instanceId);
             else if (instance) instance.stage = next;
           } else {
             job.status = 'failed';

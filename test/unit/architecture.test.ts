@@ -20,7 +20,6 @@ import { type ImportEdge, importCycles, importGraph } from '../helpers/import-gr
 const CORE_PACKAGES: Record<string, string> = {
   zod: 'request and record schemas',
   'node:crypto': 'randomUUID for new ids, createHash for the image-data digests',
-  'node:timers/promises': 'setTimeout as the retry backoff sleep (instances-service.ts)',
   'node:stream': 'the Readable type in the BlobStore port (type only)',
 };
 

@@ -4,13 +4,13 @@
  * the transactions that create or destroy an instance (DynamoInstanceStore, from the items built
  * here), so it can never exceed the capacity the placement saw.
  */
-import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import { dynamo } from '../aws-clients.ts';
 import { isConditionFailure } from './errors.ts';
 import { HOST_KIND_ALL, hostKey, keyFits } from './keys.ts';
-import { batchGetAll, queryAll } from './query.ts';
+import { batchGetAll, getItem, queryAll } from './query.ts';
 import type { TransactItem } from './transact.ts';
 
 const StoredHostSchema = z.object({
@@ -85,11 +85,7 @@ export class DynamoHostRepository {
   constructor(private readonly table: string) {}
 
   async getHost(id: string): Promise<HostRecord | null> {
-    if (!keyFits(hostKey(id))) return null;
-    const out = await dynamo().send(
-      new GetCommand({ TableName: this.table, Key: hostKey(id), ConsistentRead: true }),
-    );
-    return out.Item ? parseHost(out.Item) : null;
+    return keyFits(hostKey(id)) ? getItem(this.table, hostKey(id), parseHost) : null;
   }
 
   async listHosts(): Promise<HostRecord[]> {

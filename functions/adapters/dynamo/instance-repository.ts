@@ -4,16 +4,16 @@
  * also change its host or a job (create, finish, destroy) are made by DynamoInstanceStore from
  * the items built here, in one transaction.
  */
-import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
+import type { InstanceListSpec } from '#core/instances/ports';
 import {
   DESTROYED_RETENTION_HOURS,
   type InstanceRecord,
   JOB_KINDS,
   OBSERVED_STATES,
   STAGES,
-} from '#core/instances/instances';
-import type { InstanceListSpec } from '#core/instances/instances-service';
+} from '#core/instances/records';
 import { expirationEpoch } from '#core/instances/work-queue';
 import { isUuid } from '#core/kernel/ids';
 import { dynamo } from '../aws-clients.ts';
@@ -29,8 +29,8 @@ import {
   instanceProjectKind,
   keyFits,
 } from './keys.ts';
-import { batchGetAll, queryAll } from './query.ts';
-import { type SinglePut, type TransactItem, versionedWrite } from './transact.ts';
+import { batchGetAll, getItem, queryAll } from './query.ts';
+import { type SinglePut, type TransactItem, versionedPut, versionedWrite } from './transact.ts';
 
 const StoredInstanceSchema = z.object({
   id: z.string(),
@@ -128,14 +128,7 @@ export function instanceCreateItems(table: string, instance: InstanceRecord): Tr
 
 /** `next`, written only if the stored instance is still at `previous.version`. */
 export function instancePut(table: string, previous: InstanceRecord, next: InstanceRecord): SinglePut {
-  return {
-    Put: {
-      TableName: table,
-      Item: instanceItem(next),
-      ConditionExpression: 'version = :expected',
-      ExpressionAttributeValues: { ':expected': previous.version },
-    },
-  };
+  return versionedPut(table, instanceItem(next), previous.version);
 }
 
 /** A destroyed instance: off the host and image pointers, its listing row expires. */
@@ -151,11 +144,7 @@ export class DynamoInstanceRepository {
   constructor(private readonly table: string) {}
 
   async getInstance(id: string): Promise<InstanceRecord | null> {
-    if (!isUuid(id)) return null;
-    const out = await dynamo().send(
-      new GetCommand({ TableName: this.table, Key: instanceKey(id), ConsistentRead: true }),
-    );
-    return out.Item ? parseInstance(out.Item) : null;
+    return isUuid(id) ? getItem(this.table, instanceKey(id), parseInstance) : null;
   }
 
   /** Newest first. */

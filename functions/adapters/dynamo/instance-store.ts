@@ -9,8 +9,8 @@
  * - Finishing a job writes the job (version-checked, so only once) and the instance's new stage
  *   in one transaction; a destroy also gives the host its capacity back and drops the pointers.
  */
-import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
-import type { InstanceListSpec, InstanceStore } from '#core/instances/instances-service';
+import type { Change, InstanceListSpec, InstanceStore } from '#core/instances/ports';
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import type { JobRecord } from '#core/instances/work-queue';
 import { DynamoHostRepository, releaseCapacity, reserveCapacity } from './host-repository.ts';
 import {
@@ -100,28 +100,23 @@ export class DynamoInstanceStore implements InstanceStore {
     );
   }
 
-  async finishJob(
-    previous: JobRecord,
-    next: JobRecord,
-    instance?: { previous: InstanceRecord; next: InstanceRecord },
-  ): Promise<void> {
-    const items: TransactItem[] = [jobPut(this.table, previous, next)];
+  async finishJob(job: Change<JobRecord>, instance?: Change<InstanceRecord>): Promise<void> {
+    const items: TransactItem[] = [jobPut(this.table, job.previous, job.next)];
     if (instance) {
       items.push(instancePut(this.table, instance.previous, instance.next));
       if (instance.next.stage === 'Inexistent' && instance.previous.stage !== 'Inexistent')
         items.push(...this.releaseItems(instance.next));
     }
-    await versionedWrite(items, `Job ${next.id} was changed by another request`);
+    await versionedWrite(items, `Job ${job.next.id} was changed by another request`);
   }
 
-  async destroyWithoutHost(
-    previous: InstanceRecord,
-    next: InstanceRecord,
-    job?: { previous: JobRecord; next: JobRecord },
-  ): Promise<void> {
-    const items: TransactItem[] = [instancePut(this.table, previous, next), ...this.releaseItems(next)];
+  async destroyWithoutHost(instance: Change<InstanceRecord>, job?: Change<JobRecord>): Promise<void> {
+    const items: TransactItem[] = [
+      instancePut(this.table, instance.previous, instance.next),
+      ...this.releaseItems(instance.next),
+    ];
     if (job) items.push(jobPut(this.table, job.previous, job.next));
-    await versionedWrite(items, `Instance ${next.id} was changed by another request`);
+    await versionedWrite(items, `Instance ${instance.next.id} was changed by another request`);
   }
 
   /** A destroyed instance: capacity back to its host, off the host and image pointers, listing row expires. */

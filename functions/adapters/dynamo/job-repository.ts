@@ -5,9 +5,9 @@
  * several claimers exactly one wins. Writes that also change an instance are made by
  * DynamoInstanceStore from the items built here.
  */
-import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { JOB_KINDS } from '#core/instances/instances';
+import { JOB_KINDS } from '#core/instances/records';
 import {
   expirationEpoch,
   JOB_RETENTION_HOURS,
@@ -17,7 +17,8 @@ import {
 import { isUuid } from '#core/kernel/ids';
 import { dynamo } from '../aws-clients.ts';
 import { hostQueueKind, hostQueueSort, jobKey } from './keys.ts';
-import { type SinglePut, type TransactItem, versionedWrite } from './transact.ts';
+import { getItem } from './query.ts';
+import { type SinglePut, type TransactItem, versionedPut, versionedWrite } from './transact.ts';
 
 const StoredJobSchema = z.object({
   id: z.string(),
@@ -63,25 +64,14 @@ export function jobCreate(table: string, job: JobRecord): TransactItem {
 
 /** `next`, written only if the stored job is still at `previous.version`. */
 export function jobPut(table: string, previous: JobRecord, next: JobRecord): SinglePut {
-  return {
-    Put: {
-      TableName: table,
-      Item: jobItem(next),
-      ConditionExpression: 'version = :expected',
-      ExpressionAttributeValues: { ':expected': previous.version },
-    },
-  };
+  return versionedPut(table, jobItem(next), previous.version);
 }
 
 export class DynamoJobRepository {
   constructor(private readonly table: string) {}
 
   async getJob(id: string): Promise<JobRecord | null> {
-    if (!isUuid(id)) return null;
-    const out = await dynamo().send(
-      new GetCommand({ TableName: this.table, Key: jobKey(id), ConsistentRead: true }),
-    );
-    return out.Item ? parseJob(out.Item) : null;
+    return isUuid(id) ? getItem(this.table, jobKey(id), parseJob) : null;
   }
 
   /** The host's open jobs (pending or claimed), oldest first. */

@@ -1,7 +1,17 @@
-/** The repositories' reads of many items: everything a Query matches, many items by key. */
+/** The repositories' reads: one item by key, everything a Query matches, many items by key. */
 import type { QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { BatchGetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { dynamo } from '../aws-clients.ts';
+
+/** The item of `table` at `key`, read consistently, as `parse` makes it; null when there is none. */
+export async function getItem<T>(
+  table: string,
+  key: { pk: string; sk: string },
+  parse: (item: Record<string, unknown>) => T,
+): Promise<T | null> {
+  const out = await dynamo().send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }));
+  return out.Item ? parse(out.Item) : null;
+}
 
 /** Every item `input` matches, page after page (DynamoDB returns at most 1 MB a page). */
 export async function queryAll(

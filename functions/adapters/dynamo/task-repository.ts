@@ -1,4 +1,4 @@
-import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
@@ -6,8 +6,8 @@ import type { TaskListSpec, TaskRepository } from '#core/tasks/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
 import { dynamo } from '../aws-clients.ts';
 import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';
-import { batchGetAll, queryAll } from './query.ts';
-import { existsOrStale, versionedWrite } from './transact.ts';
+import { batchGetAll, getItem, queryAll } from './query.ts';
+import { existsOrStale, versionedPut, versionedWrite } from './transact.ts';
 
 const StoredTaskSchema = z.object({
   id: z.string(),
@@ -58,11 +58,7 @@ export class DynamoTaskRepository implements TaskRepository {
   constructor(private readonly table: string) {}
 
   async get(id: string): Promise<TaskRecord | null> {
-    if (!isUuid(id)) return null;
-    const out = await dynamo().send(
-      new GetCommand({ TableName: this.table, Key: taskKey(id), ConsistentRead: true }),
-    );
-    return out.Item ? fromItem(out.Item) : null;
+    return isUuid(id) ? getItem(this.table, taskKey(id), fromItem) : null;
   }
 
   async create(task: TaskRecord): Promise<void> {
@@ -87,14 +83,7 @@ export class DynamoTaskRepository implements TaskRepository {
   async update(previous: TaskRecord, next: TaskRecord): Promise<void> {
     await versionedWrite(
       [
-        {
-          Put: {
-            TableName: this.table,
-            Item: taskItem(next),
-            ConditionExpression: 'version = :expected',
-            ExpressionAttributeValues: { ':expected': previous.version },
-          },
-        },
+        versionedPut(this.table, taskItem(next), previous.version),
         ...(next.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(next) } }] : []),
       ],
       `Task ${next.id} was changed meanwhile`,

@@ -87,6 +87,18 @@ export function existsOrStale(exists: () => Error, stale: string): (error: unkno
   return (error) => (isConditionFailure(error) ? exists() : new StaleWriteError(stale, { cause: error }));
 }
 
+/** A Put of `item` made only if the stored item is still at version `expected` (a versioned write). */
+export function versionedPut(table: string, item: Record<string, unknown>, expected: number): SinglePut {
+  return {
+    Put: {
+      TableName: table,
+      Item: item,
+      ConditionExpression: 'version = :expected',
+      ExpressionAttributeValues: { ':expected': expected },
+    },
+  };
+}
+
 /** A transaction's Delete of `key`, made only if `condition` holds. */
 export function conditionalDelete(
   table: string,

@@ -15,6 +15,7 @@ import {
   ConflictError,
   HangarError,
   NotFoundError,
+  StaleWriteError,
   TooLargeError,
 } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
@@ -157,9 +158,7 @@ export class ImageDataService {
       },
       {
         maxAttempts: STALE_RETRY_ATTEMPTS,
-        giveUp: () => {
-          throw new ConflictError(`Image ${saving.id} is being changed too often to activate`);
-        },
+        exhausted: () => new ConflictError(`Image ${saving.id} is being changed too often to activate`),
       },
     );
   }
@@ -191,9 +190,7 @@ export class ImageDataService {
       },
       {
         maxAttempts: STALE_RETRY_ATTEMPTS,
-        giveUp: () => {
-          throw new ConflictError(`Image ${id} was changed by another request; retry the upload`);
-        },
+        exhausted: () => new ConflictError(`Image ${id} was changed by another request; retry the upload`),
       },
     );
   }
@@ -211,7 +208,6 @@ export class ImageDataService {
 
   /** Glance v2 puts a failed upload back to queued so it can be retried (only while it holds the lease). */
   private async restoreQueued(id: string, holder: string): Promise<void> {
-    // Losing every race leaves the image in `saving` with its lease, for the lease sweep to recover.
     await retryOnStale(
       async () => {
         const current = await this.repo.get(id);
@@ -227,8 +223,11 @@ export class ImageDataService {
         };
         await this.repo.update(current, next);
       },
-      { maxAttempts: STALE_RETRY_ATTEMPTS, giveUp: () => undefined },
-    );
+      { maxAttempts: STALE_RETRY_ATTEMPTS },
+    ).catch((error: unknown) => {
+      // Losing every race leaves the image in `saving` with its lease, for the lease sweep to recover.
+      if (!(error instanceof StaleWriteError)) throw error;
+    });
   }
 
   /** What GET /file needs: the image, and where its bytes are (null: no data yet -> 204). */

@@ -2,8 +2,9 @@
  * Use cases of the instances API (projects) and of the hosts/jobs API (host agents), over the
  * InstanceStore port. Every change is a conditional write; when one loses a race it is
  * recomputed from fresh reads, so concurrent requests never overcommit a host or apply a job twice.
+ * Lost races are retried by retryOnStale (core/kernel/retry.ts) until its time budget is spent,
+ * then the request is answered 503 (UnavailableError): try again.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ImageRecord } from '../images/image.ts';
 import {
   BadRequestError,
@@ -14,30 +15,27 @@ import {
   UnavailableError,
 } from '../kernel/errors.ts';
 import { hasReaderRole, type Principal } from '../kernel/principal.ts';
+import { retryOnStale, type StaleRetryOptions } from '../kernel/retry.ts';
 import type { TaskTokenNotifier } from '../tasks/ports.ts';
+import { assertActsForHost, assertManagesInstances, assertProjectCaller, canSeeInstance } from './access.ts';
 import {
-  type Action,
   applyJobOutcome,
   applyObserved,
-  assertActsForHost,
-  assertManagesInstances,
-  assertProjectCaller,
-  CreateInstanceRequestSchema,
-  canSeeInstance,
   destroyOnLostHost,
-  type HostRecord,
-  type HostRegistration,
-  HostRegistrationSchema,
-  type InstanceRecord,
-  imageRequirements,
-  isImageId,
   type JobOutcome,
   newInstance,
-  parseBody,
-  place,
   requestAction,
-  silentSeconds,
-} from './instances.ts';
+} from './lifecycle.ts';
+import { type ImageRequirements, imageRequirements, place, silentSeconds } from './placement.ts';
+import type { ImageLookup, InstanceStore } from './ports.ts';
+import type { Action, HostRecord, InstanceRecord } from './records.ts';
+import {
+  type CreateInstanceRequest,
+  CreateInstanceRequestSchema,
+  HostRegistrationSchema,
+  isImageId,
+  parseBody,
+} from './requests.ts';
 import {
   abandon,
   ClaimRequestSchema,
@@ -56,71 +54,6 @@ import {
   renewLease,
 } from './work-queue.ts';
 
-export interface InstanceListSpec {
-  /** undefined: every project's (admins). */
-  project?: string;
-  limit: number;
-  /** The instance the previous page ended with. */
-  marker?: InstanceRecord;
-}
-
-/** Instances, hosts and jobs in storage. Methods that change two items do it in one transaction. */
-export interface InstanceStore {
-  getInstance(id: string): Promise<InstanceRecord | null>;
-  /** Newest first. */
-  listInstances(spec: InstanceListSpec): Promise<InstanceRecord[]>;
-  /** The instances placed on the host and not yet destroyed. */
-  listHostInstances(hostId: string): Promise<InstanceRecord[]>;
-  /**
-   * Writes the instance and its build job and adds the instance's demand to the host's use, all
-   * or nothing. StaleWriteError when the host no longer has room (or changed its capacity).
-   */
-  createInstance(instance: InstanceRecord, job: JobRecord, host: HostRecord): Promise<void>;
-  /** Writes `next` (instance) if its version is still `previous.version`, plus `job` if given. */
-  updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void>;
-  getJob(id: string): Promise<JobRecord | null>;
-  /** The host's open jobs (pending or claimed), oldest first. */
-  queue(hostId: string, limit: number): Promise<JobRecord[]>;
-  /** Writes `next` if the stored job is still `previous.version` and claimable at `now`. */
-  claimJob(previous: JobRecord, next: JobRecord, now: Date): Promise<void>;
-  /** Writes `next` if the stored job is still `previous.version`. */
-  updateJob(previous: JobRecord, next: JobRecord): Promise<void>;
-  /**
-   * Ends a job and applies it to its instance in one transaction (both version-checked). When the
-   * instance ends up Inexistent its host's capacity is released and its pointers go.
-   */
-  finishJob(
-    previous: JobRecord,
-    next: JobRecord,
-    instance?: { previous: InstanceRecord; next: InstanceRecord },
-  ): Promise<void>;
-  getHost(id: string): Promise<HostRecord | null>;
-  listHosts(): Promise<HostRecord[]>;
-  /** Creates or updates the host's capacity; its use (used_*) is kept. */
-  putHost(id: string, registration: HostRegistration, now: Date): Promise<HostRecord>;
-  /** false when the host was never registered. */
-  heartbeatHost(id: string, now: Date): Promise<boolean>;
-  /**
-   * Writes `next` (Inexistent) if the instance is still `previous.version`, releases its host
-   * capacity and pointers, and ends its open job (version-checked), all or nothing.
-   */
-  destroyWithoutHost(
-    previous: InstanceRecord,
-    next: InstanceRecord,
-    job?: { previous: JobRecord; next: JobRecord },
-  ): Promise<void>;
-  /** Which of the images some not-destroyed instance was built from. */
-  imagesInUse(imageIds: readonly string[]): Promise<Set<string>>;
-}
-
-/** How the instances API finds the image a request names. */
-export interface ImageLookup {
-  /** By id, as the caller may see it (NotFoundError otherwise). */
-  show(principal: Principal, id: string): Promise<ImageRecord>;
-  /** A name:tag reference, resolved for the caller (NotFoundError when it does not resolve). */
-  resolve(principal: Principal, reference: string): Promise<ImageRecord>;
-}
-
 export interface InstancesDeps {
   store: InstanceStore;
   images: ImageLookup;
@@ -130,13 +63,31 @@ export interface InstancesDeps {
   /** Answers publish boot gates when their build ends (absent: nothing waits on builds). */
   gates?: TaskTokenNotifier;
   clock?: () => Date;
+  /** The lost-race retries' budget and clock (core/kernel/retry.ts defaults; tests pass a virtual one). */
+  retry?: Omit<StaleRetryOptions, 'exhausted'>;
 }
 
-/** Bounded retries of a write that lost a race; contention on one host is short-lived. */
-const MAX_WRITE_ATTEMPTS = 30;
+const HOSTS_BUSY = 'Too many concurrent requests for the same hosts; try again.';
+const busy = (what: string) => `${what} is changing too often; try again.`;
 
-async function backoff(attempt: number): Promise<void> {
-  await sleep(Math.floor(Math.random() * Math.min(200, 10 * attempt)) + 1);
+/** Runs `attempt` again on fresh reads while it loses races; then a 503 saying `message`. */
+function retryLostRaces<T>(
+  deps: InstancesDeps,
+  message: string | (() => string),
+  attempt: () => Promise<T>,
+): Promise<T> {
+  return retryOnStale(attempt, {
+    ...deps.retry,
+    exhausted: (error) =>
+      new UnavailableError(typeof message === 'string' ? message : message(), { cause: error }),
+  });
+}
+
+/** A create request, checked and with its image found: what placing it needs, read once. */
+interface Placing {
+  request: CreateInstanceRequest;
+  image: ImageRecord;
+  requirements: ImageRequirements;
 }
 
 /** Tells a publish boot gate how the build of its instance ended. */
@@ -176,7 +127,8 @@ export class InstancesService {
   }
 
   async create(principal: Principal, body: unknown): Promise<InstanceRecord> {
-    return this.place(principal, body, {});
+    const placing = await this.prepare(principal, body);
+    return retryLostRaces(this.deps, HOSTS_BUSY, () => this.placeOnce(principal, placing, {}));
   }
 
   /**
@@ -188,72 +140,77 @@ export class InstancesService {
     body: unknown,
     gate: { id: string; gateToken: string },
   ): Promise<InstanceRecord> {
-    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
-      const existing = await this.deps.store.getInstance(gate.id);
-      if (!existing) return this.place(principal, body, gate);
-      if (existing.project !== principal.project) throw new ConflictError(`Instance ${gate.id} exists.`);
-      if (existing.gate_token === gate.gateToken) return existing;
-      // A retried state waits on a new token: hand it to the build, or answer it if the build ended.
-      if (existing.stage !== 'Building' || existing.pending_job?.kind !== 'build') {
-        const outcome: JobOutcome =
-          existing.stage === 'Error'
-            ? { ok: false, reason: existing.reason ?? 'build failed' }
-            : { ok: true, result: {} };
-        await answerGate(this.deps.gates, gate.gateToken, existing, outcome);
-        return existing;
-      }
-      const next = { ...existing, gate_token: gate.gateToken, version: existing.version + 1 };
-      try {
+    let placing: Placing | undefined;
+    let lostOn = busy(`Instance ${gate.id}`);
+    return retryLostRaces(
+      this.deps,
+      () => lostOn,
+      async () => {
+        const existing = await this.deps.store.getInstance(gate.id);
+        if (!existing) {
+          // Checked only when there is an instance to make, and once; a create that loses to
+          // another one under the same id finds that one on the next read.
+          placing ??= await this.prepare(principal, body);
+          lostOn = HOSTS_BUSY;
+          return this.placeOnce(principal, placing, gate);
+        }
+        if (existing.project !== principal.project) throw new ConflictError(`Instance ${gate.id} exists.`);
+        if (existing.gate_token === gate.gateToken) return existing;
+        // A retried state waits on a new token: hand it to the build, or answer it if the build ended.
+        if (existing.stage !== 'Building' || existing.pending_job?.kind !== 'build') {
+          const outcome: JobOutcome =
+            existing.stage === 'Error'
+              ? { ok: false, reason: existing.reason ?? 'build failed' }
+              : { ok: true, result: {} };
+          await answerGate(this.deps.gates, gate.gateToken, existing, outcome);
+          return existing;
+        }
+        const next = { ...existing, gate_token: gate.gateToken, version: existing.version + 1 };
+        lostOn = busy(`Instance ${gate.id}`);
         await this.deps.store.updateInstance(existing, next);
         return next;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-        await backoff(attempt);
-      }
-    }
-    throw new UnavailableError(`Instance ${gate.id} is changing too often; try again.`);
+      },
+    );
   }
 
-  private async place(
-    principal: Principal,
-    body: unknown,
-    gate: { id?: string; gateToken?: string },
-  ): Promise<InstanceRecord> {
+  private async prepare(principal: Principal, body: unknown): Promise<Placing> {
     assertProjectCaller(principal);
     assertManagesInstances(principal, principal.project);
     const request = parseBody(CreateInstanceRequestSchema, body, 'instance');
     const image = await this.findImage(principal, request.image);
-    const requirements = imageRequirements(image, request);
-    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
-      const now = this.clock();
-      const placement = place(await this.deps.store.listHosts(), request, requirements, {
-        now,
-        hostTimeoutSeconds: this.deps.hostTimeoutSeconds,
-      });
-      if ('refused' in placement) throw new ConflictError(`No host can take it: ${placement.refused}`);
-      const id = gate.id ?? this.deps.newId();
-      const jobId = this.deps.newId();
-      const instance = newInstance({
-        id,
-        request,
-        image,
-        principal,
-        host: placement.host,
-        buildJobId: jobId,
-        now,
-        ...(gate.gateToken !== undefined ? { gateToken: gate.gateToken } : {}),
-      });
-      const job = newJob({ id: jobId, kind: 'build', instance, now });
-      try {
-        await this.deps.store.createInstance(instance, job, placement.host);
-        return instance;
-      } catch (error) {
-        // Another create took the room (or the host re-registered): place again on fresh reads.
-        if (!(error instanceof StaleWriteError)) throw error;
-        await backoff(attempt);
-      }
-    }
-    throw new UnavailableError('Too many concurrent requests for the same hosts; try again.');
+    return { request, image, requirements: imageRequirements(image, request) };
+  }
+
+  /**
+   * Places the instance on fresh reads of the hosts and writes it with its build job; a
+   * StaleWriteError when another create took the room (or the host re-registered) meanwhile.
+   */
+  private async placeOnce(
+    principal: Principal,
+    { request, image, requirements }: Placing,
+    gate: { id?: string; gateToken?: string },
+  ): Promise<InstanceRecord> {
+    const now = this.clock();
+    const placement = place(await this.deps.store.listHosts(), request, requirements, {
+      now,
+      hostTimeoutSeconds: this.deps.hostTimeoutSeconds,
+    });
+    if ('refused' in placement) throw new ConflictError(`No host can take it: ${placement.refused}`);
+    const id = gate.id ?? this.deps.newId();
+    const jobId = this.deps.newId();
+    const instance = newInstance({
+      id,
+      request,
+      image,
+      principal,
+      host: placement.host,
+      buildJobId: jobId,
+      now,
+      ...(gate.gateToken !== undefined ? { gateToken: gate.gateToken } : {}),
+    });
+    const job = newJob({ id: jobId, kind: 'build', instance, now });
+    await this.deps.store.createInstance(instance, job, placement.host);
+    return instance;
   }
 
   async show(principal: Principal, id: string): Promise<InstanceRecord> {
@@ -288,34 +245,21 @@ export class InstancesService {
    * on a lost host (see destroyOnLostHost) happens at once instead, pending job or not.
    */
   async act(principal: Principal, id: string, action: Action): Promise<InstanceRecord> {
-    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
+    return retryLostRaces(this.deps, busy(`Instance ${id}`), async () => {
       const current = await this.show(principal, id);
       assertManagesInstances(principal, current.project);
       const now = this.clock();
       if (action === 'destroy' && current.stage !== 'Inexistent') {
         const host = await this.deps.store.getHost(current.host_id);
-        if (host && silentSeconds(host, now) > this.deps.hostTimeoutSeconds) {
-          try {
-            return await this.destroyWithoutHost(current, host, now);
-          } catch (error) {
-            if (!(error instanceof StaleWriteError)) throw error;
-            await backoff(attempt);
-            continue;
-          }
-        }
+        if (host && silentSeconds(host, now) > this.deps.hostTimeoutSeconds)
+          return this.destroyWithoutHost(current, host, now);
       }
       const jobId = this.deps.newId();
       const next = requestAction(current, action, jobId, now);
       const job = newJob({ id: jobId, kind: action, instance: current, now });
-      try {
-        await this.deps.store.updateInstance(current, next, job);
-        return next;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-        await backoff(attempt);
-      }
-    }
-    throw new UnavailableError(`Instance ${id} is changing too often; try again.`);
+      await this.deps.store.updateInstance(current, next, job);
+      return next;
+    });
   }
 
   private async destroyWithoutHost(
@@ -329,7 +273,7 @@ export class InstancesService {
     const job = open
       ? { previous: open, next: abandon(open, next.last_error ?? 'host lost', now) }
       : undefined;
-    await this.deps.store.destroyWithoutHost(current, next, job);
+    await this.deps.store.destroyWithoutHost({ previous: current, next }, job);
     // A publish gate waiting on this build hears that it will never boot.
     if (open?.kind === 'build' && current.gate_token)
       await answerGate(this.deps.gates, current.gate_token, next, {
@@ -425,17 +369,12 @@ export class HostsService {
 
   async heartbeatJob(principal: Principal, jobId: string, body: unknown): Promise<JobRecord> {
     const { lease_token } = parseBody(LeaseRequestSchema, body, 'heartbeat');
-    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
+    return retryLostRaces(this.deps, busy(`Job ${jobId}`), async () => {
       const job = await this.ownJob(principal, jobId);
       const next = renewLease(job, lease_token, this.clock());
-      try {
-        await this.deps.store.updateJob(job, next);
-        return next;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-      }
-    }
-    throw new UnavailableError(`Job ${jobId} is changing too often; try again.`);
+      await this.deps.store.updateJob(job, next);
+      return next;
+    });
   }
 
   async complete(principal: Principal, jobId: string, body: unknown): Promise<void> {
@@ -450,31 +389,22 @@ export class HostsService {
 
   /** Idempotent: a repeat of the same report (same lease, same outcome) changes nothing. */
   private async finishJob(principal: Principal, jobId: string, token: string, input: Finish): Promise<void> {
-    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
+    const outcome: JobOutcome =
+      input.outcome === 'done' ? { ok: true, result: input.result } : { ok: false, reason: input.reason };
+    // A lost race means the instance or the job moved meanwhile (a reconcile report, a repeat of
+    // this very request): both are read again, and a repeat then finds the job finished and stops.
+    await retryLostRaces(this.deps, busy(`Job ${jobId}`), async () => {
       const job = await this.ownJob(principal, jobId);
       const next = finish(job, token, input, this.clock());
-      if (next === 'repeat') return;
-      const outcome: JobOutcome =
-        input.outcome === 'done' ? { ok: true, result: input.result } : { ok: false, reason: input.reason };
-      try {
-        await this.applyFinish(job, next, outcome);
-        return;
-      } catch (error) {
-        // The instance or the job moved meanwhile (a reconcile report, a repeat of this very
-        // request): read both again; a repeat then finds the job finished and stops.
-        if (!(error instanceof StaleWriteError)) throw error;
-        await backoff(attempt);
-      }
-    }
-    throw new UnavailableError(`Job ${jobId} is changing too often; try again.`);
+      if (next !== 'repeat') await this.applyFinish(job, next, outcome);
+    });
   }
 
   private async applyFinish(job: JobRecord, next: JobRecord, outcome: JobOutcome): Promise<void> {
     const instance = await this.deps.store.getInstance(job.instance_id);
     const changed = instance ? applyJobOutcome(instance, job, outcome, this.clock()) : null;
     await this.deps.store.finishJob(
-      job,
-      next,
+      { previous: job, next },
       instance && changed ? { previous: instance, next: changed } : undefined,
     );
     // After the write, so a gate hears only of an outcome that was applied (once: a repeated
@@ -499,19 +429,13 @@ export class HostsService {
   ): Promise<InstanceRecord> {
     assertActsForHost(principal, hostId);
     const { state, reason } = parseBody(ObservedRequestSchema, body, 'observation');
-    for (let attempt = 1; attempt <= MAX_WRITE_ATTEMPTS; attempt++) {
+    return retryLostRaces(this.deps, busy(`Instance ${instanceId}`), async () => {
       const instance = await this.deps.store.getInstance(instanceId);
       if (!instance || instance.host_id !== hostId || instance.stage === 'Inexistent')
         throw new NotFoundError(`No instance ${instanceId} on host ${hostId}`);
       const { next } = applyObserved(instance, state, reason ?? null, this.clock());
-      try {
-        await this.deps.store.updateInstance(instance, next);
-        return next;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-        await backoff(attempt);
-      }
-    }
-    throw new UnavailableError(`Instance ${instanceId} is changing too often; try again.`);
+      await this.deps.store.updateInstance(instance, next);
+      return next;
+    });
   }
 }

@@ -11,8 +11,8 @@
  */
 import { z } from 'zod';
 import { ConflictError } from '../kernel/errors.ts';
-import type { InstanceRecord, JobKind } from './instances.ts';
-import { JOB_KINDS } from './instances.ts';
+import type { InstanceRecord, JobKind } from './records.ts';
+import { JOB_KINDS } from './records.ts';
 
 export const JOB_STATUSES = ['pending', 'claimed', 'done', 'failed'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];

@@ -29,7 +29,8 @@ function hasRoleNamed(roles: readonly string[], name: string): boolean {
  * writes it, `admin` reads and writes everything. Keystone's implied roles (admin ⇒ member ⇒
  * reader) are applied here, since a token file lists roles without their implications. A token
  * with none of the three reads and writes nothing, as under Glance's defaults; host agents
- * (role `host`) are not projects' users and follow their own rules (core/instances/instances.ts, image-access.ts).
+ * (role `host`) are not projects' users and follow their own rules (core/instances/access.ts,
+ * core/images/access.ts).
  */
 
 export function isHostAgent(principal: Principal): boolean {

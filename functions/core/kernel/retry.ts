@@ -2,24 +2,21 @@
  * Optimistic writes that lost a race (StaleWriteError) are re-read and re-applied. The bound is
  * time, not a count: with N writers on one record each round lets about one through, so any fixed
  * count is too small for some N. Full-jitter exponential backoff spreads the retries out so the
- * rounds do not all collide again. A caller whose contract names a count of attempts (and what
- * giving up answers) says so with `maxAttempts` and `giveUp`; every optimistic loop in core runs here.
+ * rounds do not all collide again. A caller whose contract names a count of attempts says so with
+ * `maxAttempts`, and what giving up throws with `exhausted`: every optimistic loop in core runs here.
  */
 import { StaleWriteError } from './errors.ts';
 
-export interface StaleRetryOptions<T = never> {
-  /** Give up once this much time has passed. */
+export interface StaleRetryOptions {
+  /** Give up (throw, see `exhausted`) once this much time has passed. */
   budgetMs?: number;
   /** Give up after this many attempts too, whichever bound comes first. */
   maxAttempts?: number;
-  /**
-   * What giving up answers: by default the last StaleWriteError is re-thrown; this may throw the
-   * caller's own error instead, or return the result of a write that is allowed not to land.
-   */
-  giveUp?: (error: StaleWriteError) => T | Promise<T>;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** What to throw once the budget is spent, made from the last StaleWriteError (default: that error). */
+  exhausted?: (error: StaleWriteError) => Error;
 }
 
 /** Inside an API Lambda's 29 s timeout; a record contended for this long is a hot spot. */
@@ -41,10 +38,10 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
  * Runs `attempt` until it does not throw StaleWriteError. Each call must read the record afresh
  * and decide again, so a change that now truly conflicts throws its own error instead.
  */
-export async function retryOnStale<T, G = never>(
+export async function retryOnStale<T>(
   attempt: (n: number) => Promise<T>,
-  options: StaleRetryOptions<G> = {},
-): Promise<T | G> {
+  options: StaleRetryOptions = {},
+): Promise<T> {
   const budget = options.budgetMs ?? STALE_RETRY_BUDGET_MS;
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY;
   const now = options.now ?? Date.now;
@@ -57,10 +54,7 @@ export async function retryOnStale<T, G = never>(
     } catch (error) {
       if (!(error instanceof StaleWriteError)) throw error;
       const left = budget - (now() - start);
-      if (left <= 0 || n >= maxAttempts) {
-        if (options.giveUp) return options.giveUp(error);
-        throw error;
-      }
+      if (left <= 0 || n >= maxAttempts) throw options.exhausted ? options.exhausted(error) : error;
       await sleep(Math.min(backoffDelay(n, random), left));
     }
   }

@@ -1,14 +1,14 @@
 /**
  * In-memory fakes of the instances ports (InstanceStore and ImageLookup in
- * core/instances/instances-service.ts, TaskTokenNotifier in core/tasks/ports.ts). The store keeps
+ * core/instances/ports.ts, TaskTokenNotifier in core/tasks/ports.ts). The store keeps
  * the DynamoDB adapter's conditions (functions/adapters/dynamo/instance-repository.ts): versions,
  * the host's room and capacity on create, claimable-at-now on claim, capacity released when an
  * instance ends Inexistent. failWrites(method, n) makes the next n calls of a write method throw
  * StaleWriteError and change nothing (a TransactionConflict), interfere() lets another writer land first.
  */
 import type { ImageRecord } from '#core/images/image';
-import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/instances';
-import type { ImageLookup, InstanceListSpec, InstanceStore } from '#core/instances/instances-service';
+import type { Change, ImageLookup, InstanceListSpec, InstanceStore } from '#core/instances/ports';
+import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import { isClaimable, type JobRecord } from '#core/instances/work-queue';
 import { NotFoundError, StaleWriteError } from '#core/kernel/errors';
 import type { Principal } from '#core/kernel/principal';
@@ -16,7 +16,7 @@ import type { TaskTokenNotifier } from '#core/tasks/ports';
 
 const clone = <T>(value: T): T => structuredClone(value);
 
-type WriteMethod =
+export type WriteMethod =
   | 'createInstance'
   | 'updateInstance'
   | 'claimJob'
@@ -180,15 +180,11 @@ export class FakeInstanceStore implements InstanceStore {
     this.jobs.set(next.id, clone(next));
   }
 
-  async finishJob(
-    previous: JobRecord,
-    next: JobRecord,
-    instance?: { previous: InstanceRecord; next: InstanceRecord },
-  ): Promise<void> {
+  async finishJob(job: Change<JobRecord>, instance?: Change<InstanceRecord>): Promise<void> {
     this.before('finishJob');
-    this.checkJob(previous, next);
+    this.checkJob(job.previous, job.next);
     if (instance) this.checkInstance(instance.previous, instance.next);
-    this.jobs.set(next.id, clone(next));
+    this.jobs.set(job.next.id, clone(job.next));
     if (instance) {
       this.instances.set(instance.next.id, clone(instance.next));
       if (instance.next.stage === 'Inexistent' && instance.previous.stage !== 'Inexistent')
@@ -229,16 +225,12 @@ export class FakeInstanceStore implements InstanceStore {
     return true;
   }
 
-  async destroyWithoutHost(
-    previous: InstanceRecord,
-    next: InstanceRecord,
-    job?: { previous: JobRecord; next: JobRecord },
-  ): Promise<void> {
+  async destroyWithoutHost(instance: Change<InstanceRecord>, job?: Change<JobRecord>): Promise<void> {
     this.before('destroyWithoutHost');
-    this.checkInstance(previous, next);
+    this.checkInstance(instance.previous, instance.next);
     if (job) this.checkJob(job.previous, job.next);
-    this.instances.set(next.id, clone(next));
-    this.release(next);
+    this.instances.set(instance.next.id, clone(instance.next));
+    this.release(instance.next);
     if (job) this.jobs.set(job.next.id, clone(job.next));
   }
 

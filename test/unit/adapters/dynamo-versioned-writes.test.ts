@@ -20,13 +20,14 @@ import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
 import { DynamoMetadefRepository } from '#adapters/dynamo/metadef-repository';
 import { DynamoReferenceRepository } from '#adapters/dynamo/reference-repository';
 import { DynamoTaskRepository } from '#adapters/dynamo/task-repository';
-import { type HostRecord, type InstanceRecord, newInstance } from '#core/instances/instances';
+import { newInstance } from '#core/instances/lifecycle';
+import type { HostRecord, InstanceRecord } from '#core/instances/records';
 import { newJob } from '#core/instances/work-queue';
 import { ConflictError, HangarError, StaleWriteError } from '#core/kernel/errors';
 import type { NamespaceRecord } from '#core/metadefs/metadefs';
 import type { HistoryEntry, ReferenceRecord } from '#core/references/references';
 import type { TaskRecord } from '#core/tasks/task';
-import { alice, makeActiveImage, makeImage, NOW } from '../core/fixtures.ts';
+import { alice, makeActiveImage, makeHost, makeImage, NOW } from '../core/fixtures.ts';
 
 // ---- the fake client -------------------------------------------------------------------------
 
@@ -128,21 +129,7 @@ const namespace: NamespaceRecord = {
   associations: [],
 };
 
-const host: HostRecord = {
-  id: 'h1',
-  vcpus: 8,
-  ram_mb: 16384,
-  disk_gb: 100,
-  architecture: 'x86_64',
-  hypervisor_type: 'qemu',
-  hypervisor_version: 9_000_000,
-  used_vcpus: 0,
-  used_ram_mb: 0,
-  used_disk_gb: 0,
-  registered_at: '2026-11-22T02:00:00.000Z',
-  updated_at: '2026-11-22T02:00:00.000Z',
-  heartbeat_at: '2026-11-22T02:11:00.000Z',
-};
+const host: HostRecord = makeHost();
 const instance: InstanceRecord = newInstance({
   id: '6f2c8a1e-1d2b-4c3d-8e9f-0a1b2c3d4e5f',
   request: { name: 'web-1', image: image.id, vcpus: 1, ram_mb: 256, disk_gb: 1, user_data: null },
@@ -239,12 +226,17 @@ const VERSIONED: Write[] = [
   {
     name: 'job finish applied to its instance (destroying it)',
     sends: 'transaction',
-    write: () => store.finishJob(claimedJob, doneJob, { previous: running, next: destroyed }),
+    write: () =>
+      store.finishJob({ previous: claimedJob, next: doneJob }, { previous: running, next: destroyed }),
   },
   {
     name: 'destroy without a host',
     sends: 'transaction',
-    write: () => store.destroyWithoutHost(running, destroyed, { previous: claimedJob, next: doneJob }),
+    write: () =>
+      store.destroyWithoutHost(
+        { previous: running, next: destroyed },
+        { previous: claimedJob, next: doneJob },
+      ),
   },
   { name: 'job claim', sends: 'put', write: () => store.claimJob(job, claimedJob, NOW) },
   { name: 'job update', sends: 'put', write: () => store.updateJob(claimedJob, doneJob) },

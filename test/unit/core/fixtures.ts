@@ -1,6 +1,7 @@
 /** Shared builders for the core unit tests. */
 
 import type { ImageRecord } from '#core/images/image';
+import type { HostRecord } from '#core/instances/records';
 import { type ErrorKind, HangarError } from '#core/kernel/errors';
 import { makePrincipal, type Principal } from '#core/kernel/principal';
 
@@ -54,6 +55,26 @@ export function makeActiveImage(overrides: Partial<ImageRecord> = {}): ImageReco
     blob_key: 'images/dec8c320-a25d-4809-a4d9-96f9d61a425b',
     ...overrides,
   });
+}
+
+/** A registered qemu host with nothing placed on it, heard from half a minute before NOW. */
+export function makeHost(overrides: Partial<HostRecord> = {}): HostRecord {
+  return {
+    id: 'h1',
+    vcpus: 8,
+    ram_mb: 16384,
+    disk_gb: 100,
+    architecture: 'x86_64',
+    hypervisor_type: 'qemu',
+    hypervisor_version: 9_000_000,
+    used_vcpus: 0,
+    used_ram_mb: 0,
+    used_disk_gb: 0,
+    registered_at: '2026-11-22T02:00:00.000Z',
+    updated_at: '2026-11-22T02:00:00.000Z',
+    heartbeat_at: '2026-11-22T02:11:00.000Z',
+    ...overrides,
+  };
 }
 
 /** Runs `fn`, which must throw a domain error, and returns that error. */

@@ -1,11 +1,18 @@
 /** InstancesService and HostsService over an in-memory InstanceStore. */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
-import type { HostRegistration, InstanceRecord } from '#core/instances/instances';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
-import { HangarError } from '#core/kernel/errors';
+import { newInstance } from '#core/instances/lifecycle';
+import type { HostRegistration, InstanceRecord } from '#core/instances/records';
+import { HangarError, StaleWriteError } from '#core/kernel/errors';
 import { makePrincipal } from '#core/kernel/principal';
-import { FakeImageLookup, FakeInstanceStore, FakeTaskTokenNotifier } from '../../helpers/fakes/instances.ts';
+import { STALE_RETRY_BUDGET_MS } from '#core/kernel/retry';
+import {
+  FakeImageLookup,
+  FakeInstanceStore,
+  FakeTaskTokenNotifier,
+  type WriteMethod,
+} from '../../helpers/fakes/instances.ts';
 import { alice, bob, makeActiveImage, NOW } from './fixtures.ts';
 
 const IMAGE = makeActiveImage();
@@ -27,6 +34,8 @@ function setup(...images: ImageRecord[]) {
   const gates = new FakeTaskTokenNotifier();
   let ids = 0;
   const clock = { now: NOW };
+  // The lost-race retries back off on a virtual clock of their own: no test waits for real.
+  const retries = { ms: 0, sleeps: [] as number[] };
   const deps: InstancesDeps = {
     store,
     images: lookup,
@@ -35,12 +44,21 @@ function setup(...images: ImageRecord[]) {
     newToken: () => `token-${++ids}`,
     gates,
     clock: () => clock.now,
+    retry: {
+      now: () => retries.ms,
+      sleep: async (ms) => {
+        retries.ms += ms;
+        retries.sleeps.push(ms);
+      },
+      random: () => 0.5,
+    },
   };
   return {
     store,
     lookup,
     gates,
     clock,
+    retries,
     instances: new InstancesService(deps),
     hosts: new HostsService(deps),
   };
@@ -57,6 +75,33 @@ async function failure(promise: Promise<unknown>): Promise<{ kind: string; messa
   throw new Error('expected the call to fail');
 }
 
+/**
+ * Runs `call` while every write of `method` loses its race: it must keep re-reading and retrying
+ * (one write after each backoff) until the whole retry budget is spent, then answer a 503 whose
+ * cause is the last lost race.
+ */
+async function exhausted(
+  world: World,
+  method: WriteMethod,
+  call: () => Promise<unknown>,
+): Promise<{ kind: string; message: string }> {
+  world.store.failWrites(method, Number.POSITIVE_INFINITY);
+  world.retries.sleeps.length = 0;
+  const before = world.store.attempts[method];
+  const error = await call().then(
+    () => new Error('expected the call to fail'),
+    (caught: unknown) => caught,
+  );
+  world.store.failWrites(method, 0);
+  const writes = world.store.attempts[method] - before;
+  expect(world.retries.sleeps.reduce((sum, ms) => sum + ms, 0)).toBe(STALE_RETRY_BUDGET_MS);
+  expect(writes).toBe(world.retries.sleeps.length + 1);
+  expect(writes).toBeGreaterThan(30);
+  if (!(error instanceof HangarError)) throw error;
+  expect(error.cause).toBeInstanceOf(StaleWriteError);
+  return { kind: error.kind, message: error.message };
+}
+
 async function withHosts(world: World, ...specs: Array<[string, Partial<HostRegistration>]>) {
   for (const [id, overrides] of specs)
     await world.hosts.register(hostToken(id), id, { ...REGISTRATION, ...overrides });
@@ -70,15 +115,6 @@ async function running(world: World, request: Record<string, unknown> = REQUEST)
   await world.hosts.complete(h1, claimed.job.id, { lease_token: claimed.job.lease_token });
   return world.store.instance(built.id);
 }
-
-beforeEach(() => {
-  // The services' backoff sleeps a random fraction of up to 200 ms: 1 ms here.
-  vi.spyOn(Math, 'random').mockReturnValue(0);
-});
-
-afterEach(() => {
-  vi.restoreAllMocks();
-});
 
 describe('InstancesService.create', () => {
   it('places the instance on the host with the most free RAM, with its build job pending', async () => {
@@ -136,20 +172,19 @@ describe('InstancesService.create', () => {
     expect(world.store.host('h2').used_ram_mb).toBe(1024);
   });
 
-  it('retries after a transaction conflict, and gives up after 30 with a 503', async () => {
+  it('retries after a transaction conflict, and gives up with a 503 once the retry budget is spent', async () => {
     const world = setup();
     await withHosts(world, ['h1', {}]);
     world.store.failWrites('createInstance', 1);
     expect((await world.instances.create(alice, REQUEST)).stage).toBe('Building');
+    expect(world.store.attempts.createInstance).toBe(2);
 
-    world.store.failWrites('createInstance', Number.POSITIVE_INFINITY);
-    const before = world.store.attempts.createInstance;
-    expect(await failure(world.instances.create(alice, REQUEST))).toEqual({
+    expect(await exhausted(world, 'createInstance', () => world.instances.create(alice, REQUEST))).toEqual({
       kind: 'unavailable',
       message: 'Too many concurrent requests for the same hosts; try again.',
     });
-    expect(world.store.attempts.createInstance - before).toBe(30);
     expect(world.store.instances.size).toBe(1);
+    expect(world.store.jobs.size).toBe(1);
     expect(world.store.host('h1').used_ram_mb).toBe(1024);
   });
 });
@@ -172,6 +207,68 @@ describe('InstancesService.createGate (publish boot gates)', () => {
     const claimed = await world.hosts.claim(h1, 'h1', {});
     await world.hosts.complete(h1, claimed?.job.id as string, { lease_token: claimed?.job.lease_token });
     expect(world.gates.answers).toMatchObject([{ token: 'tok-2', ok: true, output: { instance_id: id } }]);
+  });
+
+  it('hands the new token over on a fresh read when another write to the instance landed first', async () => {
+    const world = setup();
+    await withHosts(world, ['h1', {}]);
+    const id = 'a3333333-3333-4333-8333-333333333333';
+    const made = await world.instances.createGate(alice, REQUEST, { id, gateToken: 'tok-1' });
+    // The agent's console report bumps the version between this request's read and its write.
+    world.store.interfere('updateInstance', (store) => {
+      const stored = store.instances.get(id) as InstanceRecord;
+      store.instances.set(id, { ...stored, console_log: 'booting', version: stored.version + 1 });
+    });
+    const handed = await world.instances.createGate(alice, REQUEST, { id, gateToken: 'tok-2' });
+    expect(handed).toMatchObject({ gate_token: 'tok-2', console_log: 'booting', version: made.version + 2 });
+    expect(world.store.instance(id)).toEqual(handed);
+    expect(world.store.attempts.updateInstance).toBe(2);
+  });
+
+  it('returns the instance another request made under the same id when that one wins the create', async () => {
+    const world = setup();
+    await withHosts(world, ['h1', {}]);
+    const id = 'a4444444-4444-4444-8444-444444444444';
+    const theirs = newInstance({
+      id,
+      request: REQUEST,
+      image: IMAGE,
+      principal: alice,
+      host: world.store.host('h1'),
+      buildJobId: 'b0000000-0000-4000-8000-000000000001',
+      now: NOW,
+      gateToken: 'tok-1',
+    });
+    // A retried step running twice at once: the other one's create lands between read and write.
+    world.store.interfere('createInstance', (store) => {
+      store.instances.set(id, structuredClone(theirs));
+    });
+    expect(await world.instances.createGate(alice, REQUEST, { id, gateToken: 'tok-1' })).toEqual(theirs);
+    expect(world.store.attempts.createInstance).toBe(1);
+    expect(world.store.instances.size).toBe(1);
+  });
+
+  it('gives up with a 503 once the retry budget is spent, on the create and on the token handover', async () => {
+    const world = setup();
+    await withHosts(world, ['h1', {}]);
+    const id = 'a5555555-5555-4555-8555-555555555555';
+    expect(
+      await exhausted(world, 'createInstance', () =>
+        world.instances.createGate(alice, REQUEST, { id, gateToken: 'tok-1' }),
+      ),
+    ).toEqual({
+      kind: 'unavailable',
+      message: 'Too many concurrent requests for the same hosts; try again.',
+    });
+    expect(world.store.instances.size).toBe(0);
+
+    const made = await world.instances.createGate(alice, REQUEST, { id, gateToken: 'tok-1' });
+    expect(
+      await exhausted(world, 'updateInstance', () =>
+        world.instances.createGate(alice, REQUEST, { id, gateToken: 'tok-2' }),
+      ),
+    ).toEqual({ kind: 'unavailable', message: `Instance ${id} is changing too often; try again.` });
+    expect(world.store.instance(id)).toEqual(made);
   });
 });
 
@@ -233,16 +330,19 @@ describe('InstancesService.show, list and act', () => {
     expect((await world.instances.act(alice, other.id, 'sleep')).pending_job?.kind).toBe('sleep');
   });
 
-  it('gives up an action after 30 lost races with a 503', async () => {
+  it('gives up an action with a 503 once the retry budget is spent', async () => {
     const world = setup();
     await withHosts(world, ['h1', {}]);
     const instance = await running(world);
-    world.store.failWrites('updateInstance', Number.POSITIVE_INFINITY);
-    expect(await failure(world.instances.act(alice, instance.id, 'stop'))).toEqual({
+    const jobs = world.store.jobs.size;
+    expect(
+      await exhausted(world, 'updateInstance', () => world.instances.act(alice, instance.id, 'stop')),
+    ).toEqual({
       kind: 'unavailable',
       message: `Instance ${instance.id} is changing too often; try again.`,
     });
     expect(world.store.instance(instance.id)).toEqual(instance);
+    expect(world.store.jobs.size).toBe(jobs);
   });
 
   it('destroys at once on a lost host: capacity released, pending job abandoned, gate told', async () => {
@@ -257,6 +357,29 @@ describe('InstancesService.show, list and act', () => {
     expect(world.store.host('h1')).toMatchObject({ used_vcpus: 0, used_ram_mb: 0, used_disk_gb: 0 });
     expect(world.store.job(building.pending_job?.id as string).status).toBe('failed');
     expect(world.gates.answers).toMatchObject([{ token: 'tok', ok: false, error: 'BootFailed' }]);
+  });
+
+  it('destroys on a lost host over a claim that landed first, and gives up with a 503 once the budget is spent', async () => {
+    const world = setup();
+    await withHosts(world, ['h1', {}]);
+    const building = await world.instances.create(alice, REQUEST);
+    const buildJob = building.pending_job?.id as string;
+    world.clock.now = new Date(NOW.getTime() + 600_000);
+    const untouched = world.store.instance(building.id);
+    expect(
+      await exhausted(world, 'destroyWithoutHost', () => world.instances.act(alice, building.id, 'destroy')),
+    ).toEqual({ kind: 'unavailable', message: `Instance ${building.id} is changing too often; try again.` });
+    expect(world.store.instance(building.id)).toEqual(untouched);
+    expect(world.store.host('h1').used_ram_mb).toBe(1024);
+
+    // The host's last claim of the build lands between this request's reads and its write.
+    world.store.interfere('destroyWithoutHost', (store) => {
+      const job = store.job(buildJob);
+      store.jobs.set(buildJob, { ...job, status: 'claimed', attempt: 1, version: job.version + 1 });
+    });
+    expect(await world.instances.act(alice, building.id, 'destroy')).toMatchObject({ stage: 'Inexistent' });
+    expect(world.store.job(buildJob)).toMatchObject({ status: 'failed', attempt: 1 });
+    expect(world.store.host('h1').used_ram_mb).toBe(0);
   });
 });
 
@@ -307,7 +430,23 @@ describe('HostsService', () => {
     expect(world.store.instance(instance.id)).toMatchObject({ stage: 'Error', pending_job: null });
   });
 
-  it('renews a lease for its holder; retries a lost race, gives up after 30 with a 503', async () => {
+  it('leaves a job it gives up to a finisher that got there first, and gives it up on a later claim', async () => {
+    const world = setup();
+    await withHosts(world, ['h1', {}]);
+    const instance = await world.instances.create(alice, REQUEST);
+    for (let round = 0; round < 5; round++) {
+      await world.hosts.claim(h1, 'h1', { lease_seconds: 1 });
+      world.clock.now = new Date(world.clock.now.getTime() + 2000);
+    }
+    world.store.failWrites('finishJob', 1);
+    expect(await world.hosts.claim(h1, 'h1', {})).toBeNull();
+    expect(world.store.instance(instance.id)).toMatchObject({ stage: 'Building' });
+    expect(await world.hosts.claim(h1, 'h1', {})).toBeNull();
+    expect(world.store.instance(instance.id)).toMatchObject({ stage: 'Error', pending_job: null });
+    expect(world.store.attempts.finishJob).toBe(2);
+  });
+
+  it('renews a lease for its holder; retries a lost race, gives up with a 503 once the budget is spent', async () => {
     const world = setup();
     await withHosts(world, ['h1', {}]);
     await world.instances.create(alice, REQUEST);
@@ -319,14 +458,25 @@ describe('HostsService', () => {
     expect((await world.hosts.heartbeatJob(h1, jobId, { lease_token: token })).lease_expires_at).toBe(
       new Date(NOW.getTime() + 40_000).toISOString(),
     );
+    // Another heartbeat of the same lease lands between this one's read and its write.
+    const version = world.store.job(jobId).version;
+    world.store.interfere('updateJob', (store) => {
+      const stored = world.store.job(jobId);
+      store.jobs.set(jobId, { ...stored, version: stored.version + 1 });
+    });
+    expect(await world.hosts.heartbeatJob(h1, jobId, { lease_token: token })).toMatchObject({
+      version: version + 2,
+      lease_expires_at: new Date(NOW.getTime() + 40_000).toISOString(),
+    });
+    expect(world.store.job(jobId).version).toBe(version + 2);
     expect((await failure(world.hosts.heartbeatJob(h1, jobId, { lease_token: 'stolen' }))).kind).toBe(
       'conflict',
     );
-    world.store.failWrites('updateJob', Number.POSITIVE_INFINITY);
-    expect(await failure(world.hosts.heartbeatJob(h1, jobId, { lease_token: token }))).toEqual({
-      kind: 'unavailable',
-      message: `Job ${jobId} is changing too often; try again.`,
-    });
+    const renewed = world.store.job(jobId);
+    expect(
+      await exhausted(world, 'updateJob', () => world.hosts.heartbeatJob(h1, jobId, { lease_token: token })),
+    ).toEqual({ kind: 'unavailable', message: `Job ${jobId} is changing too often; try again.` });
+    expect(world.store.job(jobId)).toEqual(renewed);
   });
 
   it('applies a completed build once (a repeat changes nothing) and a failed one as Error', async () => {
@@ -370,7 +520,7 @@ describe('HostsService', () => {
     expect(await world.hosts.instances(h1, 'h1')).toEqual([]);
   });
 
-  it('re-reads and applies a finish after a lost race, and gives up after 30 with a 503', async () => {
+  it('re-reads and applies a finish after a lost race, and gives up with a 503 once the budget is spent', async () => {
     const world = setup();
     await withHosts(world, ['h1', {}]);
     const instance = await world.instances.create(alice, REQUEST);
@@ -389,30 +539,47 @@ describe('HostsService', () => {
 
     await world.instances.act(alice, instance.id, 'stop');
     const stop = await world.hosts.claim(h1, 'h1', {});
-    world.store.failWrites('finishJob', Number.POSITIVE_INFINITY);
     expect(
-      await failure(world.hosts.complete(h1, stop?.job.id as string, { lease_token: stop?.job.lease_token })),
+      await exhausted(world, 'finishJob', () =>
+        world.hosts.complete(h1, stop?.job.id as string, { lease_token: stop?.job.lease_token }),
+      ),
     ).toEqual({ kind: 'unavailable', message: `Job ${stop?.job.id} is changing too often; try again.` });
+    expect(world.store.job(stop?.job.id as string).status).toBe('claimed');
     expect(world.store.instance(instance.id)).toMatchObject({
       stage: 'Running',
       pending_job: { kind: 'stop' },
     });
   });
 
-  it('applies observations of its own instances; retries a lost race, gives up after 30 with a 503', async () => {
+  it('applies observations of its own instances; retries a lost race, gives up with a 503 once the budget is spent', async () => {
     const world = setup();
     await withHosts(world, ['h1', {}]);
     const instance = await running(world);
     world.store.failWrites('updateInstance', 1);
     expect((await world.hosts.observed(h1, 'h1', instance.id, { state: 'shutoff' })).stage).toBe('Shutoff');
+    // A user's action lands between this report's read and its write: the report waits for its job.
+    world.store.interfere('updateInstance', (store) => {
+      const stored = world.store.instance(instance.id);
+      store.instances.set(instance.id, {
+        ...stored,
+        pending_job: { id: 'other-job', kind: 'start' },
+        version: stored.version + 1,
+      });
+    });
+    expect(await world.hosts.observed(h1, 'h1', instance.id, { state: 'running' })).toMatchObject({
+      stage: 'Shutoff',
+      pending_job: { kind: 'start' },
+      observed: { state: 'running' },
+    });
+    world.store.instances.set(instance.id, { ...world.store.instance(instance.id), pending_job: null });
     expect(
       (await failure(world.hosts.observed(hostToken('h2'), 'h2', instance.id, { state: 'running' }))).kind,
     ).toBe('not_found');
-    world.store.failWrites('updateInstance', Number.POSITIVE_INFINITY);
-    expect(await failure(world.hosts.observed(h1, 'h1', instance.id, { state: 'running' }))).toEqual({
-      kind: 'unavailable',
-      message: `Instance ${instance.id} is changing too often; try again.`,
-    });
+    expect(
+      await exhausted(world, 'updateInstance', () =>
+        world.hosts.observed(h1, 'h1', instance.id, { state: 'running' }),
+      ),
+    ).toEqual({ kind: 'unavailable', message: `Instance ${instance.id} is changing too often; try again.` });
     expect(world.store.instance(instance.id).stage).toBe('Shutoff');
   });
 });

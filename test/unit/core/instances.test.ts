@@ -1,49 +1,20 @@
 import { describe, expect, it } from 'vitest';
+import { assertActsForHost, assertProjectCaller } from '#core/instances/access';
 import {
   ACTION_FROM,
-  ACTIONS,
-  type Action,
   applyJobOutcome,
   applyObserved,
-  assertActsForHost,
-  assertProjectCaller,
-  CreateInstanceRequestSchema,
-  type HostRecord,
   hostnameFor,
-  type ImageRequirements,
-  type InstanceRecord,
-  imageRequirements,
-  isImageId,
   newInstance,
-  parseBody,
-  parseVersionPredicate,
-  place,
-  renderInstance,
   requestAction,
-  STAGES,
-  type Stage,
-  satisfiesVersion,
-  versionString,
-} from '#core/instances/instances';
+} from '#core/instances/lifecycle';
+import { type ImageRequirements, imageRequirements, place } from '#core/instances/placement';
+import { ACTIONS, type Action, type InstanceRecord, STAGES, type Stage } from '#core/instances/records';
+import { CreateInstanceRequestSchema, isImageId, parseBody } from '#core/instances/requests';
+import { parseVersionPredicate, satisfiesVersion, versionString } from '#core/instances/versions';
+import { renderInstance } from '#core/instances/views';
 import { makePrincipal } from '#core/kernel/principal';
-import { alice, captureError, makeActiveImage, NOW } from './fixtures.ts';
-
-const host = (overrides: Partial<HostRecord> = {}): HostRecord => ({
-  id: 'h1',
-  vcpus: 8,
-  ram_mb: 16384,
-  disk_gb: 100,
-  architecture: 'x86_64',
-  hypervisor_type: 'qemu',
-  hypervisor_version: 9_000_000,
-  used_vcpus: 0,
-  used_ram_mb: 0,
-  used_disk_gb: 0,
-  registered_at: '2026-11-22T02:00:00.000Z',
-  updated_at: '2026-11-22T02:00:00.000Z',
-  heartbeat_at: '2026-11-22T02:11:00.000Z',
-  ...overrides,
-});
+import { alice, captureError, makeActiveImage, makeHost, NOW } from './fixtures.ts';
 
 const demand = { vcpus: 2, ram_mb: 2048, disk_gb: 10 };
 const options = { now: NOW, hostTimeoutSeconds: 180 };
@@ -60,7 +31,7 @@ function instance(overrides: Partial<InstanceRecord> = {}): InstanceRecord {
       request: { name: 'Web Server #1', image: 'img', vcpus: 1, ram_mb: 256, disk_gb: 1, user_data: null },
       image: makeActiveImage(),
       principal: alice,
-      host: host(),
+      host: makeHost(),
       buildJobId: 'job-build',
       now: NOW,
     }),
@@ -88,23 +59,28 @@ describe('the stage machine', () => {
   });
 
   it('allows each action only from its stages', () => {
-    const allowed: Record<Action, Stage[]> = {
-      stop: ['Running', 'Sleep'],
-      start: ['Shutoff'],
-      sleep: ['Running'],
-      wake: ['Sleep'],
-      reboot: ['Running'],
-      destroy: ['Running', 'Sleep', 'Shutoff', 'Error'],
+    // The life cycle seen from each stage: what a user may ask of an instance that is in it.
+    const allowedIn: Record<Stage, Action[]> = {
+      Building: [],
+      Running: ['stop', 'sleep', 'reboot', 'destroy'],
+      Sleep: ['stop', 'wake', 'destroy'],
+      Shutoff: ['start', 'destroy'],
+      Error: ['destroy'],
+      Inexistent: [],
     };
     for (const action of ACTIONS) {
-      expect(ACTION_FROM[action]).toEqual(allowed[action]);
+      // In stage order, as the refusal names them.
+      expect(ACTION_FROM[action]).toEqual(STAGES.filter((stage) => allowedIn[stage].includes(action)));
       for (const stage of STAGES) {
         const attempt = () => requestAction(settled(stage), action, 'job-2', NOW);
-        if (allowed[action].includes(stage))
+        if (allowedIn[stage].includes(action))
           expect(attempt().pending_job).toEqual({ id: 'job-2', kind: action });
         else expect(captureError(attempt).kind, `${action} from ${stage}`).toBe('conflict');
       }
     }
+    expect(captureError(() => requestAction(settled('Shutoff'), 'stop', 'job-2', NOW)).message).toBe(
+      'Cannot stop instance inst-1 while it is Shutoff (stop needs Running or Sleep).',
+    );
   });
 
   it('refuses every action while a job is pending, saying which', () => {
@@ -303,9 +279,9 @@ describe('place', () => {
   it('takes the fitting host with the most free RAM', () => {
     // Prepare
     const hosts = [
-      host({ id: 'a', used_ram_mb: 8000 }),
-      host({ id: 'b', used_ram_mb: 1000 }),
-      host({ id: 'c', used_vcpus: 7 }),
+      makeHost({ id: 'a', used_ram_mb: 8000 }),
+      makeHost({ id: 'b', used_ram_mb: 1000 }),
+      makeHost({ id: 'c', used_vcpus: 7 }),
     ];
 
     // Act
@@ -316,19 +292,21 @@ describe('place', () => {
   });
 
   it('counts what is already used: exactly full fits, one more does not', () => {
-    const full = host({ used_vcpus: 6, used_ram_mb: 14336, used_disk_gb: 90 });
+    const full = makeHost({ used_vcpus: 6, used_ram_mb: 14336, used_disk_gb: 90 });
     expect('host' in place([full], demand, noRequirements, options)).toBe(true);
     expect(place([full], { ...demand, disk_gb: 11 }, noRequirements, options)).toEqual({
       refused: 'host h1: no room: 10 of 100 GB disk free',
     });
-    expect(place([host({ used_vcpus: 7, used_ram_mb: 16000 })], demand, noRequirements, options)).toEqual({
-      refused: 'host h1: no room: 1 of 8 vCPUs free, 384 of 16384 MB RAM free',
-    });
+    expect(place([makeHost({ used_vcpus: 7, used_ram_mb: 16000 })], demand, noRequirements, options)).toEqual(
+      {
+        refused: 'host h1: no room: 1 of 8 vCPUs free, 384 of 16384 MB RAM free',
+      },
+    );
   });
 
   it('matches architecture (with aliases) and hypervisor type, a KVM host also running qemu guests', () => {
-    const kvm = host({ id: 'kvm', hypervisor_type: 'kvm', architecture: 'AMD64' });
-    const tcg = host({ id: 'tcg' });
+    const kvm = makeHost({ id: 'kvm', hypervisor_type: 'kvm', architecture: 'AMD64' });
+    const tcg = makeHost({ id: 'tcg' });
     const needs = (req: Partial<ImageRequirements>) => ({ ...noRequirements, ...req });
     expect(place([kvm, tcg], demand, needs({ hypervisorType: 'kvm' }), options)).toEqual({ host: kvm });
     expect(place([tcg], demand, needs({ hypervisorType: 'qemu' }), options)).toEqual({ host: tcg });
@@ -353,12 +331,12 @@ describe('place', () => {
 
     // Act
     const placement = place(
-      [host({ id: 'old' }), host({ id: 'new', hypervisor_version: 9_001_000 })],
+      [makeHost({ id: 'old' }), makeHost({ id: 'new', hypervisor_version: 9_001_000 })],
       demand,
       requirements,
       options,
     );
-    const none = place([host({ id: 'old' })], demand, requirements, options);
+    const none = place([makeHost({ id: 'old' })], demand, requirements, options);
 
     // Assess
     expect(placement).toMatchObject({ host: { id: 'new' } });
@@ -369,7 +347,7 @@ describe('place', () => {
   });
 
   it('skips hosts not heard from, and says when there are no hosts at all', () => {
-    const silent = host({ heartbeat_at: '2026-11-22T02:00:00.000Z' });
+    const silent = makeHost({ heartbeat_at: '2026-11-22T02:00:00.000Z' });
     expect(place([silent], demand, noRequirements, options)).toEqual({
       refused: 'host h1: not heard from for 689 s',
     });
@@ -378,7 +356,7 @@ describe('place', () => {
 
   it('lists at most ten refusals', () => {
     const hosts = Array.from({ length: 12 }, (_, i) =>
-      host({ id: `h${String(i).padStart(2, '0')}`, vcpus: 1 }),
+      makeHost({ id: `h${String(i).padStart(2, '0')}`, vcpus: 1 }),
     );
     const placement = place(hosts, demand, noRequirements, options);
     expect('refused' in placement && placement.refused).toMatch(/host h09: no room.*; and 2 more$/);

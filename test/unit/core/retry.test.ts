@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
 import { ImagesService } from '#core/images/images-service';
 import type { ImageRepository } from '#core/images/ports';
-import { ConflictError, StaleWriteError } from '#core/kernel/errors';
+import { ConflictError, StaleWriteError, UnavailableError } from '#core/kernel/errors';
 import { backoffDelay, retryOnStale } from '#core/kernel/retry';
 import { alice, makeImage, QUOTAS } from './fixtures.ts';
 
@@ -72,6 +72,33 @@ describe('retryOnStale', () => {
     expect(clock).toBeGreaterThanOrEqual(1_000);
   });
 
+  it('throws what `exhausted` makes of the last StaleWriteError once the budget is spent', async () => {
+    clock = 0;
+    let calls = 0;
+    const attempt = retryOnStale(
+      async () => {
+        calls++;
+        throw new StaleWriteError(`lost ${calls}`);
+      },
+      {
+        budgetMs: 100,
+        now: () => clock,
+        sleep: fakeSleep,
+        random: () => 0.5,
+        exhausted: (error) => new UnavailableError('busy', { cause: error }),
+      },
+    );
+    const error = await attempt.then(
+      () => null,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(UnavailableError);
+    expect((error as Error).message).toBe('busy');
+    expect((error as Error).cause).toEqual(new StaleWriteError(`lost ${calls}`));
+    expect(clock).toBe(100);
+    expect(calls).toBeGreaterThan(1);
+  });
+
   it('does not retry any other error', async () => {
     let calls = 0;
     const attempt = retryOnStale(async () => {
@@ -96,41 +123,26 @@ describe('retryOnStale', () => {
     expect(calls).toBe(20);
   });
 
-  it("answers giveUp's error or value instead of the StaleWriteError, and only when it gives up", async () => {
+  it("throws exhausted's error once the count is spent, and only then", async () => {
     clock = 0;
-    const lost = new StaleWriteError('lost');
+    const options = {
+      maxAttempts: 3,
+      now: () => clock,
+      sleep: fakeSleep,
+      exhausted: (error: StaleWriteError) => new ConflictError(`too often: ${error.message}`),
+    };
     let calls = 0;
-    const refused = retryOnStale(
-      async () => {
-        calls++;
-        throw lost;
-      },
-      {
-        maxAttempts: 3,
-        now: () => clock,
-        sleep: fakeSleep,
-        giveUp: (error) => {
-          throw new ConflictError(`too often: ${error.message}`);
-        },
-      },
-    );
+    const refused = retryOnStale(async () => {
+      calls++;
+      throw new StaleWriteError('lost');
+    }, options);
     await expect(refused).rejects.toThrow(new ConflictError('too often: lost'));
     expect(calls).toBe(3);
-
-    // Lands on the second attempt, or would only on the tenth: giveUp answers only the latter.
-    for (const [landsOn, answer] of [
-      [2, 'landed'],
-      [10, 'left for later'],
-    ] as const) {
-      const outcome = retryOnStale(
-        async (n) => {
-          if (n < landsOn) throw lost;
-          return 'landed';
-        },
-        { maxAttempts: 2, now: () => clock, sleep: fakeSleep, giveUp: () => 'left for later' },
-      );
-      expect(await outcome).toBe(answer);
-    }
+    const landed = retryOnStale(async (n) => {
+      if (n < 3) throw new StaleWriteError('lost');
+      return 'landed';
+    }, options);
+    expect(await landed).toBe('landed');
   });
 
   it('backs off exponentially with full jitter, capped', () => {

@@ -1,0 +1,217 @@
+/**
+ * The stage machine. A stage changes only when a host agent reports a job done (or reports what
+ * libvirt really shows, see applyObserved); a user action only queues a job, and while a job is
+ * pending every other action is refused (409). Pure: no I/O, no clock of its own (callers pass
+ * `now`).
+ */
+import type { ImageRecord } from '../images/image.ts';
+import { ConflictError } from '../kernel/errors.ts';
+import type { Principal } from '../kernel/principal.ts';
+import { isoSeconds } from '../kernel/time.ts';
+import type { Action, HostRecord, InstanceRecord, JobKind, ObservedState, Stage } from './records.ts';
+import type { CreateInstanceRequest } from './requests.ts';
+
+/** The stages each action may start from. Destroy takes anything that still exists. */
+export const ACTION_FROM: Readonly<Record<Action, readonly Stage[]>> = {
+  stop: ['Running', 'Sleep'],
+  start: ['Shutoff'],
+  sleep: ['Running'],
+  wake: ['Sleep'],
+  reboot: ['Running'],
+  destroy: ['Running', 'Sleep', 'Shutoff', 'Error'],
+};
+
+/** The stage a job leaves the instance in once the agent reports it done. */
+export const STAGE_AFTER: Readonly<Record<JobKind, Stage>> = {
+  build: 'Running',
+  start: 'Running',
+  stop: 'Shutoff',
+  sleep: 'Sleep',
+  wake: 'Running',
+  reboot: 'Running',
+  destroy: 'Inexistent',
+};
+
+/** A DNS label from the instance name (the guest's local-hostname). */
+export function hostnameFor(name: string, id: string): string {
+  const label = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .slice(0, 63)
+    .replace(/^-+|-+$/g, '');
+  return label || `instance-${id.slice(0, 8)}`;
+}
+
+export function newInstance(input: {
+  id: string;
+  request: CreateInstanceRequest;
+  image: ImageRecord;
+  principal: Principal;
+  host: HostRecord;
+  buildJobId: string;
+  now: Date;
+  gateToken?: string;
+}): InstanceRecord {
+  const { id, request, image, principal, host, now } = input;
+  const at = isoSeconds(now);
+  return {
+    id,
+    name: request.name,
+    hostname: hostnameFor(request.name, id),
+    project: principal.project,
+    user_id: principal.user,
+    image_ref: request.image,
+    image: {
+      id: image.id,
+      name: image.name,
+      disk_format: image.disk_format ?? 'raw',
+      size: image.size,
+      os_hash_algo: 'sha512',
+      os_hash_value: image.os_hash_value ?? '',
+    },
+    vcpus: request.vcpus,
+    ram_mb: request.ram_mb,
+    disk_gb: request.disk_gb,
+    user_data: request.user_data ?? null,
+    host_id: host.id,
+    stage: 'Building',
+    reason: null,
+    last_error: null,
+    pending_job: { id: input.buildJobId, kind: 'build' },
+    domain_uuid: null,
+    console_log: null,
+    observed: null,
+    created_at: at,
+    updated_at: at,
+    destroyed_at: null,
+    boot_check: request.boot_check ?? null,
+    gate_token: input.gateToken ?? null,
+    version: 1,
+  };
+}
+
+/** The instance with `action`'s job pending; 409 when a job is pending or the stage does not fit. */
+export function requestAction(
+  instance: InstanceRecord,
+  action: Action,
+  jobId: string,
+  now: Date,
+): InstanceRecord {
+  if (instance.pending_job)
+    throw new ConflictError(
+      `Instance ${instance.id} has a ${instance.pending_job.kind} job pending; try again once it has finished.`,
+    );
+  if (!ACTION_FROM[action].includes(instance.stage))
+    throw new ConflictError(
+      `Cannot ${action} instance ${instance.id} while it is ${instance.stage} ` +
+        `(${action} needs ${ACTION_FROM[action].join(' or ')}).`,
+    );
+  return {
+    ...instance,
+    pending_job: { id: jobId, kind: action },
+    updated_at: isoSeconds(now),
+    version: instance.version + 1,
+  };
+}
+
+/**
+ * Destroying an instance whose host is lost (not heard from for longer than the host timeout):
+ * no agent would ever run a destroy job, so the record goes straight to Inexistent (its capacity
+ * is released with it). Any pending job is abandoned. If the host comes back, its agent's
+ * start-up reconcile removes the domain, which the service no longer knows.
+ */
+export function destroyOnLostHost(
+  instance: InstanceRecord,
+  host: Pick<HostRecord, 'id' | 'heartbeat_at'>,
+  now: Date,
+): InstanceRecord {
+  if (instance.stage === 'Inexistent')
+    throw new ConflictError(`Cannot destroy instance ${instance.id}: it is already destroyed.`);
+  const at = isoSeconds(now);
+  const note =
+    `destroyed while host ${host.id} was unreachable (last heard from ${host.heartbeat_at}); ` +
+    'its agent removes the domain when it reconciles';
+  return {
+    ...instance,
+    stage: 'Inexistent',
+    pending_job: null,
+    last_error: note,
+    updated_at: at,
+    destroyed_at: at,
+    version: instance.version + 1,
+  };
+}
+
+/** Console tails are kept short: the agent sends at most 16 KiB, a record holds at most 400 KB. */
+export const MAX_CONSOLE_LOG_CHARS = 16 * 1024;
+const MAX_REASON_CHARS = 4000;
+
+export type JobOutcome =
+  | { ok: true; result: { console_log?: string | undefined; domain_uuid?: string | undefined } }
+  | { ok: false; reason: string };
+
+/**
+ * The instance once the agent reported its pending job `jobId` done or failed; null when that job
+ * is not the instance's pending one (then nothing about the instance changes). A failed build
+ * leaves the instance in Error; any other failed job leaves the stage as it was, with last_error.
+ */
+export function applyJobOutcome(
+  instance: InstanceRecord,
+  job: { id: string; kind: JobKind },
+  outcome: JobOutcome,
+  now: Date,
+): InstanceRecord | null {
+  if (instance.pending_job?.id !== job.id) return null;
+  const at = isoSeconds(now);
+  const base = { ...instance, pending_job: null, updated_at: at, version: instance.version + 1 };
+  if (!outcome.ok) {
+    const reason = outcome.reason.slice(0, MAX_REASON_CHARS);
+    if (job.kind === 'build')
+      return { ...base, stage: 'Error', reason: `build failed: ${reason}`, last_error: reason };
+    return { ...base, last_error: `${job.kind} failed: ${reason}` };
+  }
+  const { console_log, domain_uuid } = outcome.result;
+  const stage = STAGE_AFTER[job.kind];
+  return {
+    ...base,
+    stage,
+    reason: null,
+    last_error: null,
+    console_log: console_log === undefined ? instance.console_log : console_log.slice(-MAX_CONSOLE_LOG_CHARS),
+    domain_uuid: domain_uuid ?? instance.domain_uuid,
+    destroyed_at: stage === 'Inexistent' ? at : instance.destroyed_at,
+  };
+}
+
+/**
+ * Reconciliation: what the host agent sees in libvirt repairs the service's view. Nothing changes
+ * while a job is pending (the job's outcome decides), during Building (the build job makes the
+ * domain), after destroy, or in Error (its reason stays until the instance is destroyed).
+ * The observation itself is always recorded; `stageChanged` says whether the stage moved.
+ */
+export function applyObserved(
+  instance: InstanceRecord,
+  state: ObservedState,
+  reason: string | null,
+  now: Date,
+): { next: InstanceRecord; stageChanged: boolean } {
+  const at = isoSeconds(now);
+  const noted: InstanceRecord = {
+    ...instance,
+    observed: { state, reason: reason?.slice(0, MAX_REASON_CHARS) ?? null, at },
+    updated_at: at,
+    version: instance.version + 1,
+  };
+  const settled = ['Running', 'Sleep', 'Shutoff'].includes(instance.stage) && instance.pending_job === null;
+  if (!settled) return { next: noted, stageChanged: false };
+  let stage: Stage = instance.stage;
+  if (state === 'missing') {
+    const why = `domain missing on host ${instance.host_id}${reason ? ` (${reason})` : ''}`;
+    return { next: { ...noted, stage: 'Error', reason: why.slice(0, MAX_REASON_CHARS) }, stageChanged: true };
+  }
+  if (state === 'running') stage = 'Running';
+  else if (state === 'saved') stage = 'Sleep';
+  else if (state === 'shutoff') stage = 'Shutoff';
+  return { next: { ...noted, stage }, stageChanged: stage !== instance.stage };
+}
