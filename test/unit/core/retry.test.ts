@@ -109,40 +109,27 @@ describe('retryOnStale', () => {
     expect(calls).toBe(1);
   });
 
-  it('gives up after maxAttempts when the caller names a count, whatever budget is left', async () => {
+  it('gives up after maxAttempts, whatever budget is left, with the last loss or what `exhausted` makes of it', async () => {
     clock = 0;
     let calls = 0;
-    const attempt = retryOnStale(
-      async () => {
-        calls++;
-        throw new StaleWriteError('lost');
-      },
-      { maxAttempts: 20, now: () => clock, sleep: fakeSleep },
-    );
-    await expect(attempt).rejects.toBeInstanceOf(StaleWriteError);
-    expect(calls).toBe(20);
-  });
-
-  it("throws exhausted's error once the count is spent, and only then", async () => {
-    clock = 0;
-    const options = {
-      maxAttempts: 3,
-      now: () => clock,
-      sleep: fakeSleep,
-      exhausted: (error: StaleWriteError) => new ConflictError(`too often: ${error.message}`),
-    };
-    let calls = 0;
-    const refused = retryOnStale(async () => {
+    const lose = async (): Promise<never> => {
       calls++;
       throw new StaleWriteError('lost');
-    }, options);
-    await expect(refused).rejects.toThrow(new ConflictError('too often: lost'));
+    };
+    const count = { maxAttempts: 3, now: () => clock, sleep: fakeSleep };
+    await expect(retryOnStale(lose, count)).rejects.toBeInstanceOf(StaleWriteError);
     expect(calls).toBe(3);
-    const landed = retryOnStale(async (n) => {
+    const tooOften = (error: StaleWriteError) => new ConflictError(`too often: ${error.message}`);
+    await expect(retryOnStale(lose, { ...count, exhausted: tooOften })).rejects.toThrow(
+      new ConflictError('too often: lost'),
+    );
+    expect(calls).toBe(6);
+    // The last attempt allowed still lands.
+    const landsThird = async (n: number) => {
       if (n < 3) throw new StaleWriteError('lost');
       return 'landed';
-    }, options);
-    expect(await landed).toBe('landed');
+    };
+    expect(await retryOnStale(landsThird, count)).toBe('landed');
   });
 
   it('backs off exponentially with full jitter, capped', () => {
