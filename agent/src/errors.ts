@@ -6,9 +6,14 @@ export class AgentError extends Error {
   override name = 'AgentError';
 }
 
-export class ConfigError extends AgentError {
-  override name = 'ConfigError';
+/** The base of an AgentError subclass with its name spelled out (a bundler may rename classes). */
+function agentError(name: string) {
+  return class extends AgentError {
+    override name = name;
+  };
 }
+
+export class ConfigError extends agentError('ConfigError') {}
 
 /** A child process could not be run, was killed, or exited with a code the caller did not accept. */
 export class ExecError extends AgentError {
@@ -69,23 +74,12 @@ export class ImageChecksumError extends AgentError {
   }
 }
 
-export class ImageDownloadError extends AgentError {
-  override name = 'ImageDownloadError';
-}
-
+export class ImageDownloadError extends agentError('ImageDownloadError') {}
 /** The image is not something the agent will put under a guest (unknown format, backing file, ...). */
-export class ImageFormatError extends AgentError {
-  override name = 'ImageFormatError';
-}
-
-export class BootTimeoutError extends AgentError {
-  override name = 'BootTimeoutError';
-}
-
+export class ImageFormatError extends agentError('ImageFormatError') {}
+export class BootTimeoutError extends agentError('BootTimeoutError') {}
 /** The service answered 409 to a lease heartbeat: another agent (or the service) owns the job now. */
-export class LeaseLostError extends AgentError {
-  override name = 'LeaseLostError';
-}
+export class LeaseLostError extends agentError('LeaseLostError') {}
 
 export class ServiceError extends AgentError {
   override name = 'ServiceError';
@@ -99,9 +93,7 @@ export class ServiceError extends AgentError {
 }
 
 /** A job that cannot be carried out as asked (e.g. wake without a saved state). */
-export class JobRejectedError extends AgentError {
-  override name = 'JobRejectedError';
-}
+export class JobRejectedError extends agentError('JobRejectedError') {}
 
 export function assertIsError(error: unknown): asserts error is Error {
   if (!(error instanceof Error)) throw error;

@@ -6,9 +6,8 @@
 
 import { renderHost, renderHostInstance } from '#core/instances/views';
 import { renderClaimedJob } from '#core/instances/work-queue';
-import { NotFoundError } from '#core/kernel/errors';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 
 const hostId = (request: ApiRequest) => request.params.host_id ?? '';
 const jobId = (request: ApiRequest) => request.params.job_id ?? '';
@@ -72,7 +71,7 @@ async function fail(request: ApiRequest): Promise<ApiResponse> {
   return { status: 204 };
 }
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'GET /v1/hosts': list,
   'GET /v1/hosts/{host_id}': show,
   'PUT /v1/hosts/{host_id}': register,
@@ -83,12 +82,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'POST /v1/jobs/{job_id}/heartbeat': jobHeartbeat,
   'POST /v1/jobs/{job_id}/complete': complete,
   'POST /v1/jobs/{job_id}/fail': fail,
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

@@ -8,12 +8,11 @@ import { parseByteRange } from '#core/data/image-data';
 import {
   BadRequestError,
   HangarError,
-  NotFoundError,
   RangeNotSatisfiableError,
   UnsupportedMediaTypeError,
 } from '#core/kernel/errors';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 import { serviceConfig } from '#platform/config';
 
 async function upload(request: ApiRequest): Promise<ApiResponse> {
@@ -65,14 +64,10 @@ async function download(request: ApiRequest): Promise<ApiResponse> {
   return { status: 200, headers, stream: await blobs.get(key) };
 }
 
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = [
-  'PUT /v2/images/{image_id}/file',
-  'GET /v2/images/{image_id}/file',
-];
-
-export const handler = httpHandler(async (request) => {
-  if (request.event.routeKey === 'PUT /v2/images/{image_id}/file') return upload(request);
-  if (request.event.routeKey === 'GET /v2/images/{image_id}/file') return download(request);
-  throw new NotFoundError('The resource could not be found.');
+const routes = routeTable({
+  'PUT /v2/images/{image_id}/file': upload,
+  'GET /v2/images/{image_id}/file': download,
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

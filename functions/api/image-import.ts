@@ -4,10 +4,10 @@
  * image bodies straight to S3 because API Gateway and Lambda cannot carry more than 6-10 MB.
  * All of them end in the import state machine.
  */
-import { NotFoundError, UnsupportedMediaTypeError } from '#core/kernel/errors';
+import { UnsupportedMediaTypeError } from '#core/kernel/errors';
 import { IMPORT_METHODS } from '#core/transfer/import-model';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 
 async function info(): Promise<ApiResponse> {
   return {
@@ -70,7 +70,7 @@ function imageId(request: ApiRequest): string {
   return request.params.image_id ?? '';
 }
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'GET /v2/info/import': info,
   // Glance without unified limits reports no usage; Hangar's quotas are per image (README).
   'GET /v2/info/usage': async () => ({ status: 200, json: { usage: {} } }),
@@ -79,12 +79,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'POST /v2/images/{image_id}/multipart-upload': startUpload,
   'POST /v2/images/{image_id}/multipart-upload/complete': completeUpload,
   'POST /v2/images/{image_id}/multipart-upload/abort': abortUpload,
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

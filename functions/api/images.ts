@@ -7,7 +7,7 @@ import { NotFoundError } from '#core/kernel/errors';
 import { parseReference } from '#core/references/references';
 import { stagingKey } from '#core/transfer/import-model';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 import { serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 
@@ -124,7 +124,7 @@ function imageId(request: ApiRequest): string {
   return request.params.image_id ?? '';
 }
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'POST /v2/images': create,
   'GET /v2/images': list,
   'GET /v2/images/{image_id}': show,
@@ -133,12 +133,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
   'POST /v2/images/{image_id}/actions/{action}': action,
   'PUT /v2/images/{image_id}/tags/{tag}': putTag,
   'DELETE /v2/images/{image_id}/tags/{tag}': deleteTag,
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

@@ -4,7 +4,7 @@ import { ACTIONS, type Action } from '#core/instances/records';
 import { instancePath, renderInstance } from '#core/instances/views';
 import { BadRequestError, NotFoundError } from '#core/kernel/errors';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
@@ -71,17 +71,12 @@ async function action(request: ApiRequest): Promise<ApiResponse> {
   return { status: instance.pending_job ? 202 : 200, json: renderInstance(instance) };
 }
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'POST /v1/instances': create,
   'GET /v1/instances': list,
   'GET /v1/instances/{instance_id}': show,
   'POST /v1/instances/{instance_id}/actions/{action}': action,
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

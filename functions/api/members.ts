@@ -1,8 +1,7 @@
 /** Image members (sharing): add, list, show, update the status, remove. Rules in core/sharing/members.ts. */
-import { NotFoundError } from '#core/kernel/errors';
 import { renderMember, renderMembers } from '#core/sharing/members';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 
 function imageId(request: ApiRequest): string {
   return request.params.image_id ?? '';
@@ -45,18 +44,13 @@ async function remove(request: ApiRequest): Promise<ApiResponse> {
   return { status: 204 };
 }
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'POST /v2/images/{image_id}/members': create,
   'GET /v2/images/{image_id}/members': list,
   'GET /v2/images/{image_id}/members/{member_id}': show,
   'PUT /v2/images/{image_id}/members/{member_id}': update,
   'DELETE /v2/images/{image_id}/members/{member_id}': remove,
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

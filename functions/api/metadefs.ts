@@ -1,8 +1,7 @@
 /** The metadata definitions API (/v2/metadefs): namespaces and what they hold. Rules in core/metadefs/metadefs.ts. */
-import { NotFoundError } from '#core/kernel/errors';
 import type { ChildKind, ListParams, MetadefsService } from '#core/metadefs/metadefs';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, type Route, routeTable } from '#edge/http';
 
 const ns = (request: ApiRequest) => request.params.namespace ?? '';
 
@@ -36,8 +35,6 @@ function namespaceLinks(request: ApiRequest, next: string | undefined): Record<s
 const ok = (json: unknown): ApiResponse => ({ status: 200, json });
 const created = (json: unknown): ApiResponse => ({ status: 201, json });
 const noContent: ApiResponse = { status: 204 };
-
-type Route = (request: ApiRequest) => Promise<ApiResponse>;
 
 /** One object's, property's or tag's call, given the namespace and the name from the path. */
 type ChildCall = (
@@ -76,7 +73,7 @@ function childRoutes(
   };
 }
 
-const ROUTES: Record<string, Route> = {
+const routes = routeTable({
   'GET /v2/metadefs/namespaces': async (request) => {
     const page = await services().metadefs.listNamespaces(request.principal, listParams(request));
     return ok({ namespaces: page.namespaces, ...namespaceLinks(request, page.next) });
@@ -167,14 +164,8 @@ const ROUTES: Record<string, Route> = {
     );
     return noContent;
   },
-};
-
-/** The route table entries this function serves (routes.ts lists them for the gateway and CDK). */
-export const METADEF_ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-export const ROUTE_KEYS: readonly string[] = METADEF_ROUTE_KEYS;
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route table entries this function serves (routes.ts lists them for the gateway and CDK). */
+export const METADEF_ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const ROUTE_KEYS: readonly string[] = METADEF_ROUTE_KEYS;
+export const handler = routes.handler;

@@ -9,7 +9,7 @@ import { PublishRequestSchema } from '#core/references/publish';
 import type { HistoryEntry, ReferenceRecord } from '#core/references/references';
 import { renderTask } from '#core/tasks/task';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, routeTable } from '#edge/http';
 
 const CreateBody = z
   .object({ reference: z.string(), image_id: z.string(), namespace: z.string().optional() })
@@ -54,7 +54,7 @@ const renderHistory = (entry: HistoryEntry) => ({
 const namespaceOf = (request: ApiRequest) => request.query.get('namespace');
 const refOf = (request: ApiRequest) => request.params.ref ?? '';
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'POST /v1/references': async (request) => {
     const body = await parseBody(request, CreateBody);
     const ref = await services().references.create(request.principal, body);
@@ -160,12 +160,7 @@ const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
     );
     return { status: 200, json: { hidden: plan.hide, deactivated: plan.deactivate, restored: plan.restore } };
   },
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

@@ -6,22 +6,22 @@
 import { isSchemaName, schemaDocument } from '#core/images/schemas';
 import { NotFoundError } from '#core/kernel/errors';
 import { isMetadefSchemaName, METADEF_SCHEMAS } from '#core/metadefs/schemas';
-import { httpHandler } from '#edge/http';
+import { routeTable } from '#edge/http';
 import { serviceConfig } from '#platform/config';
 
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = [
-  'GET /v2/schemas/{schema}',
-  'GET /v2/schemas/metadefs/{schema}',
-];
-
-export const handler = httpHandler(async (request) => {
-  const name = request.params.schema ?? '';
-  if (request.event.routeKey === 'GET /v2/schemas/metadefs/{schema}') {
+const routes = routeTable({
+  'GET /v2/schemas/{schema}': async (request) => {
+    const name = request.params.schema ?? '';
+    if (!isSchemaName(name)) throw new NotFoundError('The resource could not be found.');
+    return { status: 200, json: schemaDocument(name, serviceConfig().imageFormats) };
+  },
+  'GET /v2/schemas/metadefs/{schema}': async (request) => {
+    const name = request.params.schema ?? '';
     const schema = isMetadefSchemaName(name) ? METADEF_SCHEMAS[name] : undefined;
     if (!schema) throw new NotFoundError('The resource could not be found.');
     return { status: 200, json: schema };
-  }
-  if (!isSchemaName(name)) throw new NotFoundError('The resource could not be found.');
-  return { status: 200, json: schemaDocument(name, serviceConfig().imageFormats) };
+  },
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

@@ -3,7 +3,7 @@
  * tasks_api_access policy), and GET /v2/images/{id}/tasks for anyone who may read the image.
  * Task types: import (Glance's legacy web import) and export (Hangar's).
  */
-import { BadRequestError, NotFoundError } from '#core/kernel/errors';
+import { BadRequestError } from '#core/kernel/errors';
 import {
   renderImageTask,
   renderTask,
@@ -13,7 +13,7 @@ import {
 } from '#core/tasks/task';
 import { assertTasksApiAccess, parseTaskListQuery } from '#core/tasks/tasks-service';
 import { services } from '#edge/compose';
-import { type ApiRequest, type ApiResponse, httpHandler } from '#edge/http';
+import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
 
 const CREATABLE_TYPES = ['import', 'export'];
 
@@ -69,17 +69,12 @@ async function imageTasks(request: ApiRequest): Promise<ApiResponse> {
   return { status: 200, json: { tasks: tasks.map(renderImageTask) } };
 }
 
-const ROUTES: Record<string, (request: ApiRequest) => Promise<ApiResponse>> = {
+const routes = routeTable({
   'POST /v2/tasks': create,
   'GET /v2/tasks': list,
   'GET /v2/tasks/{task_id}': show,
   'GET /v2/images/{image_id}/tasks': imageTasks,
-};
-/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
-export const ROUTE_KEYS: readonly string[] = Object.keys(ROUTES);
-
-export const handler = httpHandler(async (request) => {
-  const route = ROUTES[request.event.routeKey];
-  if (!route) throw new NotFoundError('The resource could not be found.');
-  return route(request);
 });
+/** The route keys this module serves (test/unit/routes.test.ts holds routes.ts to them). */
+export const ROUTE_KEYS: readonly string[] = routes.routeKeys;
+export const handler = routes.handler;

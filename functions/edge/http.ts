@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { NotFoundError } from '#core/kernel/errors';
 import type { Principal } from '#core/kernel/principal';
 import { glanceErrors } from './middlewares/glance-errors.ts';
 import { lowerHeaders } from './middlewares/headers.ts';
@@ -137,4 +138,30 @@ export function httpHandler(
     .use(glanceErrors())
     .handler(async (event, context) => toResult(await fn(apiRequest(event, context))));
   return inLogContext(handler) as Handler;
+}
+
+/** One route's use case. */
+export type Route = (request: ApiRequest) => Promise<ApiResponse>;
+
+export interface RouteTable {
+  /** The route keys the module serves: it exports them as ROUTE_KEYS (test/unit/routes.test.ts). */
+  readonly routeKeys: readonly string[];
+  /** The module's Lambda handler: dispatches on `event.routeKey`, 404 for a key not in the table. */
+  readonly handler: Handler;
+}
+
+/** An api module's routes by key ('GET /v2/images/{image_id}'), as one handler and its keys. */
+export function routeTable(
+  routes: Readonly<Record<string, Route>>,
+  options: HandlerOptions = {},
+): RouteTable {
+  return {
+    routeKeys: Object.keys(routes),
+    handler: httpHandler(async (request) => {
+      const key = request.event.routeKey;
+      const route = Object.hasOwn(routes, key) ? routes[key] : undefined;
+      if (!route) throw new NotFoundError('The resource could not be found.');
+      return route(request);
+    }, options),
+  };
 }

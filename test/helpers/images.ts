@@ -5,35 +5,25 @@
 import { request as httpRequest } from 'node:http';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
+import type { ImageRecord } from '#core/images/image';
 import { serviceConfig } from '#platform/config';
 import type { Persona, TestBackend } from './backend.ts';
 
-/** The API view of an image (base attributes typed, extra properties as strings). */
-export interface ImageView {
-  id: string;
-  name: string | null;
+/**
+ * The API view of an image: the record's base attributes (status and visibility as the strings
+ * on the wire), its links, and the extra properties (strings) beside them.
+ */
+export type ImageView = Omit<ImageRecord, 'status' | 'visibility' | InternalField> & {
   status: string;
   visibility: string;
-  protected: boolean;
-  os_hidden: boolean;
-  checksum: string | null;
-  os_hash_algo: string | null;
-  os_hash_value: string | null;
-  owner: string | null;
-  size: number | null;
-  virtual_size: number | null;
-  min_ram: number;
-  min_disk: number;
-  container_format: string | null;
-  disk_format: string | null;
-  created_at: string;
-  updated_at: string;
-  tags: string[];
   self: string;
   file: string;
   schema: string;
   [extra: string]: unknown;
-}
+};
+
+/** What the record keeps that the API never shows as such (the properties are spread out). */
+type InternalField = 'properties' | 'version' | 'blob_key' | 'member_statuses' | 'lease';
 
 export interface ImageList {
   images: ImageView[];
@@ -42,31 +32,7 @@ export interface ImageList {
   schema: string;
 }
 
-/** The keys of Glance 25's answer to `POST /v2/images {}` (transcript #20), in its order. */
-export const GLANCE_BASE_KEYS = [
-  'name',
-  'disk_format',
-  'container_format',
-  'visibility',
-  'size',
-  'virtual_size',
-  'status',
-  'checksum',
-  'protected',
-  'min_ram',
-  'min_disk',
-  'owner',
-  'os_hidden',
-  'os_hash_algo',
-  'os_hash_value',
-  'id',
-  'created_at',
-  'updated_at',
-  'tags',
-  'self',
-  'file',
-  'schema',
-] as const;
+export { GLANCE_BASE_KEYS } from './glance-keys.ts';
 
 export const PATCH_V21 = 'application/openstack-images-v2.1-json-patch';
 export const PATCH_V20 = 'application/openstack-images-v2.0-json-patch';

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
@@ -160,6 +161,16 @@ export async function waitForTask(t: TestBackend, id: string, timeoutMs = 120_00
 export async function qemuImg(...args: string[]): Promise<string> {
   const { stdout } = await run('qemu-img', args, { maxBuffer: 16 * 1024 * 1024 });
   return stdout;
+}
+
+/**
+ * Writes `dir`/b.qcow2, a 1 MiB qcow2 that names /etc/passwd as its raw backing file (the
+ * dangerous image every upload and import path must refuse), and returns its path.
+ */
+export async function qcow2WithBackingFile(dir: string): Promise<string> {
+  const path = join(dir, 'b.qcow2');
+  await qemuImg('create', '-f', 'qcow2', '-u', '-b', '/etc/passwd', '-F', 'raw', path, '1M');
+  return path;
 }
 
 export interface LoopbackServer {

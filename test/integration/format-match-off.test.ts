@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { expectError, ImagesApi, imageObjects, peek } from '../helpers/images.ts';
-import { putUpload, qemuImg, waitForImport } from '../helpers/imports.ts';
+import { putUpload, qcow2WithBackingFile, waitForImport } from '../helpers/imports.ts';
 
 /** tempest.conf's [image] disk_formats and container_formats in the reference configuration. */
 const TEMPEST_DISK_FORMATS = [
@@ -40,19 +40,7 @@ beforeAll(async () => {
   t = await startTestBackend({ env: { HANGAR_REQUIRE_IMAGE_FORMAT_MATCH: 'false' } });
   api = new ImagesApi(t);
   scratch = mkdtempSync(join(tmpdir(), 'hangar-format-off-'));
-  await qemuImg(
-    'create',
-    '-f',
-    'qcow2',
-    '-u',
-    '-b',
-    '/etc/passwd',
-    '-F',
-    'raw',
-    join(scratch, 'b.qcow2'),
-    '1M',
-  );
-  backingQcow2 = readFileSync(join(scratch, 'b.qcow2'));
+  backingQcow2 = readFileSync(await qcow2WithBackingFile(scratch));
 });
 afterAll(async () => {
   await t?.stop();

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '#api/routes';
+import { junkText, listQueryKey } from '../helpers/arbitraries.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { ImagesApi } from '../helpers/images.ts';
 
@@ -42,10 +43,10 @@ const headerText = fc.string({
   maxLength: 60,
 });
 
-const junk = fc.oneof(
-  fc.string({ maxLength: 30 }),
-  fc.string({ unit: 'grapheme', maxLength: 20 }),
-  fc.constantFrom(
+const junk = junkText({
+  maxLength: 30,
+  graphemes: 20,
+  specials: [
     '',
     '%',
     '%zz',
@@ -63,8 +64,8 @@ const junk = fc.oneof(
     '__proto__',
     'fuzz:latest',
     'in:a,b',
-  ),
-);
+  ],
+});
 
 function pathFor(template: string, params: string[]): string {
   let i = 0;
@@ -85,38 +86,7 @@ const queryString = fc
   .oneof(
     fc.constant(''),
     fc
-      .array(
-        fc.tuple(
-          fc.oneof(
-            fc.constantFrom(
-              'limit',
-              'marker',
-              'sort',
-              'sort_key',
-              'sort_dir',
-              'visibility',
-              'member_status',
-              'status',
-              'name',
-              'tag',
-              'owner',
-              'size_min',
-              'size_max',
-              'created_at',
-              'updated_at',
-              'os_hidden',
-              'protected',
-              'id',
-              'reference',
-              'namespace',
-              'project',
-            ),
-            junk,
-          ),
-          fc.oneof(junk, fc.constant('@active')),
-        ),
-        { maxLength: 5 },
-      )
+      .array(fc.tuple(listQueryKey(junk), fc.oneof(junk, fc.constant('@active'))), { maxLength: 5 })
       .map((pairs) =>
         pairs.map(([k, v]) => `${encodeURIComponent(k)}=${v.startsWith('%') ? v : encodeURIComponent(v)}`),
       ),

@@ -19,7 +19,7 @@ import {
   loopbackServer,
   md5,
   patternBytes,
-  qemuImg,
+  qcow2WithBackingFile,
   sha512,
   showImage,
   waitForImport,
@@ -46,19 +46,7 @@ beforeAll(async () => {
   t = await startTestBackend({ env: { HANGAR_WEB_DOWNLOAD_ALLOW: '' } });
   api = new ImagesApi(t);
   scratch = mkdtempSync(join(tmpdir(), 'hangar-interop-'));
-  await qemuImg(
-    'create',
-    '-f',
-    'qcow2',
-    '-u',
-    '-b',
-    '/etc/passwd',
-    '-F',
-    'raw',
-    join(scratch, 'b.qcow2'),
-    '1M',
-  );
-  badQcow2 = readFileSync(join(scratch, 'b.qcow2'));
+  badQcow2 = readFileSync(await qcow2WithBackingFile(scratch));
   const release = new Promise<void>((resolve) => {
     releaseSlow = resolve;
   });

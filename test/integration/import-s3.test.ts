@@ -23,6 +23,7 @@ import {
   md5,
   patternBytes,
   putUpload,
+  qcow2WithBackingFile,
   qemuImg,
   s3Client,
   sha512,
@@ -179,26 +180,7 @@ describe('S3-upload of a new image', () => {
 
 describe('format inspection rejects dangerous images', () => {
   const cases: Array<[string, string, (dir: string) => Promise<string>, string]> = [
-    [
-      'a qcow2 naming a backing file',
-      'qcow2',
-      async (dir) => {
-        await qemuImg(
-          'create',
-          '-f',
-          'qcow2',
-          '-u',
-          '-b',
-          '/etc/passwd',
-          '-F',
-          'raw',
-          join(dir, 'b.qcow2'),
-          '1M',
-        );
-        return join(dir, 'b.qcow2');
-      },
-      'qcow2 image has a backing file',
-    ],
+    ['a qcow2 naming a backing file', 'qcow2', qcow2WithBackingFile, 'qcow2 image has a backing file'],
     [
       'a qcow2 with an external data file',
       'qcow2',
@@ -270,20 +252,9 @@ describe('format inspection rejects dangerous images', () => {
 
   it('applies the same checks to PUT /file, and sets virtual_size there', async () => {
     const dir = mkdtempSync(join(scratch, 'put-'));
-    await qemuImg(
-      'create',
-      '-f',
-      'qcow2',
-      '-u',
-      '-b',
-      '/etc/passwd',
-      '-F',
-      'raw',
-      join(dir, 'b.qcow2'),
-      '1M',
-    );
+    const path = await qcow2WithBackingFile(dir);
     const bad = await queuedImage({ disk_format: 'qcow2' });
-    const refused = await api.upload('alice', bad.id, readFileSync(join(dir, 'b.qcow2')));
+    const refused = await api.upload('alice', bad.id, readFileSync(path));
     expect(refused.status, await peek(refused)).toBe(400);
     expect(await errorMessage(refused)).toBe('qcow2 image has a backing file');
     expect((await showImage(t, bad.id)).status).toBe('queued');

@@ -22,6 +22,7 @@ PORT=5000
 URL="http://$HOST:$PORT"
 PASSWORD="${HANGAR_KEYSTONE_TEST_PASSWORD:-hangar-test-secret}"
 PY=/usr/bin/python3
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 for tool in keystone-manage uwsgi keystone-wsgi-public; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -102,36 +103,19 @@ fi
 
 # The test accounts, created when missing (so a Keystone started by hand gets them too).
 # urllib opens a new connection per request and sends Connection: close.
-"$PY" - "$URL" "$PASSWORD" <<'PYTHON'
-import json, sys, urllib.error, urllib.request
+"$PY" - "$URL" "$PASSWORD" "$HERE" <<'PYTHON'
+import json, sys
 
 url, password = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from keystone_api import Keystone
 
-def call(method, path, body=None, token=None, expect=(200, 201, 204)):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, method=method)
-    req.add_header('Connection', 'close')
-    if data is not None:
-        req.add_header('Content-Type', 'application/json')
-    if token:
-        req.add_header('X-Auth-Token', token)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as res:
-            text = res.read().decode()
-            return res.status, (json.loads(text) if text else None), res.headers
-    except urllib.error.HTTPError as err:
-        if err.code in expect:
-            return err.code, None, err.headers
-        raise SystemExit(f'{method} {path} -> {err.code}: {err.read().decode()[:300]}')
-
-_, _, headers = call('POST', '/v3/auth/tokens', {'auth': {
-    'identity': {'methods': ['password'], 'password': {'user': {
-        'name': 'admin', 'domain': {'id': 'default'}, 'password': password}}},
-    'scope': {'project': {'name': 'admin', 'domain': {'id': 'default'}}}}})
-token = headers['X-Subject-Token']
+keystone = Keystone(url + '/v3', 'start-keystone')
+call = keystone.call
+token = keystone.admin_token(password)
 
 def find(kind, name):
-    _, body, _ = call('GET', f'/v3/{kind}?name={name}', token=token)
+    _, body, _ = call('GET', f'/{kind}?name={name}', token=token)
     items = body[kind]
     return items[0]['id'] if items else None
 
@@ -139,7 +123,7 @@ def ensure(kind, name, extra):
     found = find(kind, name)
     if found:
         return found
-    _, body, _ = call('POST', f'/v3/{kind}', {kind[:-1]: {'name': name, **extra}}, token=token)
+    _, body, _ = call('POST', f'/{kind}', {kind[:-1]: {'name': name, **extra}}, token=token)
     return body[kind[:-1]]['id']
 
 roles = {name: ensure('roles', name, {}) for name in ('admin', 'member', 'reader', 'service')}
@@ -147,7 +131,7 @@ projects = {name: ensure('projects', name, {'domain_id': 'default'}) for name in
 users = {}
 for user, project, role in (('hangar', 'service', 'service'), ('alice', 'projA', 'member'), ('bob', 'projB', 'member')):
     users[user] = ensure('users', user, {'domain_id': 'default', 'password': password, 'default_project_id': projects[project]})
-    call('PUT', f'/v3/projects/{projects[project]}/users/{users[user]}/roles/{roles[role]}', token=token)
+    call('PUT', f'/projects/{projects[project]}/users/{users[user]}/roles/{roles[role]}', token=token)
 users['admin'] = find('users', 'admin')
 print(json.dumps({'url': url + '/v3', 'password': password, 'projects': projects, 'users': users, 'roles': roles}))
 PYTHON

@@ -12,42 +12,16 @@ keeps pointing at a dead port.
 Keystone's URL and the admin password come from HANGAR_TEMPEST_IDENTITY and
 HANGAR_TEMPEST_PASSWORD. Every request has its own connection (that uwsgi resets reused ones).
 """
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'keystone'))
+from keystone_api import Keystone  # noqa: E402
 
 PREFIX = 'hangar-tempest-'
-IDENTITY = os.environ['HANGAR_TEMPEST_IDENTITY'].rstrip('/')  # .../v3
+KEYSTONE = Keystone(os.environ['HANGAR_TEMPEST_IDENTITY'], 'catalog.py')  # .../v3
 PASSWORD = os.environ['HANGAR_TEMPEST_PASSWORD']
-
-
-def call(method, path, body=None, token=None, ok=(200, 201, 204)):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(IDENTITY + path, data=data, method=method)
-    req.add_header('Connection', 'close')
-    req.add_header('Accept', 'application/json')
-    if data is not None:
-        req.add_header('Content-Type', 'application/json')
-    if token:
-        req.add_header('X-Auth-Token', token)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as res:
-            text = res.read().decode()
-            return res.status, (json.loads(text) if text else None), res.headers
-    except urllib.error.HTTPError as err:
-        if err.code in ok:
-            return err.code, None, err.headers
-        raise SystemExit(f'catalog.py: {method} {path} -> {err.code}: {err.read().decode()[:300]}')
-
-
-def admin_token():
-    _, _, headers = call('POST', '/auth/tokens', {'auth': {
-        'identity': {'methods': ['password'], 'password': {'user': {
-            'name': 'admin', 'domain': {'id': 'default'}, 'password': PASSWORD}}},
-        'scope': {'project': {'name': 'admin', 'domain': {'id': 'default'}}}}})
-    return headers['X-Subject-Token']
+call = KEYSTONE.call
 
 
 def image_service(token, create):
@@ -95,7 +69,7 @@ def sweep(token):
 
 
 def main(argv):
-    token = admin_token()
+    token = KEYSTONE.admin_token(PASSWORD)
     if argv[:1] == ['register'] and len(argv) == 3:
         register(token, argv[1], argv[2])
     elif argv[:1] == ['unregister'] and len(argv) == 2:

@@ -12,6 +12,7 @@ import type { ImageRepository } from '../images/ports.ts';
 import { assertDownloadable, requireFormatsForData, transitionImage } from '../images/status.ts';
 import { ConflictError, HangarError, NotFoundError, StaleWriteError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
+import { retryOnStale, STALE_RETRY_ATTEMPTS } from '../kernel/retry.ts';
 import { isoSeconds } from '../kernel/time.ts';
 import { inspectAndCheck } from './format-inspector.ts';
 import { BytePipeline, parseContentLength, parseDeclaredSize } from './pipeline.ts';
@@ -106,32 +107,33 @@ export class ImageDataService {
       'size' | 'virtual_size' | 'checksum' | 'os_hash_algo' | 'os_hash_value' | 'blob_key'
     >,
   ): Promise<ImageRecord> {
-    let current = saving;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      // Glance answers 410 when the image was deleted while its data was being uploaded; an
-      // upload whose lease was recovered meanwhile must not activate either.
-      assertLeaseHeld(current, current.id, holder);
-      if (current.status !== 'saving')
-        throw new ConflictError(`Image ${current.id} changed status to ${current.status} during the upload`);
-      const active = transitionImage(current, 'active', this.clock());
-      const { [FAILED_UPLOAD]: _recovered, ...properties } = active.properties;
-      const next: ImageRecord = {
-        ...active,
-        properties,
-        ...data,
-        version: current.version + 1,
-      };
-      try {
+    return retryOnStale(
+      async (attempt) => {
+        const current = attempt === 1 ? saving : await this.repo.get(saving.id);
+        if (!current) throw new NotFoundError(`Image ${saving.id} not found.`);
+        // Glance answers 410 when the image was deleted while its data was being uploaded; an
+        // upload whose lease was recovered meanwhile must not activate either.
+        assertLeaseHeld(current, current.id, holder);
+        if (current.status !== 'saving')
+          throw new ConflictError(
+            `Image ${current.id} changed status to ${current.status} during the upload`,
+          );
+        const active = transitionImage(current, 'active', this.clock());
+        const { [FAILED_UPLOAD]: _recovered, ...properties } = active.properties;
+        const next: ImageRecord = {
+          ...active,
+          properties,
+          ...data,
+          version: current.version + 1,
+        };
         await this.repo.update(current, next);
         return next;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-        const fresh = await this.repo.get(current.id);
-        if (!fresh) throw new NotFoundError(`Image ${current.id} not found.`);
-        current = fresh;
-      }
-    }
-    throw new ConflictError(`Image ${saving.id} is being changed too often to activate`);
+      },
+      {
+        maxAttempts: STALE_RETRY_ATTEMPTS,
+        exhausted: () => new ConflictError(`Image ${saving.id} is being changed too often to activate`),
+      },
+    );
   }
 
   /**
@@ -145,25 +147,25 @@ export class ImageDataService {
     holder: string,
     key: string,
   ): Promise<ImageRecord> {
-    for (let attempt = 1; ; attempt++) {
-      const queued = writable(await this.repo.get(id), id, principal);
-      requireFormatsForData(queued);
-      const now = this.clock();
-      // The lease is part of the same conditional write: no moment in `saving` without one.
-      const next: ImageRecord = {
-        ...transitionImage(queued, 'saving', now),
-        lease: { holder, kind: 'upload', expires_at: leaseExpiry(now, this.leaseMs), blob_key: key },
-        version: queued.version + 1,
-      };
-      try {
+    return retryOnStale(
+      async () => {
+        const queued = writable(await this.repo.get(id), id, principal);
+        requireFormatsForData(queued);
+        const now = this.clock();
+        // The lease is part of the same conditional write: no moment in `saving` without one.
+        const next: ImageRecord = {
+          ...transitionImage(queued, 'saving', now),
+          lease: { holder, kind: 'upload', expires_at: leaseExpiry(now, this.leaseMs), blob_key: key },
+          version: queued.version + 1,
+        };
         await this.repo.update(queued, next);
         return next;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-        if (attempt >= 20)
-          throw new ConflictError(`Image ${id} was changed by another request; retry the upload`);
-      }
-    }
+      },
+      {
+        maxAttempts: STALE_RETRY_ATTEMPTS,
+        exhausted: () => new ConflictError(`Image ${id} was changed by another request; retry the upload`),
+      },
+    );
   }
 
   /** The error to answer when the upload no longer holds its lease, else undefined. */
@@ -179,25 +181,26 @@ export class ImageDataService {
 
   /** Glance v2 puts a failed upload back to queued so it can be retried (only while it holds the lease). */
   private async restoreQueued(id: string, holder: string): Promise<void> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const current = await this.repo.get(id);
-      if (current?.status !== 'saving' || current.lease?.holder !== holder) return;
-      const { lease: _released, ...rest } = current;
-      const next: ImageRecord = {
-        ...rest,
-        status: 'queued',
-        size: null,
-        virtual_size: null,
-        updated_at: isoSeconds(this.clock()),
-        version: current.version + 1,
-      };
-      try {
+    await retryOnStale(
+      async () => {
+        const current = await this.repo.get(id);
+        if (current?.status !== 'saving' || current.lease?.holder !== holder) return;
+        const { lease: _released, ...rest } = current;
+        const next: ImageRecord = {
+          ...rest,
+          status: 'queued',
+          size: null,
+          virtual_size: null,
+          updated_at: isoSeconds(this.clock()),
+          version: current.version + 1,
+        };
         await this.repo.update(current, next);
-        return;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError)) throw error;
-      }
-    }
+      },
+      { maxAttempts: STALE_RETRY_ATTEMPTS },
+    ).catch((error: unknown) => {
+      // Losing every race leaves the image in `saving` with its lease, for the lease sweep to recover.
+      if (!(error instanceof StaleWriteError)) throw error;
+    });
   }
 
   /** What GET /file needs: the image, and where its bytes are (null: no data yet -> 204). */

@@ -6,7 +6,8 @@
  * must then stop without activating, which every activation also checks under the record's
  * version. Writes are version-conditional, so a renewal and a recovery can never both land.
  */
-import { ConflictError, GoneError, StaleWriteError } from '../kernel/errors.ts';
+import { ConflictError, GoneError } from '../kernel/errors.ts';
+import { retryOnStale, STALE_RETRY_ATTEMPTS } from '../kernel/retry.ts';
 import type { ImageLease, ImageRecord } from './image.ts';
 import type { ImageRepository } from './ports.ts';
 
@@ -44,8 +45,6 @@ export function assertLeaseHeld(image: ImageRecord | null, id: string, holder: s
     throw leaseLostError(id, image?.status);
   return image;
 }
-
-const WRITE_ATTEMPTS = 20;
 
 export class LeaseHeartbeat {
   private timer: NodeJS.Timeout | undefined;
@@ -112,26 +111,24 @@ export class LeaseHeartbeat {
 
   private async write(fields: Partial<ImageLease>): Promise<void> {
     if (this.lostTo !== undefined) return;
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.repo.get(this.id);
-      const lease = current?.lease;
-      if (!current || !lease || lease.holder !== this.holder) {
-        this.lostTo = current?.status ?? 'deleted';
-        return;
-      }
-      // After stop() only notes that were already queued are written.
-      if (this.stopped && Object.keys(fields).length === 0) return;
-      const next: ImageRecord = {
-        ...current,
-        lease: { ...lease, ...fields, expires_at: leaseExpiry(this.clock(), this.durationMs) },
-        version: current.version + 1,
-      };
-      try {
+    await retryOnStale(
+      async () => {
+        const current = await this.repo.get(this.id);
+        const lease = current?.lease;
+        if (!current || !lease || lease.holder !== this.holder) {
+          this.lostTo = current?.status ?? 'deleted';
+          return;
+        }
+        // After stop() only notes that were already queued are written.
+        if (this.stopped && Object.keys(fields).length === 0) return;
+        const next: ImageRecord = {
+          ...current,
+          lease: { ...lease, ...fields, expires_at: leaseExpiry(this.clock(), this.durationMs) },
+          version: current.version + 1,
+        };
         await this.repo.update(current, next);
-        return;
-      } catch (error) {
-        if (!(error instanceof StaleWriteError) || attempt >= WRITE_ATTEMPTS) throw error;
-      }
-    }
+      },
+      { maxAttempts: STALE_RETRY_ATTEMPTS },
+    );
   }
 }

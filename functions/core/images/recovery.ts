@@ -11,7 +11,8 @@
  */
 
 import type { BlobStore, ObjectStore } from '../data/ports.ts';
-import { NotFoundError, StaleWriteError } from '../kernel/errors.ts';
+import { NotFoundError } from '../kernel/errors.ts';
+import { retryOnStale, STALE_RETRY_ATTEMPTS } from '../kernel/retry.ts';
 import { isoSeconds } from '../kernel/time.ts';
 import { advanceTask } from '../tasks/advance.ts';
 import type { TaskRepository } from '../tasks/ports.ts';
@@ -47,7 +48,6 @@ export interface RecoverySummary {
 
 /** Leases read per Query page; a sweep walks pages until no expired lease is left. */
 const PAGE = 25;
-const WRITE_ATTEMPTS = 20;
 
 export class LeaseRecovery {
   private readonly clock: () => Date;
@@ -85,23 +85,26 @@ export class LeaseRecovery {
 
   /** Recovers one image if its lease is (still) expired. */
   async recover(id: string, options: { everyLease?: boolean } = {}): Promise<'recovered' | 'skipped'> {
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.deps.repo.get(id);
-      const lease = current?.lease;
-      if (!current || !lease) return 'skipped';
-      const now = this.clock();
-      if (!options.everyLease && !isLeaseExpired(lease, now)) return 'skipped';
-      const reason = `The ${describeKind(lease)} was interrupted: the server handling it stopped (its lease expired at ${lease.expires_at}). Retry it.`;
-      const next = { ...requeued(current, lease, reason, now), version: current.version + 1 };
-      try {
-        await this.deps.repo.update(current, next);
-      } catch (error) {
-        if (!(error instanceof StaleWriteError) || attempt >= WRITE_ATTEMPTS) throw error;
-        continue;
-      }
-      await this.release(lease, reason);
-      return 'recovered';
-    }
+    const taken = await retryOnStale(
+      async () => {
+        const current = await this.deps.repo.get(id);
+        const lease = current?.lease;
+        if (!current || !lease) return undefined;
+        const now = this.clock();
+        if (!options.everyLease && !isLeaseExpired(lease, now)) return undefined;
+        const reason = `The ${describeKind(lease)} was interrupted: the server handling it stopped (its lease expired at ${lease.expires_at}). Retry it.`;
+        await this.deps.repo.update(current, {
+          ...requeued(current, lease, reason, now),
+          version: current.version + 1,
+        });
+        return { lease, reason };
+      },
+      { maxAttempts: STALE_RETRY_ATTEMPTS },
+    );
+    if (!taken) return 'skipped';
+    // Outside the retried write: a lost race while releasing must not take the lease over again.
+    await this.release(taken.lease, taken.reason);
+    return 'recovered';
   }
 
   /** Frees what a taken-over lease names and fails its task. */

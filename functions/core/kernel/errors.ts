@@ -19,14 +19,29 @@ export abstract class HangarError extends Error {
   override name = 'HangarError';
 }
 
-export class BadRequestError extends HangarError {
-  readonly kind = 'bad_request';
-  override name = 'BadRequestError';
+/**
+ * The base of one error class: its kind, and its name spelled out (a bundler may rename classes;
+ * logs and clients read `name`). Each call makes its own base, so `instanceof` tells the classes
+ * apart even where two share a kind (ConflictError, StaleWriteError).
+ */
+function errorOf<K extends ErrorKind>(kind: K, name: string) {
+  return class extends HangarError {
+    readonly kind: K = kind;
+    override name = name;
+  };
 }
 
-export class UnauthorizedError extends HangarError {
-  readonly kind = 'unauthorized';
-  override name = 'UnauthorizedError';
+export class BadRequestError extends errorOf('bad_request', 'BadRequestError') {}
+export class ForbiddenError extends errorOf('forbidden', 'ForbiddenError') {}
+export class NotFoundError extends errorOf('not_found', 'NotFoundError') {}
+export class ConflictError extends errorOf('conflict', 'ConflictError') {}
+export class GoneError extends errorOf('gone', 'GoneError') {}
+export class TooLargeError extends errorOf('too_large', 'TooLargeError') {}
+export class UnavailableError extends errorOf('unavailable', 'UnavailableError') {}
+/** Raised by repositories when a conditional write lost a race (optimistic concurrency). */
+export class StaleWriteError extends errorOf('conflict', 'StaleWriteError') {}
+
+export class UnauthorizedError extends errorOf('unauthorized', 'UnauthorizedError') {
   constructor(
     message = 'This server could not verify that you are authorized to access the document you requested.',
   ) {
@@ -34,34 +49,10 @@ export class UnauthorizedError extends HangarError {
   }
 }
 
-export class ForbiddenError extends HangarError {
-  readonly kind = 'forbidden';
-  override name = 'ForbiddenError';
-}
-
-export class NotFoundError extends HangarError {
-  readonly kind = 'not_found';
-  override name = 'NotFoundError';
-}
-
-export class ConflictError extends HangarError {
-  readonly kind = 'conflict';
-  override name = 'ConflictError';
-}
-
-export class GoneError extends HangarError {
-  readonly kind = 'gone';
-  override name = 'GoneError';
-}
-
-export class TooLargeError extends HangarError {
-  readonly kind = 'too_large';
-  override name = 'TooLargeError';
-}
-
-export class UnsupportedMediaTypeError extends HangarError {
-  readonly kind = 'unsupported_media_type';
-  override name = 'UnsupportedMediaTypeError';
+export class UnsupportedMediaTypeError extends errorOf(
+  'unsupported_media_type',
+  'UnsupportedMediaTypeError',
+) {
   /** Media types the resource does accept (sent back as Accept-Patch for PATCH). */
   constructor(
     message: string,
@@ -71,26 +62,13 @@ export class UnsupportedMediaTypeError extends HangarError {
   }
 }
 
-export class RangeNotSatisfiableError extends HangarError {
-  readonly kind = 'range_not_satisfiable';
-  override name = 'RangeNotSatisfiableError';
+export class RangeNotSatisfiableError extends errorOf('range_not_satisfiable', 'RangeNotSatisfiableError') {
   constructor(
     message: string,
     readonly size: number,
   ) {
     super(message);
   }
-}
-
-export class UnavailableError extends HangarError {
-  readonly kind = 'unavailable';
-  override name = 'UnavailableError';
-}
-
-/** Raised by repositories when a conditional write lost a race (optimistic concurrency). */
-export class StaleWriteError extends HangarError {
-  readonly kind = 'conflict';
-  override name = 'StaleWriteError';
 }
 
 export function assertIsError(error: unknown): asserts error is Error {

@@ -10,14 +10,9 @@
  * deleted (403) until `protected` is set back to false.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  BadRequestError,
-  ConflictError,
-  ForbiddenError,
-  NotFoundError,
-  StaleWriteError,
-} from '../kernel/errors.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../kernel/errors.ts';
 import { hasReaderRole, type Principal } from '../kernel/principal.ts';
+import { retryOnStale } from '../kernel/retry.ts';
 import { isoSeconds } from '../kernel/time.ts';
 import type { AssociationBody, ObjectBody, PropertySchema } from './validation.ts';
 import {
@@ -291,6 +286,9 @@ export interface ListParams {
 const DEFAULT_LIMIT = 25;
 const MAX_LIMIT = 1000;
 
+/** changeNamespace: the first try and up to five more on a namespace that changed meanwhile. */
+const NAMESPACE_WRITE_ATTEMPTS = 6;
+
 function parseLimit(raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_LIMIT;
   if (!/^[+-]?\d+$/.test(raw.trim())) throw new BadRequestError('limit param must be an integer');
@@ -421,15 +419,9 @@ export class MetadefsService {
     principal: Principal,
     change: (namespace: NamespaceRecord) => Promise<T>,
   ): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      const namespace = await this.visible(name, principal);
-      try {
-        return await change(namespace);
-      } catch (error) {
-        if (error instanceof StaleWriteError && attempt < 5) continue;
-        throw error;
-      }
-    }
+    return retryOnStale(async () => change(await this.visible(name, principal)), {
+      maxAttempts: NAMESPACE_WRITE_ATTEMPTS,
+    });
   }
 
   // -- namespaces -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
  * Moving a stored task on through its repository. Apart from task.ts (the record's pure rules) so
  * that the repository port, which takes task records, and the rules do not import each other.
  */
-import { NotFoundError, StaleWriteError } from '../kernel/errors.ts';
+import { NotFoundError } from '../kernel/errors.ts';
+import { retryOnStale, STALE_RETRY_ATTEMPTS } from '../kernel/retry.ts';
 import type { TaskRepository } from './ports.ts';
 import { isFinished, type TaskStatus, transitionTask } from './task.ts';
 
@@ -18,18 +19,16 @@ export async function advanceTask(
   ttlHours: number,
   fields: { message?: string; result?: Record<string, unknown> | null } = {},
 ): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const task = await repo.get(id);
-    if (!task) throw new NotFoundError(`Could not find task ${id}`);
-    if (task.status === to || isFinished(task)) return;
-    const next = { ...transitionTask(task, to, clock(), ttlHours, fields), version: task.version + 1 };
-    try {
+  await retryOnStale(
+    async () => {
+      const task = await repo.get(id);
+      if (!task) throw new NotFoundError(`Could not find task ${id}`);
+      if (task.status === to || isFinished(task)) return;
+      const next = { ...transitionTask(task, to, clock(), ttlHours, fields), version: task.version + 1 };
       await repo.update(task, next);
-      return;
-    } catch (error) {
-      if (!(error instanceof StaleWriteError) || attempt >= 20) throw error;
-    }
-  }
+    },
+    { maxAttempts: STALE_RETRY_ATTEMPTS },
+  );
 }
 
 /** Moves a task of `repo` on (advanceTask): what a workflow's steps hold, bound to its settings. */

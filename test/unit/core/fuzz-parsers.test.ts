@@ -14,6 +14,7 @@ import { pyRepr, UUID_PATTERN } from '#core/images/validation';
 import { HangarError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
 import { jsonDepth } from '#edge/http';
+import { junkText, listQueryKey } from '../../helpers/arbitraries.ts';
 import { admin, alice, makeImage, NOW, QUOTAS } from './fixtures.ts';
 
 const RUNS = { numRuns: 400 };
@@ -32,11 +33,10 @@ function outcome(run: () => unknown): { ok: true; value: unknown } | { ok: false
   }
 }
 
-const anyText = fc.oneof(
-  fc.string(),
-  fc.string({ unit: 'grapheme', maxLength: 40 }),
-  fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.constantFrom(
+const anyText = junkText({
+  graphemes: 40,
+  binary: 40,
+  specials: [
     '',
     '~',
     '~0',
@@ -49,8 +49,8 @@ const anyText = fc.oneof(
     'x'.repeat(300),
     '__proto__',
     'constructor',
-  ),
-);
+  ],
+});
 
 const pointer = fc.oneof(
   fc.constantFrom(
@@ -152,32 +152,7 @@ describe('fuzz: create bodies (parseCreateRequest)', () => {
 });
 
 describe('fuzz: list query strings (parseListQuery)', () => {
-  const key = fc.oneof(
-    fc.constantFrom(
-      'limit',
-      'marker',
-      'sort',
-      'sort_key',
-      'sort_dir',
-      'visibility',
-      'member_status',
-      'status',
-      'name',
-      'tag',
-      'owner',
-      'size_min',
-      'size_max',
-      'created_at',
-      'updated_at',
-      'os_hidden',
-      'protected',
-      'id',
-      'container_format',
-      'disk_format',
-      'changes-since',
-    ),
-    anyText,
-  );
+  const key = listQueryKey(anyText);
   const value = fc.oneof(
     anyText,
     fc.integer().map(String),

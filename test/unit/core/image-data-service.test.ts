@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ImageDataService } from '#core/data/image-data';
 import { FAILED_UPLOAD, type ImageRecord } from '#core/images/image';
 import { HangarError } from '#core/kernel/errors';
+import { withoutBackoff } from '../../helpers/fakes/backoff.ts';
 import {
   bodyOf,
   digestsOf,
@@ -186,7 +187,7 @@ describe('ImageDataService.upload, lost races', () => {
   it('gives up on saving after 20 lost races with a 409, leaving the image queued', async () => {
     const world = setup();
     world.repo.races.failUpdates(Number.POSITIVE_INFINITY);
-    expect(await failure(upload(world.service))).toEqual({
+    expect(await failure(withoutBackoff(() => upload(world.service)))).toEqual({
       kind: 'conflict',
       message: `Image ${ID} was changed by another request; retry the upload`,
     });
@@ -213,7 +214,7 @@ describe('ImageDataService.upload, lost races', () => {
   it('gives up on the activation after 20 lost races with a 409 and removes the blob', async () => {
     const world = setup();
     world.repo.races.failUpdates(Number.POSITIVE_INFINITY, 1);
-    expect(await failure(upload(world.service))).toEqual({
+    expect(await failure(withoutBackoff(() => upload(world.service)))).toEqual({
       kind: 'conflict',
       message: `Image ${ID} is being changed too often to activate`,
     });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EVERY_PROPERTY } from '#core/images/property-protections';
 import { imagePath, renderImage, renderImageList } from '#core/images/view';
+import { GLANCE_BASE_KEYS } from '../../helpers/glance-keys.ts';
 import { makeActiveImage, makeImage } from './fixtures.ts';
 
 describe('renderImage', () => {
@@ -38,32 +39,8 @@ describe('renderImage', () => {
       file: '/v2/images/dec8c320-a25d-4809-a4d9-96f9d61a425b/file',
       schema: '/v2/schemas/image',
     });
-    expect(Object.keys(view)).toEqual([
-      'custom_prop',
-      'os_distro',
-      'name',
-      'disk_format',
-      'container_format',
-      'visibility',
-      'size',
-      'virtual_size',
-      'status',
-      'checksum',
-      'protected',
-      'min_ram',
-      'min_disk',
-      'owner',
-      'os_hidden',
-      'os_hash_algo',
-      'os_hash_value',
-      'id',
-      'created_at',
-      'updated_at',
-      'tags',
-      'self',
-      'file',
-      'schema',
-    ]);
+    // The extra properties first, then Glance's base keys in its order.
+    expect(Object.keys(view)).toEqual(['custom_prop', 'os_distro', ...GLANCE_BASE_KEYS]);
   });
 
   it('never shows the internal version and blob key', () => {

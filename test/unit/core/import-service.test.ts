@@ -6,6 +6,7 @@ import { HangarError, StaleWriteError } from '#core/kernel/errors';
 import { newTask, transitionTask } from '#core/tasks/task';
 import { ImportService } from '#core/transfer/import';
 import { FAILED_IMPORT, IMPORT_LOCK, type ImportInput, stagingKey } from '#core/transfer/import-model';
+import { withoutBackoff } from '../../helpers/fakes/backoff.ts';
 import {
   bodyOf,
   digestsOf,
@@ -449,7 +450,9 @@ describe('ImportService steps', () => {
     const data = await world.service.copy(input);
     world.tasks.races.failUpdates(Number.POSITIVE_INFINITY);
     const before = world.tasks.races.attempts;
-    await expect(world.service.activate({ ...input, data })).rejects.toBeInstanceOf(StaleWriteError);
+    await expect(withoutBackoff(() => world.service.activate({ ...input, data }))).rejects.toBeInstanceOf(
+      StaleWriteError,
+    );
     expect(world.tasks.races.attempts - before).toBe(20);
     // The image write landed before: a retried Activate step finds it done and settles the task.
     expect(world.repo.stored(ID).status).toBe('active');

@@ -22,6 +22,16 @@ function q(raw: string): Array<[string, string]> {
 const parse = (raw: string) => parseListQuery(q(raw));
 const badRequest = (raw: string) => errorOf(() => parse(raw));
 
+/** An expected sort order: each key with its direction, in order. */
+const by = (...keys: Array<[ImageSort['key'], ImageSort['dir']]>): ImageSort[] =>
+  keys.map(([key, dir]) => ({ key, dir }));
+
+/** One test per raw query string: each is refused with its Glance 400 message. */
+const refuses = (cases: Array<[raw: string, message: string]>) =>
+  it.each(cases)('refuses %s', (raw, message) => {
+    expect(badRequest(raw)).toEqual({ kind: 'bad_request', message });
+  });
+
 const DEFAULT_FILTERS: ImageFilters = { tags: [], os_hidden: false, properties: {} };
 
 /** The five listing images of the Glance probe (sections 130-183). */
@@ -91,10 +101,7 @@ describe('parseListQuery', () => {
       // Assess
       expect(query).toEqual({
         limit: 25,
-        sort: [
-          { key: 'created_at', dir: 'desc' },
-          { key: 'id', dir: 'desc' },
-        ],
+        sort: by(['created_at', 'desc'], ['id', 'desc']),
         filters: DEFAULT_FILTERS,
         memberStatus: 'accepted',
       });
@@ -126,18 +133,12 @@ describe('parseListQuery', () => {
       expect(query.limit).toBe(limit);
     });
 
-    it.each([
+    refuses([
       ['limit=abc', 'limit param must be an integer'],
       ['limit=1.5', 'limit param must be an integer'],
       ['limit=', 'limit param must be an integer'],
       ['limit=-1', 'limit param must be positive'],
-    ])('refuses %s', (raw, message) => {
-      // Act
-      const error = badRequest(raw);
-
-      // Assess
-      expect(error).toEqual({ kind: 'bad_request', message });
-    });
+    ]);
 
     it('passes the marker through for the caller to look up', () => {
       // Act
@@ -150,104 +151,31 @@ describe('parseListQuery', () => {
 
   describe('sorting', () => {
     it.each<[string, ImageSort[]]>([
-      [
-        'sort_key=size&sort_dir=asc',
-        [
-          { key: 'size', dir: 'asc' },
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
-      ],
-      [
-        'sort_key=name',
-        [
-          { key: 'name', dir: 'desc' },
-          { key: 'created_at', dir: 'desc' },
-          { key: 'id', dir: 'desc' },
-        ],
-      ],
-      [
-        'sort_dir=asc',
-        [
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
-      ],
+      ['sort_key=size&sort_dir=asc', by(['size', 'asc'], ['created_at', 'asc'], ['id', 'asc'])],
+      ['sort_key=name', by(['name', 'desc'], ['created_at', 'desc'], ['id', 'desc'])],
+      ['sort_dir=asc', by(['created_at', 'asc'], ['id', 'asc'])],
       [
         'sort_key=disk_format&sort_key=size&sort_dir=asc',
-        [
-          { key: 'disk_format', dir: 'asc' },
-          { key: 'size', dir: 'asc' },
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
+        by(['disk_format', 'asc'], ['size', 'asc'], ['created_at', 'asc'], ['id', 'asc']),
       ],
       // With one direction per key, Glance's sqlalchemy layer orders the tiebreakers descending.
       [
         'sort_key=disk_format&sort_key=size&sort_dir=asc&sort_dir=asc',
-        [
-          { key: 'disk_format', dir: 'asc' },
-          { key: 'size', dir: 'asc' },
-          { key: 'created_at', dir: 'desc' },
-          { key: 'id', dir: 'desc' },
-        ],
+        by(['disk_format', 'asc'], ['size', 'asc'], ['created_at', 'desc'], ['id', 'desc']),
       ],
-      [
-        'sort_key=created_at&sort_dir=asc',
-        [
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
-      ],
+      ['sort_key=created_at&sort_dir=asc', by(['created_at', 'asc'], ['id', 'asc'])],
       [
         'sort_key=id&sort_key=status&sort_dir=asc',
-        [
-          { key: 'id', dir: 'asc' },
-          { key: 'status', dir: 'asc' },
-          { key: 'created_at', dir: 'asc' },
-        ],
+        by(['id', 'asc'], ['status', 'asc'], ['created_at', 'asc']),
       ],
-      [
-        'sort_key=%20name%20&sort_dir=%20asc%20',
-        [
-          { key: 'name', dir: 'asc' },
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
-      ],
-      [
-        'sort=name',
-        [
-          { key: 'name', dir: 'desc' },
-          { key: 'created_at', dir: 'desc' },
-          { key: 'id', dir: 'desc' },
-        ],
-      ],
-      [
-        'sort=name:asc',
-        [
-          { key: 'name', dir: 'asc' },
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
-      ],
+      ['sort_key=%20name%20&sort_dir=%20asc%20', by(['name', 'asc'], ['created_at', 'asc'], ['id', 'asc'])],
+      ['sort=name', by(['name', 'desc'], ['created_at', 'desc'], ['id', 'desc'])],
+      ['sort=name:asc', by(['name', 'asc'], ['created_at', 'asc'], ['id', 'asc'])],
       [
         'sort=disk_format:desc,name:asc',
-        [
-          { key: 'disk_format', dir: 'desc' },
-          { key: 'name', dir: 'asc' },
-          { key: 'created_at', dir: 'desc' },
-          { key: 'id', dir: 'desc' },
-        ],
+        by(['disk_format', 'desc'], ['name', 'asc'], ['created_at', 'desc'], ['id', 'desc']),
       ],
-      [
-        'sort=%20updated_at%20:%20asc%20',
-        [
-          { key: 'updated_at', dir: 'asc' },
-          { key: 'created_at', dir: 'asc' },
-          { key: 'id', dir: 'asc' },
-        ],
-      ],
+      ['sort=%20updated_at%20:%20asc%20', by(['updated_at', 'asc'], ['created_at', 'asc'], ['id', 'asc'])],
     ])('reads %s', (raw, sort) => {
       // Act
       const query = parse(raw);
@@ -256,7 +184,7 @@ describe('parseListQuery', () => {
       expect(query.sort).toEqual(sort);
     });
 
-    it.each([
+    refuses([
       ['sort=name:asc&sort_key=size', 'Old and new sorting syntax cannot be combined'],
       ['sort=name&sort_dir=asc', 'Old and new sorting syntax cannot be combined'],
       [
@@ -283,13 +211,7 @@ describe('parseListQuery', () => {
         'sort_key=bogus&sort_dir=bogus',
         'Invalid sort key: bogus. It must be one of the following: name, status, container_format, disk_format, size, id, created_at, updated_at.',
       ],
-    ])('refuses %s', (raw, message) => {
-      // Act
-      const error = badRequest(raw);
-
-      // Assess
-      expect(error).toEqual({ kind: 'bad_request', message });
-    });
+    ]);
   });
 
   describe('visibility and member status', () => {
@@ -310,17 +232,11 @@ describe('parseListQuery', () => {
       expect(query.memberStatus).toBe(status);
     });
 
-    it.each([
+    refuses([
       ['visibility=bogus', 'Invalid visibility value: bogus'],
       ['visibility=', 'Invalid visibility value: '],
       ['member_status=bogus', 'Invalid status: bogus'],
-    ])('refuses %s', (raw, message) => {
-      // Act
-      const error = badRequest(raw);
-
-      // Assess
-      expect(error).toEqual({ kind: 'bad_request', message });
-    });
+    ]);
   });
 
   describe('filters', () => {
@@ -408,7 +324,7 @@ describe('parseListQuery', () => {
       expect(query.filters.name).toEqual(filter);
     });
 
-    it.each([
+    refuses([
       ['name=neq:lst-a', "Unable to filter by unknown operator 'neq'."],
       ['name=a:b', "Unable to filter by unknown operator 'a'."],
       ['disk_format=gt:raw', "Unable to filter by unknown operator 'gt'."],
@@ -417,13 +333,7 @@ describe('parseListQuery', () => {
       ['name=in:a%22b%22', 'Invalid filter value a"b". There is no comma before opening quotation mark.'],
       ['name=in:%22a%22b', 'Invalid filter value "a"b. There is no comma after closing quotation mark.'],
       ['name=in:%22a', 'Invalid filter value "a. The quote is not closed.'],
-    ])('refuses %s', (raw, message) => {
-      // Act
-      const error = badRequest(raw);
-
-      // Assess
-      expect(error).toEqual({ kind: 'bad_request', message });
-    });
+    ]);
 
     it('reads size and virtual_size ranges', () => {
       // Act
@@ -468,7 +378,7 @@ describe('parseListQuery', () => {
       expect(query.filters.protected).toBe(value);
     });
 
-    it.each([
+    refuses([
       [
         'os_hidden=bogus',
         "Invalid value 'bogus' for 'os_hidden' filter. Valid values are 'true' or 'false'.",
@@ -478,13 +388,7 @@ describe('parseListQuery', () => {
         "Invalid value 'bogus' for 'protected' filter. Valid values are 'true' or 'false'.",
       ],
       ['protected=True', "Invalid value 'True' for 'protected' filter. Valid values are 'true' or 'false'."],
-    ])('refuses %s', (raw, message) => {
-      // Act
-      const error = badRequest(raw);
-
-      // Assess
-      expect(error).toEqual({ kind: 'bad_request', message });
-    });
+    ]);
 
     it.each([
       ['created_at=gt:2026-11-22T02:11:40Z', 'created_at', 'gt', '2026-11-22T02:11:40Z'],
@@ -501,20 +405,14 @@ describe('parseListQuery', () => {
       expect(query.filters[key as 'created_at']).toEqual({ op, epochMs: Date.parse(iso) });
     });
 
-    it.each([
+    refuses([
       ['created_at=gt:bogus', 'Bad "created_at" query filter format. Use ISO 8601 DateTime notation.'],
       ['updated_at=bogus', 'Bad "updated_at" query filter format. Use ISO 8601 DateTime notation.'],
       ['created_at=zz:2000-01-01T00:00:00Z', 'Unable to filter on a unknown operator.'],
       ['created_at=in:2000-01-01T00:00:00Z', 'Unable to filter on a unknown operator.'],
       // The time is parsed first, so a bad time wins over a bad operator.
       ['created_at=zz:bogus', 'Bad "created_at" query filter format. Use ISO 8601 DateTime notation.'],
-    ])('refuses %s', (raw, message) => {
-      // Act
-      const error = badRequest(raw);
-
-      // Assess
-      expect(error).toEqual({ kind: 'bad_request', message });
-    });
+    ]);
 
     it('keeps a "__proto__" property filter as plain data', () => {
       // Act
@@ -740,10 +638,7 @@ describe('compareImages', () => {
     // Prepare
     const first = makeActiveImage({ id: 'a', name: 'same' });
     const second = makeActiveImage({ id: 'b', name: 'same' });
-    const sort: ImageSort[] = [
-      { key: 'name', dir: 'asc' },
-      { key: 'id', dir: 'desc' },
-    ];
+    const sort: ImageSort[] = by(['name', 'asc'], ['id', 'desc']);
 
     // Act
     const order = compareImages(first, second, sort);
@@ -795,31 +690,23 @@ describe('buildLinks', () => {
     expect(links).toEqual({ first: '/v2/images' });
   });
 
-  it('builds first and next exactly as Glance did in transcript #161', () => {
-    // Prepare
-    const pairs = q('limit=2&tag=lst&sort_key=name&sort_dir=asc');
-
+  const GLANCE_QUERY = 'limit=2&tag=lst&sort_key=name&sort_dir=asc';
+  it.each([
+    ['#161', GLANCE_QUERY, '8ff11387-6010-48e8-a9a7-0ec28f8df6d5'],
+    // The incoming marker is dropped wherever it was.
+    [
+      '#163',
+      `marker=8ff11387-6010-48e8-a9a7-0ec28f8df6d5&${GLANCE_QUERY}`,
+      '1939de77-4409-44a2-908d-44ef2689dd57',
+    ],
+  ])('builds first and next exactly as Glance did in transcript %s', (_transcript, raw, marker) => {
     // Act
-    const links = buildLinks(pairs, '8ff11387-6010-48e8-a9a7-0ec28f8df6d5');
+    const links = buildLinks(q(raw), marker);
 
     // Assess
     expect(links).toEqual({
       first: '/v2/images?limit=2&tag=lst&sort_key=name&sort_dir=asc',
-      next: '/v2/images?limit=2&tag=lst&sort_key=name&sort_dir=asc&marker=8ff11387-6010-48e8-a9a7-0ec28f8df6d5',
-    });
-  });
-
-  it('drops the incoming marker wherever it was (transcript #163)', () => {
-    // Prepare
-    const pairs = q('marker=8ff11387-6010-48e8-a9a7-0ec28f8df6d5&limit=2&tag=lst&sort_key=name&sort_dir=asc');
-
-    // Act
-    const links = buildLinks(pairs, '1939de77-4409-44a2-908d-44ef2689dd57');
-
-    // Assess
-    expect(links).toEqual({
-      first: '/v2/images?limit=2&tag=lst&sort_key=name&sort_dir=asc',
-      next: '/v2/images?limit=2&tag=lst&sort_key=name&sort_dir=asc&marker=1939de77-4409-44a2-908d-44ef2689dd57',
+      next: `/v2/images?limit=2&tag=lst&sort_key=name&sort_dir=asc&marker=${marker}`,
     });
   });
 

@@ -109,6 +109,29 @@ describe('retryOnStale', () => {
     expect(calls).toBe(1);
   });
 
+  it('gives up after maxAttempts, whatever budget is left, with the last loss or what `exhausted` makes of it', async () => {
+    clock = 0;
+    let calls = 0;
+    const lose = async (): Promise<never> => {
+      calls++;
+      throw new StaleWriteError('lost');
+    };
+    const count = { maxAttempts: 3, now: () => clock, sleep: fakeSleep };
+    await expect(retryOnStale(lose, count)).rejects.toBeInstanceOf(StaleWriteError);
+    expect(calls).toBe(3);
+    const tooOften = (error: StaleWriteError) => new ConflictError(`too often: ${error.message}`);
+    await expect(retryOnStale(lose, { ...count, exhausted: tooOften })).rejects.toThrow(
+      new ConflictError('too often: lost'),
+    );
+    expect(calls).toBe(6);
+    // The last attempt allowed still lands.
+    const landsThird = async (n: number) => {
+      if (n < 3) throw new StaleWriteError('lost');
+      return 'landed';
+    };
+    expect(await retryOnStale(landsThird, count)).toBe('landed');
+  });
+
   it('backs off exponentially with full jitter, capped', () => {
     expect(backoffDelay(1, () => 0.999)).toBe(3);
     expect(backoffDelay(3, () => 0.999)).toBe(15);

@@ -16,7 +16,7 @@ import {
   RangeNotSatisfiableError,
   UnsupportedMediaTypeError,
 } from '#core/kernel/errors';
-import { httpHandler } from '#edge/http';
+import { httpHandler, routeTable } from '#edge/http';
 import { errorToResult, glanceErrors } from '#edge/middlewares/glance-errors';
 import { jsonBody, parseJsonBody } from '#edge/middlewares/json-body';
 import { principal } from '#edge/middlewares/principal';
@@ -262,6 +262,36 @@ describe('jsonBody', () => {
     const result = await handler(httpEvent({ accept: 'application/json' }, { body: '{"a":' }), context());
     expect(result.statusCode).toBe(400);
     expect(JSON.parse(result.body ?? '').message).toBe('Malformed JSON in request body.');
+  });
+});
+
+describe('routeTable', () => {
+  const routes = routeTable({
+    'GET /v2/images': async () => ({ status: 200, json: { route: 'list' } }),
+    'DELETE /v2/images/{image_id}': async (request) => ({
+      status: 200,
+      json: { id: request.params.image_id },
+    }),
+  });
+
+  it('names its keys and dispatches on event.routeKey through the middy stack', async () => {
+    expect(routes.routeKeys).toEqual(['GET /v2/images', 'DELETE /v2/images/{image_id}']);
+    const list = await routes.handler(httpEvent(), context());
+    expect(JSON.parse(list.body ?? '')).toEqual({ route: 'list' });
+    const remove = await routes.handler(
+      httpEvent({}, { routeKey: 'DELETE /v2/images/{image_id}', pathParameters: { image_id: 'a%20b' } }),
+      context(),
+    );
+    expect(JSON.parse(remove.body ?? '')).toEqual({ id: 'a b' });
+    expect(remove.headers?.['x-openstack-request-id']).toMatch(/^req-/);
+  });
+
+  it("answers Glance's 404 for a key it does not serve, an inherited name included", async () => {
+    for (const routeKey of ['GET /v2/tasks', 'constructor', 'toString']) {
+      const result = await routes.handler(httpEvent({ accept: 'application/json' }, { routeKey }), context());
+      expect(result.statusCode, routeKey).toBe(404);
+      expect(JSON.parse(result.body ?? '').message).toBe('The resource could not be found.');
+    }
   });
 });
 
