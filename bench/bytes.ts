@@ -1,0 +1,128 @@
+/**
+ * Image bytes through the embedded backend against this machine's two-thread hashing limit
+ * (md5 ‖ sha512 on the service's own two worker threads), all measured in the same run:
+ * - upload of `size` bytes with curl (PUT /file, both digests checked), with the gateway's RSS
+ *   before and at its peak during the upload;
+ * - download of the same image with curl discarding the body;
+ * - S3-drop import of `size` bytes (bench/import.ts).
+ *
+ * Runs alone too: `npx tsx bench/bytes.ts [bytes]` (default 1 GiB); HANGAR_BLOB_STORE picks the store.
+ */
+import { execFile } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { serviceConfig } from '#platform/config';
+import { hashingLimit, uploadThroughput } from './api.ts';
+import { benchImport, type ImportBenchResult } from './import.ts';
+import { type BenchBackend, round, startBenchBackend } from './lib.ts';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export interface BytesBenchResult {
+  bytes: number;
+  blobStore: string;
+  hashingLimitMiBps: number;
+  upload: {
+    mibps: number;
+    ratioToLimit: number;
+    checksumOk: boolean;
+    rssBeforeMiB: number;
+    rssPeakMiB: number;
+  };
+  download: { mibps: number; ratioToLimit: number; bytesOk: boolean };
+  s3DropImport: ImportBenchResult;
+}
+
+/** Samples this process's RSS (the gateway runs in it) every 50 ms while `fn` runs. */
+async function withPeakRss<T>(
+  fn: () => Promise<T>,
+): Promise<{ value: T; beforeMiB: number; peakMiB: number }> {
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 50);
+  try {
+    const value = await fn();
+    return { value, beforeMiB: round(before / MiB, 0), peakMiB: round(peak / MiB, 0) };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** GET /file of the newest image named bench-1g with curl writing to /dev/null, timed end to end. */
+async function downloadThroughput(
+  b: BenchBackend,
+  totalBytes: number,
+): Promise<{ mibps: number; bytesOk: boolean }> {
+  const list = await fetch(`${b.url}/v2/images?name=bench-1g&sort_key=created_at&sort_dir=desc`, {
+    headers: { 'x-auth-token': b.tokens.alice },
+  });
+  const { images } = (await list.json()) as { images: Array<{ id: string }> };
+  const id = images[0]?.id;
+  if (!id) throw new Error('no uploaded image to download');
+  const start = performance.now();
+  const { stdout } = await run('curl', [
+    '-sS',
+    '--fail',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{size_download}',
+    '-H',
+    `X-Auth-Token: ${b.tokens.alice}`,
+    `${b.url}/v2/images/${id}/file`,
+  ]);
+  const seconds = (performance.now() - start) / 1000;
+  return { mibps: totalBytes / MiB / seconds, bytesOk: Number(stdout.trim()) === totalBytes };
+}
+
+export async function benchBytes(b: BenchBackend, size: number): Promise<BytesBenchResult> {
+  const limit = await hashingLimit(size);
+  global.gc?.();
+  const upload = await withPeakRss(() => uploadThroughput(b, size));
+  const download = await downloadThroughput(b, size);
+  const s3DropImport = await benchImport(b, size);
+  return {
+    bytes: size,
+    blobStore: serviceConfig().blobStore.kind,
+    hashingLimitMiBps: round(limit, 0),
+    upload: {
+      mibps: round(upload.value.mibps, 0),
+      ratioToLimit: round(upload.value.mibps / limit),
+      checksumOk: upload.value.checksumOk,
+      rssBeforeMiB: upload.beforeMiB,
+      rssPeakMiB: upload.peakMiB,
+    },
+    download: {
+      mibps: round(download.mibps, 0),
+      ratioToLimit: round(download.mibps / limit),
+      bytesOk: download.bytesOk,
+    },
+    s3DropImport,
+  };
+}
+
+export function bytesSummary(r: BytesBenchResult): string {
+  return [
+    `blob store ${r.blobStore}; hashing limit (md5 ‖ sha512, 2 threads) ${r.hashingLimitMiBps} MiB/s`,
+    `upload ${round(r.bytes / MiB, 0)} MiB: ${r.upload.mibps} MiB/s (${r.upload.ratioToLimit} of the limit), checksum ${r.upload.checksumOk ? 'ok' : 'WRONG'}, gateway RSS ${r.upload.rssBeforeMiB} -> peak ${r.upload.rssPeakMiB} MiB`,
+    `download: ${r.download.mibps} MiB/s (${r.download.ratioToLimit}x the limit), bytes ${r.download.bytesOk ? 'ok' : 'WRONG'}`,
+    `S3-drop import: ${r.s3DropImport.importMiBps} MiB/s (${r.s3DropImport.ratio} of ${r.s3DropImport.limitMiBps} MiB/s around it), checksum ${r.s3DropImport.checksumOk ? 'ok' : 'WRONG'}`,
+  ].join('\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const size = Number(process.argv[2] ?? process.env.HANGAR_BENCH_UPLOAD_BYTES ?? GiB);
+  const bench = await startBenchBackend();
+  try {
+    const result = await benchBytes(bench, size);
+    console.log(JSON.stringify(result, null, 2));
+    console.log(bytesSummary(result));
+  } finally {
+    await Promise.race([bench.stop(), new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+  }
+  process.exit(0);
+}
