@@ -135,7 +135,11 @@ export class FsBlobStore implements BlobStore {
       deleted++;
     }
     // Partial files of the prefix (a dead upload's) go too, uncounted, as S3 has no such objects.
-    for (const file of await this.files(prefix)) if (file.endsWith(PARTIAL)) await removeFile(file);
+    for (const file of await this.files(prefix)) {
+      if (!file.endsWith(PARTIAL)) continue;
+      await removeFile(file);
+      await rmdir(dirname(file)).catch(() => undefined);
+    }
     return deleted;
   }
 
