@@ -9,6 +9,7 @@
  * Runs alone too: `npx tsx bench/bytes.ts [bytes]` (default 1 GiB); HANGAR_BLOB_STORE picks the store.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { serviceConfig } from '#platform/config';
@@ -30,9 +31,53 @@ export interface BytesBenchResult {
     checksumOk: boolean;
     rssBeforeMiB: number;
     rssPeakMiB: number;
+    cpu: CpuBreakdown;
   };
   download: { mibps: number; ratioToLimit: number; bytesOk: boolean };
   s3DropImport: ImportBenchResult;
+}
+
+/** CPU seconds spent during one measurement, by where (from /proc; Linux only). */
+export interface CpuBreakdown {
+  wallSeconds: number;
+  /** The gateway's main thread: HTTP parsing, the handler, regrouping into blocks. */
+  gatewayMainThread: number;
+  /** The gateway's other threads: the two hash workers, file writes (libuv pool), GC. */
+  gatewayOtherThreads: number;
+  /** The S3 stand-in (a child process). */
+  s3rver: number;
+}
+
+/** utime + stime of a /proc stat file, in seconds (0 where it cannot be read). */
+function cpuSeconds(statFile: string): number {
+  try {
+    const fields = readFileSync(statFile, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+async function withCpu<T>(s3rverPid: number, fn: () => Promise<T>): Promise<{ value: T; cpu: CpuBreakdown }> {
+  const sample = () => ({
+    main: cpuSeconds(`/proc/self/task/${process.pid}/stat`),
+    all: cpuSeconds('/proc/self/stat'),
+    s3: cpuSeconds(`/proc/${s3rverPid}/stat`),
+    at: performance.now(),
+  });
+  const before = sample();
+  const value = await fn();
+  const after = sample();
+  const main = after.main - before.main;
+  return {
+    value,
+    cpu: {
+      wallSeconds: round((after.at - before.at) / 1000),
+      gatewayMainThread: round(main),
+      gatewayOtherThreads: round(after.all - before.all - main),
+      s3rver: round(after.s3 - before.s3),
+    },
+  };
 }
 
 /** Samples this process's RSS (the gateway runs in it) every 50 ms while `fn` runs. */
@@ -82,7 +127,8 @@ async function downloadThroughput(
 export async function benchBytes(b: BenchBackend, size: number): Promise<BytesBenchResult> {
   const limit = await hashingLimit(size);
   global.gc?.();
-  const upload = await withPeakRss(() => uploadThroughput(b, size));
+  const measured = await withPeakRss(() => withCpu(b.backend.pids.s3, () => uploadThroughput(b, size)));
+  const upload = { ...measured, value: measured.value.value, cpu: measured.value.cpu };
   const download = await downloadThroughput(b, size);
   const s3DropImport = await benchImport(b, size);
   return {
@@ -95,6 +141,7 @@ export async function benchBytes(b: BenchBackend, size: number): Promise<BytesBe
       checksumOk: upload.value.checksumOk,
       rssBeforeMiB: upload.beforeMiB,
       rssPeakMiB: upload.peakMiB,
+      cpu: upload.cpu,
     },
     download: {
       mibps: round(download.mibps, 0),
@@ -109,6 +156,7 @@ export function bytesSummary(r: BytesBenchResult): string {
   return [
     `blob store ${r.blobStore}; hashing limit (md5 ‖ sha512, 2 threads) ${r.hashingLimitMiBps} MiB/s`,
     `upload ${round(r.bytes / MiB, 0)} MiB: ${r.upload.mibps} MiB/s (${r.upload.ratioToLimit} of the limit), checksum ${r.upload.checksumOk ? 'ok' : 'WRONG'}, gateway RSS ${r.upload.rssBeforeMiB} -> peak ${r.upload.rssPeakMiB} MiB`,
+    `upload CPU seconds in ${r.upload.cpu.wallSeconds} s: gateway main thread ${r.upload.cpu.gatewayMainThread}, its other threads (hashing, file writes, GC) ${r.upload.cpu.gatewayOtherThreads}, s3rver ${r.upload.cpu.s3rver}`,
     `download: ${r.download.mibps} MiB/s (${r.download.ratioToLimit}x the limit), bytes ${r.download.bytesOk ? 'ok' : 'WRONG'}`,
     `S3-drop import: ${r.s3DropImport.importMiBps} MiB/s (${r.s3DropImport.ratio} of ${r.s3DropImport.limitMiBps} MiB/s around it), checksum ${r.s3DropImport.checksumOk ? 'ok' : 'WRONG'}`,
   ].join('\n');

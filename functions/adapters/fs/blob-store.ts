@@ -36,54 +36,34 @@ export class FsBlobStore implements BlobStore {
     hooks: BlobPutHooks,
     expectedSize?: number,
   ): Promise<{ size: number }> {
-    const final = this.path(key);
-    const partial = `${final}${PARTIAL}`;
-    const directory = dirname(final);
-    const created = await mkdir(directory, { recursive: true, mode: 0o700 });
-    // 'wx': a second writer of the same key fails here instead of sharing the file.
-    const file = await open(partial, 'wx', 0o600);
-    let size = 0;
+    const writer = await this.create(key);
     try {
-      // One write in flight while the next block is read and hashed: disk and hashing overlap.
-      let writing: Promise<void> = Promise.resolve();
       let blocks = 0;
       for await (const block of source) {
         await hooks.onBlock(block);
         blocks++;
-        size += block.length;
-        if (expectedSize !== undefined && size > expectedSize)
-          throw new Error(`body had more than the ${expectedSize} bytes announced`);
-        await writing;
         // Written: the block's taker's hold goes back to the pool (put owns the blocks it is given).
-        writing = writeAll(file, block).then(() => releaseBlock(block));
+        await writer.write(block, () => releaseBlock(block));
+        if (expectedSize !== undefined && writer.size > expectedSize)
+          throw new Error(`body had more than the ${expectedSize} bytes announced`);
       }
       // Zero-length bodies still run the hooks once, as the S3 store does.
       if (blocks === 0) await hooks.onBlock(Buffer.alloc(0));
-      await writing;
-      if (expectedSize !== undefined && size !== expectedSize)
-        throw new Error(`body had ${size} bytes, ${expectedSize} were announced`);
-      await file.sync();
-      await file.chmod(0o400);
-      await file.close();
+      await writer.commit(expectedSize);
+      return { size: writer.size };
     } catch (error) {
-      await file.close().catch(() => undefined);
-      await unlink(partial).catch(() => undefined);
+      await writer.abort();
       throw error;
     }
-    try {
-      // EEXIST when the key is taken: the existing object stays as it was.
-      await link(partial, final);
-    } finally {
-      await unlink(partial).catch(() => undefined);
-    }
-    // The new name (and a new directory's own entry) must be on disk before the upload is acknowledged.
-    await syncDirectory(directory);
-    if (created)
-      for (let parent = dirname(directory); ; parent = dirname(parent)) {
-        await syncDirectory(parent);
-        if (parent === dirname(created) || parent === dirname(parent)) break;
-      }
-    return { size };
+  }
+
+  /** A new object under `key`, written piece by piece; it exists once commit() resolves. */
+  async create(key: string): Promise<BlobWriter> {
+    const final = this.path(key);
+    const created = await mkdir(dirname(final), { recursive: true, mode: 0o700 });
+    // 'wx': a second writer of the same key fails here instead of sharing the file.
+    const file = await open(`${final}${PARTIAL}`, 'wx', 0o600);
+    return new BlobWriter(file, final, created);
   }
 
   async get(key: string, range?: { start: number; end: number }): Promise<ReadStream> {
@@ -175,10 +155,102 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-async function writeAll(file: FileHandle, block: Buffer): Promise<void> {
-  for (let offset = 0; offset < block.length; ) {
-    const { bytesWritten } = await file.write(block, offset, block.length - offset);
-    offset += bytesWritten;
+/** Below this much, pieces are gathered into one writev (socket-sized pieces cost a syscall each). */
+const GATHER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * One object being written to `<final>.partial`: at most one write in flight while the caller
+ * reads and hashes the next piece, then fsync, read-only, link(2) into the final name (which
+ * fails if it exists) and fsync of the directories whose entries changed.
+ */
+export class BlobWriter {
+  size = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private gathered: Buffer[] = [];
+  private gatheredBytes = 0;
+  private afterGathered: Array<() => void> = [];
+  private closed = false;
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly final: string,
+    /** The first directory mkdir created for it, if any. */
+    private readonly created: string | undefined,
+  ) {}
+
+  /** Takes `piece` (which must not change until `written` is called) and resolves when it may take the next. */
+  async write(piece: Buffer, written?: () => void): Promise<void> {
+    this.size += piece.length;
+    this.gathered.push(piece);
+    this.gatheredBytes += piece.length;
+    if (written) this.afterGathered.push(written);
+    if (this.gatheredBytes >= GATHER_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    await this.writing;
+    const pieces = this.gathered;
+    const callbacks = this.afterGathered;
+    this.gathered = [];
+    this.gatheredBytes = 0;
+    this.afterGathered = [];
+    if (pieces.length === 0) return;
+    this.writing = writeAll(this.file, pieces).then(() => {
+      for (const done of callbacks) done();
+    });
+    // Seen by the next flush, commit or abort; not an unhandled rejection meanwhile.
+    this.writing.catch(() => undefined);
+  }
+
+  async commit(expectedSize?: number): Promise<void> {
+    await this.flush();
+    await this.writing;
+    if (expectedSize !== undefined && this.size !== expectedSize)
+      throw new Error(`body had ${this.size} bytes, ${expectedSize} were announced`);
+    const partial = `${this.final}${PARTIAL}`;
+    await this.file.sync();
+    await this.file.chmod(0o400);
+    this.closed = true;
+    await this.file.close();
+    try {
+      // EEXIST when the key is taken: the existing object stays as it was.
+      await link(partial, this.final);
+    } finally {
+      await unlink(partial).catch(() => undefined);
+    }
+    // The new name (and a new directory's own entry) must be on disk before the write is acknowledged.
+    const directory = dirname(this.final);
+    await syncDirectory(directory);
+    if (this.created)
+      for (let parent = dirname(directory); ; parent = dirname(parent)) {
+        await syncDirectory(parent);
+        if (parent === dirname(this.created) || parent === dirname(parent)) break;
+      }
+  }
+
+  /** Drops the partial file; the object never existed. */
+  async abort(): Promise<void> {
+    await this.writing.catch(() => undefined);
+    if (!this.closed) await this.file.close().catch(() => undefined);
+    this.closed = true;
+    await removeFile(`${this.final}${PARTIAL}`).catch(() => undefined);
+  }
+}
+
+async function writeAll(file: FileHandle, pieces: Buffer[]): Promise<void> {
+  let rest = pieces;
+  while (rest.length > 0) {
+    let { bytesWritten } = await file.writev(rest);
+    // A short write: go on from the first byte not written.
+    const next: Buffer[] = [];
+    for (const piece of rest) {
+      if (bytesWritten >= piece.length) bytesWritten -= piece.length;
+      else {
+        next.push(bytesWritten > 0 ? piece.subarray(bytesWritten) : piece);
+        bytesWritten = 0;
+      }
+    }
+    rest = next;
   }
 }
 
