@@ -8,9 +8,8 @@ import {
   hashingLimit,
   pipelineToNull,
   singleThreadHashing,
-  uploadThroughput,
 } from './api.ts';
-import { benchImport } from './import.ts';
+import { benchBytes, bytesSummary } from './bytes.ts';
 import { round, startBenchBackend } from './lib.ts';
 
 const GiB = 1024 * 1024 * 1024;
@@ -22,10 +21,9 @@ try {
   const limit = await hashingLimit(size);
   const single = singleThreadHashing(Math.min(size, 512 * 1024 * 1024));
   const pipeline = await pipelineToNull(size);
-  const upload = await uploadThroughput(backend, size);
   const listing = await benchListScaling(backend);
-  // Last: the S3-upload import re-measures the hashing limit around itself.
-  const s3Import = await benchImport(backend, size);
+  // Last: upload, download and S3-drop import against the hashing limit measured alongside.
+  const bytes = await benchBytes(backend, size);
   const result = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     latenciesMs: latencies,
@@ -36,13 +34,7 @@ try {
       pipelineToNullMiBps: round(pipeline, 0),
       pipelineRatio: round(pipeline / limit),
     },
-    upload: {
-      bytes: size,
-      mibps: round(upload.mibps, 0),
-      ratioToLimit: round(upload.mibps / limit),
-      checksumOk: upload.checksumOk,
-    },
-    s3UploadImport: s3Import,
+    bytes,
   };
   console.log(JSON.stringify(result, null, 2));
   console.log(
@@ -52,11 +44,9 @@ try {
     `list page median: 1k images ${listing.images1k.medianMs} ms, 20k images ${listing.images20k.medianMs} ms, ratio ${listing.ratioMedian}`,
   );
   console.log(
-    `hashing limit (2 threads) ${round(limit, 0)} MiB/s; pipeline to null ${round(pipeline, 0)} MiB/s (${round(pipeline / limit)}); HTTP upload to s3rver ${round(upload.mibps, 0)} MiB/s (${round(upload.mibps / limit)})`,
+    `hashing limit (2 threads) ${round(limit, 0)} MiB/s; pipeline to null ${round(pipeline, 0)} MiB/s (${round(pipeline / limit)})`,
   );
-  console.log(
-    `S3-upload import: ${s3Import.importMiBps} MiB/s against a hashing limit of ${s3Import.limitMiBps} MiB/s around it (${s3Import.ratio}); checksum ${s3Import.checksumOk ? 'ok' : 'WRONG'}`,
-  );
+  console.log(bytesSummary(bytes));
 } finally {
   // A benchmark must end: stop the backend, but don't wait on stragglers (keep-alive sockets).
   await Promise.race([backend.stop(), new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);

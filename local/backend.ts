@@ -24,7 +24,7 @@ import { type TokenFile, TokenFileSchema } from '#adapters/auth/token-file';
 import { resetClients } from '#adapters/aws-clients';
 import { createTableInput, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import { services, useCollaborators } from '#edge/compose';
-import { serviceConfig, useServiceSettings } from '#platform/config';
+import { localConfig, serviceConfig, useServiceSettings } from '#platform/config';
 import { logger } from '#platform/logger';
 import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
@@ -205,6 +205,9 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     }))
       process.env[key] = value;
     useServiceSettings({
+      // Image bytes as files under the state directory unless HANGAR_BLOB_STORE=s3 is given.
+      HANGAR_BLOB_STORE: localConfig().HANGAR_BLOB_STORE,
+      HANGAR_BLOB_DIR: join(stateDir, 'blobs'),
       ...given,
       HANGAR_S3_FORCE_PATH_STYLE: 'true',
       HANGAR_BLOB_DELIVERY: 'stream',

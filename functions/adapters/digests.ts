@@ -4,6 +4,7 @@
  * in SharedArrayBuffers: the bytes are copied once, into the block, and never again.
  */
 import { Worker } from 'node:worker_threads';
+import { holdBlock, releaseBlock, takeBlock } from './block-pool.ts';
 
 // Plain JS evaluated in the worker: no loader or bundler needs to know about a second entry file.
 const WORKER_SOURCE = `
@@ -28,6 +29,7 @@ type WorkerMessage = { type: 'ack'; job: number } | { type: 'digest'; job: numbe
 interface JobState {
   acks: number;
   waiters: Array<() => void>;
+  onAck?: () => void;
   digest?: (hex: string) => void;
 }
 
@@ -44,6 +46,7 @@ class HashWorker {
       if (!state) return;
       if (msg.type === 'ack') {
         state.acks++;
+        state.onAck?.();
         for (const wake of state.waiters.splice(0)) wake();
       } else if (msg.type === 'digest') {
         this.jobs.delete(msg.job);
@@ -52,8 +55,8 @@ class HashWorker {
     });
   }
 
-  start(job: number): void {
-    this.jobs.set(job, { acks: 0, waiters: [] });
+  start(job: number, onAck: () => void): void {
+    this.jobs.set(job, { acks: 0, waiters: [], onAck });
     this.worker.postMessage({ type: 'start', job });
   }
 
@@ -103,17 +106,34 @@ export class DigestJob {
   private readonly job = nextJob++;
   private sent = 0;
   private readonly workers: { md5: HashWorker; sha512: HashWorker };
+  /** Blocks sent and not yet read by both workers, oldest first (held in the block pool). */
+  private readonly unread: Buffer[] = [];
+  private acks = { md5: 0, sha512: 0 };
+  private released = 0;
 
   constructor() {
     pool ??= { md5: new HashWorker('md5'), sha512: new HashWorker('sha512') };
     this.workers = pool;
-    this.workers.md5.start(this.job);
-    this.workers.sha512.start(this.job);
+    this.workers.md5.start(this.job, () => this.acked('md5'));
+    this.workers.sha512.start(this.job, () => this.acked('sha512'));
   }
 
-  /** A copy of `bytes` in shared memory, for callers that want to hand blocks on without copying again. */
+  /**
+   * A block in shared memory, for callers that want to hand blocks on without copying again;
+   * from the block pool (reused once the store and the hashers are done with it).
+   */
   static sharedBlock(size: number): Buffer {
-    return Buffer.from(new SharedArrayBuffer(size));
+    return takeBlock(size);
+  }
+
+  /** Both workers have read a block: its hold in the pool is given back. */
+  private acked(worker: 'md5' | 'sha512'): void {
+    this.acks[worker]++;
+    while (this.released < Math.min(this.acks.md5, this.acks.sha512)) {
+      const block = this.unread.shift();
+      this.released++;
+      if (block) releaseBlock(block);
+    }
   }
 
   /** `block` must live in a SharedArrayBuffer (see sharedBlock) and must not change afterwards. */
@@ -124,6 +144,8 @@ export class DigestJob {
       block = shared;
     }
     if (block.length === 0) return;
+    holdBlock(block);
+    this.unread.push(block);
     this.workers.md5.send(this.job, block);
     this.workers.sha512.send(this.job, block);
     this.sent++;

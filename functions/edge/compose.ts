@@ -16,12 +16,15 @@ import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
 import { DynamoMetadefRepository } from '#adapters/dynamo/metadef-repository';
 import { DynamoReferenceRepository } from '#adapters/dynamo/reference-repository';
 import { DynamoTaskRepository } from '#adapters/dynamo/task-repository';
+import { FsBlobStore } from '#adapters/fs/blob-store';
+import { FsBucketObjects } from '#adapters/fs/bucket-objects';
 import { QemuImageExporter } from '#adapters/qemu-export';
 import { S3BlobStore } from '#adapters/s3/blob-store';
 import { S3MultipartUploads, S3ObjectStore } from '#adapters/s3/objects';
 import { SfnTaskTokens, SfnWorkflowStarter } from '#adapters/step-functions';
 import { SafeWebFetcher } from '#adapters/web-fetch';
 import { ImageDataService } from '#core/data/image-data';
+import type { BlobStore, ObjectStore } from '#core/data/ports';
 import { ImagesService } from '#core/images/images-service';
 import { LeaseRecovery } from '#core/images/recovery';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
@@ -61,8 +64,8 @@ export interface Services {
   readonly instances: InstancesService;
   readonly hosts: HostsService;
   /** The images bucket, for the handlers that sign or stream its objects themselves. */
-  readonly blobs: S3BlobStore;
-  readonly objects: S3ObjectStore;
+  readonly blobs: BlobStore;
+  readonly objects: ObjectStore;
 }
 
 const clock = () => new Date();
@@ -100,8 +103,13 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
   const repo = new DynamoImageRepository(table);
   const taskRepo = new DynamoTaskRepository(table);
   const instanceStore = new DynamoInstanceStore(table);
-  const blobs = new S3BlobStore(config.buckets.images);
-  const objects = new S3ObjectStore();
+  // HANGAR_BLOB_STORE=fs (the embedded default): the images bucket is a directory; the other
+  // buckets (uploads, staging, exports) stay in S3.
+  const files = config.blobStore.kind === 'fs' ? new FsBlobStore(config.blobStore.directory) : undefined;
+  const blobs: BlobStore = files ?? new S3BlobStore(config.buckets.images);
+  const objects: ObjectStore = files
+    ? new FsBucketObjects(new S3ObjectStore(), config.buckets.images, files)
+    : new S3ObjectStore();
   const digester = () => new DigestJob();
   const taskTtlHours = config.taskTimeToLiveHours;
   const leaseMs = config.leaseSeconds * 1000;

@@ -68,6 +68,12 @@ const ServiceConfigSchema = z.object({
   HANGAR_PROPERTY_PROTECTION_RULE_FORMAT: z.string().default('roles'),
   /** stream: the handler returns image bytes itself (local gateway); redirect: a presigned S3 URL (Lambda). */
   HANGAR_BLOB_DELIVERY: z.enum(['stream', 'redirect']).default('stream'),
+  /**
+   * Where image bytes live: s3 (the images bucket; on AWS always) or fs (files under
+   * HANGAR_BLOB_DIR; the embedded runner's default, see README "Performance").
+   */
+  HANGAR_BLOB_STORE: z.enum(['s3', 'fs']).default('s3'),
+  HANGAR_BLOB_DIR: z.string().min(1).optional(),
   /** s3rver needs path-style URLs; real S3 does not. */
   HANGAR_S3_FORCE_PATH_STYLE: z.stringbool().default(false),
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -130,6 +136,8 @@ export type ServiceConfig = {
   /** PropertyProtections.NONE when no protections are configured. */
   propertyProtections: PropertyProtections;
   blobDelivery: 'stream' | 'redirect';
+  /** The images bucket, or a directory (fs: no presigned URLs, so downloads stream). */
+  blobStore: { kind: 's3' } | { kind: 'fs'; directory: string };
   s3ForcePathStyle: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   workflows: {
@@ -200,6 +208,7 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       format: env.HANGAR_PROPERTY_PROTECTION_RULE_FORMAT,
     }),
     blobDelivery: env.HANGAR_BLOB_DELIVERY,
+    blobStore: blobStoreOf(env.HANGAR_BLOB_STORE, env.HANGAR_BLOB_DIR, env.HANGAR_BLOB_DELIVERY),
     s3ForcePathStyle: env.HANGAR_S3_FORCE_PATH_STYLE,
     logLevel: env.HANGAR_LOG_LEVEL,
     workflows: {
@@ -220,6 +229,18 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
     leaseSeconds: env.HANGAR_LEASE_SECONDS,
     leaseSweepSeconds: env.HANGAR_LEASE_SWEEP_SECONDS,
   };
+}
+
+function blobStoreOf(
+  kind: 's3' | 'fs',
+  directory: string | undefined,
+  delivery: 'stream' | 'redirect',
+): ServiceConfig['blobStore'] {
+  if (kind === 's3') return { kind };
+  if (directory === undefined) throw new Error('HANGAR_BLOB_STORE=fs needs HANGAR_BLOB_DIR (a directory).');
+  if (delivery === 'redirect')
+    throw new Error('HANGAR_BLOB_STORE=fs has no presigned URLs: use HANGAR_BLOB_DELIVERY=stream.');
+  return { kind, directory };
 }
 
 /**
@@ -282,6 +303,8 @@ const LocalConfigSchema = z.object({
   /** keystone: stand in for Glance in an OpenStack cloud (HANGAR_KEYSTONE_* name the Keystone). */
   HANGAR_AUTH_MODE: z.enum(['tokens', 'keystone']).default('tokens'),
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  /** The embedded runner keeps image bytes as files (under the data directory) unless told s3. */
+  HANGAR_BLOB_STORE: z.enum(['s3', 'fs']).default('fs'),
 });
 
 export type LocalConfig = z.infer<typeof LocalConfigSchema>;

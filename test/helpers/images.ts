@@ -1,9 +1,12 @@
 /**
  * Helpers for the images API integration tests: typed requests on top of TestBackend, error-body
- * parsing (HTML or JSON), and a look into the images bucket through the real SDK.
+ * parsing (HTML or JSON), and a look into the image store behind the service (the images bucket
+ * through the real SDK, or the files of HANGAR_BLOB_STORE=fs).
  */
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { dirname, join, relative, sep } from 'node:path';
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
 import { serviceConfig } from '#platform/config';
@@ -176,8 +179,25 @@ export async function expectError(
   else if (message) expect(text).toMatch(message);
 }
 
-/** Keys of the objects in the images bucket under `prefix`, through the real SDK. */
+/**
+ * Keys of the objects in the image store under `prefix`: through the real SDK, or (fs) every file
+ * under the prefix, partial files of unfinished writes (`<key>.partial`) included.
+ */
 export async function imageObjects(prefix: string): Promise<string[]> {
+  const store = serviceConfig().blobStore;
+  if (store.kind === 'fs') {
+    const entries = await readdir(store.directory, { recursive: true, withFileTypes: true }).catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return [];
+        throw error;
+      },
+    );
+    return entries
+      .filter((entry) => entry.isFile())
+      .map((entry) => relative(store.directory, join(entry.parentPath, entry.name)).split(sep).join('/'))
+      .filter((key) => key.startsWith(prefix))
+      .sort();
+  }
   // Configured by the service environment the backend set (endpoint, credentials, region).
   const s3 = new S3Client({ forcePathStyle: true });
   try {
@@ -185,6 +205,30 @@ export async function imageObjects(prefix: string): Promise<string[]> {
       new ListObjectsV2Command({ Bucket: serviceConfig().buckets.images, Prefix: prefix }),
     );
     return (out.Contents ?? []).map((o) => o.Key ?? '');
+  } finally {
+    s3.destroy();
+  }
+}
+
+/**
+ * Writes `body` under `key` in the image store behind the service's back: what someone with
+ * access to the bucket (or the directory) can do, or (`partial`) what a server that died
+ * mid-upload leaves there (an object on S3, the unfinished `<key>.partial` file on fs).
+ */
+export async function writeImageObject(key: string, body: Buffer, options: { partial?: boolean } = {}) {
+  const store = serviceConfig().blobStore;
+  if (store.kind === 'fs') {
+    const file = join(store.directory, ...key.split('/')) + (options.partial ? '.partial' : '');
+    await mkdir(dirname(file), { recursive: true });
+    // The store leaves its files read-only; the owner can still change that.
+    await chmod(file, 0o600).catch(() => undefined);
+    await writeFile(file, body);
+    if (!options.partial) await chmod(file, 0o400);
+    return;
+  }
+  const s3 = new S3Client({ forcePathStyle: true });
+  try {
+    await s3.send(new PutObjectCommand({ Bucket: serviceConfig().buckets.images, Key: key, Body: body }));
   } finally {
     s3.destroy();
   }

@@ -13,7 +13,7 @@ import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/clien
 import { expect } from 'vitest';
 import { serviceConfig } from '#platform/config';
 import type { Persona, TestBackend } from './backend.ts';
-import { type ImageView, peek } from './images.ts';
+import { type ImageView, imageObjects, peek } from './images.ts';
 
 export const run = promisify(execFile);
 
@@ -30,6 +30,8 @@ export type BucketName = 'images' | 'uploads' | 'staging' | 'exports';
 
 /** Every key in a bucket under `prefix`. */
 export async function listKeys(bucket: BucketName, prefix = ''): Promise<string[]> {
+  // The images "bucket" is a directory with HANGAR_BLOB_STORE=fs.
+  if (bucket === 'images') return imageObjects(prefix);
   const s3 = s3Client();
   try {
     const out = await s3.send(

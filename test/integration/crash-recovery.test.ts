@@ -2,16 +2,18 @@
  * A backend really killed (SIGKILL) mid-upload, mid-stage and mid-import, then restarted on the
  * same data directory (disk storage): the start-up lease sweep must put the image back to queued
  * with the reason, fail the task, release the import lock and remove the partial bytes, so a
- * retry succeeds and the S3 data directory holds nothing but the final blob.
+ * retry succeeds and the data directory holds nothing but the final blob.
  *
- * The bodies carry a Content-Length, so each partial object is one streamed PutObject that
- * s3rver writes straight to its file: the bytes a crash leaves are visible on disk. (s3rver
+ * Image bytes are files of the fs blob store (the runner's default), written to `<key>.partial`
+ * until complete: the bytes a crash leaves are visible on disk. Staged bytes are in s3rver; the
+ * bodies carry a Content-Length, so each partial object is one streamed PutObject that s3rver
+ * writes straight to its file. (s3rver
  * 3.7.1 ignores AbortMultipartUpload, so parts of a chunked upload would stay whatever Hangar
  * asks; that the lease names and aborts the multipart upload is covered by the unit tests.)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -111,8 +113,11 @@ async function crash(main: Main): Promise<void> {
   expect(main.pids.filter(isAlive)).toEqual([]);
 }
 
-/** Bytes of object data (and multipart parts) s3rver holds on disk, by path; metadata files excluded. */
-function s3Bytes(dataDir: string): Map<string, number> {
+/**
+ * Bytes of object data on disk, by path: s3rver's objects (and multipart parts; metadata files
+ * excluded) and the image files of the fs blob store (partial files of unfinished writes included).
+ */
+function storedBytes(dataDir: string): Map<string, number> {
   const out = new Map<string, number>();
   const walk = (dir: string) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -123,6 +128,7 @@ function s3Bytes(dataDir: string): Map<string, number> {
     }
   };
   walk(join(dataDir, 's3'));
+  if (existsSync(join(dataDir, 'blobs'))) walk(join(dataDir, 'blobs'));
   return out;
 }
 
@@ -221,11 +227,11 @@ describe('a backend killed mid-upload', () => {
     let main = await startMain(dir);
     const id = await createImage(main);
     const put = slowPut(main, `/v2/images/${id}/file`, 64 * MiB, 24 * MiB);
-    await eventually(() => total(s3Bytes(dir), `/images/${id}/`) >= 8 * MiB, 'the partial blob');
+    await eventually(() => total(storedBytes(dir), `/images/${id}/`) >= 8 * MiB, 'the partial blob');
     expect((await api(main, 'GET', `/v2/images/${id}`)).json.status).toBe('saving');
     await crash(main);
     await put.failed;
-    const leaked = total(s3Bytes(dir), `/images/${id}/`);
+    const leaked = total(storedBytes(dir), `/images/${id}/`);
     expect(leaked).toBeGreaterThanOrEqual(8 * MiB);
 
     // Act
@@ -238,7 +244,7 @@ describe('a backend killed mid-upload', () => {
     expect(String(image.os_glance_failed_upload)).toMatch(
       /upload was interrupted: the server handling it stopped/,
     );
-    expect(total(s3Bytes(dir), `/images/${id}/`)).toBe(0);
+    expect(total(storedBytes(dir), `/images/${id}/`)).toBe(0);
     expect(main.log()).toContain('recovered interrupted uploads and imports');
 
     const retry = randomBytes(3 * MiB);
@@ -247,8 +253,8 @@ describe('a backend killed mid-upload', () => {
     expect(active.status).toBe('active');
     expect(active.size).toBe(3 * MiB);
     expect(active.os_glance_failed_upload).toBeUndefined();
-    // Nothing anywhere in S3 but the final blob.
-    const everything = [...s3Bytes(dir).entries()];
+    // Nothing anywhere in S3 or the image files but the final blob.
+    const everything = [...storedBytes(dir).entries()];
     expect(everything).toEqual([[expect.stringContaining(`/images/${id}/`), 3 * MiB]]);
     main.child.kill('SIGTERM');
     await main.exit;
@@ -262,7 +268,7 @@ describe('a backend killed mid-stage (glance-direct)', () => {
     let main = await startMain(dir);
     const id = await createImage(main);
     const put = slowPut(main, `/v2/images/${id}/stage`, 48 * MiB, 16 * MiB);
-    await eventually(() => total(s3Bytes(dir), `staging`) >= 8 * MiB, 'the partial staged object');
+    await eventually(() => total(storedBytes(dir), `staging`) >= 8 * MiB, 'the partial staged object');
     expect((await api(main, 'GET', `/v2/images/${id}`)).json.status).toBe('uploading');
     await crash(main);
     await put.failed;
@@ -274,7 +280,7 @@ describe('a backend killed mid-stage (glance-direct)', () => {
     const image = (await api(main, 'GET', `/v2/images/${id}`)).json;
     expect(image.status).toBe('queued');
     expect(String(image.os_glance_failed_upload)).toMatch(/stage \(glance-direct\) was interrupted/);
-    expect(total(s3Bytes(dir), 'staging')).toBe(0);
+    expect(total(storedBytes(dir), 'staging')).toBe(0);
     const bytes = randomBytes(2 * MiB);
     const staged = await fetch(`${main.url}/v2/images/${id}/stage`, {
       method: 'PUT',
@@ -291,8 +297,8 @@ describe('a backend killed mid-stage (glance-direct)', () => {
       'the import',
     );
     // The staged object is removed once the import has succeeded.
-    await eventually(() => total(s3Bytes(dir), 'staging') === 0, 'the staged object removed');
-    const everything = [...s3Bytes(dir).entries()];
+    await eventually(() => total(storedBytes(dir), 'staging') === 0, 'the staged object removed');
+    const everything = [...storedBytes(dir).entries()];
     expect(everything).toEqual([[expect.stringContaining(`/images/${id}/`), 2 * MiB]]);
     main.child.kill('SIGTERM');
     await main.exit;
@@ -327,7 +333,7 @@ describe('a backend killed mid-import (web-download)', () => {
       method: { name: 'web-download', uri: `http://127.0.0.1:${port}/slow` },
     });
     expect(started.status).toBe(202);
-    await eventually(() => total(s3Bytes(dir), `/images/${id}/`) >= 8 * MiB, 'the partial blob');
+    await eventually(() => total(storedBytes(dir), `/images/${id}/`) >= 8 * MiB, 'the partial blob');
     const during = (await api(main, 'GET', `/v2/images/${id}`)).json;
     expect(during.status).toBe('importing');
     const taskId = String(during.os_glance_import_task);
@@ -346,7 +352,7 @@ describe('a backend killed mid-import (web-download)', () => {
     const task = (await api(main, 'GET', `/v2/tasks/${taskId}`)).json;
     expect(task.status).toBe('failure');
     expect(String(task.message)).toMatch(/interrupted/);
-    expect(total(s3Bytes(dir), `/images/${id}/`)).toBe(0);
+    expect(total(storedBytes(dir), `/images/${id}/`)).toBe(0);
 
     // A retry is no 409: the lock is free.
     const retried = await api(main, 'POST', `/v2/images/${id}/import`, {
@@ -357,7 +363,7 @@ describe('a backend killed mid-import (web-download)', () => {
       async () => (await api(main, 'GET', `/v2/images/${id}`)).json.status === 'active',
       'the retried import',
     );
-    expect([...s3Bytes(dir).entries()]).toEqual([[expect.stringContaining(`/images/${id}/`), 2 * MiB]]);
+    expect([...storedBytes(dir).entries()]).toEqual([[expect.stringContaining(`/images/${id}/`), 2 * MiB]]);
     main.child.kill('SIGTERM');
     await main.exit;
   });
@@ -370,17 +376,17 @@ describe('DELETE of an image whose upload died', () => {
     const main = await startMain(dir, { HANGAR_LEASE_SWEEP_SECONDS: '0' });
     const id = await createImage(main);
     const put = slowPut(main, `/v2/images/${id}/file`, 64 * MiB, 24 * MiB);
-    await eventually(() => total(s3Bytes(dir), `/images/${id}/`) >= 8 * MiB, 'the partial blob');
+    await eventually(() => total(storedBytes(dir), `/images/${id}/`) >= 8 * MiB, 'the partial blob');
 
     // Act: deleted while its bytes are still flowing.
     const deleted = await api(main, 'DELETE', `/v2/images/${id}`);
     expect(deleted.status, deleted.text).toBe(204);
 
     // Assess
-    expect(total(s3Bytes(dir), `/images/${id}/`)).toBe(0);
+    expect(total(storedBytes(dir), `/images/${id}/`)).toBe(0);
     put.abandon();
     await put.failed;
-    await eventually(() => total(s3Bytes(dir), `/images/${id}/`) === 0, 'nothing left');
+    await eventually(() => total(storedBytes(dir), `/images/${id}/`) === 0, 'nothing left');
     expect((await api(main, 'GET', `/v2/images/${id}`)).status).toBe(404);
     main.child.kill('SIGTERM');
     await main.exit;

@@ -4,12 +4,11 @@
  * while a live slow upload next to it keeps its lease through its heartbeat and completes.
  */
 import { request as httpRequest } from 'node:http';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { serviceConfig } from '#platform/config';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { eventually, imageObjects } from '../helpers/images.ts';
+import { eventually, imageObjects, writeImageObject } from '../helpers/images.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -53,15 +52,7 @@ describe('the periodic lease sweep', () => {
       },
       version: record.version + 1,
     });
-    const s3 = new S3Client({ forcePathStyle: true });
-    await s3.send(
-      new PutObjectCommand({
-        Bucket: serviceConfig().buckets.images,
-        Key: partial,
-        Body: Buffer.alloc(1024),
-      }),
-    );
-    s3.destroy();
+    await writeImageObject(partial, Buffer.alloc(1024), { partial: true });
     // Image B: a live upload sending a chunk every 300 ms for 6 s, twice its lease.
     const live = await queuedImage();
     const req = httpRequest(`${t.url}/v2/images/${live}/file`, {

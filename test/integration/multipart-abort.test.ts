@@ -29,7 +29,12 @@ let s3: S3Client;
 beforeAll(async () => {
   t = await startTestBackend({
     // The scheduled sweep every second, with the default age (a day): only backdated uploads go.
-    env: { HANGAR_IMAGE_SIZE_CAP: String(SIZE_CAP), HANGAR_MULTIPART_SWEEP_SECONDS: '1' },
+    // Image bytes in the images bucket (as on AWS), so uploads without a size go up in parts.
+    env: {
+      HANGAR_IMAGE_SIZE_CAP: String(SIZE_CAP),
+      HANGAR_MULTIPART_SWEEP_SECONDS: '1',
+      HANGAR_BLOB_STORE: 's3',
+    },
   });
   api = new ImagesApi(t);
   // The service's own environment (endpoint, key pair) as the backend set it.

@@ -6,10 +6,9 @@
  */
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceConfig } from '#platform/config';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { imageObjects, writeImageObject } from '../helpers/images.ts';
 
 interface Reply {
   status: number;
@@ -169,19 +168,10 @@ describe('publishing a reference behind a gate', () => {
     expect(
       (await as('alice', 'POST', '/v1/references', { reference: 'app:safe', image_id: good })).status,
     ).toBe(201);
-    // Someone with bucket access rewrites the blob behind the service's back.
-    const s3 = new S3Client({ forcePathStyle: true });
-    try {
-      const bucket = serviceConfig().buckets.images;
-      const listed = await s3.send(
-        new ListObjectsV2Command({ Bucket: bucket, Prefix: `images/${tampered}/` }),
-      );
-      const key = listed.Contents?.[0]?.Key;
-      expect(key).toBeDefined();
-      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from('evil bytes!!!!') }));
-    } finally {
-      s3.destroy();
-    }
+    // Someone with access to the store rewrites the blob behind the service's back.
+    const [key] = await imageObjects(`images/${tampered}/`);
+    expect(key).toBeDefined();
+    await writeImageObject(key as string, Buffer.from('evil bytes!!!!'));
 
     const started = await as('alice', 'POST', '/v1/references/app:safe/publish', { image_id: tampered });
     expect(started.status).toBe(202);

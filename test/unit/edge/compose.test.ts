@@ -43,6 +43,28 @@ describe('compose', () => {
   });
 });
 
+describe('the blob store setting', () => {
+  it('is the images bucket unless HANGAR_BLOB_STORE=fs names a directory', () => {
+    expect(parseServiceConfig({}).blobStore).toEqual({ kind: 's3' });
+    const fs = parseServiceConfig({ HANGAR_BLOB_STORE: 'fs', HANGAR_BLOB_DIR: '/var/lib/hangar/blobs' });
+    expect(fs.blobStore).toEqual({ kind: 'fs', directory: '/var/lib/hangar/blobs' });
+    expect(compose(fs).blobs.constructor.name).toBe('FsBlobStore');
+    expect(compose(parseServiceConfig({})).blobs.constructor.name).toBe('S3BlobStore');
+  });
+
+  it('refuses fs without a directory, or with presigned-URL delivery', () => {
+    expect(() => parseServiceConfig({ HANGAR_BLOB_STORE: 'fs' })).toThrow(/HANGAR_BLOB_DIR/);
+    expect(() =>
+      parseServiceConfig({
+        HANGAR_BLOB_STORE: 'fs',
+        HANGAR_BLOB_DIR: '/x',
+        HANGAR_BLOB_DELIVERY: 'redirect',
+      }),
+    ).toThrow(/HANGAR_BLOB_DELIVERY=stream/);
+    expect(() => parseServiceConfig({ HANGAR_BLOB_STORE: 'disk' })).toThrow();
+  });
+});
+
 describe('services()', () => {
   it('composes once per configuration', () => {
     const first = services();

@@ -1,0 +1,272 @@
+/**
+ * Image bytes as files under one directory (the embedded backend's default: the kernel moves the
+ * bytes, not an S3 stand-in). The same promises as the S3 store: an object is written once, under
+ * a temporary name beside its final one, fsync'd (file, then directory) before put() returns, and
+ * linked into its final name, which link(2) refuses when it exists: never overwritten. It is
+ * read-only from then on. The temporary name derives from the key (`<key>.partial`), so whoever
+ * removes a dead upload's key (a failed upload, the lease sweep, the crash recovery at start-up)
+ * removes its partial file too. Blocks from the block pool go back to it once written.
+ */
+import { constants, type ReadStream } from 'node:fs';
+import { type FileHandle, link, mkdir, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import type { BlobPutHooks, BlobStore } from '#core/data/ports';
+import { releaseBlock } from '../block-pool.ts';
+
+const PARTIAL = '.partial';
+/** Reads of 1 MiB: fewer, larger writes to the socket than the 64 KiB default. */
+const READ_CHUNK = 1024 * 1024;
+/** Keys are the service's own (`images/<id>/<uuid>`): path segments of safe characters only. */
+const KEY_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+
+export class FsBlobStore implements BlobStore {
+  constructor(private readonly root: string) {}
+
+  /** The file of `key`; a key that could name anything outside the root is refused. */
+  private path(key: string): string {
+    const segments = key.split('/');
+    if (segments.some((s) => !KEY_SEGMENT.test(s) || s.endsWith(PARTIAL)))
+      throw new Error(`not a blob key: ${JSON.stringify(key)}`);
+    return join(this.root, ...segments);
+  }
+
+  async put(
+    key: string,
+    source: AsyncIterable<Buffer>,
+    hooks: BlobPutHooks,
+    expectedSize?: number,
+  ): Promise<{ size: number }> {
+    const writer = await this.create(key);
+    try {
+      let blocks = 0;
+      for await (const block of source) {
+        await hooks.onBlock(block);
+        blocks++;
+        // Written: the block's taker's hold goes back to the pool (put owns the blocks it is given).
+        await writer.write(block, () => releaseBlock(block));
+        if (expectedSize !== undefined && writer.size > expectedSize)
+          throw new Error(`body had more than the ${expectedSize} bytes announced`);
+      }
+      // Zero-length bodies still run the hooks once, as the S3 store does.
+      if (blocks === 0) await hooks.onBlock(Buffer.alloc(0));
+      await writer.commit(expectedSize);
+      return { size: writer.size };
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  }
+
+  /** A new object under `key`, written piece by piece; it exists once commit() resolves. */
+  async create(key: string): Promise<BlobWriter> {
+    const final = this.path(key);
+    const created = await mkdir(dirname(final), { recursive: true, mode: 0o700 });
+    // 'wx': a second writer of the same key fails here instead of sharing the file.
+    const file = await open(`${final}${PARTIAL}`, 'wx', 0o600);
+    return new BlobWriter(file, final, created);
+  }
+
+  async get(key: string, range?: { start: number; end: number }): Promise<ReadStream> {
+    // Opened first, so a missing object fails here (as S3's GetObject does), not mid-response.
+    const file = await open(this.path(key), constants.O_RDONLY);
+    return file.createReadStream({
+      highWaterMark: READ_CHUNK,
+      ...(range ? { start: range.start, end: range.end } : {}),
+    });
+  }
+
+  async delete(key: string): Promise<void> {
+    const final = this.path(key);
+    await Promise.all([removeFile(final), removeFile(`${final}${PARTIAL}`)]);
+    // The image's directory goes with its last object.
+    await rmdir(dirname(final)).catch(() => undefined);
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.size(key)) !== null;
+  }
+
+  /** The stored object's size, or null when there is none. */
+  async size(key: string): Promise<number | null> {
+    try {
+      const found = await stat(this.path(key));
+      return found.isFile() ? found.size : null;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  presignedGet(): Promise<string> {
+    return Promise.reject(
+      new Error(
+        'the fs blob store has no presigned URLs: HANGAR_BLOB_STORE=fs needs HANGAR_BLOB_DELIVERY=stream',
+      ),
+    );
+  }
+
+  /** Nothing is multipart here; the partial file goes with delete(). */
+  async abortMultipart(): Promise<void> {}
+
+  async deletePrefix(prefix: string): Promise<number> {
+    let deleted = 0;
+    for (const key of await this.keys(prefix)) {
+      await this.delete(key);
+      deleted++;
+    }
+    // Partial files of the prefix (a dead upload's) go too, uncounted, as S3 has no such objects.
+    for (const file of await this.files(prefix)) {
+      if (!file.endsWith(PARTIAL)) continue;
+      await removeFile(file);
+      await rmdir(dirname(file)).catch(() => undefined);
+    }
+    return deleted;
+  }
+
+  /** The keys of the stored objects under `prefix` (tests and tools; not part of the port). */
+  async keys(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    for (const file of await this.files(prefix)) {
+      if (file.endsWith(PARTIAL)) continue;
+      keys.push(relative(this.root, file).split(sep).join('/'));
+    }
+    return keys.sort();
+  }
+
+  /** Every file under the directory `prefix` falls in whose key starts with `prefix`. */
+  private async files(prefix: string): Promise<string[]> {
+    const slash = prefix.lastIndexOf('/');
+    const base = slash === -1 ? this.root : join(this.root, ...prefix.slice(0, slash).split('/'));
+    let entries: string[];
+    try {
+      entries = await readdir(base, { recursive: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const out: string[] = [];
+    for (const entry of entries) {
+      const file = join(base, entry);
+      const key = relative(this.root, file).split(sep).join('/');
+      if (!key.startsWith(prefix)) continue;
+      if ((await stat(file).catch(() => undefined))?.isFile()) out.push(file);
+    }
+    return out;
+  }
+}
+
+/** Below this much, pieces are gathered into one writev (socket-sized pieces cost a syscall each). */
+const GATHER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * One object being written to `<final>.partial`: at most one write in flight while the caller
+ * reads and hashes the next piece, then fsync, read-only, link(2) into the final name (which
+ * fails if it exists) and fsync of the directories whose entries changed.
+ */
+export class BlobWriter {
+  size = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private gathered: Buffer[] = [];
+  private gatheredBytes = 0;
+  private afterGathered: Array<() => void> = [];
+  private closed = false;
+
+  constructor(
+    private readonly file: FileHandle,
+    private readonly final: string,
+    /** The first directory mkdir created for it, if any. */
+    private readonly created: string | undefined,
+  ) {}
+
+  /** Takes `piece` (which must not change until `written` is called) and resolves when it may take the next. */
+  async write(piece: Buffer, written?: () => void): Promise<void> {
+    this.size += piece.length;
+    this.gathered.push(piece);
+    this.gatheredBytes += piece.length;
+    if (written) this.afterGathered.push(written);
+    if (this.gatheredBytes >= GATHER_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    await this.writing;
+    const pieces = this.gathered;
+    const callbacks = this.afterGathered;
+    this.gathered = [];
+    this.gatheredBytes = 0;
+    this.afterGathered = [];
+    if (pieces.length === 0) return;
+    this.writing = writeAll(this.file, pieces).then(() => {
+      for (const done of callbacks) done();
+    });
+    // Seen by the next flush, commit or abort; not an unhandled rejection meanwhile.
+    this.writing.catch(() => undefined);
+  }
+
+  async commit(expectedSize?: number): Promise<void> {
+    await this.flush();
+    await this.writing;
+    if (expectedSize !== undefined && this.size !== expectedSize)
+      throw new Error(`body had ${this.size} bytes, ${expectedSize} were announced`);
+    const partial = `${this.final}${PARTIAL}`;
+    await this.file.sync();
+    await this.file.chmod(0o400);
+    this.closed = true;
+    await this.file.close();
+    try {
+      // EEXIST when the key is taken: the existing object stays as it was.
+      await link(partial, this.final);
+    } finally {
+      await unlink(partial).catch(() => undefined);
+    }
+    // The new name (and a new directory's own entry) must be on disk before the write is acknowledged.
+    const directory = dirname(this.final);
+    await syncDirectory(directory);
+    if (this.created)
+      for (let parent = dirname(directory); ; parent = dirname(parent)) {
+        await syncDirectory(parent);
+        if (parent === dirname(this.created) || parent === dirname(parent)) break;
+      }
+  }
+
+  /** Drops the partial file; the object never existed. */
+  async abort(): Promise<void> {
+    await this.writing.catch(() => undefined);
+    if (!this.closed) await this.file.close().catch(() => undefined);
+    this.closed = true;
+    await removeFile(`${this.final}${PARTIAL}`).catch(() => undefined);
+  }
+}
+
+async function writeAll(file: FileHandle, pieces: Buffer[]): Promise<void> {
+  let rest = pieces;
+  while (rest.length > 0) {
+    let { bytesWritten } = await file.writev(rest);
+    // A short write: go on from the first byte not written.
+    const next: Buffer[] = [];
+    for (const piece of rest) {
+      if (bytesWritten >= piece.length) bytesWritten -= piece.length;
+      else {
+        next.push(bytesWritten > 0 ? piece.subarray(bytesWritten) : piece);
+        bytesWritten = 0;
+      }
+    }
+    rest = next;
+  }
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}

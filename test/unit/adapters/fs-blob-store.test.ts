@@ -1,0 +1,137 @@
+/**
+ * The fs BlobStore on a temporary directory: written once and read-only, never overwritten,
+ * nothing left by a failed write, ranges, prefix deletion; and the block pool it feeds.
+ */
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { holdBlock, releaseBlock, takeBlock } from '#adapters/block-pool';
+import { FsBlobStore } from '#adapters/fs/blob-store';
+
+let root: string;
+let store: FsBlobStore;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'hangar-fs-blobs-'));
+  store = new FsBlobStore(root);
+});
+afterEach(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function* blocks(...parts: string[]): AsyncGenerator<Buffer> {
+  for (const part of parts) yield Buffer.from(part);
+}
+
+async function text(stream: AsyncIterable<Buffer | string>): Promise<string> {
+  let out = '';
+  for await (const chunk of stream) out += chunk.toString();
+  return out;
+}
+
+const noHooks = { onBlock: () => undefined };
+
+describe('FsBlobStore', () => {
+  it('stores the blocks in order as a read-only file, seen by the hooks first', async () => {
+    const seen: string[] = [];
+    const put = await store.put('images/a/1', blocks('hello ', 'world'), {
+      onBlock: (block) => void seen.push(block.toString()),
+    });
+    expect(put).toEqual({ size: 11 });
+    expect(seen).toEqual(['hello ', 'world']);
+    expect(await text(await store.get('images/a/1'))).toBe('hello world');
+    expect(statSync(join(root, 'images', 'a', '1')).mode & 0o777).toBe(0o400);
+    expect(await store.exists('images/a/1')).toBe(true);
+    expect(await store.size('images/a/1')).toBe(11);
+    expect(await readdir(join(root, 'images', 'a'))).toEqual(['1']);
+  });
+
+  it('serves a byte range', async () => {
+    await store.put('images/a/1', blocks('0123456789'), noHooks);
+    expect(await text(await store.get('images/a/1', { start: 2, end: 5 }))).toBe('2345');
+  });
+
+  it('runs the hooks once for an empty body', async () => {
+    let calls = 0;
+    expect(await store.put('images/a/empty', blocks(), { onBlock: () => void calls++ })).toEqual({ size: 0 });
+    expect(calls).toBe(1);
+  });
+
+  it('never overwrites an existing object', async () => {
+    await store.put('images/a/1', blocks('first'), noHooks);
+    await expect(store.put('images/a/1', blocks('second'), noHooks)).rejects.toThrow(/EEXIST/);
+    expect(await text(await store.get('images/a/1'))).toBe('first');
+    expect(await readdir(join(root, 'images', 'a'))).toEqual(['1']);
+  });
+
+  it('leaves nothing when a hook refuses a block or the size is not the announced one', async () => {
+    const refusing = {
+      onBlock: (block: Buffer) => {
+        if (block.toString() === 'two') throw new Error('refused');
+      },
+    };
+    await expect(store.put('images/a/1', blocks('one', 'two'), refusing)).rejects.toThrow('refused');
+    await expect(store.put('images/a/2', blocks('12345'), noHooks, 4)).rejects.toThrow(/more than the 4/);
+    await expect(store.put('images/a/3', blocks('123'), noHooks, 4)).rejects.toThrow(/3 bytes, 4/);
+    expect(await readdir(join(root, 'images', 'a'))).toEqual([]);
+    expect(await store.exists('images/a/1')).toBe(false);
+  });
+
+  it('delete removes the object and a dead write’s partial file; deletePrefix counts objects', async () => {
+    await store.put('images/a/1', blocks('x'), noHooks);
+    await store.put('images/a/2', blocks('y'), noHooks);
+    await store.put('images/b/1', blocks('z'), noHooks);
+    // What a server that died mid-write leaves.
+    writeFileSync(join(root, 'images', 'a', '3.partial'), 'half');
+    expect(await store.keys('images/a/')).toEqual(['images/a/1', 'images/a/2']);
+    expect(await store.deletePrefix('images/a/')).toBe(2);
+    expect(await store.keys('images/')).toEqual(['images/b/1']);
+    await expect(readdir(join(root, 'images', 'a'))).rejects.toThrow(/ENOENT/);
+
+    writeFileSync(join(root, 'images', 'b', '2.partial'), 'half');
+    await store.delete('images/b/2');
+    await store.delete('images/b/1');
+    await store.delete('images/b/1');
+    expect(await store.keys('images/')).toEqual([]);
+  });
+
+  it('refuses keys that could leave the directory or name a partial file', async () => {
+    for (const key of ['../x', 'images/../../x', '/etc/passwd', 'images//x', 'images/a/1.partial', '.hidden'])
+      await expect(store.put(key, blocks('x'), noHooks), key).rejects.toThrow(/not a blob key/);
+  });
+
+  it('has no presigned URLs', async () => {
+    await expect(store.presignedGet()).rejects.toThrow(/HANGAR_BLOB_DELIVERY=stream/);
+  });
+
+  it('gives pooled blocks back once written (and reuses them)', async () => {
+    const block = takeBlock(4096);
+    block.fill(7);
+    async function* one() {
+      yield block;
+    }
+    await store.put('images/p/1', one(), noHooks);
+    // The store gave back the only hold: the next block of that size is the same memory.
+    expect(takeBlock(4096).buffer).toBe(block.buffer);
+  });
+});
+
+describe('the block pool', () => {
+  it('reuses a block only after every hold is released', () => {
+    const block = takeBlock(1024);
+    holdBlock(block);
+    releaseBlock(block);
+    const other = takeBlock(1024);
+    expect(other.buffer).not.toBe(block.buffer);
+    releaseBlock(block.subarray(0, 10));
+    expect(takeBlock(1024).buffer).toBe(block.buffer);
+  });
+
+  it('ignores buffers it did not hand out', () => {
+    const plain = Buffer.alloc(1024);
+    holdBlock(plain);
+    releaseBlock(plain);
+    expect(takeBlock(1024).buffer).not.toBe(plain.buffer);
+  });
+});
