@@ -10,13 +10,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { JobContext, JobHandler } from '../../agent/src/jobs.ts';
-import { silentLogger } from '../../agent/src/log.ts';
-import { JobNotifications } from '../../agent/src/notifications.ts';
-import type { Job } from '../../agent/src/service-client.ts';
-import { ServiceClient } from '../../agent/src/service-client.ts';
-import { Worker } from '../../agent/src/worker.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { type ClaimingAgent, startClaimingAgent } from '../helpers/claiming-agent.ts';
 
 const HOSTS = ['h-told', 'h-muted', 'h-auth'];
 const SOCKET_PATH = '/v1/agent-socket';
@@ -62,12 +57,6 @@ class Relay {
     for (const socket of this.pairs) socket.destroy();
     await closed;
   }
-}
-
-interface Agent {
-  claims: Array<{ job: Job; at: number }>;
-  notifications: JobNotifications;
-  stop(): Promise<void>;
 }
 
 describe('agent notifications', () => {
@@ -129,53 +118,14 @@ describe('agent notifications', () => {
     hostId: string,
     socketUrl: string,
     timing: { fallbackMs: number; disconnectedPollMs: number },
-  ): Agent {
-    const controller = new AbortController();
-    const token = t.hostTokens[hostId] ?? '';
-    const service = new ServiceClient({ baseUrl: t.url, hostId, token, timeoutMs: 10_000 });
-    const claims: Agent['claims'] = [];
-    const record: JobHandler = async (job) => {
-      claims.push({ job, at: Date.now() });
-      return {};
-    };
-    const notifications = new JobNotifications({
-      url: socketUrl,
+  ): ClaimingAgent {
+    return startClaimingAgent({
+      serviceUrl: t.url,
       hostId,
-      token,
+      token: t.hostTokens[hostId] ?? '',
+      socketUrl,
       ...timing,
-      reconnectMinMs: 100,
-      reconnectMaxMs: 400,
-      log: silentLogger,
     });
-    const listening = notifications.run(controller.signal);
-    const worker = new Worker({
-      service,
-      handlers: {
-        build: record,
-        start: record,
-        stop: record,
-        sleep: record,
-        wake: record,
-        reboot: record,
-        destroy: record,
-      },
-      // The handlers above use none of it.
-      context: {} as JobContext,
-      log: silentLogger,
-      leaseSeconds: 60,
-      pollIntervalMs: timing.disconnectedPollMs,
-      pacer: notifications,
-      maxConcurrent: 4,
-    });
-    const working = worker.run(controller.signal);
-    return {
-      claims,
-      notifications,
-      async stop() {
-        controller.abort();
-        await Promise.all([listening, working]);
-      },
-    };
   }
 
   async function until(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
@@ -186,8 +136,8 @@ describe('agent notifications', () => {
     }
   }
 
-  const claimOf = (agent: Agent, instanceId: string) =>
-    agent.claims.find((c) => c.job.instance.id === instanceId);
+  const claimOf = (agent: ClaimingAgent, instanceId: string) => agent.claimOf(instanceId);
+  const connected = (agent: ClaimingAgent) => agent.notifications?.isConnected === true;
 
   it('claims at once when told, polls when the socket is dropped, and loses no job', async () => {
     // Arrange: the socket through a relay the test can cut; the fallback poll a minute away.
@@ -200,7 +150,7 @@ describe('agent notifications', () => {
       disconnectedPollMs: 300,
     });
     try {
-      await until('the socket', () => agent.notifications.isConnected, 5_000);
+      await until('the socket', () => connected(agent), 5_000);
       // Let the claim that follows opening the socket find the empty queue first.
       await sleep(200);
 
@@ -214,13 +164,13 @@ describe('agent notifications', () => {
 
       // Act 2: the socket dropped and not to be reopened; jobs enqueued meanwhile.
       await relay.cut();
-      await until('the socket to drop', () => !agent.notifications.isConnected, 5_000);
+      await until('the socket to drop', () => !connected(agent), 5_000);
       const whileCut = [await createInstance('h-told'), await createInstance('h-told')];
       await until('the polled claims', () => whileCut.every(({ id }) => claimOf(agent, id)), 5_000);
 
       // Act 3: the relay back: the agent reopens its socket and is told again.
       await relay.listen();
-      await until('the socket to reopen', () => agent.notifications.isConnected, 5_000);
+      await until('the socket to reopen', () => connected(agent), 5_000);
       await sleep(200);
       const after = await createInstance('h-told');
       await until('the claim after reopening', () => claimOf(agent, after.id) !== undefined, 5_000);
@@ -250,7 +200,7 @@ describe('agent notifications', () => {
       disconnectedPollMs: 60_000,
     });
     try {
-      await until('the socket', () => agent.notifications.isConnected, 5_000);
+      await until('the socket', () => connected(agent), 5_000);
       await sleep(200);
       relay.muted = true;
 
@@ -260,7 +210,7 @@ describe('agent notifications', () => {
 
       // Assess: still connected, so it was the fallback poll (bounded by its interval) that found it.
       const waited = (claimOf(agent, id)?.at ?? 0) - sentAt;
-      expect(agent.notifications.isConnected).toBe(true);
+      expect(connected(agent)).toBe(true);
       expect(waited).toBeLessThanOrEqual(fallbackMs + 500);
     } finally {
       await agent.stop();
