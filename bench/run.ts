@@ -2,6 +2,8 @@
  * `npm run bench`: every benchmark in one run, printed as JSON and as a short summary.
  * Ratios are against baselines measured in the same run, on the same machine.
  */
+
+import { benchClaimLatency } from './agent-notify.ts';
 import {
   benchLatencies,
   benchListScaling,
@@ -24,6 +26,7 @@ try {
   const pipeline = await pipelineToNull(size);
   const upload = await uploadThroughput(backend, size);
   const listing = await benchListScaling(backend);
+  const claims = await benchClaimLatency(backend);
   // Last: the S3-upload import re-measures the hashing limit around itself.
   const s3Import = await benchImport(backend, size);
   const result = {
@@ -43,6 +46,7 @@ try {
       checksumOk: upload.checksumOk,
     },
     s3UploadImport: s3Import,
+    claimLatencyMs: claims,
   };
   console.log(JSON.stringify(result, null, 2));
   console.log(
@@ -56,6 +60,9 @@ try {
   );
   console.log(
     `S3-upload import: ${s3Import.importMiBps} MiB/s against a hashing limit of ${s3Import.limitMiBps} MiB/s around it (${s3Import.ratio}); checksum ${s3Import.checksumOk ? 'ok' : 'WRONG'}`,
+  );
+  console.log(
+    `claim latency POST /v1/instances -> agent claim, p50/p95 ms: with the socket ${claims.withSocket.p50Ms}/${claims.withSocket.p95Ms}, polling every 2 s ${claims.polling2s.p50Ms}/${claims.polling2s.p95Ms} (mean ${claims.polling2s.meanMs})`,
   );
 } finally {
   // A benchmark must end: stop the backend, but don't wait on stragglers (keep-alive sockets).
