@@ -3,11 +3,11 @@
  * a publish gate's create, actions, destroy) tells the job's host once its write has committed,
  * and a write that did not commit tells nobody.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { HostRegistration } from '#core/instances/instances';
+import { describe, expect, it } from 'vitest';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
 import { NotifyingInstanceStore } from '#core/instances/notifying-store';
 import type { JobNotifier } from '#core/instances/ports';
+import type { HostRegistration } from '#core/instances/records';
 import { makePrincipal } from '#core/kernel/principal';
 import { FakeImageLookup, FakeInstanceStore, FakeTaskTokenNotifier } from '../../helpers/fakes/instances.ts';
 import { alice, makeActiveImage, NOW } from './fixtures.ts';
@@ -48,17 +48,11 @@ function setup() {
     newToken: () => `token-${++ids}`,
     gates: new FakeTaskTokenNotifier(),
     clock: () => NOW,
+    // Lost-race retries back off on a virtual clock: no test waits for real.
+    retry: { now: () => 0, sleep: async () => {}, random: () => 0.5 },
   };
   return { store, notifier, instances: new InstancesService(deps), hosts: new HostsService(deps) };
 }
-
-beforeEach(() => {
-  // The services' backoff sleeps a random fraction of up to 200 ms: 1 ms here.
-  vi.spyOn(Math, 'random').mockReturnValue(0);
-});
-afterEach(() => {
-  vi.restoreAllMocks();
-});
 
 describe('NotifyingInstanceStore', () => {
   it('tells the host after each enqueue has been written: create, gate, action, destroy', async () => {
