@@ -116,7 +116,7 @@ export class JobNotifications implements ClaimPacer {
     const max = this.options.reconnectMaxMs ?? 30_000;
     let failures = 0;
     while (!signal.aborted) {
-      const opened = await this.connectOnce(signal);
+      const opened = await this.connectOnce(signal, failures);
       if (signal.aborted) return;
       failures = opened ? 0 : failures + 1;
       // Even after a socket that opened: a server that accepts and drops at once must not spin us.
@@ -130,8 +130,8 @@ export class JobNotifications implements ClaimPacer {
     for (const waiter of [...this.waiters]) waiter();
   }
 
-  /** One socket, from opening to its end; true if it opened. */
-  private connectOnce(signal: AbortSignal): Promise<boolean> {
+  /** One socket, from opening to its end; true if it opened. `failures`: attempts refused in a row before. */
+  private connectOnce(signal: AbortSignal, failures: number): Promise<boolean> {
     const { log } = this.options;
     const url = new URL(this.options.url);
     url.searchParams.set('host_id', this.options.hostId);
@@ -166,7 +166,10 @@ export class JobNotifications implements ClaimPacer {
               this.wake();
             }
           } else if (!signal.aborted) {
-            log.warn('notification socket could not be opened: polling', { reason });
+            // Said once per outage (a service without the socket refuses every attempt), then quietly.
+            const line = 'notification socket could not be opened: polling';
+            if (failures === 0) log.warn(line, { reason });
+            else log.debug(line, { reason, attempt: failures + 1 });
           }
           resolve(opened);
         },
