@@ -8,7 +8,7 @@
  * The hub is also the JobNotifier the services are composed with (edge/compose.ts), so the call
  * that enqueued a job tells the sockets in the same process once its write has committed.
  */
-import type { IncomingMessage, Server } from 'node:http';
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { JobNotifier } from '#core/instances/ports';
@@ -56,7 +56,9 @@ function refuse(socket: Duplex, result: { statusCode?: number; body?: string; he
   })
     .map(([name, value]) => `${name}: ${String(value)}\r\n`)
     .join('');
-  socket.end(`HTTP/1.1 ${status} Refused\r\n${headers}\r\n${body.toString('utf8')}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${headers}\r\n${body.toString('utf8')}`,
+  );
 }
 
 function headersOf(req: IncomingMessage): Record<string, string> {
@@ -64,6 +66,8 @@ function headersOf(req: IncomingMessage): Record<string, string> {
   for (const [name, values] of Object.entries(req.headersDistinct)) if (values) out[name] = values.join(',');
   return out;
 }
+
+const PING_INTERVAL_MS = 30_000;
 
 export interface AgentSockets {
   /** Closes every agent socket (going away: the agents reconnect elsewhere or poll). */
@@ -74,6 +78,18 @@ export interface AgentSockets {
 export function serveAgentSockets(server: Server, hub: AgentSocketHub): AgentSockets {
   // Agents send nothing that matters: a small frame limit keeps a client from holding memory.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4096, clientTracking: true });
+  // An agent that vanished without a close (its host lost power) is pinged out within two rounds.
+  const alive = new WeakMap<WebSocket, boolean>();
+  const pings = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (alive.get(ws) === false) ws.terminate();
+      else {
+        alive.set(ws, false);
+        ws.ping();
+      }
+    }
+  }, PING_INTERVAL_MS);
+  pings.unref();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://gateway');
@@ -85,6 +101,8 @@ export function serveAgentSockets(server: Server, hub: AgentSocketHub): AgentSoc
     authorizeAgentSocket(headersOf(req), url.searchParams).then(
       ({ hostId }) => {
         wss.handleUpgrade(req, socket, head, (ws) => {
+          alive.set(ws, true);
+          ws.on('pong', () => alive.set(ws, true));
           hub.add(hostId, ws);
           logger.info('agent socket open', { hostId });
           ws.once('close', (code) => logger.info('agent socket closed', { hostId, code }));
@@ -96,6 +114,7 @@ export function serveAgentSockets(server: Server, hub: AgentSocketHub): AgentSoc
   });
   return {
     close() {
+      clearInterval(pings);
       for (const ws of wss.clients) ws.terminate();
       wss.close();
     },
