@@ -10,16 +10,18 @@ import type { JobNotifier } from '#core/instances/ports';
 import type { HostRegistration } from '#core/instances/records';
 import { makePrincipal } from '#core/kernel/principal';
 import { FakeImageLookup, FakeInstanceStore, FakeTaskTokenNotifier } from '../../helpers/fakes/instances.ts';
-import { alice, makeActiveImage, NOW } from './fixtures.ts';
+import { alice, makeActiveImage, makeHost, NOW } from './fixtures.ts';
 
 const IMAGE = makeActiveImage();
+// What the fixtures' host registered with.
+const { vcpus, ram_mb, disk_gb, architecture, hypervisor_type, hypervisor_version } = makeHost();
 const REGISTRATION: HostRegistration = {
-  vcpus: 8,
-  ram_mb: 16384,
-  disk_gb: 100,
-  architecture: 'x86_64',
-  hypervisor_type: 'qemu',
-  hypervisor_version: 9_000_000,
+  vcpus,
+  ram_mb,
+  disk_gb,
+  architecture,
+  hypervisor_type,
+  hypervisor_version,
 };
 const REQUEST = { name: 'Web 1', image: IMAGE.id, vcpus: 1, ram_mb: 1024, disk_gb: 10 };
 const h1 = makePrincipal('hosts', 'h1', ['host']);
