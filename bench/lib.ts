@@ -31,17 +31,20 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; valu
 export interface BenchBackend {
   backend: Backend;
   url: string;
-  tokens: { admin: string; alice: string; bob: string };
+  tokens: { admin: string; alice: string; bob: string; host: string };
   stop(): Promise<void>;
 }
 
-/** An in-memory backend with three tokens, for one benchmark run. */
+export const BENCH_HOST_ID = 'bench-host';
+
+/** An in-memory backend with three users' tokens and a host agent's, for one benchmark run. */
 export async function startBenchBackend(): Promise<BenchBackend> {
   const dir = mkdtempSync(join(tmpdir(), 'hangar-bench-'));
   const tokens = {
     admin: randomBytes(16).toString('hex'),
     alice: randomBytes(16).toString('hex'),
     bob: randomBytes(16).toString('hex'),
+    host: randomBytes(16).toString('hex'),
   };
   const file = join(dir, 'tokens.json');
   writeFileSync(
@@ -51,6 +54,8 @@ export async function startBenchBackend(): Promise<BenchBackend> {
         [tokens.admin]: { project: 'admin', user: 'admin', roles: ['admin', 'member'] },
         [tokens.alice]: { project: 'projA', user: 'alice', roles: ['member'] },
         [tokens.bob]: { project: 'projB', user: 'bob', roles: ['member'] },
+        // The host agent of BENCH_HOST_ID (the claim-latency benchmark).
+        [tokens.host]: { project: 'hosts', user: BENCH_HOST_ID, roles: ['host'] },
       },
     }),
   );

@@ -2,6 +2,8 @@
  * `npm run bench`: every benchmark in one run, printed as JSON and as a short summary.
  * Ratios are against baselines measured in the same run, on the same machine.
  */
+
+import { benchClaimLatency } from './agent-notify.ts';
 import {
   benchLatencies,
   benchListScaling,
@@ -22,6 +24,7 @@ try {
   const single = singleThreadHashing(Math.min(size, 512 * 1024 * 1024));
   const pipeline = await pipelineToNull(size);
   const listing = await benchListScaling(backend);
+  const claims = await benchClaimLatency(backend);
   // Last: upload, download and S3-drop import against the hashing limit measured alongside.
   const bytes = await benchBytes(backend, size);
   const result = {
@@ -35,6 +38,7 @@ try {
       pipelineRatio: round(pipeline / limit),
     },
     bytes,
+    claimLatencyMs: claims,
   };
   console.log(JSON.stringify(result, null, 2));
   console.log(
@@ -47,6 +51,9 @@ try {
     `hashing limit (2 threads) ${round(limit, 0)} MiB/s; pipeline to null ${round(pipeline, 0)} MiB/s (${round(pipeline / limit)})`,
   );
   console.log(bytesSummary(bytes));
+  console.log(
+    `claim latency POST /v1/instances -> agent claim, p50/p95 ms: with the socket ${claims.withSocket.p50Ms}/${claims.withSocket.p95Ms}, polling every 2 s ${claims.polling2s.p50Ms}/${claims.polling2s.p95Ms} (mean ${claims.polling2s.meanMs})`,
+  );
 } finally {
   // A benchmark must end: stop the backend, but don't wait on stragglers (keep-alive sockets).
   await Promise.race([backend.stop(), new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);

@@ -29,6 +29,7 @@ import { logger } from '#platform/logger';
 import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
+import { AgentSocketHub } from './agent-sockets.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
 import { startSchedule } from './schedule.ts';
@@ -231,7 +232,9 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     }
     // State machines run in-process, as on AWS with Lambda: the services start and answer them here.
     const workflows = new LocalStepFunctions();
-    useCollaborators({ workflows, taskTokens: workflows });
+    // The agents' sockets on the gateway hear of every job the services enqueue.
+    const agentSockets = new AgentSocketHub();
+    useCollaborators({ workflows, taskTokens: workflows, jobNotifier: agentSockets });
     // The metadefs catalogue's seed, at first start (idempotent; Lambdas seed on first use).
     await services().metadefs.ensureSeeded();
 
@@ -255,7 +258,11 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
         failed: recovered.failed,
       });
 
-    gateway = await startGateway({ host: options.host ?? '127.0.0.1', port: options.port ?? 9292 });
+    gateway = await startGateway({
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 9292,
+      agentSockets,
+    });
     // What the EventBridge rule does on AWS; last, so the first run finds everything started.
     const sweep = startSchedule({
       name: 'retention-sweep',

@@ -20,6 +20,7 @@ import { type HttpMethod, matchRoute, ROUTES, type RouteSpec, routeKey } from '#
 import { errorResult } from '#edge/http';
 import { attachRequestBody, responseBodyStream } from '#edge/streams';
 import { logger } from '#platform/logger';
+import { type AgentSocketHub, serveAgentSockets } from './agent-sockets.ts';
 
 type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
 
@@ -29,6 +30,8 @@ export interface GatewayOptions {
   port: number;
   /** Resolves a function module name to its handler (tests may swap modules in). */
   loadHandler?: (fn: string) => Promise<LambdaHandler>;
+  /** Serves the agents' notification socket (local/agent-sockets.ts) for this hub's notifications. */
+  agentSockets?: AgentSocketHub;
 }
 
 export interface Gateway {
@@ -361,6 +364,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     socket.end(rawErrorResponse(status, `Malformed request: ${error.code ?? 'parse error'}.`, undefined));
   });
+  const sockets = options.agentSockets ? serveAgentSockets(server, options.agentSockets) : undefined;
   // Uploads of many GiB take longer than Node's 5-minute default request timeout.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
@@ -391,6 +395,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           resolve();
         });
         server.closeIdleConnections();
+        // Upgraded sockets are no longer the HTTP server's to close, but close() waits for them.
+        sockets?.close();
       });
       return closing;
     },

@@ -2,13 +2,14 @@
 import { chmod, mkdir, readFile, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AgentConfig } from './config.ts';
+import { type AgentConfig, notificationUrl } from './config.ts';
 import { resolveDomainType } from './hypervisor/kvm-probe.ts';
 import { VirshHypervisor } from './hypervisor/virsh.ts';
 import { ImageCache } from './image-cache.ts';
 import { InstanceFiles } from './instance-files.ts';
 import { JOB_HANDLERS } from './jobs.ts';
 import type { Logger } from './log.ts';
+import { JobNotifications } from './notifications.ts';
 import { Prefetcher } from './prefetch.ts';
 import { reconcile } from './reconcile.ts';
 import { ServiceClient } from './service-client.ts';
@@ -150,6 +151,19 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
     }
   })();
 
+  // Told when the queue gains a job; polls slowly beside it (and at poll_interval_ms without it).
+  const notifications = config.notifications
+    ? new JobNotifications({
+        url: notificationUrl(config),
+        hostId: config.host_id,
+        token: config.token,
+        fallbackMs: config.fallback_poll_interval_ms,
+        disconnectedPollMs: config.poll_interval_ms,
+        log: log.child({ component: 'notifications' }),
+      })
+    : undefined;
+  const listening = notifications?.run(signal) ?? Promise.resolve();
+
   const worker = new Worker({
     service,
     handlers: JOB_HANDLERS,
@@ -172,11 +186,13 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
     log,
     leaseSeconds: config.lease_seconds,
     pollIntervalMs: config.poll_interval_ms,
+    ...(notifications ? { pacer: notifications } : {}),
     maxConcurrent: config.max_concurrent_jobs,
   });
   log.info('agent ready', { domain_type: domainType, data_dir: config.data_dir });
   await worker.run(signal);
   await heartbeats;
+  await listening;
   await prefetching;
   log.info('agent stopped');
 }

@@ -21,7 +21,14 @@ export const AgentConfigSchema = z.strictObject({
     .int()
     .positive()
     .default(20 * GiB),
+  /** Wait between claims that found nothing while no notification socket is open. */
   poll_interval_ms: z.number().int().min(10).default(2_000),
+  /** Keep a WebSocket open on which the service says when the queue has work (false: poll only). */
+  notifications: z.boolean().default(true),
+  /** The socket's URL; default: the service's own (ws(s)://<service_url host>/v1/agent-socket). */
+  notify_url: z.url({ protocol: /^wss?$/ }).optional(),
+  /** While the socket is open, claim anyway this often (jittered, never longer): a lost notification waits this. */
+  fallback_poll_interval_ms: z.number().int().min(10).default(60_000),
   lease_seconds: z.number().int().min(2).max(3_600).default(60),
   heartbeat_interval_ms: z.number().int().min(100).default(30_000),
   /** Overrides for what the host reports (otherwise from `virsh nodeinfo` and the data_dir filesystem). */
@@ -94,6 +101,15 @@ export function parseConfig(raw: unknown, baseDir: string): AgentConfig {
     data_dir: resolve(baseDir, config.data_dir),
     service_url: config.service_url.replace(/\/+$/, ''),
   };
+}
+
+/** Where the notification socket is: notify_url, or the embedded gateway's path on service_url. */
+export function notificationUrl(config: Pick<AgentConfig, 'service_url' | 'notify_url'>): string {
+  if (config.notify_url) return config.notify_url;
+  const url = new URL(config.service_url);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/agent-socket`;
+  return url.href;
 }
 
 export async function loadConfig(path: string): Promise<AgentConfig> {

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError, LeaseLostError, ServiceError } from './errors.ts';
 import type { JobContext, JobHandler } from './jobs.ts';
 import type { Logger } from './log.ts';
+import type { ClaimPacer } from './notifications.ts';
 import type { Job, JobResult, ServicePort } from './service-client.ts';
 
 export interface WorkerOptions {
@@ -20,6 +21,8 @@ export interface WorkerOptions {
   log: Logger;
   leaseSeconds: number;
   pollIntervalMs: number;
+  /** When to claim again after a claim found nothing (default: every pollIntervalMs). */
+  pacer?: ClaimPacer;
   maxConcurrent: number;
   /** How long to wait for aborted handlers to unwind at shutdown. */
   shutdownGraceMs?: number;
@@ -78,7 +81,7 @@ export class Worker {
         continue;
       }
       if (claimed === null) {
-        await abortableSleep(this.options.pollIntervalMs, signal);
+        await (this.options.pacer?.wait(signal) ?? abortableSleep(this.options.pollIntervalMs, signal));
         continue;
       }
       if ('invalid' in claimed) {

@@ -28,6 +28,8 @@ import type { BlobStore, ObjectStore } from '#core/data/ports';
 import { ImagesService } from '#core/images/images-service';
 import { LeaseRecovery } from '#core/images/recovery';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
+import { NotifyingInstanceStore } from '#core/instances/notifying-store';
+import { type JobNotifier, SILENT_NOTIFIER } from '#core/instances/ports';
 import { MetadefsService } from '#core/metadefs/metadefs';
 import { HANGAR_METADEF_SEED } from '#core/metadefs/seeds';
 import { PublishService } from '#core/references/publish';
@@ -46,6 +48,8 @@ export interface Collaborators {
   workflows: WorkflowStarter;
   /** Answers the task tokens of waiting states (publish's boot gate). */
   taskTokens: TaskTokenNotifier;
+  /** Tells a host's agent that its queue gained a job (the embedded gateway's agent sockets). */
+  jobNotifier: JobNotifier;
   clock: () => Date;
 }
 
@@ -78,6 +82,7 @@ function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Col
     return {
       workflows: { start: missing },
       taskTokens: { succeed: missing, fail: missing },
+      jobNotifier: SILENT_NOTIFIER,
       clock,
       ...overrides,
     };
@@ -91,6 +96,8 @@ function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Col
   return {
     workflows: new SfnWorkflowStarter(arns, sfn),
     taskTokens: new SfnTaskTokens(sfn),
+    // No WebSocket API is deployed yet: agents on AWS find their jobs by polling.
+    jobNotifier: SILENT_NOTIFIER,
     clock,
     ...overrides,
   };
@@ -98,7 +105,7 @@ function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Col
 
 /** Builds every service and adapter once, for one configuration. */
 export function compose(config: ServiceConfig, overrides: Partial<Collaborators> = {}): Services {
-  const { workflows, taskTokens, clock } = defaults(config, overrides);
+  const { workflows, taskTokens, jobNotifier, clock } = defaults(config, overrides);
   const table = config.tableName;
   const repo = new DynamoImageRepository(table);
   const taskRepo = new DynamoTaskRepository(table);
@@ -126,7 +133,8 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     inUse: (ids) => instanceStore.instances.imagesInUse(ids),
   });
   const instanceDeps: InstancesDeps = {
-    store: instanceStore,
+    // Every job enqueued through it is announced to its host once the write has committed.
+    store: new NotifyingInstanceStore(instanceStore, jobNotifier),
     // Images are looked up through the images and references services, so image access rules apply.
     images: {
       show: (principal, id) => images.show(principal, id),

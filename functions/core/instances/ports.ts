@@ -66,3 +66,16 @@ export interface ImageLookup {
   /** A name:tag reference, resolved for the caller (NotFoundError when it does not resolve). */
   resolve(principal: Principal, reference: string): Promise<ImageRecord>;
 }
+
+/**
+ * Tells a host's agent that its queue gained a job, so it claims now instead of at its next poll
+ * (the agents' WebSocket: API Gateway's on AWS, the embedded gateway's locally). Best effort: an
+ * implementation never rejects; a notification that is lost costs the job at most the agent's
+ * fallback poll interval.
+ */
+export interface JobNotifier {
+  jobsQueued(hostId: string): Promise<void>;
+}
+
+/** Where no agent listens (no socket configured): every job waits for its host's poll. */
+export const SILENT_NOTIFIER: JobNotifier = { jobsQueued: async () => {} };

@@ -1,0 +1,84 @@
+/**
+ * The host agent's claim loop without libvirt: its own service client, worker and notification
+ * socket (agent/src), with job handlers that only record the claim. For the notification tests
+ * and the claim-latency benchmark.
+ */
+import type { JobContext, JobHandler } from '../../agent/src/jobs.ts';
+import { silentLogger } from '../../agent/src/log.ts';
+import { type ClaimPacer, FixedPoll, JobNotifications } from '../../agent/src/notifications.ts';
+import { type Job, ServiceClient } from '../../agent/src/service-client.ts';
+import { Worker } from '../../agent/src/worker.ts';
+
+export interface ClaimingAgentOptions {
+  serviceUrl: string;
+  hostId: string;
+  token: string;
+  /** The notification socket's URL; undefined: no socket, a claim every disconnectedPollMs. */
+  socketUrl: string | undefined;
+  fallbackMs: number;
+  disconnectedPollMs: number;
+}
+
+export interface ClaimingAgent {
+  /** Every job claimed, with the time (Date.now()) its claim came back. */
+  readonly claims: Array<{ job: Job; at: number }>;
+  /** undefined without a socket. */
+  readonly notifications: JobNotifications | undefined;
+  claimOf(instanceId: string): { job: Job; at: number } | undefined;
+  stop(): Promise<void>;
+}
+
+export function startClaimingAgent(options: ClaimingAgentOptions): ClaimingAgent {
+  const controller = new AbortController();
+  const { hostId, token } = options;
+  const service = new ServiceClient({ baseUrl: options.serviceUrl, hostId, token, timeoutMs: 10_000 });
+  const claims: ClaimingAgent['claims'] = [];
+  const record: JobHandler = async (job) => {
+    claims.push({ job, at: Date.now() });
+    return {};
+  };
+  const notifications =
+    options.socketUrl === undefined
+      ? undefined
+      : new JobNotifications({
+          url: options.socketUrl,
+          hostId,
+          token,
+          fallbackMs: options.fallbackMs,
+          disconnectedPollMs: options.disconnectedPollMs,
+          reconnectMinMs: 100,
+          reconnectMaxMs: 400,
+          log: silentLogger,
+        });
+  const pacer: ClaimPacer = notifications ?? new FixedPoll(options.disconnectedPollMs);
+  const listening = notifications?.run(controller.signal) ?? Promise.resolve();
+  const worker = new Worker({
+    service,
+    handlers: {
+      build: record,
+      start: record,
+      stop: record,
+      sleep: record,
+      wake: record,
+      reboot: record,
+      destroy: record,
+    },
+    // The handlers above use none of it.
+    context: {} as JobContext,
+    log: silentLogger,
+    leaseSeconds: 60,
+    pollIntervalMs: options.disconnectedPollMs,
+    pacer,
+    maxConcurrent: 4,
+  });
+  const working = worker.run(controller.signal);
+  return {
+    claims,
+    notifications,
+    claimOf: (instanceId) => claims.find((claim) => claim.job.instance.id === instanceId),
+    async stop() {
+      controller.abort();
+      await Promise.all([listening, working]);
+    },
+  };
+}
