@@ -1,8 +1,9 @@
 /**
- * Five projects, all part of `vitest run` (and so of CI):
+ * Six projects, all part of `vitest run` (and so of CI):
  * - unit: fast, no processes, no network.
  * - infra: CDK template assertions and `cdk synth`, offline (esbuild bundles every function).
  * - integration: the real local stand-ins (java, s3rver) behind the embedded gateway.
+ * - cli: the real `hangar` binary against the same embedded backend as integration.
  * - e2e: a real guest under libvirt; minutes per test.
  * - tempest: OpenStack tempest's image API tests against Hangar in keystone mode (a few minutes).
  */
@@ -39,6 +40,19 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           // Each file starts its own JVM and s3rver: processes, not threads, and few at a time.
+          pool: 'forks',
+          maxWorkers: 2,
+          sequence: { groupOrder: 2 },
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'cli',
+          include: ['test/cli/**/*.test.ts'],
+          // One backend (JVM, s3rver) per file, and every test spawns node processes.
           pool: 'forks',
           maxWorkers: 2,
           sequence: { groupOrder: 2 },
