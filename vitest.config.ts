@@ -56,7 +56,8 @@ export default defineConfig({
           pool: 'forks',
           maxWorkers: 2,
           sequence: { groupOrder: 2 },
-          testTimeout: 60_000,
+          // A test runs the binary some twenty times, each a node start-up of its own.
+          testTimeout: 180_000,
           hookTimeout: 120_000,
         },
       },

@@ -11,6 +11,8 @@ import {
   type Image,
   ImageListSchema,
   ImageSchema,
+  InstanceListSchema,
+  InstanceSchema,
   MemberListSchema,
   MemberSchema,
   ReferenceListSchema,
@@ -162,6 +164,14 @@ export class ApiClient {
   setMemberStatus = (id: string, member: string, status: 'accepted' | 'rejected' | 'pending') =>
     this.call('PUT', `/v2/images/${enc(id)}/members/${enc(member)}`, MemberSchema, { status });
   members = (id: string) => this.call('GET', `/v2/images/${enc(id)}/members`, MemberListSchema);
+
+  // Instances (Hangar's /v1).
+  createInstance = (body: Record<string, unknown>) =>
+    this.call('POST', '/v1/instances', InstanceSchema, body);
+  listInstances = (query: URLSearchParams) => this.call('GET', `/v1/instances?${query}`, InstanceListSchema);
+  showInstance = (id: string) => this.call('GET', `/v1/instances/${enc(id)}`, InstanceSchema);
+  instanceAction = (id: string, action: string) =>
+    this.call('POST', `/v1/instances/${enc(id)}/actions/${enc(action)}`, InstanceSchema);
 
   /** An image by id, or the image a name:tag reference resolves to. */
   async image(ref: string): Promise<Image> {

@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { registerAuth } from './commands/auth.ts';
 import { registerCompletion } from './commands/completion.ts';
 import { registerImages } from './commands/images.ts';
+import { registerInstances } from './commands/instances.ts';
 import { registerReferences } from './commands/references.ts';
 import { registerSharing } from './commands/sharing.ts';
 import { registerTransfer } from './commands/transfer.ts';
@@ -15,7 +16,7 @@ import { PROGRESS_MODES } from './progress.ts';
 
 export function buildProgram(): Command {
   const program = new Command('hangar')
-    .description('Hangar images, name:tag references and sharing from a terminal')
+    .description('Hangar images, name:tag references, sharing and instances from a terminal')
     .version('0.1.0')
     // Before any subcommand exists, so that every one inherits it: errors reach main() as values.
     .exitOverride()
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerTransfer(program);
   registerReferences(program);
   registerSharing(program);
+  registerInstances(program);
   registerAuth(program);
   registerCompletion(program);
   return program;

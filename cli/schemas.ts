@@ -70,3 +70,31 @@ export const MemberListSchema = z.looseObject({ members: z.array(MemberSchema) }
 
 /** Glance's JSON error body (`Accept: application/json`). */
 export const ErrorBodySchema = z.looseObject({ message: z.string() });
+
+export const InstanceSchema = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  hostname: z.string().optional(),
+  image_id: z.string(),
+  image: z.looseObject({
+    id: z.string(),
+    name: z.string().nullable().optional(),
+    requested_as: z.string().nullish(),
+  }),
+  vcpus: z.number(),
+  ram_mb: z.number(),
+  disk_gb: z.number(),
+  host_id: z.string().nullable(),
+  stage: z.string(),
+  reason: z.string().nullable().optional(),
+  last_error: z.string().nullable().optional(),
+  pending_action: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  console_log: z.string().nullable().optional(),
+});
+export type Instance = z.infer<typeof InstanceSchema>;
+export const InstanceListSchema = z.looseObject({
+  instances: z.array(InstanceSchema),
+  next: z.string().optional(),
+});

@@ -1,7 +1,7 @@
 /** How each kind of resource is shown in a table and by `-o name`. */
 import { bytes } from './format.ts';
 import type { View } from './output.ts';
-import type { HistoryEntry, Image, Member, Reference } from './schemas.ts';
+import type { HistoryEntry, Image, Instance, Member, Reference } from './schemas.ts';
 
 /** An image row of `hangar images`: the image and the name:tag references pointing to it. */
 export type ImageRow = Image & { references: string[] };
@@ -56,4 +56,19 @@ export const memberView: View<Member> = {
     { header: 'UPDATED', value: (member) => when(member.updated_at) },
   ],
   name: (member) => member.member_id,
+};
+
+export const instanceView: View<Instance> = {
+  columns: [
+    { header: 'ID', value: (instance) => instance.id },
+    { header: 'NAME', value: (instance) => instance.name },
+    { header: 'IMAGE', value: (instance) => instance.image.requested_as ?? instance.image_id },
+    { header: 'STAGE', value: (instance) => instance.stage },
+    { header: 'PENDING', value: (instance) => instance.pending_action ?? '-' },
+    { header: 'CPUS', value: (instance) => instance.vcpus },
+    { header: 'MEMORY', value: (instance) => bytes(instance.ram_mb * 1024 * 1024) },
+    { header: 'HOST', value: (instance) => instance.host_id ?? '-' },
+    { header: 'CREATED', value: (instance) => when(instance.created_at) },
+  ],
+  name: (instance) => instance.id,
 };

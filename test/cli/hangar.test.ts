@@ -1,7 +1,8 @@
 /**
  * The `hangar` command, black-box: the real binary against the embedded backend. push → images →
  * pull (verified) → tag/history/rollback → share/accept as another project → rmi, with `-o json`
- * parsed; the exit codes for not found, conflict and bad usage; login and profiles.
+ * parsed; the exit codes for not found, conflict and bad usage; login and profiles; run, ps,
+ * stop and rm with the test playing the host agent over the real hosts/jobs API.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ describe('hangar', () => {
   let dir: string;
 
   beforeAll(async () => {
-    t = await startTestBackend();
+    t = await startTestBackend({ hosts: ['h-cli'] });
     dir = mkdtempSync(join(tmpdir(), 'hangar-cli-test-'));
   });
   afterAll(async () => {
@@ -203,5 +204,118 @@ describe('hangar', () => {
     expect((await hangar(['profile', 'use', 'local'], { env })).code).toBe(0);
     expect((await hangar(['inspect', 'carols:1'], { env })).code).toBe(0);
     expect((await hangar(['profile', 'use', 'nobody'], { env })).code).toBe(3);
+  });
+
+  /** Plays the host agent: claims h-cli's next job (waiting for one), checks its kind, completes it. */
+  async function completeNextJob(kind: string): Promise<void> {
+    const token = t.hostTokens['h-cli'] ?? '';
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const claimed = await t.request('POST', '/v1/hosts/h-cli/jobs/claim', {
+        token,
+        headers: { accept: 'application/json' },
+        body: { lease_seconds: 60 },
+      });
+      const text = await claimed.text();
+      const job =
+        claimed.status === 200 && text
+          ? (JSON.parse(text) as { job?: { id: string; kind: string; lease_token: string } }).job
+          : undefined;
+      if (job) {
+        expect(job.kind).toBe(kind);
+        const done = await t.request('POST', `/v1/jobs/${job.id}/complete`, {
+          token,
+          headers: { accept: 'application/json' },
+          body: { lease_token: job.lease_token, result: {} },
+        });
+        expect(done.status).toBe(204);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`no ${kind} job came`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  it('runs an instance, waits for it, lists, stops and removes it', async () => {
+    const registered = await t.request('PUT', '/v1/hosts/h-cli', {
+      token: t.hostTokens['h-cli'] ?? '',
+      headers: { accept: 'application/json' },
+      body: {
+        vcpus: 4,
+        ram_mb: 4096,
+        disk_gb: 50,
+        architecture: 'x86_64',
+        hypervisor_type: 'qemu',
+        hypervisor_version: 9_000_000,
+      },
+    });
+    expect(registered.status).toBe(200);
+    const disk = imageFile('guest.raw', 4096);
+    expect((await as('alice', ['push', disk.path, 'guest:1', '-q'])).code).toBe(0);
+
+    const running = as('alice', [
+      'run',
+      'guest:1',
+      '--name',
+      'web',
+      '--memory',
+      '256M',
+      '--disk',
+      '1G',
+      '--wait',
+      '--timeout',
+      '30s',
+      '-o',
+      'json',
+    ]);
+    await completeNextJob('build');
+    const ran = await running;
+    expect(ran.code, ran.stderr).toBe(0);
+    const instance = JSON.parse(ran.stdout) as { id: string; stage: string; ram_mb: number; disk_gb: number };
+    expect(instance).toMatchObject({
+      name: 'web',
+      stage: 'Running',
+      ram_mb: 256,
+      disk_gb: 1,
+      host_id: 'h-cli',
+    });
+
+    expect(await json('alice', ['ps'])).toEqual([
+      expect.objectContaining({ id: instance.id, stage: 'Running' }),
+    ]);
+    const stopping = as('alice', ['stop', 'web', '--wait', '--timeout', '30s', '-o', 'json']);
+    await completeNextJob('stop');
+    const stopped = await stopping;
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(JSON.parse(stopped.stdout)).toEqual([
+      expect.objectContaining({ stage: 'Shutoff', pending_action: null }),
+    ]);
+    // An action that does not fit the stage is a conflict.
+    expect((await as('alice', ['stop', instance.id])).code).toBe(4);
+
+    // Without --wait, rm only queues the destroy: the instance is listed until the host has done it.
+    const queued = await json<{ pending_action: string }[]>('alice', ['rm', instance.id]);
+    expect(queued).toEqual([expect.objectContaining({ pending_action: 'destroy' })]);
+    await completeNextJob('destroy');
+    expect(await json('alice', ['ps'])).toEqual([]);
+    expect(await json('alice', ['ps', '-a'])).toEqual([
+      expect.objectContaining({ id: instance.id, stage: 'Inexistent' }),
+    ]);
+    expect((await as('alice', ['rm', 'web'])).code).toBe(3);
+    // A --wait that the host never answers ends in exit 5.
+    const again = as('alice', [
+      'run',
+      'guest:1',
+      '--name',
+      'slow',
+      '--memory',
+      '256M',
+      '--disk',
+      '1G',
+      '--wait',
+      '--timeout',
+      '2s',
+    ]);
+    expect((await again).code).toBe(5);
   });
 });
