@@ -29,6 +29,8 @@ export function startProgress(
   label: string,
   total: number,
   start = 0,
+  /** Said when Ctrl+C stops the transfer, e.g. how to resume it. */
+  interruptHint = '',
   stream: NodeJS.WriteStream = process.stderr,
 ): Progress {
   const effective = mode === 'auto' || mode === 'bar' ? (stream.isTTY ? 'bar' : 'plain') : mode;
@@ -81,12 +83,22 @@ export function startProgress(
   );
   const payload = () => ({ moved: bytes(done), size: bytes(total), rate: bytes(rate()) });
   bar.start(total, start, payload());
+  // The bar hides the cursor: Ctrl+C must give it back (and say what was left), not leave it hidden.
+  const onInterrupt = () => {
+    bar.stop();
+    stream.write(
+      `\n${label}: interrupted at ${bytes(done)} of ${bytes(total)}${interruptHint ? `; ${interruptHint}` : ''}\n`,
+    );
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
   return {
     advance(count) {
       done += count;
       bar.update(done, payload());
     },
     stop() {
+      process.removeListener('SIGINT', onInterrupt);
       bar.update(done, payload());
       bar.stop();
     },

@@ -234,7 +234,7 @@ export function registerTransfer(program: Command): void {
         hash = createHash('sha512');
       }
       if (offset > 0) out.notice(`resuming ${file} at ${bytes(offset)} of ${bytes(total)}`);
-      const bar = startProgress(progress, `pull ${ref}`, total, offset);
+      const bar = startProgress(progress, `pull ${ref}`, total, offset, 'run the same pull again to resume');
       const bytesPath = meter(bar, options.limitRate, hash);
       const body = download.response.body;
       try {
