@@ -24,14 +24,56 @@ export interface Progress {
 /** Plain mode prints a line at each tenth of the way and at most this often otherwise. */
 const PLAIN_INTERVAL_MS = 5000;
 
+export interface ProgressOptions {
+  /** Bytes already there (a resumed download). */
+  start?: number;
+  /** Said when Ctrl+C stops the transfer, e.g. how to resume it. */
+  interruptHint?: string;
+  /** Run on Ctrl+C before the exit, e.g. to remove what a stopped upload made. */
+  cleanup?: () => Promise<void>;
+  stream?: NodeJS.WriteStream;
+}
+
+/**
+ * Shows a transfer until stop(). Ctrl+C meanwhile stops the display (giving a hidden cursor back),
+ * says where the transfer stopped, runs the cleanup and exits 130.
+ */
 export function startProgress(
   mode: ProgressMode,
   label: string,
   total: number,
-  start = 0,
-  /** Said when Ctrl+C stops the transfer, e.g. how to resume it. */
-  interruptHint = '',
-  stream: NodeJS.WriteStream = process.stderr,
+  options: ProgressOptions = {},
+): Progress {
+  const { start = 0, interruptHint, cleanup, stream = process.stderr } = options;
+  let moved = start;
+  const display = draw(mode, label, total, start, stream);
+  const onInterrupt = async () => {
+    display.stop(false);
+    stream.write(
+      `\n${label}: interrupted at ${bytes(moved)} of ${bytes(total)}${interruptHint ? `; ${interruptHint}` : ''}\n`,
+    );
+    await cleanup?.().catch(() => {});
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
+  return {
+    advance(count) {
+      moved += count;
+      display.advance(count);
+    },
+    stop(ok) {
+      process.removeListener('SIGINT', onInterrupt);
+      display.stop(ok);
+    },
+  };
+}
+
+function draw(
+  mode: ProgressMode,
+  label: string,
+  total: number,
+  start: number,
+  stream: NodeJS.WriteStream,
 ): Progress {
   const effective = mode === 'auto' || mode === 'bar' ? (stream.isTTY ? 'bar' : 'plain') : mode;
   const began = Date.now();
@@ -83,22 +125,12 @@ export function startProgress(
   );
   const payload = () => ({ moved: bytes(done), size: bytes(total), rate: bytes(rate()) });
   bar.start(total, start, payload());
-  // The bar hides the cursor: Ctrl+C must give it back (and say what was left), not leave it hidden.
-  const onInterrupt = () => {
-    bar.stop();
-    stream.write(
-      `\n${label}: interrupted at ${bytes(done)} of ${bytes(total)}${interruptHint ? `; ${interruptHint}` : ''}\n`,
-    );
-    process.exit(130);
-  };
-  process.once('SIGINT', onInterrupt);
   return {
     advance(count) {
       done += count;
       bar.update(done, payload());
     },
     stop() {
-      process.removeListener('SIGINT', onInterrupt);
       bar.update(done, payload());
       bar.stop();
     },

@@ -154,15 +154,19 @@ export function registerTransfer(program: Command): void {
         ...(options.visibility ? { visibility: options.visibility } : {}),
       });
       out.notice(`created image ${image.id} (${diskFormat}, ${bytes(size)})`);
-      const bar = startProgress(progress, `push ${reference}`, size);
+      // A queued image with no data is litter, whether the upload failed or was stopped.
+      const removeImage = () => client.deleteImage(image.id).catch(() => {});
+      const bar = startProgress(progress, `push ${reference}`, size, {
+        interruptHint: `image ${image.id} removed`,
+        cleanup: removeImage,
+      });
       const bytesPath = meter(bar, options.limitRate);
       try {
         await client.uploadImage(image.id, createReadStream(file).pipe(bytesPath), size);
         bar.stop(true);
       } catch (error) {
         bar.stop(false);
-        // A queued image with no data is litter: remove it, and say what failed.
-        await client.deleteImage(image.id).catch(() => {});
+        await removeImage();
         throw error;
       }
       const sent = bytesPath.hash.digest('hex');
@@ -234,7 +238,10 @@ export function registerTransfer(program: Command): void {
         hash = createHash('sha512');
       }
       if (offset > 0) out.notice(`resuming ${file} at ${bytes(offset)} of ${bytes(total)}`);
-      const bar = startProgress(progress, `pull ${ref}`, total, offset, 'run the same pull again to resume');
+      const bar = startProgress(progress, `pull ${ref}`, total, {
+        start: offset,
+        interruptHint: 'run the same pull again to resume',
+      });
       const bytesPath = meter(bar, options.limitRate, hash);
       const body = download.response.body;
       try {

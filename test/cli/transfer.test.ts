@@ -110,19 +110,7 @@ describe('hangar pull: resume, verification and progress', () => {
 
   it('draws a bar on a terminal and prints plain lines without one, always on stderr', async () => {
     const onTty = join(dir, 'tty.raw');
-    // `script` gives the command a pseudo-terminal; what it prints there comes back on our stdout.
-    const command = [process.execPath, HANGAR_BIN, 'pull', 'big:1', '-O', onTty, '--limit-rate', '8M']
-      .map((word) => `'${word}'`)
-      .join(' ');
-    const tty = await new Promise<{ code: number; output: string }>((resolve) => {
-      execFile(
-        'script',
-        ['-qec', command, '/dev/null'],
-        { env: baseEnv(env), timeout: 60_000 },
-        (error, stdout) =>
-          resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, output: stdout }),
-      );
-    });
+    const tty = await onTerminal(['pull', 'big:1', '-O', onTty, '--limit-rate', '8M']);
     expect(tty.code, tty.output).toBe(0);
     expect(tty.output).toContain('\u2588'); // the bar's full block
     expect(tty.output).toMatch(/pull big:1 \|[\u2588\u2591]{30}\| 100% /);
@@ -148,5 +136,68 @@ describe('hangar pull: resume, verification and progress', () => {
     });
     expect(quiet.code).toBe(0);
     expect(quiet.stderr).not.toMatch(/%/);
+  });
+
+  /** `hangar ARGS` under a pseudo-terminal (`script`): what it printed there, stdout and stderr together. */
+  function onTerminal(args: string[], extraEnv: Record<string, string | undefined> = {}) {
+    const command = [process.execPath, HANGAR_BIN, ...args].map((word) => `'${word}'`).join(' ');
+    return new Promise<{ code: number; output: string }>((resolve) => {
+      execFile(
+        'script',
+        ['-qec', command, '/dev/null'],
+        { env: baseEnv({ ...env, ...extraEnv }), timeout: 60_000 },
+        (error, stdout) =>
+          resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, output: stdout }),
+      );
+    });
+  }
+
+  it('colours table headers on a terminal, and not with NO_COLOR or through a pipe', async () => {
+    const bold = '\u001b[1mID';
+    const coloured = await onTerminal(['images'], { NO_COLOR: undefined });
+    expect(coloured.code, coloured.output).toBe(0);
+    expect(coloured.output).toContain(bold);
+    const plain = await onTerminal(['images'], { NO_COLOR: '1' });
+    expect(plain.output).toMatch(/^ID\s+NAME/m);
+    expect(plain.output).not.toContain('\u001b[');
+    const piped = await hangar(['images'], { env: { ...env, NO_COLOR: undefined } });
+    expect(piped.stdout).not.toContain('\u001b[');
+  });
+
+  it('an interrupted push (Ctrl+C) exits 130 and leaves no image behind', async () => {
+    const child = startHangar(['push', join(dir, 'big.raw'), 'stopped:1', '--limit-rate', '2M'], { env });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const deadline = Date.now() + 30_000;
+    while (!/\d+% /.test(stderr)) {
+      if (Date.now() > deadline) throw new Error(`the push never got going: ${stderr}`);
+      await sleep(50);
+    }
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/interrupted at .* of 12\.0 MiB; image .* removed/);
+    const images = await hangar(['images', '--all', '-o', 'json'], { env });
+    expect((JSON.parse(images.stdout) as { name: string }[]).map((image) => image.name)).not.toContain(
+      'stopped',
+    );
+    expect((await hangar(['inspect', 'stopped:1'], { env })).code).toBe(3);
+  });
+
+  it('prints completion scripts for bash, zsh and fish that name the commands', async () => {
+    for (const shell of ['bash', 'zsh', 'fish']) {
+      const script = await hangar(['completion', shell], { env });
+      expect(script.code).toBe(0);
+      for (const command of ['push', 'pull', 'images', 'rollback']) expect(script.stdout).toContain(command);
+    }
+    const bash = await hangar(['completion', 'bash'], { env });
+    const checked = await new Promise<number>((resolve) => {
+      const child = execFile('bash', ['-n'], (error) => resolve(error ? 1 : 0));
+      child.stdin?.end(bash.stdout);
+    });
+    expect(checked).toBe(0);
+    expect((await hangar(['completion', 'tcsh'], { env })).code).toBe(2);
   });
 });

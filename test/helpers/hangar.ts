@@ -33,7 +33,11 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): NodeJS.
     LANG: 'C.UTF-8',
     NO_COLOR: '1',
   };
-  for (const [key, value] of Object.entries(extra)) if (value !== undefined) env[key] = value;
+  // undefined takes a variable away (NO_COLOR, for a test of colour).
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
   return env;
 }
 
