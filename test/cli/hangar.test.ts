@@ -236,6 +236,19 @@ describe('hangar', () => {
     }
   }
 
+  /** `hangar run` of the smallest guest:1 instance, waiting for it. */
+  const runSmall = (name: string) => [
+    'run',
+    'guest:1',
+    '--name',
+    name,
+    '--memory',
+    '256M',
+    '--disk',
+    '1G',
+    '--wait',
+  ];
+
   it('runs an instance, waits for it, lists, stops and removes it', async () => {
     const registered = await t.request('PUT', '/v1/hosts/h-cli', {
       token: t.hostTokens['h-cli'] ?? '',
@@ -253,21 +266,7 @@ describe('hangar', () => {
     const disk = imageFile('guest.raw', 4096);
     expect((await as('alice', ['push', disk.path, 'guest:1', '-q'])).code).toBe(0);
 
-    const running = as('alice', [
-      'run',
-      'guest:1',
-      '--name',
-      'web',
-      '--memory',
-      '256M',
-      '--disk',
-      '1G',
-      '--wait',
-      '--timeout',
-      '30s',
-      '-o',
-      'json',
-    ]);
+    const running = as('alice', [...runSmall('web'), '--timeout', '30s', '-o', 'json']);
     await completeNextJob('build');
     const ran = await running;
     expect(ran.code, ran.stderr).toBe(0);
@@ -303,19 +302,7 @@ describe('hangar', () => {
     ]);
     expect((await as('alice', ['rm', 'web'])).code).toBe(3);
     // A --wait that the host never answers ends in exit 5.
-    const again = as('alice', [
-      'run',
-      'guest:1',
-      '--name',
-      'slow',
-      '--memory',
-      '256M',
-      '--disk',
-      '1G',
-      '--wait',
-      '--timeout',
-      '2s',
-    ]);
+    const again = as('alice', [...runSmall('slow'), '--timeout', '2s']);
     expect((await again).code).toBe(5);
   });
 });
