@@ -1,8 +1,9 @@
 /**
- * Five projects, all part of `vitest run` (and so of CI):
+ * Six projects, all part of `vitest run` (and so of CI):
  * - unit: fast, no processes, no network.
  * - infra: CDK template assertions and `cdk synth`, offline (esbuild bundles every function).
  * - integration: the real local stand-ins (java, s3rver) behind the embedded gateway.
+ * - cli: the real `hangar` binary against the same embedded backend as integration.
  * - e2e: a real guest under libvirt; minutes per test.
  * - tempest: OpenStack tempest's image API tests against Hangar in keystone mode (a few minutes).
  */
@@ -43,6 +44,20 @@ export default defineConfig({
           maxWorkers: 2,
           sequence: { groupOrder: 2 },
           testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'cli',
+          include: ['test/cli/**/*.test.ts'],
+          // One backend (JVM, s3rver) per file, and every test spawns node processes.
+          pool: 'forks',
+          maxWorkers: 2,
+          sequence: { groupOrder: 2 },
+          // A test runs the binary some twenty times, each a node start-up of its own.
+          testTimeout: 180_000,
           hookTimeout: 120_000,
         },
       },
