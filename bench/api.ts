@@ -16,10 +16,9 @@ import { BLOCK_SIZE, rechunk } from '#core/data/pipeline';
 import { parseCreateRequest } from '#core/images/create';
 import { makePrincipal } from '#core/kernel/principal';
 import { serviceConfig } from '#platform/config';
-import { type BenchBackend, round, type Stats, stats, timed } from './lib.ts';
+import { type BenchBackend, MiB, round, type Stats, stats, timed } from './lib.ts';
 
 const run = promisify(execFile);
-const MiB = 1024 * 1024;
 
 async function call(
   b: BenchBackend,

@@ -15,11 +15,9 @@ import { promisify } from 'node:util';
 import { serviceConfig } from '#platform/config';
 import { hashingLimit, uploadThroughput } from './api.ts';
 import { benchImport, type ImportBenchResult } from './import.ts';
-import { type BenchBackend, round, startBenchBackend } from './lib.ts';
+import { type BenchBackend, GiB, MiB, round, startBenchBackend } from './lib.ts';
 
 const run = promisify(execFile);
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 
 export interface BytesBenchResult {
   bytes: number;

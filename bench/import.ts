@@ -13,10 +13,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { serviceConfig } from '#platform/config';
 import { hashingLimit } from './api.ts';
-import { type BenchBackend, round, startBenchBackend } from './lib.ts';
-
-const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
+import { type BenchBackend, GiB, MiB, round, startBenchBackend } from './lib.ts';
 
 export interface ImportBenchResult {
   bytes: number;

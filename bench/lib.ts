@@ -70,3 +70,6 @@ export async function startBenchBackend(): Promise<BenchBackend> {
     },
   };
 }
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;

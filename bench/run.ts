@@ -12,9 +12,8 @@ import {
   singleThreadHashing,
 } from './api.ts';
 import { benchBytes, bytesSummary } from './bytes.ts';
-import { round, startBenchBackend } from './lib.ts';
+import { GiB, round, startBenchBackend } from './lib.ts';
 
-const GiB = 1024 * 1024 * 1024;
 const size = Number(process.env.HANGAR_BENCH_UPLOAD_BYTES ?? GiB);
 
 const backend = await startBenchBackend();
