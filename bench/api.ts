@@ -10,6 +10,7 @@ import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DigestJob } from '#adapters/digests';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { BLOCK_SIZE, rechunk } from '#core/data/pipeline';
@@ -76,8 +77,13 @@ export async function benchLatencies(b: BenchBackend, n = 200): Promise<Record<s
 }
 
 /** Seeds straight through the repository (the same write path as POST, minus HTTP) to save time. */
-async function seed(project: string, count: number, offset: number): Promise<void> {
-  const repo = new DynamoImageRepository(serviceConfig().tableName);
+async function seed(
+  client: DynamoDBDocumentClient,
+  project: string,
+  count: number,
+  offset: number,
+): Promise<void> {
+  const repo = new DynamoImageRepository(client, serviceConfig().tableName);
   const principal = makePrincipal(project, 'seed', ['member']);
   const quotas = { properties: 128, tags: 128 };
   let next = 0;
@@ -105,8 +111,8 @@ async function seed(project: string, count: number, offset: number): Promise<voi
  */
 export async function benchListScaling(b: BenchBackend, samples = 200) {
   const seedStart = performance.now();
-  await seed('projA', 1000, 0);
-  await seed('projB', 20_000, 1000);
+  await seed(b.backend.clients.dynamo, 'projA', 1000, 0);
+  await seed(b.backend.clients.dynamo, 'projB', 20_000, 1000);
   const seedSeconds = (performance.now() - seedStart) / 1000;
   const as = (token: string) => ({ ...b, tokens: { ...b.tokens, alice: token } });
   const small: number[] = [];

@@ -10,6 +10,7 @@
 import { createHash, randomFillSync, randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { serviceConfig } from '#platform/config';
 import { hashingLimit } from './api.ts';
@@ -39,10 +40,11 @@ function sourceBytes(size: number): Buffer {
 }
 
 async function waitActive(
+  client: DynamoDBDocumentClient,
   id: string,
   timeoutMs: number,
 ): Promise<{ checksum: string | null; status: string }> {
-  const repo = new DynamoImageRepository(serviceConfig().tableName);
+  const repo = new DynamoImageRepository(client, serviceConfig().tableName);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const image = await repo.get(id);
@@ -71,7 +73,12 @@ export async function benchImport(bench: BenchBackend, sizeBytes: number = GiB):
   if (created.status !== 201) throw new Error(`create: ${created.status} ${await created.text()}`);
   const { id } = (await created.json()) as { id: string };
 
+  // A client of its own, on the stand-in as the service's is configured.
+  const { region, credentials, endpoints } = bench.backend.clientSettings;
   const s3 = new S3Client({
+    region,
+    credentials,
+    endpoint: endpoints.s3,
     forcePathStyle: true,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
@@ -91,7 +98,7 @@ export async function benchImport(bench: BenchBackend, sizeBytes: number = GiB):
     );
     const stored = performance.now();
     putSeconds = (stored - putStart) / 1000;
-    image = await waitActive(id, 30 * 60 * 1000);
+    image = await waitActive(bench.backend.clients.dynamo, id, 30 * 60 * 1000);
     importSeconds = (performance.now() - stored) / 1000;
   } finally {
     s3.destroy();

@@ -12,9 +12,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { BatchWriteCommand, type BatchWriteCommandOutput } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchWriteCommand,
+  type BatchWriteCommandOutput,
+  type DynamoDBDocumentClient,
+} from '@aws-sdk/lib-dynamodb';
 import type { TokenFile } from '#adapters/auth/token-file';
-import { dynamo } from '#adapters/aws-clients';
 import { imageItems, imageMemberItem } from '#adapters/dynamo/image-repository';
 import { parseCreateRequest } from '#core/images/create';
 import { makePrincipal } from '#core/kernel/principal';
@@ -54,12 +57,12 @@ function addTokens(b: BenchBackend, projects: string[]): Record<string, string> 
   return tokens;
 }
 
-async function batchWrite(items: Record<string, unknown>[]): Promise<void> {
+async function batchWrite(client: DynamoDBDocumentClient, items: Record<string, unknown>[]): Promise<void> {
   const table = serviceConfig().tableName;
   let pending = items.map((Item) => ({ PutRequest: { Item } }));
   for (let attempt = 0; pending.length > 0; attempt++) {
     if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * attempt)));
-    const out: BatchWriteCommandOutput = await dynamo().send(
+    const out: BatchWriteCommandOutput = await client.send(
       new BatchWriteCommand({ RequestItems: { [table]: pending } }),
     );
     pending = (out.UnprocessedItems?.[table] ?? []) as typeof pending;
@@ -67,7 +70,7 @@ async function batchWrite(items: Record<string, unknown>[]): Promise<void> {
 }
 
 /** `count` images of the producer, every `shareEvery`-th shared with the consumer and accepted. */
-async function seed(count: number, shareEvery: number): Promise<number> {
+async function seed(client: DynamoDBDocumentClient, count: number, shareEvery: number): Promise<number> {
   const producer = makePrincipal(PRODUCER, 'seed', ['member']);
   const quotas = { properties: 128, tags: 128 };
   let shared = 0;
@@ -99,11 +102,11 @@ async function seed(count: number, shareEvery: number): Promise<number> {
       batch.push(...imageItems(image));
       // BatchWriteItem takes 25 items; an image is at most five.
       if (batch.length > 20) {
-        await batchWrite(batch);
+        await batchWrite(client, batch);
         batch = [];
       }
     }
-    if (batch.length > 0) await batchWrite(batch);
+    if (batch.length > 0) await batchWrite(client, batch);
   };
   await Promise.all(Array.from({ length: 16 }, worker));
   return shared;
@@ -135,7 +138,7 @@ export async function benchListSharing(
     const producerToken = tokens[PRODUCER] ?? '';
     const consumerToken = tokens[CONSUMER] ?? '';
     const seedStart = performance.now();
-    const shared = await seed(total, shareEvery);
+    const shared = await seed(b.backend.clients.dynamo, total, shareEvery);
     const seedSeconds = (performance.now() - seedStart) / 1000;
 
     // Sanity: the consumer sees exactly the shared images, newest first, 25 to a page.

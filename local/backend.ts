@@ -4,8 +4,9 @@
  * integration tests (test/helpers/backend.ts).
  *
  * The runner hands the service its settings as values (useServiceSettings) and its collaborators
- * (the in-process Step Functions runner) to the composition root (useCollaborators), not through
- * process.env. The handlers share the process's services, so one process runs one backend at a time.
+ * (the in-process Step Functions runner, SDK clients on the stand-ins' endpoints and key pair) to
+ * the composition root (useCollaborators), not through process.env. The handlers share the
+ * process's services, so one process runs one backend at a time.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,13 +16,23 @@ import {
   CreateTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
-  DynamoDBClient,
   ResourceInUseException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import { CreateBucketCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  HeadBucketCommand,
+  type S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { type TokenFile, TokenFileSchema } from '#adapters/auth/token-file';
-import { resetClients } from '#adapters/aws-clients';
+import {
+  type AwsClientSettings,
+  type AwsClients,
+  createAwsClients,
+  destroyAwsClients,
+} from '#adapters/aws-clients';
 import { createTableInput, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import { services, useCollaborators } from '#edge/compose';
 import { localConfig, serviceConfig, useServiceSettings } from '#platform/config';
@@ -72,6 +83,17 @@ export interface Backend {
   /** Set when the backend manages the development token file and it holds a plain admin token. */
   readonly adminToken?: string;
   readonly endpoints: { readonly dynamodb: string; readonly s3: string };
+  /**
+   * How the service's SDK clients reach the stand-ins (endpoints, region, key pair): for tests and
+   * tools of this process that make their own. Nothing of it is written into process.env.
+   */
+  readonly clientSettings: AwsClientSettings & {
+    readonly region: string;
+    readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
+    readonly endpoints: { readonly dynamodb: string; readonly s3: string };
+  };
+  /** The service's own SDK clients (closed on stop()). */
+  readonly clients: AwsClients;
   /** The stand-ins' key pair (AWS shared-credentials file, profile `hangar`, mode 0600). */
   readonly credentialsFile: string;
   readonly pids: { readonly dynamodb: number; readonly s3: number };
@@ -114,7 +136,7 @@ function checkTokensFile(path: string): void {
   }
 }
 
-async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+async function ensureTable(client: DynamoDBDocumentClient, tableName: string): Promise<void> {
   try {
     await client.send(new CreateTableCommand(createTableInput(tableName)));
     logger.info('created table', { table: tableName });
@@ -173,6 +195,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
   let standIns: StandIns | undefined;
   let gateway: Gateway | undefined;
   let background: (() => Promise<void>) | undefined;
+  let clients: AwsClients | undefined;
   try {
     let tokensFile: string | undefined;
     let adminToken: string | undefined;
@@ -193,18 +216,6 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       verbose: options.logLevel === 'debug',
     });
 
-    // For the SDK clients of this process (the service's, and those of tests and tools).
-    for (const [key, value] of Object.entries({
-      AWS_ENDPOINT_URL_DYNAMODB: standIns.dynamodb.endpoint,
-      AWS_ENDPOINT_URL_S3: standIns.s3.endpoint,
-      AWS_REGION: LOCAL_REGION,
-      AWS_ACCESS_KEY_ID: standIns.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: standIns.credentials.secretAccessKey,
-      // Without these, s3rver stores streamed uploads with the aws-chunked framing inside.
-      AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
-      AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
-    }))
-      process.env[key] = value;
     useServiceSettings({
       // Image bytes as files under the state directory unless HANGAR_BLOB_STORE=s3 is given.
       HANGAR_BLOB_STORE: localConfig().HANGAR_BLOB_STORE,
@@ -218,23 +229,22 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       HANGAR_WORKFLOWS: 'local',
     });
     const config = serviceConfig();
-    // Clients cached by an earlier backend in this process point at its (dead) ports.
-    resetClients();
-
-    const ddb = new DynamoDBClient({});
-    const s3 = new S3Client({ forcePathStyle: true });
-    try {
-      await ensureTable(ddb, config.tableName);
-      await Promise.all(Object.values(config.buckets).map((bucket) => ensureBucket(s3, bucket)));
-    } finally {
-      ddb.destroy();
-      s3.destroy();
-    }
+    // The service's clients, on this backend's stand-ins: handed to compose, never via AWS_* variables.
+    const clientSettings = {
+      region: LOCAL_REGION,
+      credentials: standIns.credentials,
+      endpoints: { dynamodb: standIns.dynamodb.endpoint, s3: standIns.s3.endpoint },
+      s3ForcePathStyle: true,
+    };
+    const own = createAwsClients(clientSettings);
+    clients = own;
+    await ensureTable(own.dynamo, config.tableName);
+    await Promise.all(Object.values(config.buckets).map((bucket) => ensureBucket(own.s3, bucket)));
     // State machines run in-process, as on AWS with Lambda: the services start and answer them here.
     const workflows = new LocalStepFunctions();
     // The agents' sockets on the gateway hear of every job the services enqueue.
     const agentSockets = new AgentSocketHub();
-    useCollaborators({ workflows, taskTokens: workflows, jobNotifier: agentSockets });
+    useCollaborators({ workflows, taskTokens: workflows, jobNotifier: agentSockets, clients: own });
     // The metadefs catalogue's seed, at first start (idempotent; Lambdas seed on first use).
     await services().metadefs.ensureSeeded();
 
@@ -302,7 +312,9 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       stateDir,
       ...(tokensFile ? { tokensFile } : {}),
       ...(adminToken ? { adminToken } : {}),
-      endpoints: { dynamodb: standIns.dynamodb.endpoint, s3: standIns.s3.endpoint },
+      endpoints: clientSettings.endpoints,
+      clientSettings,
+      clients: own,
       credentialsFile: standIns.credentialsFile,
       pids: { dynamodb: standIns.dynamodb.pid, s3: standIns.s3.pid },
       onS3Event: (listener) => started.standIns.onS3Event(listener),
@@ -323,6 +335,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           await partsSweep.stop();
           await leases.stop();
           await stopWorkflows();
+          destroyAwsClients(own);
           await started.standIns.stop();
           removeStateDir();
           logger.info('backend stopped', {});
@@ -335,6 +348,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
   } catch (error) {
     await gateway?.close(0);
     await background?.();
+    if (clients) destroyAwsClients(clients);
     await standIns?.stop();
     removeStateDir();
     useCollaborators(undefined);

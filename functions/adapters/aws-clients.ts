@@ -1,36 +1,57 @@
 /**
- * One SDK client of each kind per process. Endpoints come from the SDK's own
- * AWS_ENDPOINT_URL_* variables, so the same code reaches AWS or the local stand-ins.
+ * The SDK clients every AWS adapter is built on: compose() makes one of each kind for its
+ * configuration and hands them to the adapters' constructors, or is handed them (the embedded
+ * runner's point at its stand-ins). Nothing keeps a client in a module variable.
+ *
+ * Without an explicit endpoint, region or key pair the SDK's own provider chain applies: on
+ * Lambda, the function's region and role.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SFNClient } from '@aws-sdk/client-sfn';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { serviceConfig } from '#platform/config';
 
-let documentClient: DynamoDBDocumentClient | undefined;
-let s3Client: S3Client | undefined;
-
-export function dynamo(): DynamoDBDocumentClient {
-  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
-    marshallOptions: { removeUndefinedValues: true },
-  });
-  return documentClient;
+export interface AwsClients {
+  readonly dynamo: DynamoDBDocumentClient;
+  readonly s3: S3Client;
+  readonly sfn: SFNClient;
 }
 
-export function s3(): S3Client {
-  s3Client ??= new S3Client({
-    forcePathStyle: serviceConfig().s3ForcePathStyle,
-    // Image bodies are hashed by Hangar itself; the SDK's own checksums would re-read every byte.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-  return s3Client;
+export interface AwsClientSettings {
+  /** s3rver needs path-style URLs; real S3 does not. */
+  readonly s3ForcePathStyle: boolean;
+  readonly region?: string;
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  readonly endpoints?: { readonly dynamodb?: string; readonly s3?: string; readonly stepfunctions?: string };
 }
 
-/** For tests that restart the stand-ins on new ports. */
-export function resetClients(): void {
-  documentClient?.destroy();
-  s3Client?.destroy();
-  documentClient = undefined;
-  s3Client = undefined;
+export function createAwsClients(settings: AwsClientSettings): AwsClients {
+  const common = {
+    ...(settings.region !== undefined ? { region: settings.region } : {}),
+    ...(settings.credentials !== undefined ? { credentials: { ...settings.credentials } } : {}),
+  };
+  const endpoint = (url: string | undefined) => (url !== undefined ? { endpoint: url } : {});
+  return {
+    dynamo: DynamoDBDocumentClient.from(
+      new DynamoDBClient({ ...common, ...endpoint(settings.endpoints?.dynamodb) }),
+      { marshallOptions: { removeUndefinedValues: true } },
+    ),
+    s3: new S3Client({
+      ...common,
+      ...endpoint(settings.endpoints?.s3),
+      forcePathStyle: settings.s3ForcePathStyle,
+      // Image bodies are hashed by Hangar itself; the SDK's own checksums would re-read every
+      // byte (and s3rver would store streamed uploads with the aws-chunked framing inside).
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    }),
+    sfn: new SFNClient({ ...common, ...endpoint(settings.endpoints?.stepfunctions) }),
+  };
+}
+
+/** Closes the clients' sockets (the embedded runner's, when it stops). */
+export function destroyAwsClients(clients: AwsClients): void {
+  clients.dynamo.destroy();
+  clients.s3.destroy();
+  clients.sfn.destroy();
 }

@@ -2,13 +2,14 @@
  * The one composition root: every domain service wired to its adapters, built from a
  * ServiceConfig and the collaborators that differ between AWS and the embedded runner.
  *
- * On Lambda the handlers call services(), which composes once per process from serviceConfig().
- * The embedded runner (local/backend.ts) hands its own collaborators in with useCollaborators()
- * (its in-process Step Functions runner, SDK clients on the stand-ins' endpoints); nothing else
- * holds a service or an adapter.
+ * On Lambda the handlers call services(), which composes once per process from serviceConfig(),
+ * with SDK clients made here (the SDK's provider chain gives region and role). The embedded runner
+ * (local/backend.ts) hands its own collaborators in with useCollaborators() (its in-process Step
+ * Functions runner, SDK clients on the stand-ins' endpoints and key pair); nothing else holds a
+ * service, an adapter or a client.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { SFNClient } from '@aws-sdk/client-sfn';
+import { type AwsClients, createAwsClients } from '#adapters/aws-clients';
 import { DigestJob } from '#adapters/digests';
 import { DynamoEventMarkers } from '#adapters/dynamo/event-markers';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
@@ -50,6 +51,8 @@ export interface Collaborators {
   taskTokens: TaskTokenNotifier;
   /** Tells a host's agent that its queue gained a job (the embedded gateway's agent sockets). */
   jobNotifier: JobNotifier;
+  /** The SDK clients every DynamoDB, S3 and Step Functions adapter is built on. */
+  clients: AwsClients;
   clock: () => Date;
 }
 
@@ -70,12 +73,15 @@ export interface Services {
   /** The images bucket, for the handlers that sign or stream its objects themselves. */
   readonly blobs: BlobStore;
   readonly objects: ObjectStore;
+  /** Presigned multipart uploads, and the sweep of those nobody finished (triggers/multipart-sweep). */
+  readonly multipart: S3MultipartUploads;
 }
 
 const clock = () => new Date();
 
 /** The collaborators not passed in: Step Functions on AWS; locally, a refusal (no runner was given). */
 function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Collaborators {
+  const clients = overrides.clients ?? createAwsClients({ s3ForcePathStyle: config.s3ForcePathStyle });
   if (config.workflows.mode === 'local') {
     const missing = () =>
       Promise.reject(new Error('HANGAR_WORKFLOWS=local but no local runner was passed to compose'));
@@ -83,21 +89,22 @@ function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Col
       workflows: { start: missing },
       taskTokens: { succeed: missing, fail: missing },
       jobNotifier: SILENT_NOTIFIER,
+      clients,
       clock,
       ...overrides,
     };
   }
-  const sfn = new SFNClient({});
   const arns = {
     import: config.workflows.importArn,
     export: config.workflows.exportArn,
     publish: config.workflows.publishArn,
   };
   return {
-    workflows: new SfnWorkflowStarter(arns, sfn),
-    taskTokens: new SfnTaskTokens(sfn),
+    workflows: new SfnWorkflowStarter(arns, clients.sfn),
+    taskTokens: new SfnTaskTokens(clients.sfn),
     // No WebSocket API is deployed yet: agents on AWS find their jobs by polling.
     jobNotifier: SILENT_NOTIFIER,
+    clients,
     clock,
     ...overrides,
   };
@@ -105,18 +112,20 @@ function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Col
 
 /** Builds every service and adapter once, for one configuration. */
 export function compose(config: ServiceConfig, overrides: Partial<Collaborators> = {}): Services {
-  const { workflows, taskTokens, jobNotifier, clock } = defaults(config, overrides);
+  const { workflows, taskTokens, jobNotifier, clients, clock } = defaults(config, overrides);
+  const { dynamo, s3 } = clients;
   const table = config.tableName;
-  const repo = new DynamoImageRepository(table);
-  const taskRepo = new DynamoTaskRepository(table);
-  const instanceStore = new DynamoInstanceStore(table);
+  const repo = new DynamoImageRepository(dynamo, table);
+  const taskRepo = new DynamoTaskRepository(dynamo, table);
+  const instanceStore = new DynamoInstanceStore(dynamo, table);
   // HANGAR_BLOB_STORE=fs (the embedded default): the images bucket is a directory; the other
   // buckets (uploads, staging, exports) stay in S3.
   const files = config.blobStore.kind === 'fs' ? new FsBlobStore(config.blobStore.directory) : undefined;
-  const blobs: BlobStore = files ?? new S3BlobStore(config.buckets.images);
+  const blobs: BlobStore = files ?? new S3BlobStore(s3, config.buckets.images);
   const objects: ObjectStore = files
-    ? new FsBucketObjects(new S3ObjectStore(), config.buckets.images, files)
-    : new S3ObjectStore();
+    ? new FsBucketObjects(s3, new S3ObjectStore(s3), config.buckets.images, files)
+    : new S3ObjectStore(s3);
+  const multipart = new S3MultipartUploads(s3);
   const digester = () => new DigestJob();
   const taskTtlHours = config.taskTimeToLiveHours;
   const leaseMs = config.leaseSeconds * 1000;
@@ -129,7 +138,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     config.imageFormats,
   );
   // Retention never retires an image an instance (not yet destroyed) was built from.
-  const references = new ReferencesService(new DynamoReferenceRepository(table), images, {
+  const references = new ReferencesService(new DynamoReferenceRepository(dynamo, table), images, {
     inUse: (ids) => instanceStore.instances.imagesInUse(ids),
   });
   const instanceDeps: InstancesDeps = {
@@ -154,21 +163,21 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     members: new MembersService(repo, config.quotas),
     references,
     recovery: new LeaseRecovery({ repo, leases: repo, tasks: taskRepo, blobs, objects, taskTtlHours }),
-    metadefs: new MetadefsService(new DynamoMetadefRepository(table), HANGAR_METADEF_SEED),
+    metadefs: new MetadefsService(new DynamoMetadefRepository(dynamo, table), HANGAR_METADEF_SEED),
     imports: new ImportService({
       repo,
       // Imports create images too (legacy tasks, S3 uploads): the same property protections apply.
       images,
       tasks: taskRepo,
       workflows,
-      markers: new DynamoEventMarkers(table),
+      markers: new DynamoEventMarkers(dynamo, table),
       blobs,
       imagesBucket: config.buckets.images,
-      staging: new S3BlobStore(config.buckets.staging),
+      staging: new S3BlobStore(s3, config.buckets.staging),
       stagingBucket: config.buckets.staging,
       uploadsBucket: config.buckets.uploads,
       objects,
-      multipart: new S3MultipartUploads(),
+      multipart,
       fetcher: new SafeWebFetcher(parseAllowList(config.webDownloadAllow)),
       digester,
       sharedBlock: DigestJob.sharedBlock,
@@ -184,7 +193,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
       workflows,
       exporter: new QemuImageExporter({
         images: blobs,
-        exportStore: (bucket) => new S3BlobStore(bucket),
+        exportStore: (bucket) => new S3BlobStore(s3, bucket),
         digester,
         sharedBlock: DigestJob.sharedBlock,
       }),
@@ -208,6 +217,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     hosts: new HostsService(instanceDeps),
     blobs,
     objects,
+    multipart,
   };
 }
 

@@ -56,6 +56,18 @@ export interface TestBackendOptions {
   hosts?: readonly string[];
 }
 
+/** The backend startTestBackend started and has not stopped yet (one at a time per process). */
+let current: Backend | undefined;
+
+/**
+ * The running test backend, for helpers that reach its stand-ins with their own SDK clients
+ * (the runner writes no AWS_* variables into process.env: see Backend.clientSettings).
+ */
+export function currentBackend(): Backend {
+  if (!current) throw new Error('no test backend is running (startTestBackend in beforeAll)');
+  return current;
+}
+
 export async function startTestBackend(options: TestBackendOptions = {}): Promise<TestBackend> {
   // A test may change these in process.env while it runs (setServiceEnvironment): put back on stop().
   const saved = Object.fromEntries(Object.keys(options.env ?? {}).map((key) => [key, process.env[key]]));
@@ -97,6 +109,7 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
     throw error;
   }
 
+  current = backend;
   let stopping: Promise<void> | undefined;
   return {
     url: backend.url,
@@ -117,6 +130,7 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
     },
     stop() {
       stopping ??= backend.stop().finally(() => {
+        if (current === backend) current = undefined;
         rmSync(dir, { recursive: true, force: true });
         restoreEnv();
       });

@@ -6,10 +6,11 @@
 import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { dirname, join, relative, sep } from 'node:path';
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
 import type { ImageRecord } from '#core/images/image';
 import { serviceConfig } from '#platform/config';
+import { standInS3 } from './aws.ts';
 import type { Persona, TestBackend } from './backend.ts';
 
 /**
@@ -198,8 +199,8 @@ export async function imageObjects(prefix: string): Promise<string[]> {
       .filter((key) => key.startsWith(prefix))
       .sort();
   }
-  // Configured by the service environment the backend set (endpoint, credentials, region).
-  const s3 = new S3Client({ forcePathStyle: true });
+  // Configured as the service's client is (endpoint, key pair, region).
+  const s3 = standInS3();
   try {
     const out = await s3.send(
       new ListObjectsV2Command({ Bucket: serviceConfig().buckets.images, Prefix: prefix }),
@@ -226,7 +227,7 @@ export async function writeImageObject(key: string, body: Buffer, options: { par
     if (!options.partial) await chmod(file, 0o400);
     return;
   }
-  const s3 = new S3Client({ forcePathStyle: true });
+  const s3 = standInS3();
   try {
     await s3.send(new PutObjectCommand({ Bucket: serviceConfig().buckets.images, Key: key, Body: body }));
   } finally {

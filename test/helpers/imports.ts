@@ -9,21 +9,18 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
 import { serviceConfig } from '#platform/config';
+import { standInS3 } from './aws.ts';
 import type { Persona, TestBackend } from './backend.ts';
 import { type ImageView, imageObjects, peek } from './images.ts';
 
 export const run = promisify(execFile);
 
-/** An SDK client for the stand-ins, configured by the environment the backend set. */
+/** An SDK client for the running test backend's S3 stand-in, configured as the service's is. */
 export function s3Client(): S3Client {
-  return new S3Client({
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  return standInS3();
 }
 
 export type BucketName = 'images' | 'uploads' | 'staging' | 'exports';

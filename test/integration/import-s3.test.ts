@@ -8,13 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { S3EventRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceConfig } from '#platform/config';
 import { handler as s3Trigger } from '../../functions/triggers/s3-upload.ts';
 import { toAwsRecord } from '../../local/s3-events.ts';
+import { standInDynamo } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { errorMessage, ImagesApi, peek } from '../helpers/images.ts';
 import {
@@ -408,7 +409,7 @@ describe('tasks API', () => {
     ).json()) as TaskView;
     const expires = Date.parse(shown.expires_at as string);
     expect(expires - Date.parse(shown.updated_at)).toBe(48 * 3600 * 1000);
-    const ddb = new DynamoDBClient({});
+    const ddb = standInDynamo(t.backend);
     try {
       const item = await ddb.send(
         new GetItemCommand({

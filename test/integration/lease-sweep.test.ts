@@ -37,7 +37,7 @@ describe('the periodic lease sweep', () => {
   it('recovers an upload whose server stopped renewing, and leaves a live slow upload alone', async () => {
     // Prepare: image A as a dead server left it (saving, lease expiring in 2 s, a partial blob).
     const dead = await queuedImage();
-    const repo = new DynamoImageRepository(serviceConfig().tableName);
+    const repo = new DynamoImageRepository(t.backend.clients.dynamo, serviceConfig().tableName);
     const record = await repo.get(dead);
     if (!record) throw new Error('no record');
     const partial = `images/${dead}/partial-from-a-dead-server`;

@@ -8,11 +8,10 @@ import { fileURLToPath } from 'node:url';
 import {
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
-  DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { ListBucketsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListBucketsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
@@ -21,6 +20,7 @@ import { serviceConfig } from '#platform/config';
 import { startBackend } from '../../local/backend.ts';
 import { type Gateway, startGateway } from '../../local/gateway.ts';
 import { type S3EventRecord, startStandIns } from '../../local/stand-ins.ts';
+import { standInDynamo, standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { ensureKeystone, keystoneToken } from '../helpers/keystone.ts';
 
@@ -133,10 +133,10 @@ describe('local runner: gateway, versions and stand-ins', () => {
     expect(ids.size).toBe(20);
   });
 
-  it('has made the table and buckets, reachable with the real SDK from the service environment', async () => {
-    // Prepare: plain clients, configured only by the environment the backend set.
-    const ddb = new DynamoDBClient({});
-    const s3 = new S3Client({ forcePathStyle: true });
+  it('has made the table and buckets, reachable with the real SDK as the backend reports them', async () => {
+    // Prepare: plain clients, configured only by the backend's clientSettings (endpoints, key pair).
+    const ddb = standInDynamo(t.backend);
+    const s3 = standInS3(t.backend);
     const config = serviceConfig();
     try {
       // Act
@@ -171,7 +171,7 @@ describe('local runner: gateway, versions and stand-ins', () => {
 
   it('reports a PutObject into the uploads bucket as an S3 event record', async () => {
     // Prepare
-    const s3 = new S3Client({ forcePathStyle: true });
+    const s3 = standInS3(t.backend);
     const bucket = serviceConfig().buckets.uploads;
     const key = `test/${Date.now()}.bin`;
     const seen = new Promise<S3EventRecord>((resolve) => {
@@ -358,7 +358,7 @@ describe('local runner: lifecycle', () => {
       expect(token).toBeTruthy();
       expect(first.tokensFile).toBe(join(dataDir, 'tokens.json'));
       expect(statSync(first.tokensFile ?? '').mode & 0o777).toBe(0o600);
-      const ddb = new DynamoDBClient({});
+      const ddb = standInDynamo(first);
       const item = { pk: { S: 'TEST#1' }, sk: { S: 'META' } };
       await ddb.send(new PutItemCommand({ TableName: serviceConfig().tableName, Item: item }));
       ddb.destroy();
@@ -366,7 +366,7 @@ describe('local runner: lifecycle', () => {
 
       // Act
       const second = await startBackend({ port: 0, storage: 'disk', dataDir, logLevel: 'warn' });
-      const ddb2 = new DynamoDBClient({});
+      const ddb2 = standInDynamo(second);
       const got = await ddb2.send(
         new GetItemCommand({ TableName: serviceConfig().tableName, Key: { pk: item.pk, sk: item.sk } }),
       );

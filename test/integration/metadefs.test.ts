@@ -6,7 +6,6 @@
  */
 import { DeleteCommand, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dynamo } from '#adapters/aws-clients';
 import { metadefNamespaceKey, metadefSeedKey } from '#adapters/dynamo/keys';
 import { DynamoMetadefRepository } from '#adapters/dynamo/metadef-repository';
 import { MetadefsService } from '#core/metadefs/metadefs';
@@ -444,12 +443,12 @@ describe('objects, properties and tags', () => {
 
   it('deleting a namespace removes everything it held from the table', async () => {
     const name = await createNamespace({ objects: [{ name: 'o1' }, { name: 'o2' }], tags: [{ name: 't' }] });
-    const { Item } = await dynamo().send(
+    const { Item } = await t.backend.clients.dynamo.send(
       new GetCommand({ TableName: serviceConfig().tableName, Key: metadefNamespaceKey(name) }),
     );
     const id = Item?.id as string;
     expect((await call('admin', 'DELETE', `${NS}/${name}`)).status).toBe(204);
-    const left = await dynamo().send(
+    const left = await t.backend.clients.dynamo.send(
       new QueryCommand({
         TableName: serviceConfig().tableName,
         KeyConditionExpression: 'pk = :pk',
@@ -568,18 +567,21 @@ describe('seed catalogue', () => {
     const before = await call('admin', 'GET', `${NS}/Hangar::ComputeRequirements`);
     expect(
       (
-        await dynamo().send(
+        await t.backend.clients.dynamo.send(
           new GetCommand({ TableName: table, Key: metadefSeedKey(HANGAR_METADEF_SEED.version) }),
         )
       ).Item,
     ).toBeDefined();
 
     // Lose the marker (as if a first start had crashed after the namespaces) and start twice at once.
-    await dynamo().send(
+    await t.backend.clients.dynamo.send(
       new DeleteCommand({ TableName: table, Key: metadefSeedKey(HANGAR_METADEF_SEED.version) }),
     );
     const fresh = () =>
-      new MetadefsService(new DynamoMetadefRepository(serviceConfig().tableName), HANGAR_METADEF_SEED);
+      new MetadefsService(
+        new DynamoMetadefRepository(t.backend.clients.dynamo, serviceConfig().tableName),
+        HANGAR_METADEF_SEED,
+      );
     await Promise.all([fresh().ensureSeeded(), fresh().ensureSeeded()]);
     const after = await call('admin', 'GET', `${NS}/Hangar::ComputeRequirements`);
     expect(after.json).toEqual(before.json);

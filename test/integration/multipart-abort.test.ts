@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import {
   CreateMultipartUploadCommand,
   ListMultipartUploadsCommand,
-  S3Client,
+  type S3Client,
   S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { abortOrWarn, sweepMultipartUploads } from '#adapters/s3/multipart';
 import { serviceConfig } from '#platform/config';
+import { standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { chunkedUpload, eventually, ImagesApi, peek } from '../helpers/images.ts';
 
@@ -37,8 +38,8 @@ beforeAll(async () => {
     },
   });
   api = new ImagesApi(t);
-  // The service's own environment (endpoint, key pair) as the backend set it.
-  s3 = new S3Client({ forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', maxAttempts: 1 });
+  // Configured as the service's own client is (endpoint, key pair), without retries.
+  s3 = standInS3(t.backend, { maxAttempts: 1 });
 });
 afterAll(async () => {
   s3?.destroy();
@@ -156,11 +157,11 @@ describe('multipart uploads in the embedded S3', () => {
     );
     expect(await listed(staging)).toEqual([`orphan/left-behind ${uploadId}`]);
 
-    const young = await sweepMultipartUploads([staging], 3600);
+    const young = await sweepMultipartUploads(t.backend.clients.s3, [staging], 3600);
     expect(young.aborted).toEqual([]);
     expect(await listed(staging)).toHaveLength(1);
 
-    const old = await sweepMultipartUploads(Object.values(serviceConfig().buckets), 0);
+    const old = await sweepMultipartUploads(t.backend.clients.s3, Object.values(serviceConfig().buckets), 0);
     expect(old.failed).toEqual([]);
     expect(old.aborted).toEqual([
       expect.objectContaining({ bucket: staging, key: 'orphan/left-behind', uploadId }),
@@ -194,7 +195,7 @@ describe('multipart uploads in the embedded S3', () => {
     await eventually(async () => !(await listed(exports)).includes(`stale/orphan ${stale}`), 10_000);
     expect(await listed(exports)).toEqual([`fresh/upload ${fresh}`]);
     expect(existsSync(join(uploadsDir(exports), stale))).toBe(false);
-    await sweepMultipartUploads([exports], 0);
+    await sweepMultipartUploads(t.backend.clients.s3, [exports], 0);
   });
 
   it('an abort that fails is logged at warn with the bucket, key and upload id', async () => {
@@ -203,7 +204,13 @@ describe('multipart uploads in the embedded S3', () => {
       lines.push(String(chunk));
       return true;
     });
-    const gone = await abortOrWarn('hangar-no-such-bucket', 'images/x', 'f'.repeat(32), 'test');
+    const gone = await abortOrWarn(
+      t.backend.clients.s3,
+      'hangar-no-such-bucket',
+      'images/x',
+      'f'.repeat(32),
+      'test',
+    );
     expect(gone).toBe(false);
     const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.level === 'warn');
     expect(logged).toMatchObject({
@@ -213,6 +220,14 @@ describe('multipart uploads in the embedded S3', () => {
       reason: 'test',
     });
     // An upload that is already gone is not a failure.
-    expect(await abortOrWarn(serviceConfig().buckets.staging, 'images/x', 'f'.repeat(32), 'test')).toBe(true);
+    expect(
+      await abortOrWarn(
+        t.backend.clients.s3,
+        serviceConfig().buckets.staging,
+        'images/x',
+        'f'.repeat(32),
+        'test',
+      ),
+    ).toBe(true);
   });
 });

@@ -5,7 +5,6 @@
  */
 import { PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dynamo } from '#adapters/aws-clients';
 import { serviceConfig } from '#platform/config';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { expectError, type ImageList, ImagesApi, type ImageView, peek } from '../helpers/images.ts';
@@ -80,7 +79,7 @@ async function indexPartition(scope: string): Promise<string[]> {
 }
 
 async function indexRows(scope: string): Promise<Record<string, unknown>[]> {
-  const out = await dynamo().send(
+  const out = await t.backend.clients.dynamo.send(
     new QueryCommand({
       TableName: serviceConfig().tableName,
       IndexName: 'by_created_at',
@@ -632,7 +631,7 @@ describe('member quota and images with many members', () => {
     const row = (await indexRows('member#projB#accepted')).find((item) => item.pk === `IMG#${image.id}`);
     expect(row?.ref).toBe(true);
     // A row the record does not back (as a lost follow-up write could leave): carol is no member.
-    await dynamo().send(
+    await t.backend.clients.dynamo.send(
       new PutCommand({
         TableName: table,
         Item: { ...row, sk: 'SCOPE#member#projC#accepted', scope: 'member#projC#accepted' },
@@ -642,7 +641,9 @@ describe('member quota and images with many members', () => {
     await expectError(await t.request('GET', `/v2/images/${image.id}`, { token: t.tokens.carol }), 404);
     expect(await indexPartition('member#projC#accepted')).not.toContain(image.id);
     // A row at an old position: dropped from that page, rewritten from the record for the next.
-    await dynamo().send(new PutCommand({ TableName: table, Item: { ...row, ord_created_at: '0' } }));
+    await t.backend.clients.dynamo.send(
+      new PutCommand({ TableName: table, Item: { ...row, ord_created_at: '0' } }),
+    );
     expect(await listed('bob')).not.toContain(image.id);
     expect(await listed('bob')).toContain(image.id);
   });

@@ -152,7 +152,11 @@ describe('embedded stand-ins: loopback only, own key only', () => {
     return client;
   };
 
+  const awsSettings = () => Object.entries(process.env).filter(([key]) => key.startsWith('AWS_'));
+  let awsBefore: Array<[string, string | undefined]>;
+
   beforeAll(async () => {
+    awsBefore = awsSettings();
     t = await startTestBackend();
     credentials = loadOrCreateCredentials(t.backend.stateDir).credentials;
   });
@@ -187,9 +191,16 @@ describe('embedded stand-ins: loopback only, own key only', () => {
     expect(credentials.accessKeyId).not.toBe('S3RVER');
     expect(credentials.secretAccessKey).not.toBe('S3RVER');
     expect(credentials.secretAccessKey.length).toBeGreaterThanOrEqual(40);
-    // What the service itself signs with.
-    expect(process.env.AWS_ACCESS_KEY_ID).toBe(credentials.accessKeyId);
-    expect(process.env.AWS_SECRET_ACCESS_KEY).toBe(credentials.secretAccessKey);
+  });
+
+  it('the service signs with that key pair, handed to its clients, not through process.env', async () => {
+    // Assess: the clients the service was composed with resolve to the file's key pair...
+    for (const client of [t.backend.clients.dynamo, t.backend.clients.s3]) {
+      const used = await client.config.credentials();
+      expect({ accessKeyId: used.accessKeyId, secretAccessKey: used.secretAccessKey }).toEqual(credentials);
+    }
+    // ...and the runner left the process's AWS_* settings as they were before it started.
+    expect(awsSettings()).toEqual(awsBefore);
   });
 
   it('DynamoDB Local shows the table to the key pair only: another key sees an empty database', async () => {

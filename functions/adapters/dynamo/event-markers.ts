@@ -3,20 +3,23 @@
  * created with a conditional put. A redelivery reads back the first delivery's ids instead of
  * making new ones. Markers expire after a week, long after S3 stops redelivering.
  */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { EventMarker, EventMarkers } from '#core/transfer/ports';
-import { dynamo } from '../aws-clients.ts';
 import { eventMarkerKey } from './keys.ts';
 import { conditionalWrite } from './transact.ts';
 
 const MARKER_TTL_SECONDS = 7 * 24 * 3600;
 
 export class DynamoEventMarkers implements EventMarkers {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   async claim(proposal: EventMarker): Promise<EventMarker> {
     const key = eventMarkerKey(proposal.eventId);
-    const refused = await conditionalWrite({
+    const refused = await conditionalWrite(this.client, {
       Put: {
         TableName: this.table,
         Item: {
@@ -31,7 +34,7 @@ export class DynamoEventMarkers implements EventMarkers {
     });
     if (refused === null) return proposal;
     // Claimed before: the first delivery's ids.
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true }),
     );
     const item = out.Item ?? {};
@@ -44,7 +47,7 @@ export class DynamoEventMarkers implements EventMarkers {
   }
 
   async markDone(eventId: string): Promise<void> {
-    await dynamo().send(
+    await this.client.send(
       new UpdateCommand({
         TableName: this.table,
         Key: eventMarkerKey(eventId),

@@ -4,10 +4,10 @@
  * the transactions that create or destroy an instance (DynamoInstanceStore, from the items built
  * here), so it can never exceed the capacity the placement saw.
  */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
-import { dynamo } from '../aws-clients.ts';
 import { isConditionFailure } from './errors.ts';
 import { HOST_KIND_ALL, hostKey, keyFits } from './keys.ts';
 import { batchGetAll, getItem, queryAll } from './query.ts';
@@ -82,14 +82,17 @@ export function releaseCapacity(table: string, hostId: string, demand: Demand): 
 }
 
 export class DynamoHostRepository {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   async getHost(id: string): Promise<HostRecord | null> {
-    return keyFits(hostKey(id)) ? getItem(this.table, hostKey(id), parseHost) : null;
+    return keyFits(hostKey(id)) ? getItem(this.client, this.table, hostKey(id), parseHost) : null;
   }
 
   async listHosts(): Promise<HostRecord[]> {
-    const items = await queryAll({
+    const items = await queryAll(this.client, {
       TableName: this.table,
       IndexName: 'by_kind',
       KeyConditionExpression: 'kind_pk = :kind',
@@ -97,13 +100,13 @@ export class DynamoHostRepository {
     });
     const keys = items.map((item) => ({ pk: String(item.pk), sk: String(item.sk) }));
     // Placement decides on use: read it consistently, not from the index's copy.
-    return (await batchGetAll(this.table, keys)).map(parseHost);
+    return (await batchGetAll(this.client, this.table, keys)).map(parseHost);
   }
 
   /** Creates or updates the host's capacity; its use (used_*) is kept. */
   async putHost(id: string, registration: HostRegistration, now: Date): Promise<HostRecord> {
     const at = now.toISOString();
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new UpdateCommand({
         TableName: this.table,
         Key: hostKey(id),
@@ -134,7 +137,7 @@ export class DynamoHostRepository {
   /** false when the host was never registered. */
   async heartbeatHost(id: string, now: Date): Promise<boolean> {
     try {
-      await dynamo().send(
+      await this.client.send(
         new UpdateCommand({
           TableName: this.table,
           Key: hostKey(id),

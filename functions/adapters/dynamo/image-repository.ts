@@ -1,3 +1,4 @@
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import {
   BatchGetCommand,
   type BatchGetCommandOutput,
@@ -18,7 +19,6 @@ import { ConflictError, TooLargeError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
 import type { ImageMember, MembershipRepository, MemberWrite } from '#core/sharing/ports';
 import { logger } from '#platform/logger';
-import { dynamo } from '../aws-clients.ts';
 import {
   imageKey,
   indexName,
@@ -155,10 +155,13 @@ interface Head {
 }
 
 export class DynamoImageRepository implements ImageRepository, MembershipRepository, LeaseIndex {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   async expiredLeases(before: Date | null, limit: number): Promise<ImageRecord[]> {
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new QueryCommand({
         TableName: this.table,
         IndexName: 'by_kind',
@@ -177,7 +180,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
 
   async get(id: string): Promise<ImageRecord | null> {
     if (!isUuid(id)) return null;
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({ TableName: this.table, Key: imageKey(id), ConsistentRead: true }),
     );
     return out.Item ? fromItem(out.Item) : null;
@@ -185,6 +188,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
 
   async create(image: ImageRecord): Promise<void> {
     await versionedWrite(
+      this.client,
       [
         {
           Put: {
@@ -214,7 +218,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
 
   async getMember(imageId: string, memberId: string): Promise<ImageMember | null> {
     if (!isUuid(imageId) || !keyFits(memberKey(imageId, memberId))) return null;
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({ TableName: this.table, Key: memberKey(imageId, memberId), ConsistentRead: true }),
     );
     return out.Item ? StoredMemberSchema.parse(out.Item) : null;
@@ -222,7 +226,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
 
   async listMembers(imageId: string): Promise<ImageMember[]> {
     if (!isUuid(imageId)) return [];
-    const items = await queryAll({
+    const items = await queryAll(this.client, {
       TableName: this.table,
       KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
       ExpressionAttributeValues: { ':pk': imageKey(imageId).pk, ':prefix': MEMBER_PREFIX },
@@ -256,7 +260,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
     // planRowWrites keeps what must be atomic within the limit; this guards that promise.
     if (items.length > TRANSACTION_ITEMS)
       throw new Error(`image ${next.id}: ${items.length} items in one transaction`);
-    await versionedWrite(items, `Image ${next.id} was changed by another request`);
+    await versionedWrite(this.client, items, `Image ${next.id} was changed by another request`);
     await this.followUp(next, plan.later);
   }
 
@@ -276,7 +280,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
     for (let i = 0; i < ops.length; i += TRANSACTION_ITEMS - 1) {
       const batch = ops.slice(i, i + TRANSACTION_ITEMS - 1);
       try {
-        const written = await transactWrite([
+        const written = await transactWrite(this.client, [
           {
             ConditionCheck: {
               TableName: this.table,
@@ -310,7 +314,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
     for (let i = 0; i < ids.length; i += 100) {
       let keys: Record<string, unknown>[] | undefined = ids.slice(i, i + 100).map((id) => imageKey(id));
       while (keys && keys.length > 0) {
-        const out: BatchGetCommandOutput = await dynamo().send(
+        const out: BatchGetCommandOutput = await this.client.send(
           new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
         );
         for (const item of out.Responses?.[this.table] ?? []) {
@@ -461,7 +465,7 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
         ExclusiveStartKey: exclusiveStartKey,
       };
       if (!bound) delete input.ExpressionAttributeNames?.['#ord'];
-      const out = await dynamo().send(new QueryCommand(input));
+      const out = await this.client.send(new QueryCommand(input));
       yield* await this.heads(out.Items ?? [], key);
       exclusiveStartKey = out.LastEvaluatedKey;
       batch = Math.min(batch * 2, 1000);

@@ -4,6 +4,7 @@
  * also change its host or a job (create, finish, destroy) are made by DynamoInstanceStore from
  * the items built here, in one transaction.
  */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { InstanceListSpec } from '#core/instances/ports';
@@ -16,7 +17,6 @@ import {
 } from '#core/instances/records';
 import { expirationEpoch } from '#core/instances/work-queue';
 import { isUuid } from '#core/kernel/ids';
-import { dynamo } from '../aws-clients.ts';
 import {
   HOST_INSTANCE_PREFIX,
   hostInstanceKey,
@@ -141,10 +141,13 @@ export function instanceReleaseItems(table: string, instance: InstanceRecord): T
 }
 
 export class DynamoInstanceRepository {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   async getInstance(id: string): Promise<InstanceRecord | null> {
-    return isUuid(id) ? getItem(this.table, instanceKey(id), parseInstance) : null;
+    return isUuid(id) ? getItem(this.client, this.table, instanceKey(id), parseInstance) : null;
   }
 
   /** Newest first. */
@@ -155,7 +158,7 @@ export class DynamoInstanceRepository {
     const ids: string[] = [];
     let exclusiveStartKey: Record<string, unknown> | undefined;
     do {
-      const out = await dynamo().send(
+      const out = await this.client.send(
         new QueryCommand({
           TableName: this.table,
           IndexName: 'by_kind',
@@ -171,20 +174,20 @@ export class DynamoInstanceRepository {
       exclusiveStartKey = out.LastEvaluatedKey;
     } while (exclusiveStartKey && ids.length < spec.limit);
     // The index only finds them; the records are read consistently from the table.
-    return (await batchGetAll(this.table, ids.map(instanceKey))).map(parseInstance);
+    return (await batchGetAll(this.client, this.table, ids.map(instanceKey))).map(parseInstance);
   }
 
   /** The instances placed on the host and not yet destroyed. */
   async listHostInstances(hostId: string): Promise<InstanceRecord[]> {
     if (!keyFits(hostKey(hostId))) return [];
-    const pointers = await queryAll({
+    const pointers = await queryAll(this.client, {
       TableName: this.table,
       KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
       ExpressionAttributeValues: { ':pk': hostKey(hostId).pk, ':prefix': HOST_INSTANCE_PREFIX },
       ConsistentRead: true,
     });
     const ids = pointers.map((item) => String(item.instance_id));
-    return (await batchGetAll(this.table, ids.map(instanceKey)))
+    return (await batchGetAll(this.client, this.table, ids.map(instanceKey)))
       .map(parseInstance)
       .filter((instance) => instance.stage !== 'Inexistent');
   }
@@ -192,6 +195,7 @@ export class DynamoInstanceRepository {
   /** Writes `next` if the stored instance is still `previous.version`. */
   async updateInstance(previous: InstanceRecord, next: InstanceRecord): Promise<void> {
     await versionedWrite(
+      this.client,
       [instancePut(this.table, previous, next)],
       `Instance ${next.id} was changed by another request`,
     );
@@ -202,7 +206,7 @@ export class DynamoInstanceRepository {
     const used = new Set<string>();
     await Promise.all(
       [...new Set(imageIds)].map(async (imageId) => {
-        const out = await dynamo().send(
+        const out = await this.client.send(
           new QueryCommand({
             TableName: this.table,
             KeyConditionExpression: 'pk = :pk',

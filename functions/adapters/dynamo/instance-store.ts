@@ -9,6 +9,7 @@
  * - Finishing a job writes the job (version-checked, so only once) and the instance's new stage
  *   in one transaction; a destroy also gives the host its capacity back and drops the pointers.
  */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Change, InstanceListSpec, InstanceStore } from '#core/instances/ports';
 import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import type { JobRecord } from '#core/instances/work-queue';
@@ -27,10 +28,13 @@ export class DynamoInstanceStore implements InstanceStore {
   readonly jobs: DynamoJobRepository;
   readonly hosts: DynamoHostRepository;
 
-  constructor(private readonly table: string) {
-    this.instances = new DynamoInstanceRepository(table);
-    this.jobs = new DynamoJobRepository(table);
-    this.hosts = new DynamoHostRepository(table);
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {
+    this.instances = new DynamoInstanceRepository(client, table);
+    this.jobs = new DynamoJobRepository(client, table);
+    this.hosts = new DynamoHostRepository(client, table);
   }
 
   getInstance(id: string): Promise<InstanceRecord | null> {
@@ -83,6 +87,7 @@ export class DynamoInstanceStore implements InstanceStore {
 
   async createInstance(instance: InstanceRecord, job: JobRecord, host: HostRecord): Promise<void> {
     await versionedWrite(
+      this.client,
       [
         ...instanceCreateItems(this.table, instance),
         reserveCapacity(this.table, host, instance),
@@ -95,6 +100,7 @@ export class DynamoInstanceStore implements InstanceStore {
   async updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void> {
     if (!job) return this.instances.updateInstance(previous, next);
     await versionedWrite(
+      this.client,
       [instancePut(this.table, previous, next), jobCreate(this.table, job)],
       `Instance ${next.id} was changed by another request`,
     );
@@ -107,7 +113,7 @@ export class DynamoInstanceStore implements InstanceStore {
       if (instance.next.stage === 'Inexistent' && instance.previous.stage !== 'Inexistent')
         items.push(...this.releaseItems(instance.next));
     }
-    await versionedWrite(items, `Job ${job.next.id} was changed by another request`);
+    await versionedWrite(this.client, items, `Job ${job.next.id} was changed by another request`);
   }
 
   async destroyWithoutHost(instance: Change<InstanceRecord>, job?: Change<JobRecord>): Promise<void> {
@@ -116,7 +122,7 @@ export class DynamoInstanceStore implements InstanceStore {
       ...this.releaseItems(instance.next),
     ];
     if (job) items.push(jobPut(this.table, job.previous, job.next));
-    await versionedWrite(items, `Instance ${instance.next.id} was changed by another request`);
+    await versionedWrite(this.client, items, `Instance ${instance.next.id} was changed by another request`);
   }
 
   /** A destroyed instance: capacity back to its host, off the host and image pointers, listing row expires. */

@@ -5,6 +5,7 @@
  * several claimers exactly one wins. Writes that also change an instance are made by
  * DynamoInstanceStore from the items built here.
  */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { JOB_KINDS } from '#core/instances/records';
@@ -15,7 +16,6 @@ import {
   type JobRecord,
 } from '#core/instances/work-queue';
 import { isUuid } from '#core/kernel/ids';
-import { dynamo } from '../aws-clients.ts';
 import { hostQueueKind, hostQueueSort, jobKey } from './keys.ts';
 import { getItem } from './query.ts';
 import { type SinglePut, type TransactItem, versionedPut, versionedWrite } from './transact.ts';
@@ -68,15 +68,18 @@ export function jobPut(table: string, previous: JobRecord, next: JobRecord): Sin
 }
 
 export class DynamoJobRepository {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   async getJob(id: string): Promise<JobRecord | null> {
-    return isUuid(id) ? getItem(this.table, jobKey(id), parseJob) : null;
+    return isUuid(id) ? getItem(this.client, this.table, jobKey(id), parseJob) : null;
   }
 
   /** The host's open jobs (pending or claimed), oldest first. */
   async queue(hostId: string, limit: number): Promise<JobRecord[]> {
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new QueryCommand({
         TableName: this.table,
         IndexName: 'by_kind',
@@ -91,6 +94,7 @@ export class DynamoJobRepository {
 
   async claimJob(previous: JobRecord, next: JobRecord, now: Date): Promise<void> {
     await versionedWrite(
+      this.client,
       {
         Put: {
           TableName: this.table,
@@ -111,6 +115,10 @@ export class DynamoJobRepository {
   }
 
   async updateJob(previous: JobRecord, next: JobRecord): Promise<void> {
-    await versionedWrite(jobPut(this.table, previous, next), `Job ${next.id} was changed by another request`);
+    await versionedWrite(
+      this.client,
+      jobPut(this.table, previous, next),
+      `Job ${next.id} was changed by another request`,
+    );
   }
 }

@@ -4,6 +4,7 @@
  * properties and tags share one partition named by the namespace's immutable id, so showing a
  * namespace is one Get and one Query, and a rename rewrites only the record.
  */
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
@@ -18,7 +19,6 @@ import type {
   ResourceTypeRecord,
   TagRecord,
 } from '#core/metadefs/metadefs';
-import { dynamo } from '../aws-clients.ts';
 import {
   METADEF_CHILD_PREFIX,
   METADEF_NAMESPACE_KIND,
@@ -80,7 +80,10 @@ function namespaceFields(ns: NamespaceRecord): NamespaceRecord {
 }
 
 export class DynamoMetadefRepository implements MetadefRepository {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   private namespaceItem(ns: NamespaceRecord): Record<string, unknown> {
     return { ...metadefNamespaceKey(ns.namespace), ...metadefNamespaceListKeys(ns.namespace), ...ns };
@@ -108,7 +111,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
     ExpressionAttributeValues: Record<string, unknown>;
     ExpressionAttributeNames?: Record<string, string>;
   }): Promise<Record<string, unknown>[]> {
-    return queryAll({
+    return queryAll(this.client, {
       TableName: this.table,
       ...input,
       ...(input.IndexName ? {} : { ConsistentRead: true }),
@@ -116,7 +119,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
   }
 
   async getNamespace(name: string): Promise<NamespaceRecord | null> {
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({ TableName: this.table, Key: metadefNamespaceKey(name), ConsistentRead: true }),
     );
     return out.Item ? namespaceFields(out.Item as NamespaceRecord) : null;
@@ -149,13 +152,13 @@ export class DynamoMetadefRepository implements MetadefRepository {
         .slice(0, MAX_TRANSACTION_ITEMS - 1)
         .map((Item) => ({ Put: { TableName: this.table, Item } })),
     ];
-    if (!(await transactWrite(first))) return 'exists';
+    if (!(await transactWrite(this.client, first))) return 'exists';
     // Larger namespaces (more than 99 children) continue in further transactions, each guarded
     // by the namespace still being this one; a failure removes what was written.
     try {
       for (let i = MAX_TRANSACTION_ITEMS - 1; i < children.length; i += MAX_TRANSACTION_ITEMS - 1) {
         const chunk = children.slice(i, i + MAX_TRANSACTION_ITEMS - 1);
-        await dynamo().send(
+        await this.client.send(
           new TransactWriteCommand({
             TransactItems: [
               this.namespaceCheck(ns),
@@ -178,12 +181,13 @@ export class DynamoMetadefRepository implements MetadefRepository {
     };
     if (previous.namespace === next.namespace) {
       await versionedWrite(
+        this.client,
         { Put: { TableName: this.table, Item: this.namespaceItem(next), ...versioned } },
         'namespace changed meanwhile',
       );
       return 'ok';
     }
-    const failed = await conditionalWrite([
+    const failed = await conditionalWrite(this.client, [
       { Delete: { TableName: this.table, Key: metadefNamespaceKey(previous.namespace), ...versioned } },
       {
         Put: {
@@ -202,6 +206,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
     const key = metadefNamespaceKey(ns.namespace);
     const values = { ':id': ns.id, ':v': ns.version };
     await versionedWrite(
+      this.client,
       [conditionalDelete(this.table, key, 'id = :id AND version = :v', values)],
       'namespace changed meanwhile',
     );
@@ -223,7 +228,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
   private async deleteWhere(ns: NamespaceRecord, kind: ChildKind | undefined): Promise<void> {
     const items = await this.childItems(ns, kind);
     for (let i = 0; i < items.length; i += MAX_TRANSACTION_ITEMS) {
-      await dynamo().send(
+      await this.client.send(
         new TransactWriteCommand({
           TransactItems: items.slice(i, i + MAX_TRANSACTION_ITEMS).map((item) => ({
             Delete: { TableName: this.table, Key: { pk: item.pk, sk: item.sk } },
@@ -243,7 +248,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
     kind: K,
     name: string,
   ): Promise<ChildRecords[K] | null> {
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({
         TableName: this.table,
         Key: metadefChildKey(ns.id, kind, name),
@@ -278,7 +283,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
         ConditionExpression: sameKey ? 'attribute_exists(pk)' : 'attribute_not_exists(pk)',
       },
     });
-    const codes = await conditionalWrite(items);
+    const codes = await conditionalWrite(this.client, items);
     if (codes === null) return 'ok';
     const failed = codes.indexOf('ConditionalCheckFailed');
     if (failed === 0) return 'namespace_gone';
@@ -287,7 +292,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
   }
 
   async deleteChild(ns: NamespaceRecord, kind: ChildKind, name: string): Promise<boolean> {
-    return transactWrite([
+    return transactWrite(this.client, [
       conditionalDelete(this.table, metadefChildKey(ns.id, kind, name), 'attribute_exists(pk)'),
     ]);
   }
@@ -316,7 +321,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
     ];
     if (writes.length === 0) return 'ok';
     for (let i = 0; i < writes.length; i += MAX_TRANSACTION_ITEMS - 1) {
-      const codes = await conditionalWrite([
+      const codes = await conditionalWrite(this.client, [
         this.namespaceCheck(ns),
         ...writes.slice(i, i + MAX_TRANSACTION_ITEMS - 1),
       ]);
@@ -336,7 +341,7 @@ export class DynamoMetadefRepository implements MetadefRepository {
 
   async ensureResourceType(rt: ResourceTypeRecord): Promise<void> {
     // Refused when it is there already: nothing to do then.
-    await conditionalWrite({
+    await conditionalWrite(this.client, {
       Put: {
         TableName: this.table,
         Item: { ...metadefResourceTypeKey(rt.name), ...metadefResourceTypeListKeys(rt.name), ...rt },
@@ -346,14 +351,14 @@ export class DynamoMetadefRepository implements MetadefRepository {
   }
 
   async isSeeded(version: string): Promise<boolean> {
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({ TableName: this.table, Key: metadefSeedKey(version), ConsistentRead: true }),
     );
     return out.Item !== undefined;
   }
 
   async markSeeded(version: string): Promise<void> {
-    await dynamo().send(
+    await this.client.send(
       new PutCommand({
         TableName: this.table,
         Item: { ...metadefSeedKey(version), seeded_at: new Date().toISOString() },

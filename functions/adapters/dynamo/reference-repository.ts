@@ -1,3 +1,4 @@
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError } from '#core/kernel/errors';
@@ -8,7 +9,6 @@ import type {
   RetentionPolicy,
 } from '#core/references/references';
 import type { ReferenceRepository } from '#core/references/references-service';
-import { dynamo } from '../aws-clients.ts';
 import {
   keyFits,
   RETENTION_POLICY_KIND,
@@ -49,7 +49,10 @@ const PolicySchema = z.object({ keep: z.number().int(), grace_seconds: z.number(
 const NamedPolicySchema = PolicySchema.extend({ namespace: z.string(), name: z.string() });
 
 export class DynamoReferenceRepository implements ReferenceRepository {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   private pointerItem(ref: ReferenceRecord): Record<string, unknown> {
     return {
@@ -71,7 +74,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
 
   async get(namespace: string, name: string, tag: string): Promise<ReferenceRecord | null> {
     if (!keyFits(referenceKey(namespace, name, tag))) return null;
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({
         TableName: this.table,
         Key: referenceKey(namespace, name, tag),
@@ -94,6 +97,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
       },
     };
     await versionedWrite(
+      this.client,
       [put, this.historyPut({ ...entry, seq })],
       existsOrStale(
         () => new ConflictError(`Reference ${reference.name}:${reference.tag} already exists.`),
@@ -113,6 +117,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
       },
     };
     await versionedWrite(
+      this.client,
       [put, this.historyPut(entry)],
       `Reference ${next.name}:${next.tag} changed meanwhile`,
     );
@@ -122,6 +127,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
     const key = referenceKey(previous.namespace, previous.name, previous.tag);
     const values = { ':expected': previous.version };
     await versionedWrite(
+      this.client,
       [conditionalDelete(this.table, key, 'version = :expected', values), this.historyPut(entry)],
       () => new ConflictError(`Reference ${previous.name}:${previous.tag} changed meanwhile; retry.`),
     );
@@ -129,7 +135,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
 
   async list(namespace: string, name?: string): Promise<ReferenceRecord[]> {
     const keys = referenceListKeys(namespace, name ?? '', '');
-    const items = await queryAll({
+    const items = await queryAll(this.client, {
       TableName: this.table,
       IndexName: 'by_kind',
       KeyConditionExpression:
@@ -141,7 +147,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async history(namespace: string, name: string, tag?: string): Promise<HistoryEntry[]> {
-    const items = await queryAll({
+    const items = await queryAll(this.client, {
       TableName: this.table,
       KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
       ExpressionAttributeValues: {
@@ -154,7 +160,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async getPolicy(namespace: string, name: string): Promise<RetentionPolicy | null> {
-    const out = await dynamo().send(
+    const out = await this.client.send(
       new GetCommand({ TableName: this.table, Key: referencePolicyKey(namespace, name) }),
     );
     return out.Item ? PolicySchema.parse(out.Item) : null;
@@ -163,7 +169,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   async putPolicy(namespace: string, name: string, policy: RetentionPolicy): Promise<void> {
     // Also indexed in by_kind (and naming its name) so listPolicies needs no Scan. Policies
     // written before that index entry existed are not listed until they are put again.
-    await dynamo().send(
+    await this.client.send(
       new PutCommand({
         TableName: this.table,
         Item: {
@@ -179,7 +185,7 @@ export class DynamoReferenceRepository implements ReferenceRepository {
   }
 
   async listPolicies(): Promise<NamedRetentionPolicy[]> {
-    const items = await queryAll({
+    const items = await queryAll(this.client, {
       TableName: this.table,
       IndexName: 'by_kind',
       KeyConditionExpression: 'kind_pk = :p',

@@ -1,10 +1,10 @@
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ConflictError } from '#core/kernel/errors';
 import { isUuid } from '#core/kernel/ids';
 import type { TaskListSpec, TaskRepository } from '#core/tasks/ports';
 import { expirationEpoch, TASK_STATUSES, TASK_TYPES, type TaskRecord } from '#core/tasks/task';
-import { dynamo } from '../aws-clients.ts';
 import { IMAGE_TASK_PREFIX, imageTaskKey, TASK_KIND_ALL, taskKey, taskKindSort } from './keys.ts';
 import { batchGetAll, getItem, queryAll } from './query.ts';
 import { existsOrStale, versionedPut, versionedWrite } from './transact.ts';
@@ -55,14 +55,18 @@ function fromItem(item: Record<string, unknown>): TaskRecord {
 }
 
 export class DynamoTaskRepository implements TaskRepository {
-  constructor(private readonly table: string) {}
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
 
   async get(id: string): Promise<TaskRecord | null> {
-    return isUuid(id) ? getItem(this.table, taskKey(id), fromItem) : null;
+    return isUuid(id) ? getItem(this.client, this.table, taskKey(id), fromItem) : null;
   }
 
   async create(task: TaskRecord): Promise<void> {
     await versionedWrite(
+      this.client,
       [
         {
           Put: {
@@ -82,6 +86,7 @@ export class DynamoTaskRepository implements TaskRepository {
 
   async update(previous: TaskRecord, next: TaskRecord): Promise<void> {
     await versionedWrite(
+      this.client,
       [
         versionedPut(this.table, taskItem(next), previous.version),
         ...(next.image_id ? [{ Put: { TableName: this.table, Item: pointerItem(next) } }] : []),
@@ -95,7 +100,7 @@ export class DynamoTaskRepository implements TaskRepository {
     let exclusiveStartKey: Record<string, unknown> | undefined;
     const bound = spec.marker ? taskKindSort(spec.marker.created_at, spec.marker.id) : undefined;
     do {
-      const out = await dynamo().send(
+      const out = await this.client.send(
         new QueryCommand({
           TableName: this.table,
           IndexName: 'by_kind',
@@ -123,7 +128,7 @@ export class DynamoTaskRepository implements TaskRepository {
   async listForImage(imageId: string): Promise<TaskRecord[]> {
     const ids: string[] = [];
     if (!isUuid(imageId)) return [];
-    const pointers = await queryAll({
+    const pointers = await queryAll(this.client, {
       TableName: this.table,
       KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
       ExpressionAttributeValues: { ':pk': `IMG#${imageId}`, ':prefix': IMAGE_TASK_PREFIX },
@@ -132,6 +137,6 @@ export class DynamoTaskRepository implements TaskRepository {
     for (const item of pointers) ids.push(String(item.task_id));
 
     // Pointers whose task expired first are skipped.
-    return (await batchGetAll(this.table, ids.map(taskKey))).map(fromItem);
+    return (await batchGetAll(this.client, this.table, ids.map(taskKey))).map(fromItem);
   }
 }

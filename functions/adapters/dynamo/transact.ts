@@ -3,10 +3,13 @@
  * version read; when it loses a race (isLostRace: a failed condition, or, on AWS only, another
  * transaction on the same item) it becomes a StaleWriteError, which the services re-read and retry.
  */
-import type { PutCommandInput, TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
+import type {
+  DynamoDBDocumentClient,
+  PutCommandInput,
+  TransactWriteCommandInput,
+} from '@aws-sdk/lib-dynamodb';
 import { PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { StaleWriteError } from '#core/kernel/errors';
-import { dynamo } from '../aws-clients.ts';
 import { cancellationCodes, isConditionFailure, isLostRace } from './errors.ts';
 
 export type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
@@ -19,10 +22,10 @@ export interface SinglePut {
 /** One transaction (TransactWriteItems), or one conditional PutItem. */
 export type ConditionalWrite = TransactItem[] | SinglePut;
 
-function send(write: ConditionalWrite): Promise<unknown> {
+function send(client: DynamoDBDocumentClient, write: ConditionalWrite): Promise<unknown> {
   return Array.isArray(write)
-    ? dynamo().send(new TransactWriteCommand({ TransactItems: write }))
-    : dynamo().send(new PutCommand(write.Put));
+    ? client.send(new TransactWriteCommand({ TransactItems: write }))
+    : client.send(new PutCommand(write.Put));
 }
 
 const RACED = 'another request was writing the same item';
@@ -33,11 +36,12 @@ const RACED = 'another request was writing the same item';
  * that is no refusal (a TransactionConflict) is a StaleWriteError; any other error passes on.
  */
 export async function transactWrite(
+  client: DynamoDBDocumentClient,
   items: TransactItem[],
   refused: (error: unknown) => boolean = isConditionFailure,
 ): Promise<boolean> {
   try {
-    await send(items);
+    await send(client, items);
     return true;
   } catch (error) {
     if (refused(error)) return false;
@@ -51,9 +55,12 @@ export async function transactWrite(
  * transaction, `ConditionalCheckFailed` at the failed items' positions). A lost race that is no
  * failed condition (a TransactionConflict) is a StaleWriteError; any other error passes on.
  */
-export async function conditionalWrite(write: ConditionalWrite): Promise<Array<string | undefined> | null> {
+export async function conditionalWrite(
+  client: DynamoDBDocumentClient,
+  write: ConditionalWrite,
+): Promise<Array<string | undefined> | null> {
   try {
-    await send(write);
+    await send(client, write);
     return null;
   } catch (error) {
     if (isConditionFailure(error)) return Array.isArray(write) ? cancellationCodes(error) : [];
@@ -68,11 +75,12 @@ export async function conditionalWrite(write: ConditionalWrite): Promise<Array<s
  * SDK's error is the thrown error's `cause`; any other error passes on as it is.
  */
 export async function versionedWrite(
+  client: DynamoDBDocumentClient,
   write: ConditionalWrite,
   lost: string | ((error: unknown) => Error),
 ): Promise<void> {
   try {
-    await send(write);
+    await send(client, write);
   } catch (error) {
     if (!isLostRace(error)) throw error;
     throw typeof lost === 'string' ? new StaleWriteError(lost, { cause: error }) : lost(error);

@@ -12,9 +12,8 @@
  * nothing; delete() of the key forgets it, and removes whatever a broken read left.
  */
 import type { Readable } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/data/ports';
-import { s3 } from '../aws-clients.ts';
 import type { FsBlobStore } from './blob-store.ts';
 
 interface NotedCopy {
@@ -28,6 +27,7 @@ export class FsBucketObjects implements ObjectStore {
   private readonly noted = new Map<string, NotedCopy>();
 
   constructor(
+    private readonly client: S3Client,
     private readonly s3Objects: ObjectStore,
     private readonly imagesBucket: string,
     private readonly files: FsBlobStore,
@@ -62,7 +62,7 @@ export class FsBucketObjects implements ObjectStore {
   /** Streams the pinned source into a new file under `key`, handing each piece on once written. */
   private async copyThrough(copy: NotedCopy, key: string): Promise<OpenedObject> {
     // IfMatch and the version: the bytes copied are those `head` saw, or the read fails.
-    const out = await s3().send(
+    const out = await this.client.send(
       new GetObjectCommand({
         Bucket: copy.from.bucket,
         Key: copy.from.key,

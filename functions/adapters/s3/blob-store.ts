@@ -13,11 +13,11 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobPutHooks, BlobStore } from '#core/data/ports';
-import { s3 } from '../aws-clients.ts';
 import { awsErrorName } from '../errors.ts';
 import { abortOrWarn } from './multipart.ts';
 
@@ -27,7 +27,10 @@ const PART_CONCURRENCY = 3;
 const SINGLE_PUT_LIMIT = 5 * 1024 * 1024 * 1024;
 
 export class S3BlobStore implements BlobStore {
-  constructor(private readonly bucket: string) {}
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+  ) {}
 
   async put(
     key: string,
@@ -43,7 +46,7 @@ export class S3BlobStore implements BlobStore {
     await hooks.onBlock(firstBlock);
     const second = first.done ? ({ done: true, value: undefined } as const) : await iterator.next();
     if (second.done) {
-      await s3().send(
+      await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: key,
@@ -55,7 +58,9 @@ export class S3BlobStore implements BlobStore {
       return { size: firstBlock.length };
     }
 
-    const { UploadId } = await s3().send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }));
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }),
+    );
     if (!UploadId) throw new Error('S3 returned no UploadId');
     try {
       await hooks.onMultipartStart?.(UploadId);
@@ -69,7 +74,7 @@ export class S3BlobStore implements BlobStore {
     let failure: unknown;
     const send = (block: Buffer, partNumber: number) => {
       size += block.length;
-      const task = s3()
+      const task = this.client
         .send(
           new UploadPartCommand({
             Bucket: this.bucket,
@@ -103,7 +108,7 @@ export class S3BlobStore implements BlobStore {
       await Promise.all(inFlight);
       if (failure) throw failure;
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
-      await s3().send(
+      await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
@@ -116,7 +121,7 @@ export class S3BlobStore implements BlobStore {
     } catch (error) {
       // Parts still in flight would land after the abort and be kept: let them finish first.
       await Promise.allSettled(inFlight);
-      await abortOrWarn(this.bucket, key, UploadId, `blob upload failed: ${String(error)}`);
+      await abortOrWarn(this.client, this.bucket, key, UploadId, `blob upload failed: ${String(error)}`);
       throw error;
     }
   }
@@ -156,7 +161,7 @@ export class S3BlobStore implements BlobStore {
     // Reported through `failure`; an 'error' event nobody listens to would crash the process.
     body.on('error', () => undefined);
     try {
-      await s3().send(
+      await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: key,
@@ -178,7 +183,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async get(key: string, range?: { start: number; end: number }): Promise<Readable> {
-    const out = await s3().send(
+    const out = await this.client.send(
       new GetObjectCommand({
         Bucket: this.bucket,
         Key: key,
@@ -189,12 +194,12 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    await s3().send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
   async exists(key: string): Promise<boolean> {
     try {
-      await s3().send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return true;
     } catch (error) {
       if (awsErrorName(error) === 'NotFound') return false;
@@ -215,7 +220,9 @@ export class S3BlobStore implements BlobStore {
 
   async abortMultipart(key: string, uploadId: string): Promise<void> {
     try {
-      await s3().send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+      );
     } catch (error) {
       // Completed or aborted already: nothing left to free.
       if (awsErrorName(error) !== 'NoSuchUpload') throw error;
@@ -226,7 +233,7 @@ export class S3BlobStore implements BlobStore {
     let deleted = 0;
     let token: string | undefined;
     do {
-      const page = await s3().send(
+      const page = await this.client.send(
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
       );
       for (const object of page.Contents ?? []) {
@@ -240,7 +247,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   presignedGet(key: string, expiresSeconds: number): Promise<string> {
-    return getSignedUrl(s3(), new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
       expiresIn: expiresSeconds,
     });
   }

@@ -8,9 +8,9 @@ import {
   AbortMultipartUploadCommand,
   ListMultipartUploadsCommand,
   type ListMultipartUploadsCommandOutput,
+  type S3Client,
 } from '@aws-sdk/client-s3';
 import { logger } from '#platform/logger';
-import { s3 } from '../aws-clients.ts';
 import { awsErrorName } from '../errors.ts';
 
 /**
@@ -19,13 +19,14 @@ import { awsErrorName } from '../errors.ts';
  * thrown over the original error. Resolves to whether the upload is known to be gone.
  */
 export async function abortOrWarn(
+  client: S3Client,
   bucket: string,
   key: string,
   uploadId: string,
   reason: string,
 ): Promise<boolean> {
   try {
-    await s3().send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
     return true;
   } catch (error) {
     // Already gone (completed, aborted, swept): nothing is left behind.
@@ -50,6 +51,7 @@ export interface MultipartSweepSummary {
 
 /** Aborts every multipart upload in `buckets` initiated more than `olderThanSeconds` ago. */
 export async function sweepMultipartUploads(
+  client: S3Client,
   buckets: readonly string[],
   olderThanSeconds: number,
   now: Date = new Date(),
@@ -61,7 +63,7 @@ export async function sweepMultipartUploads(
     let uploadIdMarker: string | undefined;
     try {
       do {
-        const page: ListMultipartUploadsCommandOutput = await s3().send(
+        const page: ListMultipartUploadsCommandOutput = await client.send(
           new ListMultipartUploadsCommand({
             Bucket: bucket,
             ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
@@ -73,7 +75,7 @@ export async function sweepMultipartUploads(
           const { Key: key, UploadId: uploadId, Initiated: initiated } = upload;
           if (!key || !uploadId || !initiated || initiated.getTime() > cutoff) continue;
           try {
-            await s3().send(
+            await client.send(
               new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
             );
             summary.aborted.push({ bucket, key, uploadId, initiated: initiated.toISOString() });

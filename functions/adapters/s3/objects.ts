@@ -12,6 +12,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  type S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -19,9 +20,8 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/data/ports';
 import { BadRequestError } from '#core/kernel/errors';
 import type { MultipartUploads } from '#core/transfer/ports';
-import { s3 } from '../aws-clients.ts';
 import { awsErrorName } from '../errors.ts';
-import { abortOrWarn } from './multipart.ts';
+import { abortOrWarn, type MultipartSweepSummary, sweepMultipartUploads } from './multipart.ts';
 
 /** S3's limit for a single CopyObject; larger objects are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3;
@@ -42,8 +42,10 @@ function pinOf(out: { ETag?: string | undefined; VersionId?: string | undefined 
 }
 
 export class S3ObjectStore implements ObjectStore {
+  constructor(private readonly client: S3Client) {}
+
   async open(ref: ObjectRef): Promise<OpenedObject> {
-    const out = await s3().send(new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
+    const out = await this.client.send(new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
     const body = out.Body as Readable;
     return { body, size: out.ContentLength ?? 0, pin: pinOf(out), abort: () => body.destroy() };
   }
@@ -55,7 +57,7 @@ export class S3ObjectStore implements ObjectStore {
   async copy(from: ObjectRef, pin: ObjectPin, to: ObjectRef, size: number): Promise<void> {
     const source = copySource(from, pin);
     if (size <= MAX_SINGLE_COPY) {
-      await s3().send(
+      await this.client.send(
         new CopyObjectCommand({
           Bucket: to.bucket,
           Key: to.key,
@@ -68,7 +70,7 @@ export class S3ObjectStore implements ObjectStore {
       );
       return;
     }
-    const { UploadId } = await s3().send(
+    const { UploadId } = await this.client.send(
       new CreateMultipartUploadCommand({
         Bucket: to.bucket,
         Key: to.key,
@@ -85,7 +87,7 @@ export class S3ObjectStore implements ObjectStore {
       let failed = false;
       const worker = async () => {
         for (let r = ranges[next++]; r && !failed; r = ranges[next++]) {
-          const out = await s3().send(
+          const out = await this.client.send(
             new UploadPartCopyCommand({
               Bucket: to.bucket,
               Key: to.key,
@@ -111,7 +113,7 @@ export class S3ObjectStore implements ObjectStore {
       const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (rejected) throw rejected.reason;
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
-      await s3().send(
+      await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: to.bucket,
           Key: to.key,
@@ -121,7 +123,7 @@ export class S3ObjectStore implements ObjectStore {
         }),
       );
     } catch (error) {
-      await abortOrWarn(to.bucket, to.key, UploadId, `multipart copy failed: ${String(error)}`);
+      await abortOrWarn(this.client, to.bucket, to.key, UploadId, `multipart copy failed: ${String(error)}`);
       throw error;
     }
   }
@@ -130,7 +132,7 @@ export class S3ObjectStore implements ObjectStore {
     ref: ObjectRef,
   ): Promise<{ size: number; pin: ObjectPin; metadata: Record<string, string> } | null> {
     try {
-      const out = await s3().send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
       const metadata: Record<string, string> = {};
       for (const [key, value] of Object.entries(out.Metadata ?? {})) metadata[key.toLowerCase()] = value;
       return { size: out.ContentLength ?? 0, pin: pinOf(out), metadata };
@@ -141,17 +143,19 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async delete(ref: ObjectRef): Promise<void> {
-    await s3().send(new DeleteObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: ref.bucket, Key: ref.key }));
   }
 }
 
 export class S3MultipartUploads implements MultipartUploads {
+  constructor(private readonly client: S3Client) {}
+
   async start(
     ref: ObjectRef,
     partCount: number,
     expiresSeconds: number,
   ): Promise<{ uploadId: string; partUrls: string[] }> {
-    const { UploadId } = await s3().send(
+    const { UploadId } = await this.client.send(
       new CreateMultipartUploadCommand({
         Bucket: ref.bucket,
         Key: ref.key,
@@ -162,7 +166,7 @@ export class S3MultipartUploads implements MultipartUploads {
     const partUrls = await Promise.all(
       Array.from({ length: partCount }, (_, i) =>
         getSignedUrl(
-          s3(),
+          this.client,
           new UploadPartCommand({ Bucket: ref.bucket, Key: ref.key, UploadId, PartNumber: i + 1 }),
           { expiresIn: expiresSeconds },
         ),
@@ -177,7 +181,7 @@ export class S3MultipartUploads implements MultipartUploads {
     parts: ReadonlyArray<{ partNumber: number; etag: string }>,
   ): Promise<void> {
     try {
-      await s3().send(
+      await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: ref.bucket,
           Key: ref.key,
@@ -194,9 +198,14 @@ export class S3MultipartUploads implements MultipartUploads {
     }
   }
 
+  /** Aborts every multipart upload in `buckets` initiated more than `olderThanSeconds` ago. */
+  sweep(buckets: readonly string[], olderThanSeconds: number): Promise<MultipartSweepSummary> {
+    return sweepMultipartUploads(this.client, buckets, olderThanSeconds);
+  }
+
   async abort(ref: ObjectRef, uploadId: string): Promise<void> {
     try {
-      await s3().send(
+      await this.client.send(
         new AbortMultipartUploadCommand({ Bucket: ref.bucket, Key: ref.key, UploadId: uploadId }),
       );
     } catch (error) {

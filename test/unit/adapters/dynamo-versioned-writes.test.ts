@@ -7,13 +7,19 @@
  */
 import {
   ConditionalCheckFailedException,
+  DynamoDBClient,
   ProvisionedThroughputExceededException,
   TransactionCanceledException,
   TransactionConflictException,
 } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { dynamo } from '#adapters/aws-clients';
 import { DynamoEventMarkers } from '#adapters/dynamo/event-markers';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
@@ -48,12 +54,15 @@ const conflictingTransaction = () =>
 const throttled = () =>
   new ProvisionedThroughputExceededException({ message: 'Rate of requests exceeds capacity', $metadata });
 
+/** The client every repository below is built on; its send() is what each test scripts. */
+const client = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+
 let writes: Array<TransactWriteCommand | PutCommand>;
 
 /** Reads find nothing; every write (transaction or Put) fails with `error()`. */
 function failWritesWith(error: () => Error): void {
   writes = [];
-  vi.spyOn(dynamo(), 'send').mockImplementation((async (command: unknown) => {
+  vi.spyOn(client, 'send').mockImplementation((async (command: unknown) => {
     if (command instanceof TransactWriteCommand || command instanceof PutCommand) {
       writes.push(command);
       throw error();
@@ -157,11 +166,11 @@ const doneJob = {
 
 // ---- the writes ------------------------------------------------------------------------------
 
-const images = new DynamoImageRepository(TABLE);
-const tasks = new DynamoTaskRepository(TABLE);
-const references = new DynamoReferenceRepository(TABLE);
-const metadefs = new DynamoMetadefRepository(TABLE);
-const store = new DynamoInstanceStore(TABLE);
+const images = new DynamoImageRepository(client, TABLE);
+const tasks = new DynamoTaskRepository(client, TABLE);
+const references = new DynamoReferenceRepository(client, TABLE);
+const metadefs = new DynamoMetadefRepository(client, TABLE);
+const store = new DynamoInstanceStore(client, TABLE);
 
 interface Write {
   name: string;
@@ -383,14 +392,14 @@ describe('writes whose refusal has a meaning of its own', () => {
   });
 
   it('an S3 event claimed before reads back the first claim; a TransactionConflictException is stale', async () => {
-    const markers = new DynamoEventMarkers(TABLE);
+    const markers = new DynamoEventMarkers(client, TABLE);
     const proposal = { eventId: 'b/k#1#s#e', taskId: 't-2', imageId: 'i-2', done: false };
 
     failWritesWith(conditionFailed);
-    vi.mocked(dynamo().send).mockImplementationOnce((async () => {
+    vi.mocked(client.send).mockImplementationOnce((async () => {
       throw conditionFailed();
     }) as never);
-    vi.mocked(dynamo().send).mockImplementationOnce((async () => ({
+    vi.mocked(client.send).mockImplementationOnce((async () => ({
       Item: { task_id: 't-1', image_id: 'i-1', done: true },
     })) as never);
     expect(await markers.claim(proposal)).toEqual({ ...proposal, taskId: 't-1', imageId: 'i-1', done: true });

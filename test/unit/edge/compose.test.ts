@@ -1,7 +1,27 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type AwsClients, createAwsClients } from '#adapters/aws-clients';
+import { NotFoundError } from '#core/kernel/errors';
 import type { WorkflowStarter } from '#core/tasks/ports';
 import { compose, services, useCollaborators } from '#edge/compose';
 import { parseServiceConfig, serviceConfig, useServiceSettings } from '#platform/config';
+import { alice } from '../core/fixtures.ts';
+
+/** Clients that answer every command themselves (reads find nothing), recording what was sent. */
+function recordingClients(): { clients: AwsClients; sent: { dynamo: unknown[]; s3: unknown[] } } {
+  const clients = createAwsClients({ s3ForcePathStyle: false });
+  const sent = { dynamo: [] as unknown[], s3: [] as unknown[] };
+  vi.spyOn(clients.dynamo, 'send').mockImplementation((async (command: unknown) => {
+    sent.dynamo.push(command);
+    return {};
+  }) as never);
+  vi.spyOn(clients.s3, 'send').mockImplementation((async (command: unknown) => {
+    sent.s3.push(command);
+    return {};
+  }) as never);
+  return { clients, sent };
+}
 
 afterEach(() => {
   useCollaborators(undefined);
@@ -33,6 +53,22 @@ describe('compose', () => {
       'objects',
     ] as const)
       expect(built[name], name).toBeDefined();
+  });
+
+  it('builds the DynamoDB and S3 adapters on the clients it is handed', async () => {
+    // Prepare
+    const { clients, sent } = recordingClients();
+    const config = parseServiceConfig({ HANGAR_TABLE: 'given-table', HANGAR_WORKFLOWS: 'local' });
+    const built = compose(config, { clients });
+    // Act
+    const shown = await built.images.show(alice, '00000000-0000-4000-8000-000000000000').catch((e) => e);
+    await built.objects.delete({ bucket: 'hangar-uploads', key: 'images/x' });
+    // Assess
+    expect(shown).toBeInstanceOf(NotFoundError);
+    expect(sent.dynamo).toEqual([expect.any(GetCommand)]);
+    expect((sent.dynamo[0] as GetCommand).input.TableName).toBe('given-table');
+    expect(sent.s3).toEqual([expect.any(DeleteObjectCommand)]);
+    vi.restoreAllMocks();
   });
 
   it('two compositions share nothing', () => {
