@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { STAGE_AFTER } from '#core/instances/lifecycle';
 import type { JobKind, Stage } from '#core/instances/records';
+import { renderClaimedJob } from '#core/instances/work-queue';
 
 export interface FakeImage {
   id: string;
@@ -146,25 +147,24 @@ export class FakeHangarService {
     return job.status === 'claimed' && (job.leaseExpiresAt ?? 0) < now;
   }
 
-  private jobView(job: FakeJob): Record<string, unknown> {
+  /** The claimed job as the real service renders it (its own renderClaimedJob). */
+  private jobView(job: FakeJob): ReturnType<typeof renderClaimedJob> {
     const instance = this.instances.get(job.instanceId);
     if (!instance) throw new Error(`no instance ${job.instanceId}`);
+    // Every instance of the real service has its image (a snapshot taken at create).
     const image = this.images.get(instance.image_id);
-    return {
-      id: job.id,
-      kind: job.kind,
-      lease_token: job.leaseToken,
-      lease_expires_at: new Date(job.leaseExpiresAt ?? 0).toISOString(),
-      attempt: job.attempt,
-      instance: {
-        id: instance.id,
-        name: instance.name,
-        hostname: instance.hostname,
-        vcpus: instance.vcpus,
-        ram_mb: instance.ram_mb,
-        disk_gb: instance.disk_gb,
-        user_data: instance.user_data,
-        image: image && {
+    if (!image) throw new Error(`no image ${instance.image_id} for instance ${instance.id}`);
+    return renderClaimedJob(
+      {
+        id: job.id,
+        kind: job.kind,
+        lease_token: job.leaseToken ?? null,
+        lease_expires_at: new Date(job.leaseExpiresAt ?? 0).toISOString(),
+        attempt: job.attempt,
+      },
+      {
+        ...instance,
+        image: {
           id: image.id,
           disk_format: image.disk_format,
           size: image.size,
@@ -172,7 +172,7 @@ export class FakeHangarService {
           os_hash_value: image.os_hash_value,
         },
       },
-    };
+    );
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { ConflictError } from '../kernel/errors.ts';
-import type { InstanceRecord, JobKind } from './records.ts';
+import type { InstanceImage, InstanceRecord, JobKind } from './records.ts';
 import { JOB_KINDS } from './records.ts';
 
 export const JOB_STATUSES = ['pending', 'claimed', 'done', 'failed'] as const;
@@ -206,8 +206,18 @@ export function expirationEpoch(finishedAt: string, hours: number): number {
   return Math.floor(Date.parse(finishedAt) / 1000) + hours * 3600;
 }
 
+/** The fields of a job and of its instance that a claim hands on (the agent tests' fake service has only these). */
+export type ClaimedJobFields = Pick<
+  JobRecord,
+  'id' | 'kind' | 'lease_token' | 'lease_expires_at' | 'attempt'
+>;
+export type ClaimedInstanceFields = Pick<
+  InstanceRecord,
+  'id' | 'name' | 'hostname' | 'vcpus' | 'ram_mb' | 'disk_gb' | 'user_data' | 'boot_check'
+> & { image: Pick<InstanceImage, 'id' | 'disk_format' | 'size' | 'os_hash_algo' | 'os_hash_value'> };
+
 /** What a claim hands the agent (the contract in agent/src/service-client.ts JobSchema). */
-export function renderClaimedJob(job: JobRecord, instance: InstanceRecord) {
+export function renderClaimedJob(job: ClaimedJobFields, instance: ClaimedInstanceFields) {
   return {
     id: job.id,
     kind: job.kind,
