@@ -79,7 +79,10 @@ export interface Services {
 
 const clock = () => new Date();
 
-/** The collaborators not passed in: Step Functions on AWS; locally, a refusal (no runner was given). */
+/**
+ * The collaborators not passed in: SDK clients made from the configuration; Step Functions on AWS,
+ * locally a refusal (no runner was given).
+ */
 function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Collaborators {
   const clients = overrides.clients ?? createAwsClients({ s3ForcePathStyle: config.s3ForcePathStyle });
   if (config.workflows.mode === 'local') {
