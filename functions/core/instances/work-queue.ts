@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { ConflictError } from '../kernel/errors.ts';
-import type { InstanceRecord, JobKind } from './records.ts';
+import type { InstanceImage, InstanceRecord, JobKind } from './records.ts';
 import { JOB_KINDS } from './records.ts';
 
 export const JOB_STATUSES = ['pending', 'claimed', 'done', 'failed'] as const;
@@ -223,13 +223,20 @@ export function renderClaimedJob(job: JobRecord, instance: InstanceRecord) {
       disk_gb: instance.disk_gb,
       user_data: instance.user_data,
       boot_check: instance.boot_check ?? null,
-      image: {
-        id: instance.image.id,
-        disk_format: instance.image.disk_format,
-        size: instance.image.size,
-        os_hash_algo: instance.image.os_hash_algo,
-        os_hash_value: instance.image.os_hash_value,
-      },
+      image: jobImage(instance.image),
+      // An upgrade's new image, and the image of the disk a rollback returns to.
+      upgrade_image: instance.upgrade_to ? jobImage(instance.upgrade_to.image) : null,
+      previous_image: instance.previous_image ? jobImage(instance.previous_image) : null,
     },
+  };
+}
+
+function jobImage(image: InstanceImage) {
+  return {
+    id: image.id,
+    disk_format: image.disk_format,
+    size: image.size,
+    os_hash_algo: image.os_hash_algo,
+    os_hash_value: image.os_hash_value,
   };
 }
