@@ -97,6 +97,10 @@ export class InstanceFiles {
     await rename(tmp, path);
   }
 
+  async removeFile(path: string): Promise<void> {
+    await rm(path, { force: true });
+  }
+
   /** Moves `from` onto `to` (rename(2): replaces `to` atomically). */
   async move(from: string, to: string): Promise<void> {
     await rename(from, to);

@@ -283,8 +283,17 @@ const upgrade: JobHandler = async (job, ctx, log, signal) => {
     await ctx.files.move(paths.rollback, paths.overlay);
   }
   await ctx.files.writeRecord({ ...record, upgrade_image_id: target.id });
-  const base = await ctx.cache.ensure(target, signal);
-  await ctx.files.createOverlay(instance.id, base, instance.disk_gb, signal, paths.upgrade);
+  try {
+    const base = await ctx.cache.ensure(target, signal);
+    await ctx.files.createOverlay(instance.id, base, instance.disk_gb, signal, paths.upgrade);
+  } catch (error) {
+    // Nothing was swapped: the instance is as it was, and the new image no longer in use here.
+    if (!signal.aborted) {
+      await ctx.files.removeFile(paths.upgrade);
+      await ctx.files.writeRecord(record);
+    }
+    throw error;
+  }
   await ctx.hypervisor.shutdown(name, ctx.shutdown, signal);
   await ctx.files.move(paths.overlay, paths.rollback);
   await ctx.files.move(paths.upgrade, paths.overlay);

@@ -224,6 +224,25 @@ describe('upgrade and rollback jobs', { timeout: 30_000 }, () => {
     expect(await ctx.files.exists(paths.swap)).toBe(false);
   });
 
+  it('an upgrade whose image cannot be had leaves the instance as it was', async () => {
+    // Act
+    const attempt = JOB_HANDLERS.upgrade(
+      job('upgrade', { image: 'v1', upgrade: 'gone' }),
+      ctx,
+      silentLogger,
+      signal,
+    );
+
+    // Assess
+    await expect(attempt).rejects.toThrow(/no base gone/);
+    const paths = ctx.files.paths(INSTANCE);
+    expect(await imageOf(paths.overlay)).toBe('v1');
+    expect(await ctx.files.exists(paths.upgrade)).toBe(false);
+    expect(await ctx.files.imagesInUse()).toEqual(new Set(['v1']));
+    expect(hv.domains.get(NAME)?.state).toBe('running');
+    expect(hv.count('shutdown')).toBe(0);
+  });
+
   it('refuses a rollback with no previous disk on the host', async () => {
     // Act
     const attempt = JOB_HANDLERS.rollback(
