@@ -201,6 +201,11 @@ describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
     expect(rolledBack).toMatchObject({ stage: 'Running', image_id: v1, previous_image: { id: v2 } });
     expect(rolledBack.console_log.trimEnd().split('\n').at(-1)).toBe(`${MARKER} content=v1`);
     expect(await usedDisk(AGENT_HOST)).toBe(usedBefore + 1);
+
+    // And destroying it gives the host both disks back.
+    expect((await act(id, 'destroy')).status).toBe(202);
+    expect((await settled(id)).stage).toBe('Inexistent');
+    expect(await usedDisk(AGENT_HOST)).toBe(usedBefore - 1);
   });
 
   it('rolls back by itself when the upgraded boot fails its boot check, saying why', async () => {
@@ -243,7 +248,7 @@ describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
     expect(await settled(id)).toMatchObject({ image_id: v1, previous_image: { id: v2 } });
   });
 
-  it('refuses an upgrade with no reference and no image, an image the caller cannot see, or one that is not active', async () => {
+  it('refuses an upgrade with no reference and no image, an image the caller cannot see, one not active, or while asleep', async () => {
     // Prepare
     const v1 = await image(AGENT_HOST, `${MARKER} content=v1`);
     const bobs = await image(AGENT_HOST, `${MARKER} bob`, 'bob');
@@ -264,6 +269,17 @@ describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
     await refused(id, 'upgrade', { image: v1 }, 409, /already runs image/);
     await refused(id, 'upgrade', { image: v1, force: true }, 400, /Invalid upgrade/);
     await refused(id, 'rollback', undefined, 409, /no previous disk to roll back to/);
+    // Asleep: its saved RAM belongs to the current disk.
+    const v2 = await image(AGENT_HOST, `${MARKER} content=v2`);
+    expect((await act(id, 'sleep')).status).toBe(202);
+    expect((await settled(id)).stage).toBe('Sleep');
+    await refused(
+      id,
+      'upgrade',
+      { image: v2 },
+      409,
+      /while it is Sleep \(upgrade needs Running or Shutoff\)/,
+    );
   });
 
   it('refuses to upgrade a Building, Error or destroyed instance, or on a host with no room for the disk', async () => {
