@@ -105,7 +105,8 @@ function listRowItem(instance: InstanceRecord): Record<string, unknown> {
   };
 }
 
-const parseInstance = (item: Record<string, unknown>) =>
+/** A stored item's record (exported for the test that old records, without later fields, still read). */
+export const parseInstance = (item: Record<string, unknown>) =>
   StoredInstanceSchema.parse(JSON.parse(String(item.data))) as InstanceRecord;
 
 /** A new instance: the record (only if no instance has its id), its listing row, its pointers. */
