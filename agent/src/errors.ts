@@ -78,6 +78,8 @@ export class ImageDownloadError extends agentError('ImageDownloadError') {}
 /** The image is not something the agent will put under a guest (unknown format, backing file, ...). */
 export class ImageFormatError extends agentError('ImageFormatError') {}
 export class BootTimeoutError extends agentError('BootTimeoutError') {}
+/** An upgraded boot failed its check and the agent put the instance back on its previous disk. */
+export class UpgradeRolledBackError extends agentError('UpgradeRolledBackError') {}
 /** The service answered 409 to a lease heartbeat: another agent (or the service) owns the job now. */
 export class LeaseLostError extends agentError('LeaseLostError') {}
 

@@ -2,6 +2,10 @@
  * Per-instance files under <data_dir>/instances/<instance_id>/:
  *   instance.json   what the agent knows (image id, domain name/uuid): also how the image cache sees users
  *   overlay.qcow2   qcow2 overlay on the cached base image (the base is never written)
+ *   previous.qcow2  the disk before the last upgrade (the one a rollback returns to); at most one
+ *   upgrade.qcow2   an upgrade's new disk, until it is swapped in
+ *   rollback.qcow2  during an upgrade's boot check, the disk it replaced (back in place on failure)
+ *   swap.qcow2      a rollback's disk in the middle of swapping places with previous.qcow2
  *   meta/           meta-data and user-data of the NoCloud seed
  *   seed.img        ISO9660 labelled "cidata" (NoCloud), made with genisoimage
  *   console.log     the serial console, written by libvirt/qemu
@@ -20,6 +24,10 @@ export interface InstancePaths {
   dir: string;
   record: string;
   overlay: string;
+  previous: string;
+  upgrade: string;
+  rollback: string;
+  swap: string;
   seed: string;
   metaDir: string;
   consoleLog: string;
@@ -31,6 +39,10 @@ const RecordSchema = z.object({
   domain_name: z.string(),
   domain_uuid: z.string(),
   created_at: z.string(),
+  // Added with upgrades (older files have neither): the images of previous.qcow2 and of an
+  // upgrade in flight, which the image cache must keep too.
+  previous_image_id: z.string().optional(),
+  upgrade_image_id: z.string().optional(),
 });
 export type InstanceRecord = z.infer<typeof RecordSchema>;
 
@@ -52,6 +64,10 @@ export class InstanceFiles {
       dir,
       record: join(dir, 'instance.json'),
       overlay: join(dir, 'overlay.qcow2'),
+      previous: join(dir, 'previous.qcow2'),
+      upgrade: join(dir, 'upgrade.qcow2'),
+      rollback: join(dir, 'rollback.qcow2'),
+      swap: join(dir, 'swap.qcow2'),
       seed: join(dir, 'seed.img'),
       metaDir: join(dir, 'meta'),
       consoleLog: join(dir, 'console.log'),
@@ -69,10 +85,25 @@ export class InstanceFiles {
     await mkdir(paths.metaDir, { recursive: true });
     await chmod(paths.dir, 0o755);
     await chmod(paths.metaDir, 0o755);
-    const tmp = `${paths.record}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
-    await rename(tmp, paths.record);
+    await this.writeRecord(record);
     return paths;
+  }
+
+  /** instance.json replaced whole (temp + rename): a reader sees the old one or the new one. */
+  async writeRecord(record: InstanceRecord): Promise<void> {
+    const { record: path } = this.paths(record.instance_id);
+    const tmp = `${path}.tmp`;
+    await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
+    await rename(tmp, path);
+  }
+
+  async removeFile(path: string): Promise<void> {
+    await rm(path, { force: true });
+  }
+
+  /** Moves `from` onto `to` (rename(2): replaces `to` atomically). */
+  async move(from: string, to: string): Promise<void> {
+    await rename(from, to);
   }
 
   async readRecord(instanceId: string): Promise<InstanceRecord | undefined> {
@@ -97,8 +128,8 @@ export class InstanceFiles {
     base: CachedImage,
     diskGb: number,
     signal?: AbortSignal,
+    overlay = this.paths(instanceId).overlay,
   ): Promise<string> {
-    const { overlay } = this.paths(instanceId);
     const tmp = `${overlay}.tmp`;
     const wanted = diskGb * GiB;
     // qemu-img create takes the size directly: one process instead of create + resize.
@@ -210,12 +241,15 @@ export class InstanceFiles {
       .map((entry) => entry.name);
   }
 
-  /** Image ids the instances on disk are built on: the image cache must not evict these. */
+  /** Image ids the instances' disks on disk are built on: the image cache must not evict these. */
   async imagesInUse(): Promise<Set<string>> {
     const used = new Set<string>();
     for (const id of await this.list()) {
       const record = await this.readRecord(id);
-      if (record) used.add(record.image_id);
+      if (!record) continue;
+      used.add(record.image_id);
+      if (record.previous_image_id) used.add(record.previous_image_id);
+      if (record.upgrade_image_id) used.add(record.upgrade_image_id);
     }
     return used;
   }

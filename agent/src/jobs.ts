@@ -3,7 +3,13 @@
  * lease or a killed agent) and must converge on the same single domain, never a second one.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BootTimeoutError, JobRejectedError, LibvirtError } from './errors.ts';
+import {
+  BootTimeoutError,
+  describeError,
+  JobRejectedError,
+  LibvirtError,
+  UpgradeRolledBackError,
+} from './errors.ts';
 import { type DomainType, domainNameFor, domainUuidFor } from './hypervisor/domain-xml.ts';
 import type { DomainInfo, Hypervisor, ShutdownOptions } from './hypervisor/hypervisor.ts';
 import type { ImageCache } from './image-cache.ts';
@@ -236,6 +242,126 @@ const destroy: JobHandler = async (job, ctx, log, signal) => {
   return { console_log };
 };
 
+const RUNNING_STATES: ReadonlySet<DomainInfo['state']> = new Set(['running', 'paused', 'shutting_down']);
+
+/** Starts the domain unless it runs already (a retried job may find it started). */
+async function ensureRunning(ctx: JobContext, name: string, signal: AbortSignal): Promise<void> {
+  const info = await ctx.hypervisor.info(name, signal);
+  if (info && !RUNNING_STATES.has(info.state)) await ctx.hypervisor.start(name, signal, info);
+}
+
+/**
+ * A new disk (overlay on the new image's base) for the instance, same domain, seed and identity:
+ *   upgrade.qcow2 made on the new base -> domain shut off (libvirt must not hold the disk while
+ *   it changes under the same path) -> overlay.qcow2 moved to rollback.qcow2, upgrade.qcow2 to
+ *   overlay.qcow2 -> booted, its boot check awaited -> rollback.qcow2 becomes previous.qcow2 (the
+ *   older previous disk goes: one is kept).
+ * A boot that fails the check puts rollback.qcow2 back as overlay.qcow2 (the failed disk goes),
+ * starts the instance again if it was running, and fails the job saying so. A retried attempt
+ * finishes what an earlier one did (instance.json says which image the disk holds).
+ */
+const upgrade: JobHandler = async (job, ctx, log, signal) => {
+  const instance = job.instance;
+  const target = instance.upgrade_image;
+  if (!target) throw new JobRejectedError('upgrade job without an upgrade_image');
+  const name = domainNameFor(instance.id);
+  const paths = ctx.files.paths(instance.id);
+  const record = await ctx.files.readRecord(instance.id);
+  if (!record) throw new JobRejectedError(`instance ${instance.id} has no disk on this host to upgrade`);
+  if (record.image_id === target.id) {
+    // An earlier attempt passed the boot check and recorded it; only keeping the old disk may be left.
+    if (await ctx.files.exists(paths.rollback)) await ctx.files.move(paths.rollback, paths.previous);
+    await ensureRunning(ctx, name, signal);
+    return result(ctx, job);
+  }
+  const info = await requireDomain(ctx, job, signal);
+  const wasRunning = RUNNING_STATES.has(info.state);
+  if (info.state === 'saved') await ctx.hypervisor.managedSaveRemove(name, signal);
+  if (await ctx.files.exists(paths.rollback)) {
+    // An earlier attempt swapped and never confirmed the boot: the instance's own disk goes back first.
+    await ctx.hypervisor.destroy(name, signal);
+    await ctx.files.move(paths.rollback, paths.overlay);
+  }
+  await ctx.files.writeRecord({ ...record, upgrade_image_id: target.id });
+  try {
+    const base = await ctx.cache.ensure(target, signal);
+    await ctx.files.createOverlay(instance.id, base, instance.disk_gb, signal, paths.upgrade);
+  } catch (error) {
+    // Nothing was swapped: the instance is as it was, and the new image no longer in use here.
+    if (!signal.aborted) {
+      await ctx.files.removeFile(paths.upgrade);
+      await ctx.files.writeRecord(record);
+    }
+    throw error;
+  }
+  await ctx.hypervisor.shutdown(name, ctx.shutdown, signal);
+  await ctx.files.move(paths.overlay, paths.rollback);
+  await ctx.files.move(paths.upgrade, paths.overlay);
+  const offset = await ctx.files.consoleSize(instance.id);
+  await ctx.hypervisor.start(name, signal);
+  try {
+    await waitForBoot(ctx, job, offset, signal);
+  } catch (error) {
+    if (signal.aborted) throw error;
+    // The failed disk is thrown away: no need to wait for its guest to power off.
+    await ctx.hypervisor.destroy(name, signal);
+    await ctx.files.move(paths.rollback, paths.overlay);
+    const { upgrade_image_id: _dropped, ...kept } = record;
+    await ctx.files.writeRecord(kept);
+    if (wasRunning) await ctx.hypervisor.start(name, signal);
+    log.warn('upgraded boot failed its check; rolled back to the previous disk', {
+      domain: name,
+      image_id: target.id,
+      error,
+    });
+    throw new UpgradeRolledBackError(
+      `the boot on image ${target.id} failed its boot check (${describeError(error)}); ` +
+        `rolled back to the previous disk (image ${record.image_id})`,
+    );
+  }
+  const { upgrade_image_id: _done, ...rest } = record;
+  await ctx.files.writeRecord({ ...rest, image_id: target.id, previous_image_id: record.image_id });
+  await ctx.files.move(paths.rollback, paths.previous);
+  log.info('instance upgraded', { domain: name, image_id: target.id, previous_image_id: record.image_id });
+  // The previous upgrade's base may be unused now: trim the cache back under its cap.
+  await ctx.cache.evict(0);
+  return result(ctx, job);
+};
+
+/**
+ * Back to the previous disk by hand: domain shut off, overlay.qcow2 and previous.qcow2 swap places
+ * (through swap.qcow2; a retry finishes a half-done swap), booted. The disk left behind becomes
+ * the previous one, so a second rollback returns to it. No boot check is awaited: the disk booted
+ * before.
+ */
+const rollback: JobHandler = async (job, ctx, log, signal) => {
+  const instance = job.instance;
+  const back = instance.previous_image;
+  if (!back) throw new JobRejectedError('rollback job without a previous_image');
+  const name = domainNameFor(instance.id);
+  const paths = ctx.files.paths(instance.id);
+  const record = await ctx.files.readRecord(instance.id);
+  if (!record) throw new JobRejectedError(`instance ${instance.id} has no disk on this host`);
+  const swapping = await ctx.files.exists(paths.swap);
+  if (record.image_id === back.id && !swapping) {
+    await ensureRunning(ctx, name, signal);
+    return result(ctx, job);
+  }
+  if (!swapping && !(await ctx.files.exists(paths.previous)))
+    throw new JobRejectedError(`instance ${instance.id} has no previous disk on this host`);
+  const info = await requireDomain(ctx, job, signal);
+  if (info.state === 'saved') await ctx.hypervisor.managedSaveRemove(name, signal);
+  await ctx.hypervisor.shutdown(name, ctx.shutdown, signal);
+  if (!swapping) await ctx.files.move(paths.overlay, paths.swap);
+  if (!(await ctx.files.exists(paths.overlay))) await ctx.files.move(paths.previous, paths.overlay);
+  if (record.image_id !== back.id)
+    await ctx.files.writeRecord({ ...record, image_id: back.id, previous_image_id: record.image_id });
+  await ctx.files.move(paths.swap, paths.previous);
+  await ctx.hypervisor.start(name, signal);
+  log.info('instance rolled back', { domain: name, image_id: back.id, previous_image_id: record.image_id });
+  return result(ctx, job);
+};
+
 export const JOB_HANDLERS: Record<Job['kind'], JobHandler> = {
   build,
   start,
@@ -244,4 +370,6 @@ export const JOB_HANDLERS: Record<Job['kind'], JobHandler> = {
   wake,
   reboot,
   destroy,
+  upgrade,
+  rollback,
 };

@@ -9,7 +9,17 @@ import { SAFE_ID } from './config.ts';
 import { LeaseLostError, ServiceError } from './errors.ts';
 import type { ImageSource } from './image-cache.ts';
 
-export const JOB_KINDS = ['build', 'start', 'stop', 'sleep', 'wake', 'reboot', 'destroy'] as const;
+export const JOB_KINDS = [
+  'build',
+  'start',
+  'stop',
+  'sleep',
+  'wake',
+  'reboot',
+  'destroy',
+  'upgrade',
+  'rollback',
+] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 export const ImageRefSchema = z.object({
@@ -73,6 +83,9 @@ export const JobSchema = z.object({
       .nullish(),
     // Only a build needs the image; other kinds tolerate its absence.
     image: ImageRefSchema.nullish(),
+    // An upgrade's new image; the image of the previous disk a rollback returns to.
+    upgrade_image: ImageRefSchema.nullish(),
+    previous_image: ImageRefSchema.nullish(),
   }),
 });
 export type Job = z.infer<typeof JobSchema>;

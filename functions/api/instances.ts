@@ -62,10 +62,13 @@ async function action(request: ApiRequest): Promise<ApiResponse> {
   const name = request.params.action ?? '';
   if (!(ACTIONS as readonly string[]).includes(name))
     throw new NotFoundError(`Unknown action ${name}; actions are ${ACTIONS.join(', ')}.`);
+  // Only an upgrade takes a body ({"image"?}); an empty one means "where its reference points".
+  const body = name === 'upgrade' ? await request.json() : undefined;
   const instance = await services().instances.act(
     request.principal,
     request.params.instance_id ?? '',
     name as Action,
+    body,
   );
   // 202: a job was queued; 200: done at once (a destroy on a lost host).
   return { status: instance.pending_job ? 202 : 200, json: renderInstance(instance) };

@@ -1,4 +1,11 @@
-/** An in-memory Hypervisor for the agent's unit tests (reconcile, job handlers): records every call. */
+/**
+ * An in-memory Hypervisor for the agent's tests (reconcile, job handlers, and the integration tests
+ * that run the real agent's jobs against the backend): records every call. With `guest`, every
+ * fresh start "boots" the disk: it appends to the console log what the guest would print
+ * (bootFromDisk prints the first line of the image under the overlay, so a test's image decides
+ * whether the boot check sees its marker).
+ */
+import { appendFile, open, readFile } from 'node:fs/promises';
 import type { DomainSpec } from '../../agent/src/hypervisor/domain-xml.ts';
 import type { DomainInfo, DomainOwner, Hypervisor } from '../../agent/src/hypervisor/hypervisor.ts';
 
@@ -7,10 +14,38 @@ interface MemoryDomain extends DomainInfo {
   spec?: DomainSpec;
 }
 
+/** The backing file a qcow2 overlay names in its header (null: none, or not a qcow2). */
+export async function qcow2BackingFile(path: string): Promise<string | null> {
+  const handle = await open(path, 'r');
+  try {
+    const header = Buffer.alloc(20);
+    await handle.read(header, 0, 20, 0);
+    if (header.readUInt32BE(0) !== 0x514649fb) return null;
+    const offset = Number(header.readBigUInt64BE(8));
+    const size = header.readUInt32BE(16);
+    if (offset === 0 || size === 0) return null;
+    const name = Buffer.alloc(size);
+    await handle.read(name, 0, size, offset);
+    return name.toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A guest that prints the first line of the (raw) image its overlay sits on. */
+export async function bootFromDisk(spec: DomainSpec): Promise<string> {
+  const base = await qcow2BackingFile(spec.disk.path);
+  const bytes = base === null ? Buffer.alloc(0) : await readFile(base);
+  const firstLine = bytes.subarray(0, 256).toString('latin1').split('\n')[0] ?? '';
+  return `booting ${spec.name}\n${firstLine}\n`;
+}
+
 export class MemoryHypervisor implements Hypervisor {
   readonly uri = 'memory:///';
   readonly domains = new Map<string, MemoryDomain>();
   readonly calls: string[] = [];
+
+  constructor(private readonly options: { guest?: (spec: DomainSpec) => Promise<string> } = {}) {}
 
   add(name: string, state: DomainInfo['state'], hostId: string | null): void {
     const owner = hostId === null ? null : { instanceId: name.replace(/^hangar-/, ''), hostId };
@@ -55,6 +90,8 @@ export class MemoryHypervisor implements Hypervisor {
     const restored = d.managedSave;
     d.state = 'running';
     d.managedSave = false;
+    if (!restored && this.options.guest && d.spec?.consoleLogPath)
+      await appendFile(d.spec.consoleLogPath, await this.options.guest(d.spec));
     return restored ? ('restored' as const) : ('started' as const);
   }
   async shutdown(name: string) {

@@ -62,6 +62,8 @@ export function startClaimingAgent(options: ClaimingAgentOptions): ClaimingAgent
       wake: record,
       reboot: record,
       destroy: record,
+      upgrade: record,
+      rollback: record,
     },
     // The handlers above use none of it.
     context: {} as JobContext,

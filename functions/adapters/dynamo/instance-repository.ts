@@ -32,6 +32,15 @@ import {
 import { batchGetAll, getItem, queryAll } from './query.ts';
 import { type SinglePut, type TransactItem, versionedPut, versionedWrite } from './transact.ts';
 
+const StoredImageSchema = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  disk_format: z.string(),
+  size: z.number().nullable(),
+  os_hash_algo: z.literal('sha512'),
+  os_hash_value: z.string(),
+});
+
 const StoredInstanceSchema = z.object({
   id: z.string(),
   name: z.string(),
@@ -39,14 +48,7 @@ const StoredInstanceSchema = z.object({
   project: z.string(),
   user_id: z.string(),
   image_ref: z.string(),
-  image: z.object({
-    id: z.string(),
-    name: z.string().nullable(),
-    disk_format: z.string(),
-    size: z.number().nullable(),
-    os_hash_algo: z.literal('sha512'),
-    os_hash_value: z.string(),
-  }),
+  image: StoredImageSchema,
   vcpus: z.number().int(),
   ram_mb: z.number().int(),
   disk_gb: z.number().int(),
@@ -67,6 +69,12 @@ const StoredInstanceSchema = z.object({
   // Added with publishing's boot gate: older records have neither.
   boot_check: z.object({ marker: z.string(), timeout_seconds: z.number().int() }).nullish(),
   gate_token: z.string().nullish(),
+  // Added with upgrades: older records have none of them (core/instances/lifecycle.ts referenceOf).
+  reference: z.string().nullish(),
+  previous_image: StoredImageSchema.nullish(),
+  upgrade_to: z
+    .object({ image: StoredImageSchema, requested_as: z.string(), reference: z.string().nullable() })
+    .nullish(),
   version: z.number().int(),
 });
 
@@ -97,7 +105,8 @@ function listRowItem(instance: InstanceRecord): Record<string, unknown> {
   };
 }
 
-const parseInstance = (item: Record<string, unknown>) =>
+/** A stored item's record (exported for the test that old records, without later fields, still read). */
+export const parseInstance = (item: Record<string, unknown>) =>
   StoredInstanceSchema.parse(JSON.parse(String(item.data))) as InstanceRecord;
 
 /** A new instance: the record (only if no instance has its id), its listing row, its pointers. */
@@ -131,12 +140,39 @@ export function instancePut(table: string, previous: InstanceRecord, next: Insta
   return versionedPut(table, instanceItem(next), previous.version);
 }
 
-/** A destroyed instance: off the host and image pointers, its listing row expires. */
+/** The images the instance's disks are built on: its disk's and its previous disk's. */
+function diskImages(instance: InstanceRecord): string[] {
+  return [...new Set([instance.image.id, ...(instance.previous_image ? [instance.previous_image.id] : [])])];
+}
+
+/** A destroyed instance: off the host and image pointers (of both its disks), its listing row expires. */
 export function instanceReleaseItems(table: string, instance: InstanceRecord): TransactItem[] {
   return [
     { Put: { TableName: table, Item: listRowItem(instance) } },
     { Delete: { TableName: table, Key: hostInstanceKey(instance.host_id, instance.id) } },
-    { Delete: { TableName: table, Key: imageUseKey(instance.image.id, instance.id) } },
+    ...diskImages(instance).map((imageId) => ({
+      Delete: { TableName: table, Key: imageUseKey(imageId, instance.id) },
+    })),
+  ];
+}
+
+/** The image pointers an upgrade or rollback adds and drops (none when the disks' images stay). */
+export function imageUseChangeItems(
+  table: string,
+  previous: InstanceRecord,
+  next: InstanceRecord,
+): TransactItem[] {
+  const before = diskImages(previous);
+  const after = diskImages(next);
+  return [
+    ...after
+      .filter((imageId) => !before.includes(imageId))
+      .map((imageId) => ({
+        Put: { TableName: table, Item: { ...imageUseKey(imageId, next.id), instance_id: next.id } },
+      })),
+    ...before
+      .filter((imageId) => !after.includes(imageId))
+      .map((imageId) => ({ Delete: { TableName: table, Key: imageUseKey(imageId, next.id) } })),
   ];
 }
 

@@ -10,18 +10,30 @@
  *   in one transaction; a destroy also gives the host its capacity back and drops the pointers.
  */
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { type Demand, demandChange, demandOf } from '#core/instances/placement';
 import type { Change, InstanceListSpec, InstanceStore } from '#core/instances/ports';
 import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import type { JobRecord } from '#core/instances/work-queue';
 import { DynamoHostRepository, releaseCapacity, reserveCapacity } from './host-repository.ts';
 import {
   DynamoInstanceRepository,
+  imageUseChangeItems,
   instanceCreateItems,
   instancePut,
   instanceReleaseItems,
 } from './instance-repository.ts';
 import { DynamoJobRepository, jobCreate, jobPut } from './job-repository.ts';
 import { type TransactItem, versionedWrite } from './transact.ts';
+
+/** The change if any part of it is positive, negative parts as zero; null when nothing grows. */
+function positive(change: Demand): Demand | null {
+  const grown = {
+    vcpus: Math.max(0, change.vcpus),
+    ram_mb: Math.max(0, change.ram_mb),
+    disk_gb: Math.max(0, change.disk_gb),
+  };
+  return grown.vcpus || grown.ram_mb || grown.disk_gb ? grown : null;
+}
 
 export class DynamoInstanceStore implements InstanceStore {
   readonly instances: DynamoInstanceRepository;
@@ -97,21 +109,30 @@ export class DynamoInstanceStore implements InstanceStore {
     );
   }
 
-  async updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void> {
-    if (!job) return this.instances.updateInstance(previous, next);
-    await versionedWrite(
-      this.client,
-      [instancePut(this.table, previous, next), jobCreate(this.table, job)],
-      `Instance ${next.id} was changed by another request`,
-    );
+  async updateInstance(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: JobRecord,
+    host?: HostRecord,
+  ): Promise<void> {
+    if (!job && !host) return this.instances.updateInstance(previous, next);
+    const items: TransactItem[] = [instancePut(this.table, previous, next)];
+    if (job) items.push(jobCreate(this.table, job));
+    const more = positive(demandChange(previous, next));
+    if (host && more) items.push(reserveCapacity(this.table, host, more));
+    await versionedWrite(this.client, items, `Instance ${next.id} was changed by another request`);
   }
 
   async finishJob(job: Change<JobRecord>, instance?: Change<InstanceRecord>): Promise<void> {
     const items: TransactItem[] = [jobPut(this.table, job.previous, job.next)];
     if (instance) {
-      items.push(instancePut(this.table, instance.previous, instance.next));
-      if (instance.next.stage === 'Inexistent' && instance.previous.stage !== 'Inexistent')
-        items.push(...this.releaseItems(instance.next));
+      const { previous, next } = instance;
+      items.push(instancePut(this.table, previous, next));
+      if (next.stage === 'Inexistent' && previous.stage !== 'Inexistent')
+        items.push(...instanceReleaseItems(this.table, next));
+      else items.push(...imageUseChangeItems(this.table, previous, next));
+      const less = positive(demandChange(next, previous));
+      if (less) items.push(releaseCapacity(this.table, next.host_id, less));
     }
     await versionedWrite(this.client, items, `Job ${job.next.id} was changed by another request`);
   }
@@ -119,17 +140,10 @@ export class DynamoInstanceStore implements InstanceStore {
   async destroyWithoutHost(instance: Change<InstanceRecord>, job?: Change<JobRecord>): Promise<void> {
     const items: TransactItem[] = [
       instancePut(this.table, instance.previous, instance.next),
-      ...this.releaseItems(instance.next),
+      ...instanceReleaseItems(this.table, instance.next),
+      releaseCapacity(this.table, instance.next.host_id, demandOf(instance.previous)),
     ];
     if (job) items.push(jobPut(this.table, job.previous, job.next));
     await versionedWrite(this.client, items, `Instance ${instance.next.id} was changed by another request`);
-  }
-
-  /** A destroyed instance: capacity back to its host, off the host and image pointers, listing row expires. */
-  private releaseItems(instance: InstanceRecord): TransactItem[] {
-    return [
-      ...instanceReleaseItems(this.table, instance),
-      releaseCapacity(this.table, instance.host_id, instance),
-    ];
   }
 }

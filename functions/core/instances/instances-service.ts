@@ -21,12 +21,15 @@ import { assertActsForHost, assertManagesInstances, assertProjectCaller, canSeeI
 import {
   applyJobOutcome,
   applyObserved,
+  assertCanRequest,
   destroyOnLostHost,
+  instanceImage,
   type JobOutcome,
   newInstance,
+  referenceOf,
   requestAction,
 } from './lifecycle.ts';
-import { type ImageRequirements, imageRequirements, place, silentSeconds } from './placement.ts';
+import { hostRefusal, type ImageRequirements, imageRequirements, place, silentSeconds } from './placement.ts';
 import type { ImageLookup, InstanceStore } from './ports.ts';
 import type { Action, HostRecord, InstanceRecord } from './records.ts';
 import {
@@ -35,6 +38,7 @@ import {
   HostRegistrationSchema,
   isImageId,
   parseBody,
+  UpgradeRequestSchema,
 } from './requests.ts';
 import {
   abandon,
@@ -244,7 +248,8 @@ export class InstancesService {
    * Queues the action's job; 409 when a job is pending or the stage does not allow it. A destroy
    * on a lost host (see destroyOnLostHost) happens at once instead, pending job or not.
    */
-  async act(principal: Principal, id: string, action: Action): Promise<InstanceRecord> {
+  async act(principal: Principal, id: string, action: Action, body?: unknown): Promise<InstanceRecord> {
+    if (action === 'upgrade') return this.upgrade(principal, id, body);
     return retryLostRaces(this.deps, busy(`Instance ${id}`), async () => {
       const current = await this.show(principal, id);
       assertManagesInstances(principal, current.project);
@@ -258,6 +263,55 @@ export class InstancesService {
       const next = requestAction(current, action, jobId, now);
       const job = newJob({ id: jobId, kind: action, instance: current, now });
       await this.deps.store.updateInstance(current, next, job);
+      return next;
+    });
+  }
+
+  /**
+   * Queues an upgrade: a new disk on `image` (default: where the instance's reference points
+   * now), the current one kept as the previous disk. Refused (nothing changed) when the instance
+   * cannot start an action now (409), follows no reference and names no image (400), names an
+   * image the caller cannot see (400), one that cannot boot it (409/400), the image it already
+   * runs (409), or when its host has no room for one more disk (409).
+   */
+  private async upgrade(principal: Principal, id: string, body: unknown): Promise<InstanceRecord> {
+    const request = parseBody(UpgradeRequestSchema, body ?? {}, 'upgrade');
+    return retryLostRaces(this.deps, busy(`Instance ${id}`), async () => {
+      const current = await this.show(principal, id);
+      assertManagesInstances(principal, current.project);
+      assertCanRequest(current, 'upgrade');
+      const followed = referenceOf(current);
+      const requested = request.image ?? followed;
+      if (requested === null)
+        throw new BadRequestError(
+          `Instance ${id} was created from image ID ${current.image_ref} and follows no reference: ` +
+            'name the image to upgrade to ({"image": "name:tag" or an image ID}).',
+        );
+      const image = await this.findImage(principal, requested);
+      const requirements = imageRequirements(image, current);
+      if (image.id === current.image.id)
+        throw new ConflictError(
+          `Instance ${id} already runs image ${image.id}` +
+            (isImageId(requested) ? '' : ` (where ${requested} points)`) +
+            '; there is nothing to upgrade to.',
+        );
+      const now = this.clock();
+      const host = await this.deps.store.getHost(current.host_id);
+      if (!host) throw new ConflictError(`Host ${current.host_id} of instance ${id} is not registered.`);
+      // The new disk is one more on the host until the job ends (then the older previous one goes).
+      const refusal = hostRefusal(host, { vcpus: 0, ram_mb: 0, disk_gb: current.disk_gb }, requirements, {
+        now,
+        hostTimeoutSeconds: this.deps.hostTimeoutSeconds,
+      });
+      if (refusal !== null) throw new ConflictError(`Host ${host.id} cannot take the upgrade: ${refusal}`);
+      const jobId = this.deps.newId();
+      const next = requestAction(current, 'upgrade', jobId, now, {
+        image: instanceImage(image),
+        requested_as: requested,
+        reference: isImageId(requested) ? followed : requested,
+      });
+      const job = newJob({ id: jobId, kind: 'upgrade', instance: current, now });
+      await this.deps.store.updateInstance(current, next, job, host);
       return next;
     });
   }

@@ -8,8 +8,16 @@ import type { ImageRecord } from '../images/image.ts';
 import { ConflictError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
 import { isoSeconds } from '../kernel/time.ts';
-import type { Action, HostRecord, InstanceRecord, JobKind, ObservedState, Stage } from './records.ts';
-import type { CreateInstanceRequest } from './requests.ts';
+import type {
+  Action,
+  HostRecord,
+  InstanceImage,
+  InstanceRecord,
+  JobKind,
+  ObservedState,
+  Stage,
+} from './records.ts';
+import { type CreateInstanceRequest, isImageId } from './requests.ts';
 
 /** The stages each action may start from. Destroy takes anything that still exists. */
 export const ACTION_FROM: Readonly<Record<Action, readonly Stage[]>> = {
@@ -19,6 +27,9 @@ export const ACTION_FROM: Readonly<Record<Action, readonly Stage[]>> = {
   wake: ['Sleep'],
   reboot: ['Running'],
   destroy: ['Running', 'Sleep', 'Shutoff', 'Error'],
+  // A sleeping instance's saved RAM belongs to its current disk: wake or stop it first.
+  upgrade: ['Running', 'Shutoff'],
+  rollback: ['Running', 'Shutoff'],
 };
 
 /** The stage a job leaves the instance in once the agent reports it done. */
@@ -30,7 +41,28 @@ export const STAGE_AFTER: Readonly<Record<JobKind, Stage>> = {
   wake: 'Running',
   reboot: 'Running',
   destroy: 'Inexistent',
+  // Like Nova's rebuild, both boot the instance on the disk they leave it with.
+  upgrade: 'Running',
+  rollback: 'Running',
 };
+
+/** The reference an instance follows; records made before `reference` existed name it in image_ref. */
+export function referenceOf(instance: InstanceRecord): string | null {
+  if (instance.reference !== undefined) return instance.reference;
+  return isImageId(instance.image_ref) ? null : instance.image_ref;
+}
+
+/** What the agent keeps of an image for an instance's disk (a snapshot of the record). */
+export function instanceImage(image: ImageRecord): InstanceImage {
+  return {
+    id: image.id,
+    name: image.name,
+    disk_format: image.disk_format ?? 'raw',
+    size: image.size,
+    os_hash_algo: 'sha512',
+    os_hash_value: image.os_hash_value ?? '',
+  };
+}
 
 /** A DNS label from the instance name (the guest's local-hostname). */
 export function hostnameFor(name: string, id: string): string {
@@ -62,14 +94,7 @@ export function newInstance(input: {
     project: principal.project,
     user_id: principal.user,
     image_ref: request.image,
-    image: {
-      id: image.id,
-      name: image.name,
-      disk_format: image.disk_format ?? 'raw',
-      size: image.size,
-      os_hash_algo: 'sha512',
-      os_hash_value: image.os_hash_value ?? '',
-    },
+    image: instanceImage(image),
     vcpus: request.vcpus,
     ram_mb: request.ram_mb,
     disk_gb: request.disk_gb,
@@ -87,17 +112,15 @@ export function newInstance(input: {
     destroyed_at: null,
     boot_check: request.boot_check ?? null,
     gate_token: input.gateToken ?? null,
+    reference: isImageId(request.image) ? null : request.image,
+    previous_image: null,
+    upgrade_to: null,
     version: 1,
   };
 }
 
-/** The instance with `action`'s job pending; 409 when a job is pending or the stage does not fit. */
-export function requestAction(
-  instance: InstanceRecord,
-  action: Action,
-  jobId: string,
-  now: Date,
-): InstanceRecord {
+/** 409 unless `action` may start now: no job pending, a stage it starts from, a disk to roll back to. */
+export function assertCanRequest(instance: InstanceRecord, action: Action): void {
   if (instance.pending_job)
     throw new ConflictError(
       `Instance ${instance.id} has a ${instance.pending_job.kind} job pending; try again once it has finished.`,
@@ -107,9 +130,29 @@ export function requestAction(
       `Cannot ${action} instance ${instance.id} while it is ${instance.stage} ` +
         `(${action} needs ${ACTION_FROM[action].join(' or ')}).`,
     );
+  if (action === 'rollback' && !instance.previous_image)
+    throw new ConflictError(
+      `Instance ${instance.id} has no previous disk to roll back to: only an upgrade keeps one.`,
+    );
+}
+
+/**
+ * The instance with `action`'s job pending; 409 when a job is pending or the stage does not fit.
+ * An upgrade names its target (`upgrade`): its disk counts against the host until the job ends.
+ */
+export function requestAction(
+  instance: InstanceRecord,
+  action: Action,
+  jobId: string,
+  now: Date,
+  upgrade?: NonNullable<InstanceRecord['upgrade_to']>,
+): InstanceRecord {
+  assertCanRequest(instance, action);
+  if (action === 'upgrade' && !upgrade) throw new Error('an upgrade needs its target image');
   return {
     ...instance,
     pending_job: { id: jobId, kind: action },
+    ...(action === 'upgrade' ? { upgrade_to: upgrade ?? null } : {}),
     updated_at: isoSeconds(now),
     version: instance.version + 1,
   };
@@ -164,17 +207,26 @@ export function applyJobOutcome(
 ): InstanceRecord | null {
   if (instance.pending_job?.id !== job.id) return null;
   const at = isoSeconds(now);
-  const base = { ...instance, pending_job: null, updated_at: at, version: instance.version + 1 };
+  // A pending upgrade's target goes either way: onto the instance, or (failed) away.
+  const base: InstanceRecord = {
+    ...instance,
+    pending_job: null,
+    ...(job.kind === 'upgrade' ? { upgrade_to: null } : {}),
+    updated_at: at,
+    version: instance.version + 1,
+  };
   if (!outcome.ok) {
     const reason = outcome.reason.slice(0, MAX_REASON_CHARS);
     if (job.kind === 'build')
       return { ...base, stage: 'Error', reason: `build failed: ${reason}`, last_error: reason };
+    // A failed upgrade left the instance on its disk (the agent rolled back if it had swapped).
     return { ...base, last_error: `${job.kind} failed: ${reason}` };
   }
   const { console_log, domain_uuid } = outcome.result;
   const stage = STAGE_AFTER[job.kind];
   return {
     ...base,
+    ...disksAfter(instance, job.kind),
     stage,
     reason: null,
     last_error: null,
@@ -182,6 +234,24 @@ export function applyJobOutcome(
     domain_uuid: domain_uuid ?? instance.domain_uuid,
     destroyed_at: stage === 'Inexistent' ? at : instance.destroyed_at,
   };
+}
+
+/** Which image the disk and the previous disk hold after a successful upgrade or rollback. */
+function disksAfter(instance: InstanceRecord, kind: JobKind): Partial<InstanceRecord> {
+  if (kind === 'upgrade' && instance.upgrade_to)
+    return {
+      image: instance.upgrade_to.image,
+      image_ref: instance.upgrade_to.requested_as,
+      reference: instance.upgrade_to.reference ?? referenceOf(instance),
+      previous_image: instance.image,
+    };
+  if (kind === 'rollback' && instance.previous_image)
+    return {
+      image: instance.previous_image,
+      image_ref: instance.previous_image.id,
+      previous_image: instance.image,
+    };
+  return {};
 }
 
 /**

@@ -19,8 +19,13 @@ export class NotifyingInstanceStore implements InstanceStore {
     await this.notifier.jobsQueued(job.host_id);
   }
 
-  async updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void> {
-    await this.store.updateInstance(previous, next, job);
+  async updateInstance(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: JobRecord,
+    host?: HostRecord,
+  ): Promise<void> {
+    await this.store.updateInstance(previous, next, job, host);
     if (job) await this.notifier.jobsQueued(job.host_id);
   }
 

@@ -4,7 +4,7 @@
  */
 import type { ImageRecord } from '../images/image.ts';
 import { BadRequestError, ConflictError } from '../kernel/errors.ts';
-import { type HostRecord, INSTANCE_DISK_FORMATS } from './records.ts';
+import { type HostRecord, INSTANCE_DISK_FORMATS, type InstanceRecord } from './records.ts';
 import type { CreateInstanceRequest } from './requests.ts';
 import { parseVersionPredicate, satisfiesVersion, type VersionClause, versionString } from './versions.ts';
 
@@ -176,4 +176,26 @@ export function place(
 /** Seconds since the host was last heard from (registration or heartbeat). */
 export function silentSeconds(host: Pick<HostRecord, 'heartbeat_at'>, now: Date): number {
   return (now.getTime() - Date.parse(host.heartbeat_at)) / 1000;
+}
+
+/**
+ * What the instance holds of its host: its vCPUs and RAM, and a disk_gb for each of its disks
+ * (the disk, the one previous disk kept for a rollback, a pending upgrade's new disk); nothing
+ * once destroyed.
+ */
+export function demandOf(instance: InstanceRecord): Demand {
+  if (instance.stage === 'Inexistent') return { vcpus: 0, ram_mb: 0, disk_gb: 0 };
+  const disks = 1 + (instance.previous_image ? 1 : 0) + (instance.upgrade_to ? 1 : 0);
+  return { vcpus: instance.vcpus, ram_mb: instance.ram_mb, disk_gb: instance.disk_gb * disks };
+}
+
+/** How much more (positive) or less (negative) of its host `next` holds than `previous`. */
+export function demandChange(previous: InstanceRecord, next: InstanceRecord): Demand {
+  const before = demandOf(previous);
+  const after = demandOf(next);
+  return {
+    vcpus: after.vcpus - before.vcpus,
+    ram_mb: after.ram_mb - before.ram_mb,
+    disk_gb: after.disk_gb - before.disk_gb,
+  };
 }

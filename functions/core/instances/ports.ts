@@ -30,8 +30,17 @@ export interface InstanceStore {
    * or nothing. StaleWriteError when the host no longer has room (or changed its capacity).
    */
   createInstance(instance: InstanceRecord, job: JobRecord, host: HostRecord): Promise<void>;
-  /** Writes `next` (instance) if its version is still `previous.version`, plus `job` if given. */
-  updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void>;
+  /**
+   * Writes `next` (instance) if its version is still `previous.version`, plus `job` if given.
+   * With `host` (as read), what `next` holds of it beyond `previous` (demandOf: an upgrade's new
+   * disk) is added to its use, only if it is unchanged and has room (StaleWriteError otherwise).
+   */
+  updateInstance(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: JobRecord,
+    host?: HostRecord,
+  ): Promise<void>;
   getJob(id: string): Promise<JobRecord | null>;
   /** The host's open jobs (pending or claimed), oldest first. */
   queue(hostId: string, limit: number): Promise<JobRecord[]>;
@@ -40,8 +49,9 @@ export interface InstanceStore {
   /** Writes `next` if the stored job is still `previous.version`. */
   updateJob(previous: JobRecord, next: JobRecord): Promise<void>;
   /**
-   * Ends a job and applies it to its instance in one transaction (both version-checked). When the
-   * instance ends up Inexistent its host's capacity is released and its pointers go.
+   * Ends a job and applies it to its instance in one transaction (both version-checked). What the
+   * instance holds of its host less than before (demandOf: a destroy, a dropped disk) goes back
+   * to it; when it ends up Inexistent its pointers go.
    */
   finishJob(job: Change<JobRecord>, instance?: Change<InstanceRecord>): Promise<void>;
   getHost(id: string): Promise<HostRecord | null>;
@@ -55,7 +65,7 @@ export interface InstanceStore {
    * ends its open job, all version-checked and all or nothing.
    */
   destroyWithoutHost(instance: Change<InstanceRecord>, job?: Change<JobRecord>): Promise<void>;
-  /** Which of the images some not-destroyed instance was built from. */
+  /** Which of the images some not-destroyed instance's disk or previous disk is built on. */
   imagesInUse(imageIds: readonly string[]): Promise<Set<string>>;
 }
 

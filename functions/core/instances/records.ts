@@ -9,7 +9,16 @@ import type { BootCheck } from './requests.ts';
 export const STAGES = ['Building', 'Running', 'Sleep', 'Shutoff', 'Error', 'Inexistent'] as const;
 export type Stage = (typeof STAGES)[number];
 
-export const ACTIONS = ['stop', 'start', 'sleep', 'wake', 'reboot', 'destroy'] as const;
+export const ACTIONS = [
+  'stop',
+  'start',
+  'sleep',
+  'wake',
+  'reboot',
+  'destroy',
+  'upgrade',
+  'rollback',
+] as const;
 export type Action = (typeof ACTIONS)[number];
 
 export const JOB_KINDS = ['build', ...ACTIONS] as const;
@@ -70,6 +79,15 @@ export interface InstanceRecord {
    * (core/references/publish.ts). Never shown.
    */
   gate_token?: string | null;
+  /**
+   * The name:tag reference the instance follows (an upgrade without an image goes where it points
+   * now). Absent on records made before upgrades existed: referenceOf reads it from image_ref.
+   */
+  reference?: string | null;
+  /** The image of the one previous disk kept for a rollback (null: none). */
+  previous_image?: InstanceImage | null;
+  /** A pending upgrade's target (its disk counts against the host while the job runs). */
+  upgrade_to?: { image: InstanceImage; requested_as: string; reference: string | null } | null;
   /** Optimistic-concurrency counter, bumped by every write. */
   version: number;
 }

@@ -67,3 +67,8 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown, what: string):
 export function isImageId(ref: string): boolean {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
 }
+
+/** POST /v1/instances/{id}/actions/upgrade: the image to move to (default: where its reference points). */
+export const UpgradeRequestSchema = z.strictObject({
+  image: z.string().min(1).max(300).optional(),
+});

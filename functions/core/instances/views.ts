@@ -1,4 +1,5 @@
 /** The API views of instances and hosts. */
+import { referenceOf } from './lifecycle.ts';
 import { freeCapacity } from './placement.ts';
 import type { HostRecord, InstanceRecord } from './records.ts';
 
@@ -30,6 +31,13 @@ export function renderInstance(instance: InstanceRecord, options: { console?: bo
     updated_at: instance.updated_at,
     destroyed_at: instance.destroyed_at,
     boot_check: instance.boot_check ?? null,
+    reference: referenceOf(instance),
+    previous_image: instance.previous_image
+      ? { id: instance.previous_image.id, name: instance.previous_image.name }
+      : null,
+    upgrading_to: instance.upgrade_to
+      ? { id: instance.upgrade_to.image.id, name: instance.upgrade_to.image.name }
+      : null,
     ...(options.console ? { console_log: instance.console_log } : {}),
     self: instancePath(instance.id),
   };

@@ -211,10 +211,15 @@ export type ClaimedJobFields = Pick<
   JobRecord,
   'id' | 'kind' | 'lease_token' | 'lease_expires_at' | 'attempt'
 >;
+type ClaimedImage = Pick<InstanceImage, 'id' | 'disk_format' | 'size' | 'os_hash_algo' | 'os_hash_value'>;
 export type ClaimedInstanceFields = Pick<
   InstanceRecord,
   'id' | 'name' | 'hostname' | 'vcpus' | 'ram_mb' | 'disk_gb' | 'user_data' | 'boot_check'
-> & { image: Pick<InstanceImage, 'id' | 'disk_format' | 'size' | 'os_hash_algo' | 'os_hash_value'> };
+> & {
+  image: ClaimedImage;
+  upgrade_to?: { image: ClaimedImage } | null;
+  previous_image?: ClaimedImage | null;
+};
 
 /** What a claim hands the agent (the contract in agent/src/service-client.ts JobSchema). */
 export function renderClaimedJob(job: ClaimedJobFields, instance: ClaimedInstanceFields) {
@@ -233,13 +238,20 @@ export function renderClaimedJob(job: ClaimedJobFields, instance: ClaimedInstanc
       disk_gb: instance.disk_gb,
       user_data: instance.user_data,
       boot_check: instance.boot_check ?? null,
-      image: {
-        id: instance.image.id,
-        disk_format: instance.image.disk_format,
-        size: instance.image.size,
-        os_hash_algo: instance.image.os_hash_algo,
-        os_hash_value: instance.image.os_hash_value,
-      },
+      image: jobImage(instance.image),
+      // An upgrade's new image, and the image of the disk a rollback returns to.
+      upgrade_image: instance.upgrade_to ? jobImage(instance.upgrade_to.image) : null,
+      previous_image: instance.previous_image ? jobImage(instance.previous_image) : null,
     },
+  };
+}
+
+function jobImage(image: ClaimedImage) {
+  return {
+    id: image.id,
+    disk_format: image.disk_format,
+    size: image.size,
+    os_hash_algo: image.os_hash_algo,
+    os_hash_value: image.os_hash_value,
   };
 }

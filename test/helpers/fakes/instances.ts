@@ -7,6 +7,7 @@
  * StaleWriteError and change nothing (a TransactionConflict), interfere() lets another writer land first.
  */
 import type { ImageRecord } from '#core/images/image';
+import { demandChange } from '#core/instances/placement';
 import type { Change, ImageLookup, InstanceListSpec, InstanceStore } from '#core/instances/ports';
 import type { HostRecord, HostRegistration, InstanceRecord } from '#core/instances/records';
 import { isClaimable, type JobRecord } from '#core/instances/work-queue';
@@ -90,12 +91,14 @@ export class FakeInstanceStore implements InstanceStore {
       throw new StaleWriteError(`Job ${next.id} was changed by another request`);
   }
 
-  private release(instance: InstanceRecord): void {
-    const host = this.hosts.get(instance.host_id);
+  /** Moves the host's use by what `next` holds of it more (or less) than `previous` (demandOf). */
+  private adjust(previous: InstanceRecord, next: InstanceRecord): void {
+    const host = this.hosts.get(next.host_id);
     if (!host) return;
-    host.used_vcpus -= instance.vcpus;
-    host.used_ram_mb -= instance.ram_mb;
-    host.used_disk_gb -= instance.disk_gb;
+    const change = demandChange(previous, next);
+    host.used_vcpus += change.vcpus;
+    host.used_ram_mb += change.ram_mb;
+    host.used_disk_gb += change.disk_gb;
   }
 
   async getInstance(id: string): Promise<InstanceRecord | null> {
@@ -145,10 +148,22 @@ export class FakeInstanceStore implements InstanceStore {
     this.jobs.set(job.id, clone(job));
   }
 
-  async updateInstance(previous: InstanceRecord, next: InstanceRecord, job?: JobRecord): Promise<void> {
+  async updateInstance(
+    previous: InstanceRecord,
+    next: InstanceRecord,
+    job?: JobRecord,
+    host?: HostRecord,
+  ): Promise<void> {
     this.before('updateInstance');
     this.checkInstance(previous, next);
     if (job && this.jobs.has(job.id)) throw new StaleWriteError(`Job ${job.id} exists`);
+    if (host) {
+      const stored = this.hosts.get(host.id);
+      const more = demandChange(previous, next);
+      if (!stored || stored.used_disk_gb + Math.max(0, more.disk_gb) > stored.disk_gb)
+        throw new StaleWriteError(`Host ${host.id} no longer has room`);
+      this.adjust(previous, next);
+    }
     this.instances.set(next.id, clone(next));
     if (job) this.jobs.set(job.id, clone(job));
   }
@@ -187,8 +202,10 @@ export class FakeInstanceStore implements InstanceStore {
     this.jobs.set(job.next.id, clone(job.next));
     if (instance) {
       this.instances.set(instance.next.id, clone(instance.next));
-      if (instance.next.stage === 'Inexistent' && instance.previous.stage !== 'Inexistent')
-        this.release(instance.next);
+      // Only what shrinks goes back here (as in the DynamoDB store): growth is reserved on request.
+      const change = demandChange(instance.previous, instance.next);
+      if (change.vcpus < 0 || change.ram_mb < 0 || change.disk_gb < 0)
+        this.adjust(instance.previous, instance.next);
     }
   }
 
@@ -230,13 +247,15 @@ export class FakeInstanceStore implements InstanceStore {
     this.checkInstance(instance.previous, instance.next);
     if (job) this.checkJob(job.previous, job.next);
     this.instances.set(instance.next.id, clone(instance.next));
-    this.release(instance.next);
+    this.adjust(instance.previous, instance.next);
     if (job) this.jobs.set(job.next.id, clone(job.next));
   }
 
   async imagesInUse(imageIds: readonly string[]): Promise<Set<string>> {
     const live = [...this.instances.values()].filter((i) => i.stage !== 'Inexistent');
-    return new Set(imageIds.filter((id) => live.some((i) => i.image.id === id)));
+    return new Set(
+      imageIds.filter((id) => live.some((i) => i.image.id === id || i.previous_image?.id === id)),
+    );
   }
 }
 

@@ -73,6 +73,8 @@ const handlers = (overrides: Partial<Record<Job['kind'], JobHandler>>): Record<J
   wake: noop,
   reboot: noop,
   destroy: noop,
+  upgrade: noop,
+  rollback: noop,
   ...overrides,
 });
 

@@ -583,3 +583,115 @@ describe('HostsService', () => {
     expect(world.store.instance(instance.id).stage).toBe('Shutoff');
   });
 });
+
+describe('InstancesService upgrade and rollback', () => {
+  const V2 = makeActiveImage({ id: '00000000-0000-4000-8000-0000000000b2', name: 'v2' });
+  const V3 = makeActiveImage({ id: '00000000-0000-4000-8000-0000000000b3', name: 'v3' });
+
+  /** Claims h1's next job, which must be `kind`, and completes or fails it. */
+  async function finishNext(world: World, kind: string, ok = true): Promise<void> {
+    const claimed = await world.hosts.claim(h1, 'h1', {});
+    expect(claimed?.job.kind).toBe(kind);
+    const id = claimed?.job.id as string;
+    const lease_token = claimed?.job.lease_token as string;
+    if (ok) await world.hosts.complete(h1, id, { lease_token });
+    else await world.hosts.fail(h1, id, { lease_token, reason: 'boot check failed; rolled back' });
+  }
+
+  it('counts the new disk while the upgrade runs and the kept previous disk after, one previous disk only', async () => {
+    // Prepare
+    const world = setup(IMAGE, V2, V3);
+    await withHosts(world, ['h1', {}]);
+    const instance = await running(world);
+    const used = () => world.store.host('h1').used_disk_gb;
+    expect(used()).toBe(10);
+
+    // Act & Assess: the first upgrade adds the previous disk
+    const pending = await world.instances.act(alice, instance.id, 'upgrade', { image: V2.id });
+    expect(pending.upgrade_to?.image.id).toBe(V2.id);
+    expect(used()).toBe(20);
+    const job = world.store.job(pending.pending_job?.id as string);
+    expect(job.kind).toBe('upgrade');
+    await finishNext(world, 'upgrade');
+    expect(world.store.instance(instance.id)).toMatchObject({
+      image: { id: V2.id },
+      previous_image: { id: IMAGE.id },
+    });
+    expect(used()).toBe(20);
+
+    // A second upgrade: three disks while it runs, two after (the older previous one goes)
+    await world.instances.act(alice, instance.id, 'upgrade', { image: V3.id });
+    expect(used()).toBe(30);
+    await finishNext(world, 'upgrade');
+    expect(world.store.instance(instance.id)).toMatchObject({
+      image: { id: V3.id },
+      previous_image: { id: V2.id },
+    });
+    expect(used()).toBe(20);
+
+    // A failed one gives its disk back and changes no disk; a rollback changes no use
+    await world.instances.act(alice, instance.id, 'upgrade', { image: IMAGE.id });
+    await finishNext(world, 'upgrade', false);
+    expect(world.store.instance(instance.id)).toMatchObject({
+      image: { id: V3.id },
+      previous_image: { id: V2.id },
+      last_error: 'upgrade failed: boot check failed; rolled back',
+    });
+    expect(used()).toBe(20);
+    await world.instances.act(alice, instance.id, 'rollback');
+    await finishNext(world, 'rollback');
+    expect(world.store.instance(instance.id).image.id).toBe(V2.id);
+    expect(used()).toBe(20);
+
+    // Destroyed: both disks back
+    await world.instances.act(alice, instance.id, 'destroy');
+    await finishNext(world, 'destroy');
+    expect(used()).toBe(0);
+  });
+
+  it('refuses an upgrade the host has no room for, and one of a caller who may not, changing nothing', async () => {
+    // Prepare: 40 GB, a 30 GB disk
+    const world = setup(IMAGE, V2);
+    await withHosts(world, ['h1', {}]);
+    const instance = await running(world, { ...REQUEST, disk_gb: 30 });
+    const before = world.store.instance(instance.id);
+
+    // Act & Assess
+    expect(await failure(world.instances.act(alice, instance.id, 'upgrade', { image: V2.id }))).toEqual({
+      kind: 'conflict',
+      message: 'Host h1 cannot take the upgrade: no room: 10 of 40 GB disk free',
+    });
+    expect((await failure(world.instances.act(bob, instance.id, 'upgrade', { image: V2.id }))).kind).toBe(
+      'not_found',
+    );
+    expect(world.store.instance(instance.id)).toEqual(before);
+    expect(world.store.host('h1').used_disk_gb).toBe(30);
+  });
+
+  it('re-decides an upgrade over a write that landed first, and retries a transaction conflict', async () => {
+    // Prepare
+    const world = setup(IMAGE, V2);
+    await withHosts(world, ['h1', {}]);
+    const instance = await running(world);
+    world.store.interfere('updateInstance', (store) => {
+      const stored = store.instances.get(instance.id) as InstanceRecord;
+      store.instances.set(instance.id, {
+        ...stored,
+        pending_job: { id: 'other-job', kind: 'stop' },
+        version: stored.version + 1,
+      });
+    });
+
+    // Act & Assess
+    expect(
+      (await failure(world.instances.act(alice, instance.id, 'upgrade', { image: V2.id }))).message,
+    ).toMatch(/has a stop job pending/);
+    expect(world.store.host('h1').used_disk_gb).toBe(10);
+    const other = await running(world, { ...REQUEST, name: 'Web 2' });
+    world.store.failWrites('updateInstance', 1);
+    expect((await world.instances.act(alice, other.id, 'upgrade', { image: V2.id })).pending_job?.kind).toBe(
+      'upgrade',
+    );
+    expect(world.store.host('h1').used_disk_gb).toBe(30);
+  });
+});

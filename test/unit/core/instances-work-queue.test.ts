@@ -169,6 +169,8 @@ describe('the work queue', () => {
         user_data: null,
         boot_check: null,
         image: { id: 'img', disk_format: 'qcow2', size: 5, os_hash_algo: 'sha512', os_hash_value: 'a' },
+        upgrade_image: null,
+        previous_image: null,
       },
     });
   });

@@ -6,9 +6,10 @@ import {
   applyObserved,
   hostnameFor,
   newInstance,
+  referenceOf,
   requestAction,
 } from '#core/instances/lifecycle';
-import { type ImageRequirements, imageRequirements, place } from '#core/instances/placement';
+import { demandOf, type ImageRequirements, imageRequirements, place } from '#core/instances/placement';
 import { ACTIONS, type Action, type InstanceRecord, STAGES, type Stage } from '#core/instances/records';
 import { CreateInstanceRequestSchema, isImageId, parseBody } from '#core/instances/requests';
 import { parseVersionPredicate, satisfiesVersion, versionString } from '#core/instances/versions';
@@ -39,6 +40,18 @@ function instance(overrides: Partial<InstanceRecord> = {}): InstanceRecord {
   };
 }
 
+function baseInput() {
+  return {
+    id: 'inst-1',
+    request: { name: 'Web Server #1', image: 'img', vcpus: 1, ram_mb: 256, disk_gb: 1, user_data: null },
+    image: makeActiveImage(),
+    principal: alice,
+    host: makeHost(),
+    buildJobId: 'job-build',
+    now: NOW,
+  };
+}
+
 const settled = (stage: Stage) => instance({ stage, pending_job: null });
 
 describe('the stage machine', () => {
@@ -62,9 +75,9 @@ describe('the stage machine', () => {
     // The life cycle seen from each stage: what a user may ask of an instance that is in it.
     const allowedIn: Record<Stage, Action[]> = {
       Building: [],
-      Running: ['stop', 'sleep', 'reboot', 'destroy'],
+      Running: ['stop', 'sleep', 'reboot', 'destroy', 'upgrade', 'rollback'],
       Sleep: ['stop', 'wake', 'destroy'],
-      Shutoff: ['start', 'destroy'],
+      Shutoff: ['start', 'destroy', 'upgrade', 'rollback'],
       Error: ['destroy'],
       Inexistent: [],
     };
@@ -72,7 +85,11 @@ describe('the stage machine', () => {
       // In stage order, as the refusal names them.
       expect(ACTION_FROM[action]).toEqual(STAGES.filter((stage) => allowedIn[stage].includes(action)));
       for (const stage of STAGES) {
-        const attempt = () => requestAction(settled(stage), action, 'job-2', NOW);
+        // With a previous disk to roll back to and an upgrade's target: only the stage decides here.
+        const disk = { ...settled(stage).image, id: 'img-old' };
+        const upgrade = { image: { ...disk, id: 'img-new' }, requested_as: 'web:2', reference: 'web:2' };
+        const attempt = () =>
+          requestAction({ ...settled(stage), previous_image: disk }, action, 'job-2', NOW, upgrade);
         if (allowedIn[stage].includes(action))
           expect(attempt().pending_job).toEqual({ id: 'job-2', kind: action });
         else expect(captureError(attempt).kind, `${action} from ${stage}`).toBe('conflict');
@@ -170,6 +187,98 @@ describe('the stage machine', () => {
     expect(
       applyJobOutcome(settled('Running'), { id: 'job-build', kind: 'build' }, { ok: true, result: {} }, NOW),
     ).toBeNull();
+  });
+});
+
+describe('upgrade and rollback', () => {
+  const current = { ...instance().image, id: 'img-1', name: 'web v1' };
+  const newer = { ...current, id: 'img-2', name: 'web v2' };
+  const upgrading = (extra: Partial<InstanceRecord> = {}) =>
+    requestAction({ ...settled('Running'), ...extra, image: current }, 'upgrade', 'job-up', NOW, {
+      image: newer,
+      requested_as: 'web:2',
+      reference: 'web:2',
+    });
+
+  it('remembers the reference it was created from; an old record without the field reads it from image_ref', () => {
+    // Prepare
+    const { reference: _none, ...old } = instance({ image_ref: 'web:1' });
+
+    // Act & Assess
+    const byId = '0b0e7f5e-7d58-4c38-9a56-7a3e8c1a2b3c';
+    const input = baseInput();
+    expect(newInstance({ ...input, request: { ...input.request, image: 'web:1' } }).reference).toBe('web:1');
+    expect(newInstance({ ...input, request: { ...input.request, image: byId } }).reference).toBeNull();
+    expect(referenceOf(old as InstanceRecord)).toBe('web:1');
+    expect(referenceOf({ ...old, image_ref: byId } as InstanceRecord)).toBeNull();
+  });
+
+  it('counts the pending new disk and the previous disk against the host, nothing once destroyed', () => {
+    // Act
+    const pending = upgrading();
+    const done = applyJobOutcome(pending, { id: 'job-up', kind: 'upgrade' }, { ok: true, result: {} }, NOW);
+
+    // Assess
+    expect(demandOf(settled('Running')).disk_gb).toBe(1);
+    expect(demandOf(pending).disk_gb).toBe(2);
+    expect(demandOf(upgrading({ previous_image: newer })).disk_gb).toBe(3);
+    expect(done && demandOf(done).disk_gb).toBe(2);
+    expect(demandOf(settled('Inexistent'))).toEqual({ vcpus: 0, ram_mb: 0, disk_gb: 0 });
+  });
+
+  it('a done upgrade moves the disk to the new image and keeps the old one as previous', () => {
+    // Act
+    const done = applyJobOutcome(
+      upgrading(),
+      { id: 'job-up', kind: 'upgrade' },
+      { ok: true, result: {} },
+      NOW,
+    );
+
+    // Assess
+    expect(done).toMatchObject({
+      stage: 'Running',
+      image: { id: 'img-2' },
+      image_ref: 'web:2',
+      reference: 'web:2',
+      previous_image: { id: 'img-1' },
+      upgrade_to: null,
+      pending_job: null,
+    });
+  });
+
+  it('a failed upgrade (rolled back by the agent) changes no disk and says why in last_error', () => {
+    // Act
+    const failed = applyJobOutcome(
+      upgrading(),
+      { id: 'job-up', kind: 'upgrade' },
+      { ok: false, reason: 'boot check failed; rolled back to the previous disk' },
+      NOW,
+    );
+
+    // Assess
+    expect(failed).toMatchObject({
+      stage: 'Running',
+      image: { id: 'img-1' },
+      previous_image: null,
+      upgrade_to: null,
+      last_error: 'upgrade failed: boot check failed; rolled back to the previous disk',
+    });
+  });
+
+  it('a rollback swaps the disk and the previous disk, and needs a previous disk', () => {
+    // Prepare
+    const upgraded = { ...settled('Shutoff'), image: newer, previous_image: current };
+
+    // Act
+    const pending = requestAction(upgraded, 'rollback', 'job-rb', NOW);
+    const done = applyJobOutcome(pending, { id: 'job-rb', kind: 'rollback' }, { ok: true, result: {} }, NOW);
+
+    // Assess
+    expect(done).toMatchObject({ stage: 'Running', image: { id: 'img-1' }, previous_image: { id: 'img-2' } });
+    const refused = captureError(() => requestAction(settled('Running'), 'rollback', 'job-rb', NOW));
+    expect(refused.kind).toBe('conflict');
+    expect(refused.message).toMatch(/no previous disk to roll back to/);
   });
 });
 

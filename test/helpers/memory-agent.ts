@@ -1,0 +1,83 @@
+/**
+ * The real host agent without libvirt: its service client, image cache (downloading from the
+ * backend), instance files (qemu-img, genisoimage), job handlers and worker, over the in-memory
+ * hypervisor whose guests print the first line of their image (agent-memory-hypervisor.ts
+ * bootFromDisk). Integration tests drive it through the real jobs API.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ImageCache } from '../../agent/src/image-cache.ts';
+import { InstanceFiles } from '../../agent/src/instance-files.ts';
+import { JOB_HANDLERS } from '../../agent/src/jobs.ts';
+import { silentLogger } from '../../agent/src/log.ts';
+import { type HostRegistration, ServiceClient } from '../../agent/src/service-client.ts';
+import { Worker } from '../../agent/src/worker.ts';
+import { bootFromDisk, MemoryHypervisor } from './agent-memory-hypervisor.ts';
+
+export interface MemoryAgent {
+  readonly hypervisor: MemoryHypervisor;
+  readonly files: InstanceFiles;
+  stop(): Promise<void>;
+}
+
+export async function startMemoryAgent(options: {
+  serviceUrl: string;
+  hostId: string;
+  token: string;
+  registration: HostRegistration;
+}): Promise<MemoryAgent> {
+  const controller = new AbortController();
+  const { signal } = controller;
+  const dir = await mkdtemp(join(tmpdir(), 'hangar-memory-agent-'));
+  const service = new ServiceClient({
+    baseUrl: options.serviceUrl,
+    hostId: options.hostId,
+    token: options.token,
+    timeoutMs: 10_000,
+  });
+  const files = new InstanceFiles(join(dir, 'instances'));
+  await files.init();
+  const cache = new ImageCache({
+    dir: join(dir, 'cache'),
+    maxBytes: 1024 ** 3,
+    source: service,
+    imagesInUse: () => files.imagesInUse(),
+    log: silentLogger,
+    signal,
+  });
+  await cache.init();
+  const hypervisor = new MemoryHypervisor({ guest: bootFromDisk });
+  await service.registerHost(options.registration, signal);
+  const worker = new Worker({
+    service,
+    handlers: JOB_HANDLERS,
+    context: {
+      hostId: options.hostId,
+      hypervisor,
+      cache,
+      files,
+      domainType: 'qemu',
+      network: 'none',
+      seedDevice: 'disk',
+      shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
+      bootTimeoutMs: 10_000,
+      consoleTailBytes: 16 * 1024,
+    },
+    log: silentLogger,
+    leaseSeconds: 60,
+    pollIntervalMs: 100,
+    maxConcurrent: 2,
+    shutdownGraceMs: 2_000,
+  });
+  const running = worker.run(signal);
+  return {
+    hypervisor,
+    files,
+    async stop() {
+      controller.abort();
+      await running;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
