@@ -55,6 +55,11 @@ export interface BackendOptions {
   authMode?: 'tokens' | 'keystone';
   logLevel?: LogLevel;
   /**
+   * Gateway processes (HANGAR_WORKERS for `npm start`). 1, the default here: the gateway runs in
+   * this process (tests swap handlers and settings in-process). More: see local/cluster.ts.
+   */
+  workers?: number;
+  /**
    * Service settings by their HANGAR_* names (e.g. HANGAR_IMAGE_SIZE_CAP), over the environment's;
    * the runner's own (auth mode, token file, local workflows) win over these.
    */
