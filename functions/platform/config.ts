@@ -40,6 +40,8 @@ const ServiceConfigSchema = z.object({
   HANGAR_KEYSTONE_PROJECT_DOMAIN: z.string().min(1).default('Default'),
   /** Validated tokens kept (until they expire), least recently used first out. */
   HANGAR_KEYSTONE_CACHE_SIZE: z.coerce.number().int().positive().default(10000),
+  /** ...and trusted for at most this long (keystonemiddleware's token_cache_time): revocation's delay. */
+  HANGAR_KEYSTONE_CACHE_SECONDS: z.coerce.number().int().min(0).default(300),
   HANGAR_KEYSTONE_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
   /** claims mode: the authorizer's claim (or Lambda authorizer context key) names. */
   HANGAR_CLAIM_PROJECT: z.string().min(1).default('project'),
@@ -122,6 +124,7 @@ export type ServiceConfig = {
     userDomain: string;
     projectDomain: string;
     cacheSize: number;
+    cacheSeconds: number;
     timeoutMs: number;
   };
   claims: { project: string; roles: string; user: string };
@@ -188,6 +191,7 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       userDomain: env.HANGAR_KEYSTONE_USER_DOMAIN,
       projectDomain: env.HANGAR_KEYSTONE_PROJECT_DOMAIN,
       cacheSize: env.HANGAR_KEYSTONE_CACHE_SIZE,
+      cacheSeconds: env.HANGAR_KEYSTONE_CACHE_SECONDS,
       timeoutMs: env.HANGAR_KEYSTONE_TIMEOUT_MS,
     },
     claims: { project: env.HANGAR_CLAIM_PROJECT, roles: env.HANGAR_CLAIM_ROLES, user: env.HANGAR_CLAIM_USER },
