@@ -11,8 +11,9 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { parseCreateRequest } from '#core/images/create';
 import { makePrincipal } from '#core/kernel/principal';
@@ -48,7 +49,8 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 async function load(b: BenchBackend, spec: Omit<LoadSpec, 'host' | 'port'>): Promise<LoadResult> {
   const url = new URL(b.url);
   const full: LoadSpec = { host: url.hostname, port: Number(url.port), ...spec };
-  const child = spawn(process.execPath, ['--import', 'tsx', `${HERE}http-load.ts`], {
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const child = spawn(process.execPath, ['--import', tsx, `${HERE}http-load.ts`], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   child.stdin.end(JSON.stringify(full));

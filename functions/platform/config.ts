@@ -3,6 +3,7 @@
  * Parsed once, lazily, from the environment and the settings the local runner gives (useServiceSettings).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/images/image';
 import { InvalidPropertyProtections, PropertyProtections } from '#core/images/property-protections';
@@ -309,6 +310,8 @@ const LocalConfigSchema = z.object({
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   /** The embedded runner keeps image bytes as files (under the data directory) unless told s3. */
   HANGAR_BLOB_STORE: z.enum(['s3', 'fs']).default('fs'),
+  /** Gateway processes behind the one port (local/cluster.ts): by default one per core. */
+  HANGAR_WORKERS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
 });
 
 export type LocalConfig = z.infer<typeof LocalConfigSchema>;
@@ -316,6 +319,23 @@ export type LocalConfig = z.infer<typeof LocalConfigSchema>;
 /** Settings of the embedded runner (local/), read from the same environment. */
 export function localConfig(): LocalConfig {
   return LocalConfigSchema.parse(process.env);
+}
+
+/** The settings given with useServiceSettings (the embedded runner hands them to its gateway workers). */
+export function givenServiceSettings(): Readonly<Record<string, string>> {
+  return given;
+}
+
+const GatewayWorkerSettingsSchema = z.object({
+  settings: z.record(z.string(), z.string()),
+  host: z.string().min(1),
+  port: z.number().int().min(0).max(65535),
+});
+
+/** In a gateway worker of local/cluster.ts: what its primary handed it; elsewhere undefined. */
+export function gatewayWorkerSettings(): z.infer<typeof GatewayWorkerSettingsSchema> | undefined {
+  const raw = process.env.HANGAR_GATEWAY_WORKER_SETTINGS;
+  return raw === undefined ? undefined : GatewayWorkerSettingsSchema.parse(JSON.parse(raw));
 }
 
 /** Tests change a setting of a running backend through here: the environment's, over any given. */
