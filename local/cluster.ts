@@ -146,9 +146,7 @@ export class GatewayCluster implements JobNotifier {
         if (this.closing) return;
         // A worker that died takes its requests with it; a new one serves the next ones.
         logger.error('gateway worker died; starting another', { pid: worker.process.pid, code, signal });
-        this.fork().catch((error: unknown) =>
-          logger.error('could not replace a gateway worker', { error }),
-        );
+        this.fork().catch((error: unknown) => logger.error('could not replace a gateway worker', { error }));
       });
     });
   }
