@@ -38,7 +38,7 @@ export interface BenchBackend {
 export const BENCH_HOST_ID = 'bench-host';
 
 /** An in-memory backend with three users' tokens and a host agent's, for one benchmark run. */
-export async function startBenchBackend(): Promise<BenchBackend> {
+export async function startBenchBackend(options: { workers?: number } = {}): Promise<BenchBackend> {
   const dir = mkdtempSync(join(tmpdir(), 'hangar-bench-'));
   const tokens = {
     admin: randomBytes(16).toString('hex'),
@@ -59,7 +59,13 @@ export async function startBenchBackend(): Promise<BenchBackend> {
       },
     }),
   );
-  const backend = await startBackend({ port: 0, storage: 'memory', tokensFile: file, logLevel: 'error' });
+  const backend = await startBackend({
+    port: 0,
+    storage: 'memory',
+    tokensFile: file,
+    logLevel: 'error',
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+  });
   return {
     backend,
     url: backend.url,

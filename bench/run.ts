@@ -13,9 +13,12 @@ import {
 } from './api.ts';
 import { benchBytes, bytesSummary } from './bytes.ts';
 import { GiB, round, startBenchBackend } from './lib.ts';
+import { benchMetadata, metadataSummary } from './metadata.ts';
 
 const size = Number(process.env.HANGAR_BENCH_UPLOAD_BYTES ?? GiB);
 
+// First, on backends of its own (one per gateway worker count): one process runs one backend at a time.
+const metadata = await benchMetadata();
 const backend = await startBenchBackend();
 try {
   const latencies = await benchLatencies(backend);
@@ -29,6 +32,7 @@ try {
   const result = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     latenciesMs: latencies,
+    metadata,
     listScaling: listing,
     hashing: {
       twoThreadLimitMiBps: round(limit, 0),
@@ -43,6 +47,7 @@ try {
   console.log(
     `\nlatency median/p99 ms: create ${latencies.create?.medianMs}/${latencies.create?.p99Ms}, show ${latencies.show?.medianMs}/${latencies.show?.p99Ms}, patch ${latencies.patch?.medianMs}/${latencies.patch?.p99Ms}, list ${latencies.list?.medianMs}/${latencies.list?.p99Ms}`,
   );
+  console.log(metadataSummary(metadata));
   console.log(
     `list page median: 1k images ${listing.images1k.medianMs} ms, 20k images ${listing.images20k.medianMs} ms, ratio ${listing.ratioMedian}`,
   );

@@ -35,12 +35,13 @@ import {
 } from '#adapters/aws-clients';
 import { createTableInput, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import { services, useCollaborators } from '#edge/compose';
-import { localConfig, serviceConfig, useServiceSettings } from '#platform/config';
+import { givenServiceSettings, localConfig, serviceConfig, useServiceSettings } from '#platform/config';
 import { logger } from '#platform/logger';
 import { handler as leaseSweep } from '../functions/triggers/lease-sweep.ts';
 import { handler as multipartSweep } from '../functions/triggers/multipart-sweep.ts';
 import { handler as retentionSweep } from '../functions/triggers/retention-sweep.ts';
 import { AgentSocketHub } from './agent-sockets.ts';
+import { GatewayCluster } from './cluster.ts';
 import { type Gateway, startGateway } from './gateway.ts';
 import { connectUploadTrigger } from './s3-events.ts';
 import { startSchedule } from './schedule.ts';
@@ -65,6 +66,11 @@ export interface BackendOptions {
   /** keystone: tokens are checked by the Keystone named by HANGAR_KEYSTONE_* (keystone-auth.ts). */
   authMode?: 'tokens' | 'keystone';
   logLevel?: LogLevel;
+  /**
+   * Gateway processes (HANGAR_WORKERS for `npm start`). 1, the default here: the gateway runs in
+   * this process (tests swap handlers and settings in-process). More: see local/cluster.ts.
+   */
+  workers?: number;
   /**
    * Service settings by their HANGAR_* names (e.g. HANGAR_IMAGE_SIZE_CAP), over the environment's;
    * the runner's own (auth mode, token file, local workflows) win over these.
@@ -97,6 +103,10 @@ export interface Backend {
   /** The stand-ins' key pair (AWS shared-credentials file, profile `hangar`, mode 0600). */
   readonly credentialsFile: string;
   readonly pids: { readonly dynamodb: number; readonly s3: number };
+  /** Gateway processes serving the port: 1 is this process; more are workers (local/cluster.ts). */
+  readonly workers: number;
+  /** The worker processes' pids now (empty when the gateway runs in this process). */
+  gatewayPids(): number[];
   onS3Event(listener: (record: S3EventRecord) => void): () => void;
   onUnexpectedExit(listener: (name: string, code: number | null, signal: string | null) => void): () => void;
   /** Resolves when no S3-trigger invocation and no state machine execution is running. */
@@ -242,9 +252,17 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     await Promise.all(Object.values(config.buckets).map((bucket) => ensureBucket(own.s3, bucket)));
     // State machines run in-process, as on AWS with Lambda: the services start and answer them here.
     const workflows = new LocalStepFunctions();
-    // The agents' sockets on the gateway hear of every job the services enqueue.
+    // The agents' sockets on the gateway hear of every job the services enqueue: here, or, with
+    // gateway workers, on whichever worker holds the socket (the cluster tells them all).
+    const workerCount = Math.max(1, Math.floor(options.workers ?? 1));
+    const cluster = workerCount > 1 ? new GatewayCluster() : undefined;
     const agentSockets = new AgentSocketHub();
-    useCollaborators({ workflows, taskTokens: workflows, jobNotifier: agentSockets, clients: own });
+    useCollaborators({
+      workflows,
+      taskTokens: workflows,
+      jobNotifier: cluster ?? agentSockets,
+      clients: own,
+    });
     // The metadefs catalogue's seed, at first start (idempotent; Lambdas seed on first use).
     await services().metadefs.ensureSeeded();
 
@@ -268,11 +286,13 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
         failed: recovered.failed,
       });
 
-    gateway = await startGateway({
-      host: options.host ?? '127.0.0.1',
-      port: options.port ?? 9292,
-      agentSockets,
-    });
+    const listen = { host: options.host ?? '127.0.0.1', port: options.port ?? 9292 };
+    gateway = cluster
+      ? await cluster.start(
+          { workers: workerCount, ...listen, settings: givenServiceSettings(), clients: clientSettings },
+          { workflows, taskTokens: workflows },
+        )
+      : await startGateway({ ...listen, agentSockets });
     // What the EventBridge rule does on AWS; last, so the first run finds everything started.
     const sweep = startSchedule({
       name: 'retention-sweep',
@@ -297,6 +317,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       stateDir,
       dynamodb: { pid: standIns.dynamodb.pid, endpoint: standIns.dynamodb.endpoint },
       s3: { pid: standIns.s3.pid, endpoint: standIns.s3.endpoint },
+      gatewayWorkers: cluster ? cluster.pids() : [],
       retentionSweepSeconds: config.retentionSweepSeconds,
       multipartSweepSeconds: config.multipartSweepSeconds,
       leaseSeconds: config.leaseSeconds,
@@ -317,6 +338,8 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       clients: own,
       credentialsFile: standIns.credentialsFile,
       pids: { dynamodb: standIns.dynamodb.pid, s3: standIns.s3.pid },
+      workers: workerCount,
+      gatewayPids: () => cluster?.pids() ?? [],
       onS3Event: (listener) => started.standIns.onS3Event(listener),
       onUnexpectedExit: (listener) => started.standIns.onUnexpectedExit(listener),
       async idle() {

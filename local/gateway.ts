@@ -97,11 +97,15 @@ function queryParameters(raw: string): Record<string, string> | undefined {
   return out;
 }
 
-/** API Gateway's requestContext.time format: 12/Mar/2020:19:03:58 +0000. */
-function clfTime(date: Date): string {
-  const month = date.toLocaleString('en-US', { month: 'short', timeZone: 'UTC' });
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/**
+ * API Gateway's requestContext.time format: 12/Mar/2020:19:03:58 +0000. Not toLocaleString: that
+ * consults ICU on every call and was 2.4% of the gateway's CPU under a show load.
+ */
+export function clfTime(date: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
-  return `${p(date.getUTCDate())}/${month}/${date.getUTCFullYear()}:${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${p(date.getUTCSeconds())} +0000`;
+  return `${p(date.getUTCDate())}/${MONTHS[date.getUTCMonth()]}/${date.getUTCFullYear()}:${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${p(date.getUTCSeconds())} +0000`;
 }
 
 function buildEvent(

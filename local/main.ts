@@ -19,6 +19,7 @@ try {
     ...(config.HANGAR_TOKENS ? { tokensFile: config.HANGAR_TOKENS } : {}),
     authMode: config.HANGAR_AUTH_MODE,
     logLevel: config.HANGAR_LOG_LEVEL,
+    workers: config.HANGAR_WORKERS,
   });
 } catch (error) {
   logger.error('could not start the backend', { error });
@@ -34,6 +35,7 @@ const lines = [
   backend.tokensFile
     ? `  token file: ${backend.tokensFile}`
     : `  auth: keystone (tokens are validated by ${serviceConfig().keystone.url ?? 'HANGAR_KEYSTONE_URL, unset'})`,
+  `  gateway: ${backend.workers === 1 ? 'one process' : `${backend.workers} worker processes (HANGAR_WORKERS)`}`,
   `  embedded S3: ${backend.endpoints.s3}, key pair in ${backend.credentialsFile} (profile hangar)`,
 ];
 if (backend.adminToken) {

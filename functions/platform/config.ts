@@ -3,6 +3,7 @@
  * Parsed once, lazily, from the environment and the settings the local runner gives (useServiceSettings).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { CONTAINER_FORMATS, DISK_FORMATS } from '#core/images/image';
 import { InvalidPropertyProtections, PropertyProtections } from '#core/images/property-protections';
@@ -40,6 +41,8 @@ const ServiceConfigSchema = z.object({
   HANGAR_KEYSTONE_PROJECT_DOMAIN: z.string().min(1).default('Default'),
   /** Validated tokens kept (until they expire), least recently used first out. */
   HANGAR_KEYSTONE_CACHE_SIZE: z.coerce.number().int().positive().default(10000),
+  /** ...and trusted for at most this long (keystonemiddleware's token_cache_time): revocation's delay. */
+  HANGAR_KEYSTONE_CACHE_SECONDS: z.coerce.number().int().min(0).default(300),
   HANGAR_KEYSTONE_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
   /** claims mode: the authorizer's claim (or Lambda authorizer context key) names. */
   HANGAR_CLAIM_PROJECT: z.string().min(1).default('project'),
@@ -122,6 +125,7 @@ export type ServiceConfig = {
     userDomain: string;
     projectDomain: string;
     cacheSize: number;
+    cacheSeconds: number;
     timeoutMs: number;
   };
   claims: { project: string; roles: string; user: string };
@@ -188,6 +192,7 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       userDomain: env.HANGAR_KEYSTONE_USER_DOMAIN,
       projectDomain: env.HANGAR_KEYSTONE_PROJECT_DOMAIN,
       cacheSize: env.HANGAR_KEYSTONE_CACHE_SIZE,
+      cacheSeconds: env.HANGAR_KEYSTONE_CACHE_SECONDS,
       timeoutMs: env.HANGAR_KEYSTONE_TIMEOUT_MS,
     },
     claims: { project: env.HANGAR_CLAIM_PROJECT, roles: env.HANGAR_CLAIM_ROLES, user: env.HANGAR_CLAIM_USER },
@@ -305,6 +310,8 @@ const LocalConfigSchema = z.object({
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   /** The embedded runner keeps image bytes as files (under the data directory) unless told s3. */
   HANGAR_BLOB_STORE: z.enum(['s3', 'fs']).default('fs'),
+  /** Gateway processes behind the one port (local/cluster.ts): by default one per core. */
+  HANGAR_WORKERS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
 });
 
 export type LocalConfig = z.infer<typeof LocalConfigSchema>;
@@ -312,6 +319,36 @@ export type LocalConfig = z.infer<typeof LocalConfigSchema>;
 /** Settings of the embedded runner (local/), read from the same environment. */
 export function localConfig(): LocalConfig {
   return LocalConfigSchema.parse(process.env);
+}
+
+/** The settings given with useServiceSettings (the embedded runner hands them to its gateway workers). */
+export function givenServiceSettings(): Readonly<Record<string, string>> {
+  return given;
+}
+
+const GatewayWorkerSettingsSchema = z.object({
+  settings: z.record(z.string(), z.string()),
+  // The primary's SDK client settings (adapters/aws-clients.ts AwsClientSettings).
+  clients: z.object({
+    s3ForcePathStyle: z.boolean(),
+    region: z.string().optional(),
+    credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string() }).optional(),
+    endpoints: z
+      .object({
+        dynamodb: z.string().optional(),
+        s3: z.string().optional(),
+        stepfunctions: z.string().optional(),
+      })
+      .optional(),
+  }),
+  host: z.string().min(1),
+  port: z.number().int().min(0).max(65535),
+});
+
+/** In a gateway worker of local/cluster.ts: what its primary handed it; elsewhere undefined. */
+export function gatewayWorkerSettings(): z.infer<typeof GatewayWorkerSettingsSchema> | undefined {
+  const raw = process.env.HANGAR_GATEWAY_WORKER_SETTINGS;
+  return raw === undefined ? undefined : GatewayWorkerSettingsSchema.parse(JSON.parse(raw));
 }
 
 /** Tests change a setting of a running backend through here: the environment's, over any given. */

@@ -54,6 +54,8 @@ export interface TestBackendOptions {
   env?: Record<string, string>;
   /** Host ids to make host-agent tokens for (`{project: 'hosts', user: <id>, roles: ['host']}`). */
   hosts?: readonly string[];
+  /** Gateway worker processes (local/cluster.ts); default 1, the gateway in this process. */
+  workers?: number;
 }
 
 /** The backend startTestBackend started and has not stopped yet (one at a time per process). */
@@ -100,6 +102,7 @@ export async function startTestBackend(options: TestBackendOptions = {}): Promis
       storage: 'memory',
       tokensFile,
       ...(options.env ? { settings: options.env } : {}),
+      ...(options.workers ? { workers: options.workers } : {}),
       // Quiet unless asked: a failing test prints its own assertion.
       logLevel: options.logLevel ?? (process.env.HANGAR_TEST_LOG_LEVEL as LogLevel | undefined) ?? 'warn',
     });

@@ -4,8 +4,10 @@
  * keystonemiddleware does, so Hangar can stand in for Glance in an OpenStack cloud. The token's
  * project id becomes the owner, its role names the roles.
  *
- * Valid tokens are cached (by digest, never the token itself) until Keystone says they expire, in
- * a bounded LRU; concurrent checks of one token share one call. Unknown tokens are not cached.
+ * Valid tokens are cached (by digest, never the token itself) in a bounded LRU until Keystone says
+ * they expire or for cacheSeconds, whichever is sooner (keystonemiddleware's token_cache_time, 300 s
+ * by default as in Glance): a token revoked in Keystone is refused at most that long after.
+ * Concurrent checks of one token share one call. Unknown tokens are not cached.
  * Every request goes on a fresh connection with `Connection: close`: a Keystone under uwsgi
  * resets reused connections.
  */
@@ -27,6 +29,8 @@ export interface KeystoneSettings {
   userDomain: string;
   projectDomain: string;
   cacheSize: number;
+  /** At most this long a validated token is trusted without asking Keystone again. Default 300. */
+  cacheSeconds?: number;
   timeoutMs: number;
 }
 
@@ -167,12 +171,13 @@ export class KeystoneAuthenticator implements Authenticator {
     if (!body.project) return null;
     const expiresAt = Date.parse(body.expires_at);
     if (!(expiresAt > this.now())) return null;
+    const trustedUntil = Math.min(expiresAt, this.now() + (this.settings.cacheSeconds ?? 300) * 1000);
     const principal = makePrincipal(
       body.project.id,
       body.user?.id ?? '',
       (body.roles ?? []).map((role) => role.name),
     );
-    this.cache.set(key, { principal, expiresAt });
+    this.cache.set(key, { principal, expiresAt: trustedUntil });
     while (this.cache.size > this.settings.cacheSize) {
       const oldest = this.cache.keys().next().value;
       if (oldest === undefined) break;
