@@ -8,6 +8,7 @@ import { CliError, exitCodeForStatus } from './errors.ts';
 import {
   ErrorBodySchema,
   HistorySchema,
+  HostListSchema,
   type Image,
   ImageListSchema,
   ImageSchema,
@@ -18,6 +19,10 @@ import {
   ReferenceListSchema,
   ReferenceSchema,
   ResolvedReferenceSchema,
+  RetentionPolicySchema,
+  RetentionRunSchema,
+  TaskListSchema,
+  TaskSchema,
 } from './schemas.ts';
 
 export class ApiError extends CliError {
@@ -155,6 +160,25 @@ export class ApiClient {
     this.call('POST', `/v1/references/${enc(ref)}/rollback`, ReferenceSchema, to ? { to } : {});
   deleteReference = async (ref: string) => void (await this.send('DELETE', `/v1/references/${enc(ref)}`));
   history = (ref: string) => this.call('GET', `/v1/references/${enc(ref)}/history`, HistorySchema);
+  publish = (ref: string, body: Record<string, unknown>) =>
+    this.call('POST', `/v1/references/${enc(ref)}/publish`, TaskSchema, body);
+  publication = (id: string) => this.call('GET', `/v1/publications/${enc(id)}`, TaskSchema);
+  retention = (name: string) => this.call('GET', `/v1/names/${enc(name)}/retention`, RetentionPolicySchema);
+  setRetention = (name: string, keep: number, graceSeconds: number) =>
+    this.call('PUT', `/v1/names/${enc(name)}/retention`, RetentionPolicySchema, {
+      keep,
+      grace_seconds: graceSeconds,
+    });
+  applyRetention = (name: string) =>
+    this.call('POST', `/v1/names/${enc(name)}/retention/apply`, RetentionRunSchema);
+
+  // Interoperable import (Glance v2) and the image's tasks.
+  importImage = async (id: string, body: Record<string, unknown>) =>
+    void (await this.send('POST', `/v2/images/${enc(id)}/import`, body));
+  imageTasks = (id: string) => this.call('GET', `/v2/images/${enc(id)}/tasks`, TaskListSchema);
+
+  // Hosts (admins).
+  listHosts = () => this.call('GET', '/v1/hosts', HostListSchema);
 
   // Members (Glance v2 sharing).
   addMember = (id: string, member: string) =>

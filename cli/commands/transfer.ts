@@ -16,27 +16,16 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import { type ApiClient, ApiError } from '../client.ts';
 import { collectPairs, contextOf } from '../context.ts';
 import { CliError, ExitCode, usageError } from '../errors.ts';
-import { bytes, parseDuration, parseSize } from '../format.ts';
+import { bytes } from '../format.ts';
 import { meter } from '../meter.ts';
+import { durationOption, sizeOption } from '../options.ts';
 import { startProgress } from '../progress.ts';
 import type { Image, Reference } from '../schemas.ts';
-import { referenceView } from '../views.ts';
-
-const sizeOption = (text: string) => {
-  const size = parseSize(text);
-  if (!size) throw new InvalidArgumentError(`expected a size such as 512k, 10M or 1G, got ${text}`);
-  return size;
-};
-const durationOption = (text: string) => {
-  const ms = parseDuration(text);
-  if (ms === undefined)
-    throw new InvalidArgumentError(`expected a duration such as 90s, 5m or 1h, got ${text}`);
-  return ms;
-};
+import { pointedReferenceView } from '../views.ts';
 
 /** `NAME:TAG` (a bare NAME means NAME:latest, as the API reads it). The server checks the rules. */
 export function splitReference(text: string): { name: string; tag: string; reference: string } {
@@ -88,7 +77,7 @@ export async function pointReference(
   return client.moveReference(reference, imageId, expect);
 }
 
-async function waitForActive(client: ApiClient, id: string, timeoutMs: number): Promise<Image> {
+export async function waitForActive(client: ApiClient, id: string, timeoutMs: number): Promise<Image> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const image = await client.showImage(id);
@@ -186,9 +175,10 @@ export function registerTransfer(program: Command): void {
             status: stored.status,
             size: stored.size,
             os_hash_value: stored.os_hash_value,
+            disk_format: stored.disk_format,
           },
         },
-        referenceView,
+        pointedReferenceView,
       );
     });
 
