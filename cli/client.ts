@@ -40,21 +40,31 @@ export const isImageId = (ref: string) => IMAGE_ID.test(ref);
 
 const enc = encodeURIComponent;
 
+/** A token, or how to get one when the first request needs it (a Keystone password login). */
+export type TokenSource = string | undefined | (() => Promise<string>);
+
 export class ApiClient {
+  private token: Promise<string | undefined> | undefined;
+
   constructor(
     readonly baseUrl: string,
-    private readonly token: string | undefined,
+    private readonly tokenSource: TokenSource,
   ) {}
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { accept: 'application/json', ...(this.token ? { 'x-auth-token': this.token } : {}), ...extra };
+  private async headers(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    // Asked once per run: every later request reuses the token.
+    const source = this.tokenSource;
+    this.token ??= typeof source === 'function' ? source() : Promise.resolve(source);
+    const token = await this.token;
+    return { accept: 'application/json', ...(token ? { 'x-auth-token': token } : {}), ...extra };
   }
 
   /** fetch, with an unreachable server said in words. */
   async fetch(path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<Response> {
     const url = /^https?:\/\//.test(path) ? path : `${this.baseUrl.replace(/\/+$/, '')}${path}`;
+    const headers = await this.headers(init.headers as Record<string, string>);
     try {
-      return await fetch(url, { ...init, headers: this.headers(init.headers as Record<string, string>) });
+      return await fetch(url, { ...init, headers });
     } catch (error) {
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       throw new CliError(`Cannot reach ${this.baseUrl}: ${cause?.code ?? cause?.message ?? String(error)}`);

@@ -162,7 +162,7 @@ export function registerInstances(program: Command): void {
         if (text !== last) {
           if (redraw)
             process.stdout.write(
-              `\x1b[H\x1b[2J${new Date().toISOString()}  every ${options.interval / 1000}s\n\n`,
+              `\x1b[H\x1b[2Jchanged ${new Date().toISOString()}, checked every ${options.interval / 1000}s (Ctrl+C to stop)\n\n`,
             );
           else if (last && out.format !== 'json') process.stdout.write('\n');
           process.stdout.write(text);
