@@ -60,6 +60,20 @@ describe('hangar publish, retention, import, hosts, ps --watch', () => {
     return (await json<{ image_id: string }>('alice', ['push', path, target])).image_id;
   }
 
+  it('push prints a field/value summary, not JSON, as a table', async () => {
+    const path = join(dir, 'summary.raw');
+    const bytes = randomBytes(3000);
+    writeFileSync(path, bytes);
+    const pushed = await as('alice', ['push', path, 'summary:1']);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).not.toMatch(/[{}]/);
+    expect(pushed.stdout).toMatch(/^reference\s+summary:1$/m);
+    expect(pushed.stdout).toMatch(/^image\s+[0-9a-f-]{36}$/m);
+    expect(pushed.stdout).toMatch(/^status\s+active$/m);
+    expect(pushed.stdout).toMatch(/^size\s+2\.9 KiB$/m);
+    expect(pushed.stdout).toContain(sha512(bytes));
+  });
+
   it('publishes behind the gate, and a refused gate is exit 4 with its reason', async () => {
     const candidate = await push('cand.raw', 'app:build-1');
     const started = await json<{ id: string; status: string; type: string }>('alice', [
