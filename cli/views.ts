@@ -71,6 +71,23 @@ export const instanceView: View<Instance> = {
     { header: 'CREATED', value: (instance) => when(instance.created_at) },
   ],
   name: (instance) => instance.id,
+  // The console is `hangar logs`' business; here, the instance in one screen.
+  fields: (instance) => [
+    ['id', instance.id],
+    ['name', instance.name],
+    ['image', instance.image.requested_as ?? instance.image_id],
+    ['image_id', instance.image_id],
+    ['stage', instance.stage],
+    ['pending', instance.pending_action ?? '-'],
+    ['reason', instance.reason ?? '-'],
+    ['last_error', instance.last_error ?? '-'],
+    ['cpus', instance.vcpus],
+    ['memory', bytes(instance.ram_mb * 1024 * 1024)],
+    ['disk', bytes(instance.disk_gb * 1024 * 1024 * 1024)],
+    ['host', instance.host_id ?? '-'],
+    ['created', when(instance.created_at)],
+    ['updated', when(instance.updated_at)],
+  ],
 };
 
 export const taskView: View<Task> = {

@@ -6,6 +6,7 @@
 import { localConfig, serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { startBackend } from './backend.ts';
+import { type LocalAgent, startLocalAgent } from './local-agent.ts';
 
 const config = localConfig();
 
@@ -26,6 +27,24 @@ try {
   process.exit(1);
 }
 
+let agent: LocalAgent | undefined;
+if (config.HANGAR_LOCAL_AGENT) {
+  if (!backend.tokensFile) {
+    process.stderr.write(
+      'hangar: HANGAR_LOCAL_AGENT needs the tokens auth mode (its host token goes into the token file)\n',
+    );
+    await backend.stop();
+    process.exit(2);
+  }
+  agent = startLocalAgent({
+    serviceUrl: backend.url,
+    stateDir: backend.stateDir,
+    tokensFile: backend.tokensFile,
+    libvirtUri: config.HANGAR_LOCAL_AGENT_LIBVIRT_URI,
+    logLevel: config.HANGAR_LOG_LEVEL === 'silent' ? 'error' : config.HANGAR_LOG_LEVEL,
+  });
+}
+
 const lines = [
   `Hangar is listening on ${backend.url}`,
   config.HANGAR_STORAGE === 'memory'
@@ -36,6 +55,10 @@ const lines = [
     : `  auth: keystone (tokens are validated by ${serviceConfig().keystone.url ?? 'HANGAR_KEYSTONE_URL, unset'})`,
   `  embedded S3: ${backend.endpoints.s3}, key pair in ${backend.credentialsFile} (profile hangar)`,
 ];
+if (agent)
+  lines.push(
+    `  local host agent: ${agent.hostId} on ${config.HANGAR_LOCAL_AGENT_LIBVIRT_URI} (data in ${agent.dataDir})`,
+  );
 if (backend.adminToken) {
   lines.push(
     `  development admin token: ${backend.adminToken}`,
@@ -56,6 +79,8 @@ async function shutdown(code: number): Promise<void> {
   }
   shuttingDownSince = Date.now();
   try {
+    // The agent first: it stops claiming while the service still answers it.
+    await agent?.stop();
     await backend.stop();
   } catch (error) {
     logger.error('error while stopping', { error });
@@ -66,6 +91,13 @@ async function shutdown(code: number): Promise<void> {
 
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
+void agent?.exited.then((code) => {
+  // The service goes on without it: images still work, instances wait for a host.
+  if (shuttingDownSince === undefined)
+    process.stderr.write(
+      `hangar: the local host agent exited (code ${code}); instances cannot run here until a restart\n`,
+    );
+});
 backend.onUnexpectedExit((name, exitCode, signal) => {
   process.stderr.write(`hangar: the ${name} stand-in died (code ${exitCode}, signal ${signal}); stopping\n`);
   void shutdown(1);

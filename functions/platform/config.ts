@@ -305,6 +305,13 @@ const LocalConfigSchema = z.object({
   HANGAR_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   /** The embedded runner keeps image bytes as files (under the data directory) unless told s3. */
   HANGAR_BLOB_STORE: z.enum(['s3', 'fs']).default('fs'),
+  /**
+   * Also run a host agent on this machine (local/local-agent.ts), so that `hangar run` boots a VM
+   * here with no further setup. Tokens mode only: the agent's host token goes into the token file.
+   */
+  HANGAR_LOCAL_AGENT: z.stringbool().default(false),
+  /** The libvirt the local agent drives. */
+  HANGAR_LOCAL_AGENT_LIBVIRT_URI: z.string().min(1).default('qemu:///system'),
 });
 
 export type LocalConfig = z.infer<typeof LocalConfigSchema>;
