@@ -36,6 +36,8 @@ export interface LocalAgent {
   readonly configFile: string;
   /** Resolves with the agent's exit code when it ends (on its own, or after stop()). */
   readonly exited: Promise<number | null>;
+  /** Resolves once the agent has registered the host and listens for work; rejects if it exits first. */
+  readonly ready: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -103,8 +105,8 @@ export function startLocalAgent(options: LocalAgentOptions): LocalAgent {
     [join(REPO_ROOT, 'agent/src/main.ts'), '--config', configFile],
     {
       cwd: REPO_ROOT,
-      // Its JSON logs go where the service's go (stderr).
-      stdio: ['ignore', 'inherit', 'inherit'],
+      // Its JSON logs go where the service's go (stderr), read on the way for its "agent ready".
+      stdio: ['ignore', 'inherit', 'pipe'],
       // Its own process group, so that a stop reaches the node process tsx starts too.
       detached: true,
     },
@@ -124,6 +126,20 @@ export function startLocalAgent(options: LocalAgentOptions): LocalAgent {
       resolvePromise(code);
     }),
   );
+  const ready = new Promise<void>((resolveReady, rejectReady) => {
+    let partial = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      process.stderr.write(chunk);
+      partial += chunk.toString('utf8');
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      // The agent logs it after registering the host (PUT /v1/hosts/{id}) and reconciling.
+      if (lines.some((line) => line.includes('"message":"agent ready"'))) resolveReady();
+    });
+    void exited.then((code) => rejectReady(new Error(`the local host agent exited (code ${code})`)));
+  });
+  // Nobody may be waiting for it (a stop before it was ready).
+  ready.catch(() => {});
   logger.info('local host agent started', {
     hostId,
     pid: child.pid,
@@ -137,6 +153,7 @@ export function startLocalAgent(options: LocalAgentOptions): LocalAgent {
     dataDir,
     configFile,
     exited,
+    ready,
     stop() {
       stopping ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;

@@ -43,6 +43,16 @@ if (config.HANGAR_LOCAL_AGENT) {
     libvirtUri: config.HANGAR_LOCAL_AGENT_LIBVIRT_URI,
     logLevel: config.HANGAR_LOG_LEVEL === 'silent' ? 'error' : config.HANGAR_LOG_LEVEL,
   });
+  // The banner says the machine is ready: `hangar run` right after it must find the host registered.
+  // libvirt's first capability probe may take a while; a slower agent is reported, not waited for.
+  const timeout = new Promise<'late'>((resolve) => setTimeout(resolve, 120_000, 'late').unref());
+  const outcome = await Promise.race([agent.ready.then(() => 'ready' as const), timeout]).catch(
+    (error: unknown) => (error instanceof Error ? error.message : String(error)),
+  );
+  if (outcome !== 'ready')
+    process.stderr.write(
+      `hangar: the local host agent is not ready (${outcome === 'late' ? 'not after 120s' : outcome}); see its log lines above\n`,
+    );
 }
 
 const lines = [
