@@ -16,6 +16,7 @@ import {
   InstanceSchema,
   MemberListSchema,
   MemberSchema,
+  MultipartSessionSchema,
   ReferenceListSchema,
   ReferenceSchema,
   ResolvedReferenceSchema,
@@ -186,6 +187,20 @@ export class ApiClient {
   importImage = async (id: string, body: Record<string, unknown>) =>
     void (await this.send('POST', `/v2/images/${enc(id)}/import`, body));
   imageTasks = (id: string) => this.call('GET', `/v2/images/${enc(id)}/tasks`, TaskListSchema);
+
+  // Presigned multipart uploads (Hangar's, for services that do not stream PUT /file).
+  startMultipart = (id: string, size: number, partSize?: number) =>
+    this.call('POST', `/v2/images/${enc(id)}/multipart-upload`, MultipartSessionSchema, {
+      size,
+      ...(partSize ? { part_size: partSize } : {}),
+    });
+  completeMultipart = async (id: string, uploadId: string, parts: { part_number: number; etag: string }[]) =>
+    void (await this.send('POST', `/v2/images/${enc(id)}/multipart-upload/complete`, {
+      upload_id: uploadId,
+      parts,
+    }));
+  abortMultipart = async (id: string, uploadId: string) =>
+    void (await this.send('POST', `/v2/images/${enc(id)}/multipart-upload/abort`, { upload_id: uploadId }));
 
   // Hosts (admins).
   listHosts = () => this.call('GET', '/v1/hosts', HostListSchema);

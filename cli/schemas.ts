@@ -136,3 +136,13 @@ export const HostSchema = z.looseObject({
 });
 export type Host = z.infer<typeof HostSchema>;
 export const HostListSchema = z.looseObject({ hosts: z.array(HostSchema) });
+
+/** The answer to POST /v2/images/{id}/multipart-upload (docs/import-export.md). */
+export const MultipartSessionSchema = z.looseObject({
+  upload_id: z.string(),
+  part_size: z.number(),
+  part_count: z.number(),
+  expires_at: z.string(),
+  parts: z.array(z.object({ part_number: z.number(), url: z.string() })),
+});
+export type MultipartSession = z.infer<typeof MultipartSessionSchema>;

@@ -153,7 +153,18 @@ export type PointedReference = Reference & {
     os_hash_value: string | null;
     disk_format?: string | null;
   };
+  /** How a multipart push moved the bytes (what this run sent; what an earlier run had stored). */
+  transfer?: Transfer;
 };
+export interface Transfer {
+  method: 'multipart';
+  parts: number;
+  sent_parts: number;
+  skipped_parts: number;
+  sent_bytes: number;
+}
+const transferLine = (t: Transfer) =>
+  `multipart, ${t.sent_parts} of ${t.parts} parts sent (${bytes(t.sent_bytes)})`;
 
 export const pointedReferenceView: View<PointedReference> = {
   columns: referenceView.columns,
@@ -168,5 +179,6 @@ export const pointedReferenceView: View<PointedReference> = {
     ['sha512', ref.image.os_hash_value ?? '-'],
     ['version', ref.version],
     ['updated', when(ref.updated_at)],
+    ...(ref.transfer ? ([['transfer', transferLine(ref.transfer as Transfer)]] as const) : []),
   ],
 };
