@@ -4,7 +4,7 @@
  * the real hosts API where one is needed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -72,6 +72,58 @@ describe('hangar publish, retention, import, hosts, ps --watch', () => {
     expect(pushed.stdout).toMatch(/^status\s+active$/m);
     expect(pushed.stdout).toMatch(/^size\s+2\.9 KiB$/m);
     expect(pushed.stdout).toContain(sha512(bytes));
+  });
+
+  it('a killed multipart push, run again, sends only the parts not stored and verifies', async () => {
+    const MiB = 1024 * 1024;
+    const path = join(dir, 'multi.raw');
+    const bytes = randomBytes(16 * MiB + 12_345);
+    writeFileSync(path, bytes);
+    const config = freshConfigDir();
+    const env = { HANGAR_URL: t.url, HANGAR_TOKEN: t.tokens.alice, HANGAR_CONFIG_DIR: config };
+    const args = ['push', path, 'multi:1', '--multipart', '--part-size', '5M', '--parallel', '1'];
+    const slow = startHangar([...args, '--limit-rate', '3M'], { env });
+    const exited = new Promise((resolve) => slow.on('close', resolve));
+    const states = join(config, 'pushes');
+    const storedParts = () => {
+      if (!existsSync(states)) return 0;
+      const [name] = readdirSync(states).filter((file) => file.endsWith('.json'));
+      if (!name) return 0;
+      return Object.keys((JSON.parse(readFileSync(join(states, name), 'utf8')) as { etags: object }).etags)
+        .length;
+    };
+    const deadline = Date.now() + 30_000;
+    while (storedParts() < 1) {
+      if (Date.now() > deadline) throw new Error('the multipart push never stored a part');
+      await sleep(50);
+    }
+    slow.kill('SIGKILL');
+    await exited;
+    const stored = storedParts();
+    expect(stored).toBeGreaterThanOrEqual(1);
+    expect(stored).toBeLessThan(4);
+
+    const again = await hangar([...args, '-o', 'json'], { env });
+    expect(again.code, again.stderr).toBe(0);
+    const result = JSON.parse(again.stdout) as {
+      image: { os_hash_value: string; status: string; size: number };
+      transfer: { parts: number; sent_parts: number; skipped_parts: number; sent_bytes: number };
+    };
+    expect(result.image).toMatchObject({
+      status: 'active',
+      size: bytes.length,
+      os_hash_value: sha512(bytes),
+    });
+    expect(result.transfer).toEqual({
+      method: 'multipart',
+      parts: 4,
+      sent_parts: 4 - stored,
+      skipped_parts: stored,
+      sent_bytes: bytes.length - stored * 5 * MiB,
+    });
+    expect(again.stderr).toMatch(new RegExp(`${stored} of 4 parts already stored`));
+    // Done: no session left to resume.
+    expect(readdirSync(states).filter((file) => file.endsWith('.json'))).toEqual([]);
   });
 
   it('publishes behind the gate, and a refused gate is exit 4 with its reason', async () => {
