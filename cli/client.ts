@@ -8,6 +8,7 @@ import { CliError, exitCodeForStatus } from './errors.ts';
 import {
   ErrorBodySchema,
   HistorySchema,
+  HostListSchema,
   type Image,
   ImageListSchema,
   ImageSchema,
@@ -15,9 +16,14 @@ import {
   InstanceSchema,
   MemberListSchema,
   MemberSchema,
+  MultipartSessionSchema,
   ReferenceListSchema,
   ReferenceSchema,
   ResolvedReferenceSchema,
+  RetentionPolicySchema,
+  RetentionRunSchema,
+  TaskListSchema,
+  TaskSchema,
 } from './schemas.ts';
 
 export class ApiError extends CliError {
@@ -35,21 +41,31 @@ export const isImageId = (ref: string) => IMAGE_ID.test(ref);
 
 const enc = encodeURIComponent;
 
+/** A token, or how to get one when the first request needs it (a Keystone password login). */
+export type TokenSource = string | undefined | (() => Promise<string>);
+
 export class ApiClient {
+  private token: Promise<string | undefined> | undefined;
+
   constructor(
     readonly baseUrl: string,
-    private readonly token: string | undefined,
+    private readonly tokenSource: TokenSource,
   ) {}
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { accept: 'application/json', ...(this.token ? { 'x-auth-token': this.token } : {}), ...extra };
+  private async headers(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    // Asked once per run: every later request reuses the token.
+    const source = this.tokenSource;
+    this.token ??= typeof source === 'function' ? source() : Promise.resolve(source);
+    const token = await this.token;
+    return { accept: 'application/json', ...(token ? { 'x-auth-token': token } : {}), ...extra };
   }
 
   /** fetch, with an unreachable server said in words. */
   async fetch(path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<Response> {
     const url = /^https?:\/\//.test(path) ? path : `${this.baseUrl.replace(/\/+$/, '')}${path}`;
+    const headers = await this.headers(init.headers as Record<string, string>);
     try {
-      return await fetch(url, { ...init, headers: this.headers(init.headers as Record<string, string>) });
+      return await fetch(url, { ...init, headers });
     } catch (error) {
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       throw new CliError(`Cannot reach ${this.baseUrl}: ${cause?.code ?? cause?.message ?? String(error)}`);
@@ -155,6 +171,39 @@ export class ApiClient {
     this.call('POST', `/v1/references/${enc(ref)}/rollback`, ReferenceSchema, to ? { to } : {});
   deleteReference = async (ref: string) => void (await this.send('DELETE', `/v1/references/${enc(ref)}`));
   history = (ref: string) => this.call('GET', `/v1/references/${enc(ref)}/history`, HistorySchema);
+  publish = (ref: string, body: Record<string, unknown>) =>
+    this.call('POST', `/v1/references/${enc(ref)}/publish`, TaskSchema, body);
+  publication = (id: string) => this.call('GET', `/v1/publications/${enc(id)}`, TaskSchema);
+  retention = (name: string) => this.call('GET', `/v1/names/${enc(name)}/retention`, RetentionPolicySchema);
+  setRetention = (name: string, keep: number, graceSeconds: number) =>
+    this.call('PUT', `/v1/names/${enc(name)}/retention`, RetentionPolicySchema, {
+      keep,
+      grace_seconds: graceSeconds,
+    });
+  applyRetention = (name: string) =>
+    this.call('POST', `/v1/names/${enc(name)}/retention/apply`, RetentionRunSchema);
+
+  // Interoperable import (Glance v2) and the image's tasks.
+  importImage = async (id: string, body: Record<string, unknown>) =>
+    void (await this.send('POST', `/v2/images/${enc(id)}/import`, body));
+  imageTasks = (id: string) => this.call('GET', `/v2/images/${enc(id)}/tasks`, TaskListSchema);
+
+  // Presigned multipart uploads (Hangar's, for services that do not stream PUT /file).
+  startMultipart = (id: string, size: number, partSize?: number) =>
+    this.call('POST', `/v2/images/${enc(id)}/multipart-upload`, MultipartSessionSchema, {
+      size,
+      ...(partSize ? { part_size: partSize } : {}),
+    });
+  completeMultipart = async (id: string, uploadId: string, parts: { part_number: number; etag: string }[]) =>
+    void (await this.send('POST', `/v2/images/${enc(id)}/multipart-upload/complete`, {
+      upload_id: uploadId,
+      parts,
+    }));
+  abortMultipart = async (id: string, uploadId: string) =>
+    void (await this.send('POST', `/v2/images/${enc(id)}/multipart-upload/abort`, { upload_id: uploadId }));
+
+  // Hosts (admins).
+  listHosts = () => this.call('GET', '/v1/hosts', HostListSchema);
 
   // Members (Glance v2 sharing).
   addMember = (id: string, member: string) =>

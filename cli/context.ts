@@ -4,8 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
-import { ApiClient } from './client.ts';
+import { ApiClient, type TokenSource } from './client.ts';
 import { currentProfile, loadConfig } from './config.ts';
+import { issueToken, keystoneCredentials } from './keystone.ts';
 import { Output } from './output.ts';
 import { type ProgressMode, parseProgressMode } from './progress.ts';
 
@@ -51,11 +52,15 @@ export function contextOf(command: Command): Context {
   const out = outputOf(command);
   const profile = currentProfile(loadConfig(), options.profile ?? process.env.HANGAR_PROFILE);
   const url = options.url ?? process.env.HANGAR_URL ?? profile?.url ?? DEFAULT_URL;
-  const token =
+  // A token given for this run (flag, stdin, HANGAR_TOKEN, then OpenStack's OS_TOKEN or OS_*
+  // password credentials, as a sourced openrc sets them) before the profile's stored one.
+  const given =
     options.token ??
     (options.tokenStdin ? readTokenFromStdin() : undefined) ??
     process.env.HANGAR_TOKEN ??
-    profile?.token;
+    process.env.OS_TOKEN;
+  const keystone = given === undefined ? keystoneCredentials() : undefined;
+  const token: TokenSource = given ?? (keystone ? () => issueToken(keystone) : profile?.token);
   const progress = options.quiet ? 'none' : parseProgressMode(options.progress);
   return {
     client: new ApiClient(url, token),

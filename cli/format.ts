@@ -32,3 +32,14 @@ export function parseDuration(text: string): number | undefined {
 export function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`;
 }
+
+/** A whole number of seconds as the largest unit that divides it: `7d`, `12h`, `90m`, `45s`. */
+export function span(totalSeconds: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const)
+    if (totalSeconds >= size && totalSeconds % size === 0) return `${totalSeconds / size}${unit}`;
+  return `${totalSeconds}s`;
+}

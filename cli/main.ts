@@ -5,8 +5,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { registerAuth } from './commands/auth.ts';
 import { registerCompletion } from './commands/completion.ts';
+import { registerHosts } from './commands/hosts.ts';
 import { registerImages } from './commands/images.ts';
+import { registerImport } from './commands/import.ts';
 import { registerInstances } from './commands/instances.ts';
+import { registerPublishing } from './commands/publishing.ts';
 import { registerReferences } from './commands/references.ts';
 import { registerSharing } from './commands/sharing.ts';
 import { registerTransfer } from './commands/transfer.ts';
@@ -39,8 +42,11 @@ export function buildProgram(): Command {
   registerImages(program);
   registerTransfer(program);
   registerReferences(program);
+  registerPublishing(program);
+  registerImport(program);
   registerSharing(program);
   registerInstances(program);
+  registerHosts(program);
   registerAuth(program);
   registerCompletion(program);
   return program;

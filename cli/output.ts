@@ -18,6 +18,8 @@ export interface Column<T> {
 export interface View<T> {
   columns: readonly Column<T>[];
   name: (row: T) => string;
+  /** The field/value rows `one` prints as a table (default: every field, nested ones as JSON). */
+  fields?: (row: T) => readonly (readonly [string, string | number | boolean | null | undefined])[];
 }
 
 const BORDERLESS = {
@@ -69,7 +71,8 @@ export class Output {
     this.write(this.renderList(rows, view));
   }
 
-  private renderList<T>(rows: readonly T[], view: View<T>): string {
+  /** The text `list` prints. */
+  renderList<T>(rows: readonly T[], view: View<T>): string {
     if (this.format === 'json') return `${JSON.stringify(rows, null, 2)}\n`;
     if (this.format === 'yaml') return stringify(rows);
     if (this.format === 'name' || this.quiet) return rows.map((row) => `${view.name(row)}\n`).join('');
@@ -95,10 +98,11 @@ export class Output {
       chars: BORDERLESS,
       style: { head: [], border: [], 'padding-left': 0, 'padding-right': 1 },
     });
-    for (const [key, value] of Object.entries(row))
+    const fields = view.fields ? view.fields(row) : Object.entries(row);
+    for (const [key, value] of fields)
       table.push([
         this.bold(key),
-        typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value),
+        typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value ?? '-'),
       ]);
     return trimLines(table.toString());
   }

@@ -98,3 +98,51 @@ export const InstanceListSchema = z.looseObject({
   instances: z.array(InstanceSchema),
   next: z.string().optional(),
 });
+
+/** A Glance task (imports) or a Hangar publish task: the same shape. */
+export const TaskSchema = z.looseObject({
+  id: z.string(),
+  type: z.string(),
+  status: z.string(),
+  message: z.string().nullable().optional(),
+  result: z.record(z.string(), z.unknown()).nullable().optional(),
+  image_id: z.string().optional(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+export type Task = z.infer<typeof TaskSchema>;
+export const TaskListSchema = z.looseObject({ tasks: z.array(TaskSchema) });
+
+export const RetentionPolicySchema = z.looseObject({ keep: z.number(), grace_seconds: z.number() });
+export type RetentionPolicy = z.infer<typeof RetentionPolicySchema>;
+export const RetentionRunSchema = z.looseObject({
+  hidden: z.array(z.string()),
+  deactivated: z.array(z.string()),
+  restored: z.array(z.string()),
+});
+
+const Capacity = z.looseObject({ vcpus: z.number(), ram_mb: z.number(), disk_gb: z.number() });
+export const HostSchema = z.looseObject({
+  id: z.string(),
+  vcpus: z.number(),
+  ram_mb: z.number(),
+  disk_gb: z.number(),
+  architecture: z.string().optional(),
+  hypervisor_type: z.string().optional(),
+  used: Capacity,
+  free: Capacity.optional(),
+  heartbeat_at: z.string().nullable().optional(),
+  registered_at: z.string().optional(),
+});
+export type Host = z.infer<typeof HostSchema>;
+export const HostListSchema = z.looseObject({ hosts: z.array(HostSchema) });
+
+/** The answer to POST /v2/images/{id}/multipart-upload (docs/import-export.md). */
+export const MultipartSessionSchema = z.looseObject({
+  upload_id: z.string(),
+  part_size: z.number(),
+  part_count: z.number(),
+  expires_at: z.string(),
+  parts: z.array(z.object({ part_number: z.number(), url: z.string() })),
+});
+export type MultipartSession = z.infer<typeof MultipartSessionSchema>;

@@ -1,7 +1,7 @@
 /** How each kind of resource is shown in a table and by `-o name`. */
 import { bytes } from './format.ts';
 import type { View } from './output.ts';
-import type { HistoryEntry, Image, Instance, Member, Reference } from './schemas.ts';
+import type { HistoryEntry, Host, Image, Instance, Member, Reference, Task } from './schemas.ts';
 
 /** An image row of `hangar images`: the image and the name:tag references pointing to it. */
 export type ImageRow = Image & { references: string[] };
@@ -71,4 +71,114 @@ export const instanceView: View<Instance> = {
     { header: 'CREATED', value: (instance) => when(instance.created_at) },
   ],
   name: (instance) => instance.id,
+  // The console is `hangar logs`' business; here, the instance in one screen.
+  fields: (instance) => [
+    ['id', instance.id],
+    ['name', instance.name],
+    ['image', instance.image.requested_as ?? instance.image_id],
+    ['image_id', instance.image_id],
+    ['stage', instance.stage],
+    ['pending', instance.pending_action ?? '-'],
+    ['reason', instance.reason ?? '-'],
+    ['last_error', instance.last_error ?? '-'],
+    ['cpus', instance.vcpus],
+    ['memory', bytes(instance.ram_mb * 1024 * 1024)],
+    ['disk', bytes(instance.disk_gb * 1024 * 1024 * 1024)],
+    ['host', instance.host_id ?? '-'],
+    ['created', when(instance.created_at)],
+    ['updated', when(instance.updated_at)],
+  ],
+};
+
+export const taskView: View<Task> = {
+  columns: [
+    { header: 'ID', value: (task) => task.id },
+    { header: 'TYPE', value: (task) => task.type },
+    { header: 'STATUS', value: (task) => task.status },
+    { header: 'IMAGE', value: (task) => task.image_id ?? '-' },
+    { header: 'MESSAGE', value: (task) => task.message || '-' },
+    { header: 'UPDATED', value: (task) => when(task.updated_at) },
+  ],
+  name: (task) => task.id,
+  fields: (task) => [
+    ['id', task.id],
+    ['type', task.type],
+    ['status', task.status],
+    ['image', task.image_id ?? '-'],
+    ['message', task.message || '-'],
+    // The result's keys as rows of their own: a table, not a JSON line.
+    ...Object.entries(task.result ?? {}).map(
+      ([key, value]) =>
+        [
+          `result.${key}`,
+          typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value),
+        ] as const,
+    ),
+    ['created', when(task.created_at)],
+    ['updated', when(task.updated_at)],
+  ],
+};
+
+/** A row of `hangar hosts`: the host and the images its live instances run from. */
+export type HostRow = Host & { instances: number; images: string[]; heartbeat_age_seconds: number | null };
+
+const used = (use: number, total: number, show: (n: number) => string = String) =>
+  `${show(use)}/${show(total)}`;
+const mib = (n: number) => bytes(n * 1024 * 1024);
+const gib = (n: number) => bytes(n * 1024 * 1024 * 1024);
+
+export const hostView: View<HostRow> = {
+  columns: [
+    { header: 'HOST', value: (host) => host.id },
+    { header: 'ARCH', value: (host) => host.architecture ?? '-' },
+    { header: 'CPUS', value: (host) => used(host.used.vcpus, host.vcpus) },
+    { header: 'MEMORY', value: (host) => used(host.used.ram_mb, host.ram_mb, mib) },
+    { header: 'DISK', value: (host) => used(host.used.disk_gb, host.disk_gb, gib) },
+    { header: 'INSTANCES', value: (host) => host.instances },
+    {
+      header: 'HEARTBEAT',
+      value: (host) => (host.heartbeat_age_seconds === null ? 'never' : `${host.heartbeat_age_seconds}s ago`),
+    },
+    { header: 'IMAGES', value: (host) => host.images.join(',') || '-' },
+  ],
+  name: (host) => host.id,
+};
+
+/** What `push` and `import` end with: the reference and the image it now points to. */
+export type PointedReference = Reference & {
+  image: {
+    id: string;
+    status: string;
+    size: number | null;
+    os_hash_value: string | null;
+    disk_format?: string | null;
+  };
+  /** How a multipart push moved the bytes (what this run sent; what an earlier run had stored). */
+  transfer?: Transfer;
+};
+export interface Transfer {
+  method: 'multipart';
+  parts: number;
+  sent_parts: number;
+  skipped_parts: number;
+  sent_bytes: number;
+}
+const transferLine = (t: Transfer) =>
+  `multipart, ${t.sent_parts} of ${t.parts} parts sent (${bytes(t.sent_bytes)})`;
+
+export const pointedReferenceView: View<PointedReference> = {
+  columns: referenceView.columns,
+  name: (ref) => ref.reference,
+  fields: (ref) => [
+    ['reference', ref.reference],
+    ['namespace', ref.namespace],
+    ['image', ref.image.id],
+    ['status', ref.image.status],
+    ['format', ref.image.disk_format ?? '-'],
+    ['size', bytes(ref.image.size)],
+    ['sha512', ref.image.os_hash_value ?? '-'],
+    ['version', ref.version],
+    ['updated', when(ref.updated_at)],
+    ...(ref.transfer ? ([['transfer', transferLine(ref.transfer as Transfer)]] as const) : []),
+  ],
 };

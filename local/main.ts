@@ -6,6 +6,7 @@
 import { localConfig, serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { startBackend } from './backend.ts';
+import { type LocalAgent, startLocalAgent } from './local-agent.ts';
 
 const config = localConfig();
 
@@ -27,6 +28,34 @@ try {
   process.exit(1);
 }
 
+let agent: LocalAgent | undefined;
+if (config.HANGAR_LOCAL_AGENT) {
+  if (!backend.tokensFile) {
+    process.stderr.write(
+      'hangar: HANGAR_LOCAL_AGENT needs the tokens auth mode (its host token goes into the token file)\n',
+    );
+    await backend.stop();
+    process.exit(2);
+  }
+  agent = startLocalAgent({
+    serviceUrl: backend.url,
+    stateDir: backend.stateDir,
+    tokensFile: backend.tokensFile,
+    libvirtUri: config.HANGAR_LOCAL_AGENT_LIBVIRT_URI,
+    logLevel: config.HANGAR_LOG_LEVEL === 'silent' ? 'error' : config.HANGAR_LOG_LEVEL,
+  });
+  // The banner says the machine is ready: `hangar run` right after it must find the host registered.
+  // libvirt's first capability probe may take a while; a slower agent is reported, not waited for.
+  const timeout = new Promise<'late'>((resolve) => setTimeout(resolve, 120_000, 'late').unref());
+  const outcome = await Promise.race([agent.ready.then(() => 'ready' as const), timeout]).catch(
+    (error: unknown) => (error instanceof Error ? error.message : String(error)),
+  );
+  if (outcome !== 'ready')
+    process.stderr.write(
+      `hangar: the local host agent is not ready (${outcome === 'late' ? 'not after 120s' : outcome}); see its log lines above\n`,
+    );
+}
+
 const lines = [
   `Hangar is listening on ${backend.url}`,
   config.HANGAR_STORAGE === 'memory'
@@ -38,6 +67,10 @@ const lines = [
   `  gateway: ${backend.workers === 1 ? 'one process' : `${backend.workers} worker processes (HANGAR_WORKERS)`}`,
   `  embedded S3: ${backend.endpoints.s3}, key pair in ${backend.credentialsFile} (profile hangar)`,
 ];
+if (agent)
+  lines.push(
+    `  local host agent: ${agent.hostId} on ${config.HANGAR_LOCAL_AGENT_LIBVIRT_URI} (data in ${agent.dataDir})`,
+  );
 if (backend.adminToken) {
   lines.push(
     `  development admin token: ${backend.adminToken}`,
@@ -58,6 +91,8 @@ async function shutdown(code: number): Promise<void> {
   }
   shuttingDownSince = Date.now();
   try {
+    // The agent first: it stops claiming while the service still answers it.
+    await agent?.stop();
     await backend.stop();
   } catch (error) {
     logger.error('error while stopping', { error });
@@ -68,6 +103,13 @@ async function shutdown(code: number): Promise<void> {
 
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
+void agent?.exited.then((code) => {
+  // The service goes on without it: images still work, instances wait for a host.
+  if (shuttingDownSince === undefined)
+    process.stderr.write(
+      `hangar: the local host agent exited (code ${code}); instances cannot run here until a restart\n`,
+    );
+});
 backend.onUnexpectedExit((name, exitCode, signal) => {
   process.stderr.write(`hangar: the ${name} stand-in died (code ${exitCode}, signal ${signal}); stopping\n`);
   void shutdown(1);

@@ -34,7 +34,7 @@ const duration = (text: string) => {
   return ms;
 };
 
-async function allInstances(client: ApiClient): Promise<Instance[]> {
+export async function allInstances(client: ApiClient): Promise<Instance[]> {
   const instances: Instance[] = [];
   let page = await client.listInstances(new URLSearchParams());
   instances.push(...page.instances);
@@ -139,13 +139,37 @@ export function registerInstances(program: Command): void {
     .command('ps')
     .description("your project's instances")
     .option('-a, --all', 'include destroyed ones')
-    .action(async (options: { all?: boolean }, command: Command) => {
+    .option('-w, --watch', 'keep the list up to date until Ctrl+C')
+    .option('--interval <duration>', 'how often --watch looks', duration, 2000)
+    .action(async (options: { all?: boolean; watch?: boolean; interval: number }, command: Command) => {
       const { client, out } = contextOf(command);
-      const instances = await allInstances(client);
-      out.list(
-        options.all ? instances : instances.filter((instance) => instance.stage !== 'Inexistent'),
-        instanceView,
-      );
+      const shown = async () => {
+        const instances = await allInstances(client);
+        return options.all ? instances : instances.filter((instance) => instance.stage !== 'Inexistent');
+      };
+      if (!options.watch) {
+        out.list(await shown(), instanceView);
+        return;
+      }
+      // On a terminal the table is redrawn in place; into a pipe or a file, a new one is printed
+      // only when something changed, so a log of it reads as a history of the changes.
+      const redraw = Boolean(process.stdout.isTTY) && out.format === 'table';
+      let last = '';
+      for (;;) {
+        const rows = await shown();
+        // JSON: one array a line (NDJSON), which a reader can take line by line.
+        const text = out.format === 'json' ? `${JSON.stringify(rows)}\n` : out.renderList(rows, instanceView);
+        if (text !== last) {
+          if (redraw)
+            process.stdout.write(
+              `\x1b[H\x1b[2Jchanged ${new Date().toISOString()}, checked every ${options.interval / 1000}s (Ctrl+C to stop)\n\n`,
+            );
+          else if (last && out.format !== 'json') process.stdout.write('\n');
+          process.stdout.write(text);
+          last = text;
+        }
+        await sleep(options.interval);
+      }
     });
 
   for (const { command: name, action, description } of ACTIONS)

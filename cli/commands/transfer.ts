@@ -16,27 +16,17 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import { type ApiClient, ApiError } from '../client.ts';
 import { collectPairs, contextOf } from '../context.ts';
 import { CliError, ExitCode, usageError } from '../errors.ts';
-import { bytes, parseDuration, parseSize } from '../format.ts';
+import { bytes } from '../format.ts';
 import { meter } from '../meter.ts';
+import { countOption, durationOption, sizeOption } from '../options.ts';
 import { startProgress } from '../progress.ts';
 import type { Image, Reference } from '../schemas.ts';
-import { referenceView } from '../views.ts';
-
-const sizeOption = (text: string) => {
-  const size = parseSize(text);
-  if (!size) throw new InvalidArgumentError(`expected a size such as 512k, 10M or 1G, got ${text}`);
-  return size;
-};
-const durationOption = (text: string) => {
-  const ms = parseDuration(text);
-  if (ms === undefined)
-    throw new InvalidArgumentError(`expected a duration such as 90s, 5m or 1h, got ${text}`);
-  return ms;
-};
+import { pointedReferenceView, type Transfer } from '../views.ts';
+import { multipartPush } from './multipart-push.ts';
 
 /** `NAME:TAG` (a bare NAME means NAME:latest, as the API reads it). The server checks the rules. */
 export function splitReference(text: string): { name: string; tag: string; reference: string } {
@@ -88,11 +78,14 @@ export async function pointReference(
   return client.moveReference(reference, imageId, expect);
 }
 
-async function waitForActive(client: ApiClient, id: string, timeoutMs: number): Promise<Image> {
+export async function waitForActive(client: ApiClient, id: string, timeoutMs: number): Promise<Image> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const image = await client.showImage(id);
     if (image.status === 'active') return image;
+    // A failed import puts the image back to queued with the reason here.
+    const failed = image.os_glance_failed_import;
+    if (typeof failed === 'string' && failed) throw new CliError(`The import of ${id} failed: ${failed}`);
     if (['killed', 'deleted', 'deactivated'].includes(image.status))
       throw new CliError(`Image ${id} is ${image.status}.`);
     if (Date.now() > deadline)
@@ -112,6 +105,9 @@ interface PushOptions {
   wait?: boolean;
   timeout: number;
   limitRate?: number;
+  multipart?: boolean;
+  partSize?: number;
+  parallel: number;
 }
 
 interface PullOptions {
@@ -138,6 +134,9 @@ export function registerTransfer(program: Command): void {
     .option('--wait', 'wait until the image is active')
     .option('--timeout <duration>', 'how long --wait waits', durationOption, 600_000)
     .option('--limit-rate <size>', 'at most this many bytes a second, e.g. 10M', sizeOption)
+    .option('--multipart', 'send presigned parts straight to S3, resumable (for services that do not stream)')
+    .option('--part-size <size>', 'multipart part size, 5M to 5G (default: the service picks)', sizeOption)
+    .option('--parallel <n>', 'multipart parts sent at once', countOption, 4)
     .action(async (file: string, target: string, options: PushOptions, command: Command) => {
       const { client, out, progress } = contextOf(command);
       const { name, reference } = splitReference(target);
@@ -145,33 +144,51 @@ export function registerTransfer(program: Command): void {
       const size = statSync(file).size;
       // Before any byte is sent: a bad name or an unreadable reference fails now, not after the upload.
       const before = await currentTarget(client, reference);
-      const diskFormat = options.diskFormat ?? (await sniffDiskFormat(file));
-      const image = await client.createImage({
-        ...options.property,
-        name,
-        disk_format: diskFormat,
-        container_format: options.containerFormat,
-        ...(options.visibility ? { visibility: options.visibility } : {}),
-      });
-      out.notice(`created image ${image.id} (${diskFormat}, ${bytes(size)})`);
-      // A queued image with no data is litter, whether the upload failed or was stopped.
-      const removeImage = () => client.deleteImage(image.id).catch(() => {});
-      const bar = startProgress(progress, `push ${reference}`, size, {
-        interruptHint: `image ${image.id} removed`,
-        cleanup: removeImage,
-      });
-      const bytesPath = meter(bar, options.limitRate);
-      try {
-        await client.uploadImage(image.id, createReadStream(file).pipe(bytesPath), size);
-        bar.stop(true);
-      } catch (error) {
-        bar.stop(false);
-        await removeImage();
-        throw error;
+      const createImage = async () => {
+        const diskFormat = options.diskFormat ?? (await sniffDiskFormat(file));
+        const image = await client.createImage({
+          ...options.property,
+          name,
+          disk_format: diskFormat,
+          container_format: options.containerFormat,
+          ...(options.visibility ? { visibility: options.visibility } : {}),
+        });
+        out.notice(`created image ${image.id} (${diskFormat}, ${bytes(size)})`);
+        return image;
+      };
+      let image: Image;
+      let sent: string;
+      let transfer: Transfer | undefined;
+      if (options.multipart) {
+        ({ image, sent, transfer } = await multipartPush(client, out, progress, {
+          file,
+          reference,
+          size,
+          createImage,
+          ...options,
+        }));
+      } else {
+        image = await createImage();
+        // A queued image with no data is litter, whether the upload failed or was stopped.
+        const removeImage = () => client.deleteImage(image.id).catch(() => {});
+        const bar = startProgress(progress, `push ${reference}`, size, {
+          interruptHint: `image ${image.id} removed`,
+          cleanup: removeImage,
+        });
+        const bytesPath = meter(bar, options.limitRate);
+        try {
+          await client.uploadImage(image.id, createReadStream(file).pipe(bytesPath), size);
+          bar.stop(true);
+        } catch (error) {
+          bar.stop(false);
+          await removeImage();
+          throw error;
+        }
+        sent = bytesPath.hash.digest('hex');
       }
-      const sent = bytesPath.hash.digest('hex');
       let stored = await client.showImage(image.id);
-      if (options.wait) stored = await waitForActive(client, image.id, options.timeout);
+      // The multipart path ends in an import: only an active image can be referenced.
+      if (options.wait || options.multipart) stored = await waitForActive(client, image.id, options.timeout);
       if (stored.os_hash_value && stored.os_hash_value !== sent)
         throw new CliError(
           `The service stored sha512 ${stored.os_hash_value} for ${image.id}, but ${bytes(size)} with sha512 ${sent} were sent.`,
@@ -186,9 +203,11 @@ export function registerTransfer(program: Command): void {
             status: stored.status,
             size: stored.size,
             os_hash_value: stored.os_hash_value,
+            disk_format: stored.disk_format,
           },
+          ...(transfer ? { transfer } : {}),
         },
-        referenceView,
+        pointedReferenceView,
       );
     });
 

@@ -312,6 +312,13 @@ const LocalConfigSchema = z.object({
   HANGAR_BLOB_STORE: z.enum(['s3', 'fs']).default('fs'),
   /** Gateway processes behind the one port (local/cluster.ts): by default one per core. */
   HANGAR_WORKERS: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
+  /**
+   * Also run a host agent on this machine (local/local-agent.ts), so that `hangar run` boots a VM
+   * here with no further setup. Tokens mode only: the agent's host token goes into the token file.
+   */
+  HANGAR_LOCAL_AGENT: z.stringbool().default(false),
+  /** The libvirt the local agent drives. */
+  HANGAR_LOCAL_AGENT_LIBVIRT_URI: z.string().min(1).default('qemu:///system'),
 });
 
 export type LocalConfig = z.infer<typeof LocalConfigSchema>;
