@@ -1,0 +1,3 @@
+export function Hosts() {
+  return <h1>Hosts</h1>;
+}

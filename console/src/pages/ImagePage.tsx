@@ -1,0 +1,3 @@
+export function ImagePage({ id }: { id: string }) {
+  return <h1>Image {id}</h1>;
+}
