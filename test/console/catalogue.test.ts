@@ -81,4 +81,43 @@ describe('console: sign-in and catalogue', () => {
     await expect.poll(() => page.locator('table.catalogue tbody tr').count()).toBe(3);
     await screenshot(page, 'catalogue');
   });
+
+  it('works from the keyboard and on a narrow screen', async () => {
+    // The first Tab reaches the skip link; Enter on a focused link follows it.
+    await page.goto(`${t.url}/console/`);
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content');
+    await page.getByRole('link', { name: 'debian-12' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'debian-12' }).waitFor();
+    // A phone-sized window: the catalogue's rows become cards, nothing scrolls sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${t.url}/console/?sort=name:asc`);
+    await expect.poll(() => page.locator('table.catalogue tbody tr').count()).toBe(3);
+    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+    await screenshot(page, 'catalogue-narrow');
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it('pages with Glance’s markers, the marker in the URL', async () => {
+    for (let i = 0; i < 27; i++)
+      await createImage(t, t.tokens.alice, { name: `bulk-${i}`, disk_format: 'raw', tags: ['bulk'] });
+    await page.goto(`${t.url}/console/?tag=bulk&sort=name:asc`);
+    const rows = page.locator('table.catalogue tbody tr');
+    await expect.poll(() => rows.count()).toBe(25);
+    expect(await page.getByRole('button', { name: 'First page' }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await expect.poll(() => rows.count()).toBe(2);
+    expect(page.url()).toMatch(/marker=[0-9a-f-]{36}/);
+    expect(await page.getByRole('button', { name: 'Next page' }).isDisabled()).toBe(true);
+    // Glance's name order is by bytes: bulk-8 and bulk-9 come last.
+    expect(await rows.allTextContents()).toEqual([
+      expect.stringContaining('bulk-8'),
+      expect.stringContaining('bulk-9'),
+    ]);
+    await page.reload();
+    await expect.poll(() => rows.count()).toBe(2);
+    await page.getByRole('button', { name: 'First page' }).click();
+    await expect.poll(() => rows.count()).toBe(25);
+  });
 });

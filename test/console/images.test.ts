@@ -98,6 +98,54 @@ describe('console: upload, image page, sharing', () => {
       .toContain('is active');
   });
 
+  it('shows progress with rate and ETA, warns before leaving, and a cancel deletes the image', async () => {
+    const page = await browser.newPage();
+    await signIn(page, t.url, t.tokens.alice);
+    // A slow link (Chromium's own network emulation), so that the upload is seen in progress.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: 1024 * 1024,
+    });
+    await page.goto(`${t.url}/console/upload`);
+    await page.getByLabel('Image file').setInputFiles({
+      name: 'big.raw',
+      mimeType: 'application/octet-stream',
+      buffer: randomBytes(16 * 1024 * 1024),
+    });
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
+    const progress = page.locator('progress#upload-progress');
+    await expect
+      .poll(async () => Number(await progress.getAttribute('value')), { timeout: 20_000 })
+      .toBeGreaterThan(0);
+    const panel = page.locator('.panel', { has: progress });
+    await expect.poll(() => panel.textContent(), { timeout: 10_000 }).toMatch(/\/s · about \d+ s left/);
+    expect(await panel.textContent()).toMatch(/of 16\.0 MiB \(\d+%\)/);
+    await screenshot(page, 'upload-progress');
+    const created = (await list(t.tokens.alice)).find((i) => i.name === 'big');
+    expect(created?.status).toMatch(/queued|saving/);
+
+    // Leaving mid-upload asks first; staying keeps the upload going.
+    const asked = new Promise<string>((resolve) => {
+      page.once('dialog', (dialog) => {
+        resolve(dialog.type());
+        void dialog.dismiss();
+      });
+    });
+    await page.close({ runBeforeUnload: true });
+    expect(await asked).toBe('beforeunload');
+    expect(page.isClosed()).toBe(false);
+
+    await page.getByRole('button', { name: 'Cancel upload' }).click();
+    await expect.poll(() => page.getByRole('status').textContent()).toContain('cancelled');
+    // Nothing left behind: the image it created is gone.
+    await expect.poll(async () => (await list(t.tokens.alice)).filter((i) => i.name === 'big')).toEqual([]);
+    await page.close();
+  });
+
   it('edits extra properties and tags through the image page, and shares it', async () => {
     await alice.goto(`${t.url}/console/images/${imageId}`);
     await alice.getByRole('heading', { name: 'cirros' }).waitFor();
