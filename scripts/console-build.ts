@@ -30,6 +30,8 @@ export function consoleSourceHash(): string {
     join(CONSOLE, 'index.html'),
     join(CONSOLE, 'vite.config.ts'),
     join(CONSOLE, 'tsconfig.json'),
+    // How it is built.
+    fileURLToPath(import.meta.url),
     // The toolchain's versions (vite, react) are part of what is built.
     join(ROOT, 'package-lock.json'),
   ];
@@ -51,10 +53,20 @@ export async function buildConsole({ force = false, quiet = false } = {}): Promi
   if (!force && consoleBuildIsFresh()) return false;
   const hash = consoleSourceHash();
   const { build } = await import('vite');
-  await build({
-    configFile: join(CONSOLE, 'vite.config.ts'),
-    logLevel: quiet ? 'warn' : 'info',
-  });
+  // Vite keeps a NODE_ENV it finds (vitest sets `test`), and React's development build would
+  // go into the bundle: this is always the production build.
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({
+      configFile: join(CONSOLE, 'vite.config.ts'),
+      mode: 'production',
+      logLevel: quiet ? 'warn' : 'info',
+    });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
   writeFileSync(STAMP, hash);
   return true;
 }

@@ -246,14 +246,18 @@ export function Catalogue() {
   const [refs, setRefs] = useState<Map<string, string[]>>(new Map());
   const [error, setError] = useState<unknown>(null);
   const load = useCallback(() => {
-    Promise.all([api.listImages(queryString), referencesByImage()])
-      .then(([list, byImage]) => {
+    // The rows render as soon as the list is in; their references fill in when those arrive.
+    api
+      .listImages(queryString)
+      .then((list) => {
         setImages(list.images);
         setNext(markerOf(list.next));
-        setRefs(byImage);
         setError(null);
       })
       .catch(setError);
+    referencesByImage()
+      .then(setRefs)
+      .catch(() => undefined);
   }, [queryString]);
   useEffect(load, [load]);
   const busy = images?.some((image) => BUSY.has(image.status)) ?? false;
@@ -281,7 +285,8 @@ export function Catalogue() {
           Upload an image
         </Link>
       </div>
-      <PendingShares onAnswered={load} />
+      {/* After the first page: its two list calls must not delay the catalogue's first render. */}
+      {images !== null && <PendingShares onAnswered={load} />}
       <Filters query={query} />
       <div className="toolbar">
         <label htmlFor="sort">Sort</label>
