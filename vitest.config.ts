@@ -1,5 +1,5 @@
 /**
- * Six projects, all part of `vitest run` (and so of CI):
+ * Seven projects, all part of `vitest run` (and so of CI):
  * - unit: fast, no processes, no network.
  * - infra: CDK template assertions and `cdk synth`, offline (esbuild bundles every function).
  * - integration: the real local stand-ins (java, s3rver) behind the embedded gateway.
