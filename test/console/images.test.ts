@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { launchBrowser, screenshot, signIn, type TestBrowser } from '../helpers/browser.ts';
 
+const uploadForm = (page: Page) => page.getByRole('form', { name: 'Upload a file' });
+
 interface Listed {
   id: string;
   name: string;
@@ -56,12 +58,12 @@ describe('console: upload, image page, sharing', () => {
     alice = await browser.newPage();
     await signIn(alice, t.url, t.tokens.alice);
     await alice.getByRole('link', { name: 'Upload', exact: true }).click();
-    await alice.getByLabel('Image file').setInputFiles(qcow2);
+    await uploadForm(alice).getByLabel('Image file').setInputFiles(qcow2);
     // The name and format come from the file's name; both can be changed.
-    expect(await alice.getByLabel('Name').inputValue()).toBe('cirros');
-    expect(await alice.getByLabel('Disk format').inputValue()).toBe('qcow2');
-    await alice.getByLabel('Visibility').selectOption('shared');
-    await alice.getByLabel('Reference (optional)').fill('cirros:0.6');
+    expect(await uploadForm(alice).getByLabel('Name').inputValue()).toBe('cirros');
+    expect(await uploadForm(alice).getByLabel('Disk format').inputValue()).toBe('qcow2');
+    await uploadForm(alice).getByLabel('Visibility').selectOption('shared');
+    await uploadForm(alice).getByLabel('Reference (optional)').fill('cirros:0.6');
     await alice.getByRole('button', { name: 'Upload', exact: true }).click();
     const done = alice.getByRole('status');
     await expect.poll(() => done.textContent(), { timeout: 30_000 }).toContain('is active');
@@ -77,9 +79,9 @@ describe('console: upload, image page, sharing', () => {
   });
 
   it('shows the server’s reason for a refused upload, keeps nothing, and offers a retry', async () => {
-    await alice.getByLabel('Image file').setInputFiles(join(dir, 'junk.qcow2'));
-    await alice.getByLabel('Name').fill('junk');
-    await alice.getByLabel('Reference (optional)').fill('');
+    await uploadForm(alice).getByLabel('Image file').setInputFiles(join(dir, 'junk.qcow2'));
+    await uploadForm(alice).getByLabel('Name').fill('junk');
+    await uploadForm(alice).getByLabel('Reference (optional)').fill('');
     await alice.getByRole('button', { name: 'Upload', exact: true }).click();
     const alert = alice.getByRole('alert');
     await expect.poll(() => alert.textContent(), { timeout: 30_000 }).toContain('The upload failed');
@@ -91,7 +93,7 @@ describe('console: upload, image page, sharing', () => {
     // No half image left queued.
     expect((await list(t.tokens.alice)).filter((i) => i.name === 'junk')).toEqual([]);
     // Retried as raw, the same bytes go in.
-    await alice.getByLabel('Disk format').selectOption('raw');
+    await uploadForm(alice).getByLabel('Disk format').selectOption('raw');
     await alice.getByRole('button', { name: 'Upload', exact: true }).click();
     await expect
       .poll(() => alice.getByRole('status').textContent(), { timeout: 30_000 })
@@ -111,11 +113,13 @@ describe('console: upload, image page, sharing', () => {
       uploadThroughput: 1024 * 1024,
     });
     await page.goto(`${t.url}/console/upload`);
-    await page.getByLabel('Image file').setInputFiles({
-      name: 'big.raw',
-      mimeType: 'application/octet-stream',
-      buffer: randomBytes(16 * 1024 * 1024),
-    });
+    await uploadForm(page)
+      .getByLabel('Image file')
+      .setInputFiles({
+        name: 'big.raw',
+        mimeType: 'application/octet-stream',
+        buffer: randomBytes(16 * 1024 * 1024),
+      });
     await page.getByRole('button', { name: 'Upload', exact: true }).click();
     const progress = page.locator('progress#upload-progress');
     await expect
