@@ -213,4 +213,34 @@ describe('console: upload, image page, sharing', () => {
     ).json()) as { members: Array<{ member_id: string; status: string }> };
     expect(members.members).toEqual([expect.objectContaining({ member_id: 'projB', status: 'accepted' })]);
   });
+
+  it('deactivates, reactivates, protects and deletes an image, each confirmed', async () => {
+    // bob's tab was opened last: a background tab's animation frames are throttled.
+    await alice.bringToFront();
+    await alice.goto(`${t.url}/console/images/${imageId}`);
+    await alice.getByRole('heading', { name: 'cirros' }).waitFor();
+    const badge = alice.locator('.page-head .badge');
+    const confirm = async (button: string, inDialog = button) => {
+      await alice.getByRole('button', { name: button, exact: true }).click();
+      await alice.getByRole('dialog').getByRole('button', { name: inDialog, exact: true }).click();
+    };
+    await confirm('Deactivate');
+    await expect.poll(() => badge.textContent()).toBe('deactivated');
+    await confirm('Reactivate');
+    await expect.poll(() => badge.textContent()).toBe('active');
+    await confirm('Protect');
+    await expect.poll(() => alice.locator('dl.props').first().textContent()).toMatch(/protectedtrue/);
+    // A protected image: the service refuses the delete, and the dialog says why.
+    await confirm('Delete', 'Delete image');
+    await expect
+      .poll(() => alice.getByRole('dialog').getByRole('alert').textContent())
+      .toContain('(HTTP 403)');
+    await alice.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    await confirm('Unprotect');
+    await expect.poll(() => alice.locator('dl.props').first().textContent()).toMatch(/protectedfalse/);
+    await confirm('Delete', 'Delete image');
+    await alice.getByRole('heading', { name: 'Images' }).waitFor();
+    const gone = await t.request('GET', `/v2/images/${imageId}`, { token: t.tokens.alice });
+    expect(gone.status).toBe(404);
+  });
 });
