@@ -1,11 +1,12 @@
 /**
- * Six projects, all part of `vitest run` (and so of CI):
+ * Seven projects, all part of `vitest run` (and so of CI):
  * - unit: fast, no processes, no network.
  * - infra: CDK template assertions and `cdk synth`, offline (esbuild bundles every function).
  * - integration: the real local stand-ins (java, s3rver) behind the embedded gateway.
  * - cli: the real `hangar` binary against the same embedded backend as integration.
  * - e2e: a real guest under libvirt; minutes per test.
  * - tempest: OpenStack tempest's image API tests against Hangar in keystone mode (a few minutes).
+ * - console: the web console in a real browser (Debian's chromium) against the embedded backend.
  */
 import { defineConfig } from 'vitest/config';
 
@@ -71,6 +72,19 @@ export default defineConfig({
           sequence: { groupOrder: 3 },
           testTimeout: 600_000,
           hookTimeout: 600_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'console',
+          include: ['test/console/**/*.test.ts'],
+          // One backend and one chromium per file: both are heavy on a 2-core machine.
+          pool: 'forks',
+          maxWorkers: 1,
+          sequence: { groupOrder: 3 },
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
       {

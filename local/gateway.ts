@@ -21,6 +21,7 @@ import { errorResult } from '#edge/http';
 import { attachRequestBody, responseBodyStream } from '#edge/streams';
 import { logger } from '#platform/logger';
 import { type AgentSocketHub, serveAgentSockets } from './agent-sockets.ts';
+import { isConsolePath, serveConsole } from './console-static.ts';
 
 type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
 
@@ -32,6 +33,8 @@ export interface GatewayOptions {
   loadHandler?: (fn: string) => Promise<LambdaHandler>;
   /** Serves the agents' notification socket (local/agent-sockets.ts) for this hub's notifications. */
   agentSockets?: AgentSocketHub;
+  /** The built web console served at /console/ (default console/dist, local/console-static.ts). */
+  consoleDir?: string;
 }
 
 export interface Gateway {
@@ -262,6 +265,7 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   loadHandler: (fn: string) => Promise<LambdaHandler>,
+  consoleDir: string | undefined,
 ): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
   const accept = req.headers.accept;
@@ -273,6 +277,11 @@ async function handle(
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const rawQueryString = q === -1 ? '' : rawUrl.slice(q + 1);
+  // The console's static files, as CloudFront serves them beside the API on AWS (same origin).
+  if (isConsolePath(rawPath)) {
+    await serveConsole(req, res, rawPath, consoleDir);
+    return;
+  }
 
   let match = matchRoute(method, rawPath);
   if (!('route' in match) && !match.methodMismatch && !isVersionedPath(rawPath) && VERSIONS_ROUTE) {
@@ -329,7 +338,7 @@ async function handle(
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const loadHandler = options.loadHandler ?? loadApiHandler;
   const server: Server = createServer((req, res) => {
-    handle(req, res, loadHandler).catch((error: unknown) => {
+    handle(req, res, loadHandler, options.consoleDir).catch((error: unknown) => {
       logger.error('gateway failure', { error });
       if (!res.headersSent) {
         res.statusCode = 500;

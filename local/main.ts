@@ -58,6 +58,7 @@ if (config.HANGAR_LOCAL_AGENT) {
 
 const lines = [
   `Hangar is listening on ${backend.url}`,
+  `  web console: ${backend.url}/console/`,
   config.HANGAR_STORAGE === 'memory'
     ? `  storage: in memory (scratch files in ${backend.stateDir}, removed on exit)`
     : `  data directory: ${backend.stateDir}`,

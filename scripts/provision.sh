@@ -25,6 +25,8 @@ TEST_PACKAGES=(
   python3-glanceclient python3-openstackclient
   keystone uwsgi-core uwsgi-plugin-python3 curl util-linux
   tempest
+  # The web console's browser tests (test/console/): Debian's chromium, driven by playwright-core.
+  chromium
 )
 
 say() { echo "provision: $*" >&2; }

@@ -6,7 +6,7 @@
 import type { JobContext, JobHandler } from '../../agent/src/jobs.ts';
 import { silentLogger } from '../../agent/src/log.ts';
 import { type ClaimPacer, FixedPoll, JobNotifications } from '../../agent/src/notifications.ts';
-import { type Job, ServiceClient } from '../../agent/src/service-client.ts';
+import { type Job, type JobResult, ServiceClient } from '../../agent/src/service-client.ts';
 import { Worker } from '../../agent/src/worker.ts';
 
 export interface ClaimingAgentOptions {
@@ -17,6 +17,8 @@ export interface ClaimingAgentOptions {
   socketUrl: string | undefined;
   fallbackMs: number;
   disconnectedPollMs: number;
+  /** What each job reports when done (default: nothing), e.g. a console log for the console's tests. */
+  result?: (job: Job) => JobResult;
 }
 
 export interface ClaimingAgent {
@@ -35,7 +37,7 @@ export function startClaimingAgent(options: ClaimingAgentOptions): ClaimingAgent
   const claims: ClaimingAgent['claims'] = [];
   const record: JobHandler = async (job) => {
     claims.push({ job, at: Date.now() });
-    return {};
+    return options.result?.(job) ?? {};
   };
   const notifications =
     options.socketUrl === undefined

@@ -1,0 +1,314 @@
+/**
+ * Instances (docs/instances-api.md): the list and one instance, polled while a job is pending so
+ * the stage is seen to change; only the actions the stage allows are enabled, each confirmed;
+ * the serial console's tail; a create form from a reference or image id.
+ */
+import { type FormEvent, useCallback, useEffect, useState } from 'react';
+import { api, type Instance, type Reference } from '../api.ts';
+import { curl, hangar } from '../commands.ts';
+import { Link, navigate } from '../router.tsx';
+import { ConfirmButton, CopyCommand, ErrorText, formatTime, usePolling } from '../ui.tsx';
+
+/** Which stages each action is allowed from (the service's lifecycle.ts; 409 otherwise). */
+export const ACTIONS: ReadonlyArray<{ action: string; cli: string; from: readonly string[]; says: string }> =
+  [
+    { action: 'start', cli: 'start', from: ['Shutoff'], says: 'Cold-boots the instance.' },
+    {
+      action: 'stop',
+      cli: 'stop',
+      from: ['Running', 'Sleep'],
+      says: 'Shuts it down (a saved sleep state is dropped).',
+    },
+    {
+      action: 'sleep',
+      cli: 'sleep',
+      from: ['Running'],
+      says: 'Saves the memory to disk and stops it; wake resumes exactly there.',
+    },
+    { action: 'wake', cli: 'wake', from: ['Sleep'], says: 'Resumes it where it slept.' },
+    { action: 'reboot', cli: 'reboot', from: ['Running'], says: 'Reboots the guest.' },
+    {
+      action: 'destroy',
+      cli: 'rm',
+      from: ['Running', 'Sleep', 'Shutoff', 'Error'],
+      says: 'Removes the domain and its disks for good.',
+    },
+  ];
+
+export function allowed(instance: Instance, action: string): boolean {
+  const spec = ACTIONS.find((a) => a.action === action);
+  return !!spec && instance.pending_action === null && spec.from.includes(instance.stage);
+}
+
+const settled = (i: Instance) => i.pending_action === null && i.stage !== 'Building';
+
+function Stage({ instance }: { instance: Instance }) {
+  return (
+    <span className="stage-cell">
+      <span className={`badge stage-${instance.stage}`}>{instance.stage}</span>
+      {instance.pending_action && (
+        <span className="badge pending">
+          <span className="spinner" aria-hidden="true" /> {instance.pending_action} pending
+        </span>
+      )}
+    </span>
+  );
+}
+
+function Actions({ instance, onDone }: { instance: Instance; onDone: (i: Instance) => void }) {
+  return (
+    <div className="actions">
+      {ACTIONS.map((spec) => (
+        <ConfirmButton
+          key={spec.action}
+          label={spec.action[0]?.toUpperCase() + spec.action.slice(1)}
+          danger={spec.action === 'destroy'}
+          disabled={!allowed(instance, spec.action)}
+          title={`${spec.action} ${instance.name}?`}
+          onConfirm={async () => onDone(await api.instanceAction(instance.id, spec.action))}
+        >
+          <p>{spec.says}</p>
+          <CopyCommand command={hangar(spec.cli, instance.id)} />
+        </ConfirmButton>
+      ))}
+    </div>
+  );
+}
+
+function CreateInstance({ onCreated }: { onCreated: (i: Instance) => void }) {
+  const [refs, setRefs] = useState<Reference[]>([]);
+  const [image, setImage] = useState('');
+  const [name, setName] = useState('');
+  const [vcpus, setVcpus] = useState(1);
+  const [ram, setRam] = useState(1024);
+  const [disk, setDisk] = useState(10);
+  const [userData, setUserData] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    api
+      .references()
+      .then((list) => setRefs(list.references))
+      .catch(() => setRefs([]));
+  }, []);
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    setError(null);
+    try {
+      onCreated(
+        await api.createInstance({
+          name: name || image.replace(/[^a-z0-9]+/gi, '-'),
+          image,
+          vcpus,
+          ram_mb: ram,
+          disk_gb: disk,
+          ...(userData ? { user_data: userData } : {}),
+        }),
+      );
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const command = hangar(
+    'run',
+    image || 'NAME:TAG',
+    ...(name ? ['--name', name] : []),
+    '--cpus',
+    String(vcpus),
+    '--memory',
+    `${ram}M`,
+    '--disk',
+    `${disk}G`,
+    ...(userData ? ['--user-data', 'user-data.yaml'] : []),
+  );
+  return (
+    <form className="panel" onSubmit={submit} aria-labelledby="create-title">
+      <h2 id="create-title">New instance</h2>
+      <div className="row">
+        <div>
+          <label htmlFor="inst-image">Image (reference or id)</label>
+          <input id="inst-image" list="inst-refs" value={image} onChange={(e) => setImage(e.target.value)} />
+          <datalist id="inst-refs">
+            {refs.map((r) => (
+              <option key={r.reference} value={r.reference} />
+            ))}
+          </datalist>
+        </div>
+        <div>
+          <label htmlFor="inst-name">Name</label>
+          <input id="inst-name" value={name} onChange={(e) => setName(e.target.value)} />
+        </div>
+        <div>
+          <label htmlFor="inst-vcpus">vCPUs</label>
+          <input
+            id="inst-vcpus"
+            type="number"
+            min={1}
+            value={vcpus}
+            onChange={(e) => setVcpus(Number(e.target.value))}
+          />
+        </div>
+        <div>
+          <label htmlFor="inst-ram">Memory (MB)</label>
+          <input
+            id="inst-ram"
+            type="number"
+            min={16}
+            value={ram}
+            onChange={(e) => setRam(Number(e.target.value))}
+          />
+        </div>
+        <div>
+          <label htmlFor="inst-disk">Disk (GB)</label>
+          <input
+            id="inst-disk"
+            type="number"
+            min={1}
+            value={disk}
+            onChange={(e) => setDisk(Number(e.target.value))}
+          />
+        </div>
+      </div>
+      <div>
+        <label htmlFor="inst-user-data">User data (cloud-init, optional)</label>
+        <textarea
+          id="inst-user-data"
+          rows={3}
+          cols={60}
+          value={userData}
+          onChange={(e) => setUserData(e.target.value)}
+        />
+      </div>
+      <div className="actions">
+        <button type="submit" className="primary" disabled={!image}>
+          Create instance
+        </button>
+        <CopyCommand command={command} />
+      </div>
+      <ErrorText error={error} />
+    </form>
+  );
+}
+
+export function Instances() {
+  const [instances, setInstances] = useState<Instance[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const load = useCallback(() => {
+    api
+      .instances()
+      .then((list) => {
+        setInstances(list.instances);
+        setError(null);
+      })
+      .catch(setError);
+  }, []);
+  useEffect(load, [load]);
+  // Slow polling always (another tab or the CLI may act), fast while a job is pending.
+  const pending = instances?.some((i) => !settled(i) && i.stage !== 'Inexistent') ?? false;
+  usePolling(load, pending ? 1000 : 5000, true);
+  return (
+    <section>
+      <div className="page-head">
+        <h1>Instances</h1>
+        <CopyCommand command={hangar('ps', '-a')} />
+      </div>
+      <ErrorText error={error} />
+      {instances && (
+        <div className="table-wrap">
+          <table className="instances">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Stage</th>
+                <th scope="col">Image</th>
+                <th scope="col">Size</th>
+                <th scope="col">Host</th>
+                <th scope="col">Updated</th>
+              </tr>
+            </thead>
+            <tbody aria-live="polite">
+              {instances.length === 0 && (
+                <tr>
+                  <td colSpan={6}>No instances.</td>
+                </tr>
+              )}
+              {instances.map((i) => (
+                <tr key={i.id} data-instance-id={i.id}>
+                  <td>
+                    <Link to={`/instances/${i.id}`}>{i.name}</Link>
+                  </td>
+                  <td>
+                    <Stage instance={i} />
+                  </td>
+                  <td>{i.image?.requested_as ?? i.image_id}</td>
+                  <td>
+                    {i.vcpus} vCPU, {i.ram_mb} MB, {i.disk_gb} GB
+                  </td>
+                  <td>{i.host_id ?? '—'}</td>
+                  <td>{formatTime(i.updated_at)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <CreateInstance onCreated={(i) => navigate(`/instances/${i.id}`)} />
+    </section>
+  );
+}
+
+export function InstancePage({ id }: { id: string }) {
+  const [instance, setInstance] = useState<Instance | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const load = useCallback(() => {
+    api
+      .instance(id)
+      .then((shown) => {
+        setInstance(shown);
+        setError(null);
+      })
+      .catch(setError);
+  }, [id]);
+  useEffect(load, [load]);
+  const busy = instance !== null && !settled(instance) && instance.stage !== 'Inexistent';
+  usePolling(load, busy ? 1000 : 4000, instance?.stage !== 'Inexistent');
+  if (error && !instance) return <ErrorText error={error} />;
+  if (!instance) return <p aria-live="polite">Loading…</p>;
+  return (
+    <article>
+      <div className="page-head">
+        <h1>{instance.name}</h1>
+        <div aria-live="polite" aria-atomic="true" className="instance-stage">
+          <Stage instance={instance} />
+        </div>
+      </div>
+      <Actions instance={instance} onDone={setInstance} />
+      {instance.reason && <p className="error">Reason: {instance.reason}</p>}
+      {instance.last_error && <p className="error">Last error: {instance.last_error}</p>}
+      <dl className="props">
+        {(
+          [
+            ['id', instance.id],
+            ['hostname', instance.hostname],
+            ['project', instance.project_id],
+            ['image', `${instance.image?.requested_as ?? ''} (${instance.image_id})`],
+            ['size', `${instance.vcpus} vCPU, ${instance.ram_mb} MB RAM, ${instance.disk_gb} GB disk`],
+            ['host', instance.host_id ?? '—'],
+            ['created', formatTime(instance.created_at)],
+            ['updated', formatTime(instance.updated_at)],
+          ] as const
+        ).map(([k, v]) => (
+          <div key={k} className="prop-row">
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
+      </dl>
+      <h2>Console log</h2>
+      <div className="toolbar">
+        <CopyCommand command={hangar('logs', instance.id, '-f')} />
+        <CopyCommand label="Copy as curl" command={curl('GET', `/v1/instances/${instance.id}`)} />
+      </div>
+      <pre className="log">{instance.console_log || '(nothing yet)'}</pre>
+    </article>
+  );
+}

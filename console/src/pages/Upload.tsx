@@ -1,0 +1,461 @@
+/**
+ * Upload: creates the image, streams the file with `PUT /v2/images/{id}/file` (XHR, for its upload
+ * progress events: fetch has none for request bodies), shows rate and ETA, and never leaves a
+ * half image behind: cancelling or a failure deletes the image it created. The server's reason
+ * for a refusal is shown as it said it, with a retry. Leaving the page mid-upload asks first.
+ */
+import { type FormEvent, useEffect, useRef, useState } from 'react';
+import { api, errorMessage, type Image, request, storedToken } from '../api.ts';
+import { curl, hangar } from '../commands.ts';
+import { Link } from '../router.tsx';
+import { CopyCommand, describeError, formatBytes } from '../ui.tsx';
+
+const FORMATS = ['qcow2', 'raw', 'iso', 'vmdk', 'vdi', 'vhd', 'vhdx', 'ami', 'ari', 'aki', 'ploop'];
+
+/** The format a file's name suggests (the service checks the content itself). */
+export function formatFromName(name: string): string {
+  const ext = name.toLowerCase().split('.').pop() ?? '';
+  if (ext === 'img' || ext === 'raw' || ext === 'bin') return 'raw';
+  return FORMATS.includes(ext) ? ext : 'qcow2';
+}
+
+type Phase =
+  | { kind: 'idle' }
+  | { kind: 'uploading'; imageId: string; sent: number; total: number; rate: number; started: number }
+  | { kind: 'finishing'; imageId: string }
+  | { kind: 'done'; image: Image; reference?: string }
+  | { kind: 'failed'; message: string }
+  | { kind: 'cancelled' };
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '—';
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes} min ${Math.round(seconds % 60)} s`;
+}
+
+class UploadFailed extends Error {}
+
+type ImportPhase =
+  | { kind: 'idle' }
+  | { kind: 'importing'; imageId: string; status: string; task?: string }
+  | { kind: 'done'; image: Image }
+  | { kind: 'failed'; message: string };
+
+/**
+ * Import from a URL (Glance's interoperable import, `web-download`): the service fetches the
+ * bytes itself; the page follows the image's status and its task, and shows the task's failure
+ * reason. A failed import's image is deleted, as a failed upload's is.
+ */
+function ImportFromUrl() {
+  const [uri, setUri] = useState('');
+  const [name, setName] = useState('');
+  const [diskFormat, setDiskFormat] = useState('qcow2');
+  const [visibility, setVisibility] = useState('private');
+  const [phase, setPhase] = useState<ImportPhase>({ kind: 'idle' });
+  const busy = phase.kind === 'importing';
+  const start = async (event?: FormEvent) => {
+    event?.preventDefault();
+    let image: Image | undefined;
+    try {
+      image = await api.createImage({
+        name: name || uri.split('/').pop() || 'imported',
+        disk_format: diskFormat,
+        container_format: 'bare',
+        visibility,
+      });
+      const imageId = image.id;
+      await request('POST', `/v2/images/${encodeURIComponent(imageId)}/import`, {
+        body: { method: { name: 'web-download', uri } },
+      });
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 500));
+        const shown = await api.image(imageId);
+        const tasks = await api.imageTasks(imageId).catch(() => ({ tasks: [] }));
+        const task = tasks.tasks[0];
+        const taskText = task
+          ? `task ${String(task.status)}${task.message ? `: ${String(task.message)}` : ''}`
+          : undefined;
+        if (shown.status === 'active') {
+          setPhase({ kind: 'done', image: shown });
+          return;
+        }
+        const failed =
+          typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import !== '';
+        if (
+          task?.status === 'failure' ||
+          (shown.status === 'queued' && failed) ||
+          shown.status === 'killed'
+        ) {
+          const reason =
+            (typeof task?.message === 'string' && task.message) ||
+            (typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import) ||
+            `the image is ${shown.status}`;
+          throw new UploadFailed(reason);
+        }
+        setPhase({
+          kind: 'importing',
+          imageId,
+          status: shown.status,
+          ...(taskText ? { task: taskText } : {}),
+        });
+      }
+    } catch (error) {
+      if (image) await api.deleteImage(image.id).catch(() => undefined);
+      setPhase({
+        kind: 'failed',
+        message: error instanceof UploadFailed ? error.message : describeError(error),
+      });
+    }
+  };
+  return (
+    <section aria-labelledby="import-title">
+      <h2 id="import-title">Import from a URL</h2>
+      <form className="panel" onSubmit={start} aria-label="Import from a URL">
+        <div className="row">
+          <div className="grow">
+            <label htmlFor="import-uri">URL</label>
+            <input
+              id="import-uri"
+              type="url"
+              size={50}
+              value={uri}
+              disabled={busy}
+              onChange={(e) => setUri(e.target.value)}
+            />
+          </div>
+          <div>
+            <label htmlFor="import-name">Name</label>
+            <input id="import-name" value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
+          </div>
+          <div>
+            <label htmlFor="import-format">Disk format</label>
+            <select
+              id="import-format"
+              value={diskFormat}
+              disabled={busy}
+              onChange={(e) => setDiskFormat(e.target.value)}
+            >
+              {FORMATS.map((f) => (
+                <option key={f}>{f}</option>
+              ))}
+            </select>
+          </div>
+          <div>
+            <label htmlFor="import-visibility">Visibility</label>
+            <select
+              id="import-visibility"
+              value={visibility}
+              disabled={busy}
+              onChange={(e) => setVisibility(e.target.value)}
+            >
+              <option>private</option>
+              <option>shared</option>
+              <option>community</option>
+              <option>public</option>
+            </select>
+          </div>
+        </div>
+        <div className="actions">
+          <button type="submit" className="primary" disabled={busy || !uri}>
+            Import
+          </button>
+          <CopyCommand
+            label="Copy as curl"
+            command={curl('POST', '/v2/images/IMAGE_ID/import', {
+              method: { name: 'web-download', uri: uri || 'URL' },
+            })}
+          />
+        </div>
+      </form>
+      {phase.kind === 'importing' && (
+        <p className="panel import-progress" aria-live="polite">
+          <span className="spinner" aria-hidden="true" /> The service is fetching the image: {phase.status}
+          {phase.task ? ` (${phase.task})` : ''}…
+        </p>
+      )}
+      {phase.kind === 'done' && (
+        <div className="notice import-result" role="status">
+          <p>
+            <Link to={`/images/${phase.image.id}`}>{phase.image.name}</Link> is{' '}
+            <strong>{phase.image.status}</strong>.
+          </p>
+          <p>
+            {phase.image.os_hash_algo}: <code className="checksum">{phase.image.os_hash_value}</code>
+          </p>
+        </div>
+      )}
+      {phase.kind === 'failed' && (
+        <div className="error import-result" role="alert">
+          <p>
+            The import failed: <span className="reason">{phase.message}</span>
+          </p>
+          <p>Nothing was kept: the image it created was deleted.</p>
+          <button type="button" onClick={() => start()}>
+            Retry import
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}
+
+export function Upload() {
+  const [file, setFile] = useState<File | null>(null);
+  const [name, setName] = useState('');
+  const [diskFormat, setDiskFormat] = useState('qcow2');
+  const [visibility, setVisibility] = useState('private');
+  const [reference, setReference] = useState('');
+  const [phase, setPhase] = useState<Phase>({ kind: 'idle' });
+  const xhr = useRef<XMLHttpRequest | null>(null);
+  const cancelled = useRef(false);
+  const busy = phase.kind === 'uploading' || phase.kind === 'finishing';
+
+  useEffect(() => {
+    if (!busy) return;
+    const warn = (event: BeforeUnloadEvent) => {
+      event.preventDefault();
+      // Older browsers show the dialog only when returnValue is set.
+      event.returnValue = '';
+    };
+    window.addEventListener('beforeunload', warn);
+    return () => window.removeEventListener('beforeunload', warn);
+  }, [busy]);
+
+  const pick = (picked: File | null) => {
+    setFile(picked);
+    if (picked) {
+      setName((current) => current || picked.name.replace(/\.[^.]+$/, ''));
+      setDiskFormat(formatFromName(picked.name));
+    }
+  };
+
+  const send = (imageId: string, body: File) =>
+    new Promise<void>((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      xhr.current = request;
+      request.open('PUT', `/v2/images/${encodeURIComponent(imageId)}/file`);
+      request.setRequestHeader('content-type', 'application/octet-stream');
+      request.setRequestHeader('accept', 'application/json');
+      request.setRequestHeader('x-auth-token', storedToken() ?? '');
+      const started = performance.now();
+      let last = { at: started, sent: 0 };
+      let rate = 0;
+      request.upload.onprogress = (event) => {
+        const now = performance.now();
+        const seconds = (now - last.at) / 1000;
+        if (seconds >= 0.25 || event.loaded === event.total) {
+          const instant = (event.loaded - last.sent) / Math.max(seconds, 0.001);
+          // A moving average: the rate shown does not jump with every progress event.
+          rate = rate === 0 ? instant : rate * 0.7 + instant * 0.3;
+          last = { at: now, sent: event.loaded };
+        }
+        setPhase({
+          kind: 'uploading',
+          imageId,
+          sent: event.loaded,
+          total: event.total || body.size,
+          rate,
+          started,
+        });
+      };
+      request.upload.onload = () => setPhase({ kind: 'finishing', imageId });
+      request.onload = () => {
+        if (request.status >= 200 && request.status < 300) resolve();
+        else reject(new UploadFailed(errorMessage(request.status, request.responseText)));
+      };
+      request.onerror = () =>
+        reject(new UploadFailed('The connection to the service was lost during the upload.'));
+      request.onabort = () => reject(new UploadFailed('cancelled'));
+      request.send(body);
+    });
+
+  const start = async (event?: FormEvent) => {
+    event?.preventDefault();
+    if (!file) {
+      setPhase({ kind: 'failed', message: 'Choose a file to upload.' });
+      return;
+    }
+    cancelled.current = false;
+    let image: Image | undefined;
+    try {
+      image = await api.createImage({
+        name: name || file.name,
+        disk_format: diskFormat,
+        container_format: 'bare',
+        visibility,
+      });
+      setPhase({
+        kind: 'uploading',
+        imageId: image.id,
+        sent: 0,
+        total: file.size,
+        rate: 0,
+        started: performance.now(),
+      });
+      await send(image.id, file);
+      let shown = await api.image(image.id);
+      // The answer comes once the data is stored; activation is in the same write, but be patient.
+      for (let i = 0; i < 20 && shown.status !== 'active'; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        shown = await api.image(image.id);
+      }
+      let pointed: string | undefined;
+      if (reference.trim()) {
+        const ref = reference.trim();
+        try {
+          await api.createReference(ref, image.id);
+        } catch {
+          const current = await api.reference(ref);
+          await api.moveReference(ref, image.id, current.image_id);
+        }
+        pointed = ref;
+      }
+      setPhase({ kind: 'done', image: shown, ...(pointed ? { reference: pointed } : {}) });
+    } catch (error) {
+      // No half image left queued: what this upload created goes with it.
+      if (image) await api.deleteImage(image.id).catch(() => undefined);
+      if (cancelled.current) setPhase({ kind: 'cancelled' });
+      else
+        setPhase({
+          kind: 'failed',
+          message: error instanceof UploadFailed ? error.message : describeError(error),
+        });
+    } finally {
+      xhr.current = null;
+    }
+  };
+
+  const cancel = () => {
+    cancelled.current = true;
+    xhr.current?.abort();
+  };
+
+  const pushCommand = hangar(
+    'push',
+    file?.name ?? 'FILE',
+    reference.trim() || `${(name || 'NAME').toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}:latest`,
+    '--disk-format',
+    diskFormat,
+    '--visibility',
+    visibility,
+  );
+
+  return (
+    <section>
+      <h1>Upload an image</h1>
+      <form className="panel upload-form" onSubmit={start} aria-label="Upload a file">
+        <div>
+          <label htmlFor="upload-file">Image file</label>
+          <input
+            id="upload-file"
+            type="file"
+            disabled={busy}
+            onChange={(e) => pick(e.target.files?.[0] ?? null)}
+          />
+        </div>
+        <div className="row">
+          <div>
+            <label htmlFor="upload-name">Name</label>
+            <input id="upload-name" value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
+          </div>
+          <div>
+            <label htmlFor="upload-format">Disk format</label>
+            <select
+              id="upload-format"
+              value={diskFormat}
+              disabled={busy}
+              onChange={(e) => setDiskFormat(e.target.value)}
+            >
+              {FORMATS.map((f) => (
+                <option key={f}>{f}</option>
+              ))}
+            </select>
+          </div>
+          <div>
+            <label htmlFor="upload-visibility">Visibility</label>
+            <select
+              id="upload-visibility"
+              value={visibility}
+              disabled={busy}
+              onChange={(e) => setVisibility(e.target.value)}
+            >
+              <option>private</option>
+              <option>shared</option>
+              <option>community</option>
+              <option>public</option>
+            </select>
+          </div>
+          <div>
+            <label htmlFor="upload-reference">Reference (optional)</label>
+            <input
+              id="upload-reference"
+              placeholder="name:tag"
+              value={reference}
+              disabled={busy}
+              onChange={(e) => setReference(e.target.value)}
+            />
+          </div>
+        </div>
+        <div className="actions">
+          <button type="submit" className="primary" disabled={busy || !file}>
+            Upload
+          </button>
+          {busy && (
+            <button type="button" className="danger" onClick={cancel}>
+              Cancel upload
+            </button>
+          )}
+          <CopyCommand command={pushCommand} />
+        </div>
+      </form>
+
+      {phase.kind === 'uploading' && (
+        <div className="panel" aria-live="polite">
+          <label htmlFor="upload-progress">Uploading {file?.name}</label>
+          <progress id="upload-progress" className="progress" max={phase.total} value={phase.sent} />
+          <p>
+            {formatBytes(phase.sent)} of {formatBytes(phase.total)} (
+            {Math.floor((phase.sent / Math.max(phase.total, 1)) * 100)}
+            %) · {phase.rate > 0 ? `${formatBytes(phase.rate)}/s` : 'measuring…'} · about{' '}
+            {phase.rate > 0 ? formatDuration((phase.total - phase.sent) / phase.rate) : '—'} left
+          </p>
+        </div>
+      )}
+      {phase.kind === 'finishing' && (
+        <p className="panel" aria-live="polite">
+          All bytes sent; the service is checking the format and the checksums…
+        </p>
+      )}
+      {phase.kind === 'done' && (
+        <div className="notice" role="status">
+          <p>
+            <Link to={`/images/${phase.image.id}`}>{phase.image.name}</Link> is{' '}
+            <strong>{phase.image.status}</strong>
+            {phase.reference ? ` and ${phase.reference} points to it` : ''}.
+          </p>
+          <p>
+            {phase.image.os_hash_algo}: <code className="checksum">{phase.image.os_hash_value}</code>
+          </p>
+        </div>
+      )}
+      {phase.kind === 'failed' && (
+        <div className="error" role="alert">
+          <p>
+            The upload failed: <span className="reason">{phase.message}</span>
+          </p>
+          <p>Nothing was kept: the image it created was deleted.</p>
+          <button type="button" onClick={() => start()}>
+            Retry
+          </button>
+        </div>
+      )}
+      {phase.kind === 'cancelled' && (
+        <p className="notice" role="status">
+          The upload was cancelled and the image it created was deleted.
+        </p>
+      )}
+      <ImportFromUrl />
+    </section>
+  );
+}

@@ -1,0 +1,190 @@
+/**
+ * The console in a real browser: a reference created, moved, and rolled back from its timeline
+ * (and a move that lost the compare-and-swap race shown as such); an instance created from the
+ * reference on a host whose agent (the real claim loop, test/helpers/claiming-agent.ts) runs its
+ * jobs through the jobs API, driven through sleep, wake, stop and destroy with the stage updating;
+ * the hosts page for admins.
+ */
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { launchBrowser, screenshot, signIn, type TestBrowser } from '../helpers/browser.ts';
+import { type ClaimingAgent, startClaimingAgent } from '../helpers/claiming-agent.ts';
+
+const HOST = 'host-1';
+
+describe('console: references and instances', () => {
+  let t: TestBackend;
+  let browser: TestBrowser;
+  let agent: ClaimingAgent;
+  let page: Page;
+  const ids: string[] = [];
+
+  async function activeImage(name: string): Promise<string> {
+    const created = await t.request('POST', '/v2/images', {
+      token: t.tokens.alice,
+      headers: { accept: 'application/json' },
+      body: { name, disk_format: 'raw', container_format: 'bare' },
+    });
+    const { id } = (await created.json()) as { id: string };
+    const put = await t.request('PUT', `/v2/images/${id}/file`, {
+      token: t.tokens.alice,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new TextEncoder().encode(`disk of ${name}`),
+    });
+    expect(put.status).toBe(204);
+    return id;
+  }
+
+  beforeAll(async () => {
+    t = await startTestBackend({ hosts: [HOST] });
+    browser = await launchBrowser();
+    ids.push(await activeImage('web-v1'), await activeImage('web-v2'), await activeImage('web-v3'));
+    const registered = await t.request('PUT', `/v1/hosts/${HOST}`, {
+      token: t.hostTokens[HOST] ?? '',
+      body: {
+        vcpus: 8,
+        ram_mb: 16384,
+        disk_gb: 200,
+        architecture: 'x86_64',
+        hypervisor_type: 'qemu',
+        hypervisor_version: 9_000_000,
+      },
+    });
+    expect(registered.status).toBe(200);
+    agent = startClaimingAgent({
+      serviceUrl: t.url,
+      hostId: HOST,
+      token: t.hostTokens[HOST] ?? '',
+      socketUrl: `${t.url.replace(/^http/, 'ws')}/v1/agent-socket`,
+      fallbackMs: 1000,
+      disconnectedPollMs: 250,
+      // What a booting guest's serial console would have said, as the real agent reports it.
+      result: (job) => ({
+        console_log: `[    0.000000] Linux version 6.1\n${job.instance.name} login: (${job.kind} done)\n`,
+      }),
+    });
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await browser?.close();
+    await t?.stop();
+  });
+
+  const current = () => page.locator('code.current-image').textContent();
+
+  it('creates a reference, moves it, and rolls it back from the timeline', async () => {
+    const [v1, v2] = ids as [string, string];
+    page = await browser.newPage();
+    await signIn(page, t.url, t.tokens.alice);
+    await page.getByRole('link', { name: 'References' }).click();
+    await page.getByLabel('Reference', { exact: true }).fill('web:prod');
+    await page.getByLabel('Image', { exact: true }).selectOption(v1);
+    await page.getByRole('button', { name: 'Create reference' }).click();
+    await page.getByRole('heading', { name: 'web:prod' }).waitFor();
+    await expect.poll(current).toBe(v1);
+    expect(page.url()).toContain('/console/references/web%3Aprod');
+
+    await page.getByLabel('Move to image').selectOption(v2);
+    await page.getByRole('button', { name: 'Move', exact: true }).click();
+    await expect.poll(current).toBe(v2);
+    const timeline = page.locator('ol.timeline li');
+    await expect.poll(() => timeline.count()).toBe(2);
+    expect(await timeline.nth(0).textContent()).toContain('move');
+    expect(await timeline.nth(0).textContent()).toContain('alice');
+    await screenshot(page, 'reference');
+
+    // One click on the earlier entry puts the reference back.
+    await timeline
+      .nth(1)
+      .getByRole('button', { name: /Roll back to this/ })
+      .click();
+    await expect.poll(current).toBe(v1);
+    await expect.poll(() => timeline.count()).toBe(3);
+    expect(await timeline.nth(0).textContent()).toContain('rollback');
+    const resolved = (await (
+      await t.request('GET', '/v1/references/web:prod', {
+        token: t.tokens.alice,
+        headers: { accept: 'application/json' },
+      })
+    ).json()) as { image_id: string };
+    expect(resolved.image_id).toBe(v1);
+  });
+
+  it('shows a move that lost the compare-and-swap race as such', async () => {
+    const [v1, , v3] = ids as [string, string, string];
+    await expect.poll(current).toBe(v1);
+    // Someone else (the CLI, another tab) moves it behind the page's back.
+    const behind = await t.request('POST', '/v1/references/web:prod/move', {
+      token: t.tokens.alice,
+      body: { image_id: v3, expect: v1 },
+    });
+    expect(behind.status).toBe(200);
+    await page.getByLabel('Move to image').selectOption(ids[1] ?? '');
+    await page.getByRole('button', { name: 'Move', exact: true }).click();
+    const alert = page.getByRole('alert');
+    await expect.poll(() => alert.textContent()).toContain('Someone else moved web:prod first');
+    expect(await alert.textContent()).toContain(`it now points to ${v3}`);
+    // The page shows the state the race left, and the service kept the winner's move.
+    await expect.poll(current).toBe(v3);
+  });
+
+  it('creates an instance from the reference and drives it through sleep, wake, stop and destroy', async () => {
+    await page.getByRole('link', { name: 'Instances' }).click();
+    await page.getByLabel('Image (reference or id)').fill('web:prod');
+    await page.getByLabel('Name', { exact: true }).fill('web-1');
+    await page.getByLabel('Memory (MB)').fill('256');
+    await page.getByLabel('Disk (GB)').fill('1');
+    await page.getByRole('button', { name: 'Create instance' }).click();
+    await page.getByRole('heading', { name: 'web-1' }).waitFor();
+    const stage = page.locator('.instance-stage');
+    const instanceId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop() ?? '');
+    await expect.poll(() => stage.textContent(), { timeout: 20_000 }).toBe('Running');
+    const button = (name: string) => page.getByRole('button', { name, exact: true });
+    // Only what Running allows.
+    expect(await button('Start').isDisabled()).toBe(true);
+    expect(await button('Wake').isDisabled()).toBe(true);
+    expect(await button('Sleep').isEnabled()).toBe(true);
+    await expect.poll(() => page.locator('pre.log').textContent()).toContain('web-1 login: (build done)');
+    await screenshot(page, 'instance');
+
+    const act = async (action: string, expected: string) => {
+      await button(action).click();
+      const dialog = page.getByRole('dialog');
+      // The confirmation offers the CLI line for the same action.
+      await dialog.getByRole('button', { name: 'Copy as command' }).click();
+      const cli = action === 'Destroy' ? 'rm' : action.toLowerCase();
+      expect(await dialog.locator('code.command').textContent()).toBe(`hangar ${cli} ${instanceId}`);
+      await dialog.getByRole('button', { name: action, exact: true }).click();
+      await expect.poll(() => stage.textContent(), { timeout: 20_000 }).toBe(expected);
+    };
+    await act('Sleep', 'Sleep');
+    expect(await button('Wake').isEnabled()).toBe(true);
+    expect(await button('Reboot').isDisabled()).toBe(true);
+    await act('Wake', 'Running');
+    await act('Stop', 'Shutoff');
+    expect(await button('Start').isEnabled()).toBe(true);
+    expect(await button('Sleep').isDisabled()).toBe(true);
+    await act('Destroy', 'Inexistent');
+    for (const name of ['Start', 'Stop', 'Sleep', 'Wake', 'Reboot', 'Destroy'])
+      expect(await button(name).isDisabled(), name).toBe(true);
+    // Every job went through the host's queue to the agent, in order.
+    const kinds = agent.claims.map((claim) => claim.job.kind);
+    expect(kinds).toEqual(['build', 'sleep', 'wake', 'stop', 'destroy']);
+
+    await page.getByRole('link', { name: 'Instances' }).click();
+    await expect.poll(() => page.locator('table.instances tbody').textContent()).toContain('web-1');
+    expect(await page.locator('tr', { hasText: 'web-1' }).textContent()).toContain('Inexistent');
+  });
+
+  it('shows the hosts to admins only', async () => {
+    await page.getByRole('link', { name: 'Hosts' }).click();
+    await expect.poll(() => page.locator('main').textContent()).toContain('Only admins see the hosts.');
+    const admin = await browser.newPage();
+    await signIn(admin, t.url, t.tokens.admin);
+    await admin.getByRole('link', { name: 'Hosts' }).click();
+    await expect.poll(() => admin.locator('tbody').textContent()).toContain(HOST);
+    expect(await admin.locator('tbody').textContent()).toContain('8 vCPU, 16384 MB, 200 GB');
+    await screenshot(admin, 'hosts');
+  });
+});
