@@ -10,14 +10,9 @@ import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DigestJob } from '#adapters/digests';
-import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { BLOCK_SIZE, rechunk } from '#core/data/pipeline';
-import { parseCreateRequest } from '#core/images/create';
-import { makePrincipal } from '#core/kernel/principal';
-import { serviceConfig } from '#platform/config';
-import { type BenchBackend, MiB, round, type Stats, stats, timed } from './lib.ts';
+import { type BenchBackend, MiB, round, type Stats, seedImages, stats, timed } from './lib.ts';
 
 const run = promisify(execFile);
 
@@ -76,34 +71,6 @@ export async function benchLatencies(b: BenchBackend, n = 200): Promise<Record<s
   return { create: stats(create), show: stats(show), patch: stats(patch), list: stats(list) };
 }
 
-/** Seeds straight through the repository (the same write path as POST, minus HTTP) to save time. */
-async function seed(
-  client: DynamoDBDocumentClient,
-  project: string,
-  count: number,
-  offset: number,
-): Promise<void> {
-  const repo = new DynamoImageRepository(client, serviceConfig().tableName);
-  const principal = makePrincipal(project, 'seed', ['member']);
-  const quotas = { properties: 128, tags: 128 };
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = offset + next++;
-      const when = new Date(Date.UTC(2026, 0, 1) + i * 1000);
-      await repo.create(
-        parseCreateRequest(
-          { name: `seed-${i}`, disk_format: 'qcow2', container_format: 'bare' },
-          principal,
-          quotas,
-          when,
-        ),
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, worker));
-}
-
 /**
  * The same list query for a project that owns 1,000 images and one that owns 20,000 (21,000 in
  * the table), sampled alternately so machine noise hits both alike. Index-driven pages should
@@ -111,8 +78,8 @@ async function seed(
  */
 export async function benchListScaling(b: BenchBackend, samples = 200) {
   const seedStart = performance.now();
-  await seed(b.backend.clients.dynamo, 'projA', 1000, 0);
-  await seed(b.backend.clients.dynamo, 'projB', 20_000, 1000);
+  await seedImages(b.backend.clients.dynamo, 'projA', 1000);
+  await seedImages(b.backend.clients.dynamo, 'projB', 20_000, { offset: 1000 });
   const seedSeconds = (performance.now() - seedStart) / 1000;
   const as = (token: string) => ({ ...b, tokens: { ...b.tokens, alice: token } });
   const small: number[] = [];

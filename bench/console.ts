@@ -10,12 +10,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
-import { parseCreateRequest } from '#core/images/create';
-import { makePrincipal } from '#core/kernel/principal';
-import { serviceConfig } from '#platform/config';
 import { launchBrowser } from '../test/helpers/browser.ts';
-import { type BenchBackend, round, startBenchBackend } from './lib.ts';
+import { type BenchBackend, round, seedImages, startBenchBackend } from './lib.ts';
 
 const DIST = join(import.meta.dirname, '..', 'console', 'dist', 'assets');
 
@@ -31,34 +27,13 @@ export function bundleSize(): { files: number; bytes: number; gzipBytes: number 
   return { files: files.length, bytes, gzipBytes };
 }
 
-/** 1,000 images in alice's project, written through the repository as POST would (minus HTTP). */
-async function seed(count: number): Promise<void> {
-  const repo = new DynamoImageRepository(serviceConfig().tableName);
-  const principal = makePrincipal('projA', 'seed', ['member']);
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      await repo.create(
-        parseCreateRequest(
-          { name: `seed-${i}`, disk_format: 'qcow2', container_format: 'bare', visibility: 'private' },
-          principal,
-          { properties: 128, tags: 128 },
-          new Date(Date.UTC(2026, 0, 1) + i * 1000),
-        ),
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, worker));
-}
-
 const percentile = (samples: number[], q: number) => {
   const sorted = [...samples].sort((a, b) => a - b);
   return round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN, 0);
 };
 
 export async function benchConsole(b: BenchBackend, samples = 10) {
-  await seed(1000);
+  await seedImages(b.backend.clients.dynamo, 'projA', 1000);
   const browser = await launchBrowser();
   try {
     const page = await browser.newPage();

@@ -15,13 +15,8 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
-import { parseCreateRequest } from '#core/images/create';
-import { makePrincipal } from '#core/kernel/principal';
-import { serviceConfig } from '#platform/config';
 import type { LoadRequest, LoadResult, LoadSpec } from './http-load.ts';
-import { type BenchBackend, round, startBenchBackend } from './lib.ts';
+import { type BenchBackend, round, seedImages, startBenchBackend } from './lib.ts';
 
 /**
  * Glance 25.1 (Debian, sqlite, file store, 1 worker) on this machine, from the table in issue 13
@@ -68,27 +63,6 @@ async function load(b: BenchBackend, spec: Omit<LoadSpec, 'host' | 'port'>): Pro
   return result;
 }
 
-/** Seeds straight through the repository (POST's write path minus HTTP), 32 at a time. */
-async function seed(client: DynamoDBDocumentClient, project: string, count: number): Promise<void> {
-  const repo = new DynamoImageRepository(client, serviceConfig().tableName);
-  const principal = makePrincipal(project, 'seed', ['member']);
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      await repo.create(
-        parseCreateRequest(
-          { name: `meta-${i}`, disk_format: 'qcow2', container_format: 'bare' },
-          principal,
-          { properties: 128, tags: 128 },
-          new Date(Date.UTC(2026, 0, 1) + i * 1000),
-        ),
-      );
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, worker));
-}
-
 const json = (token: string) => ({ 'x-auth-token': token, 'content-type': 'application/json' });
 
 export interface MetadataRun {
@@ -104,7 +78,7 @@ async function benchOne(workers: number, sequentialN: number, seconds: number): 
   const b = await startBenchBackend({ workers });
   try {
     const token = b.tokens.alice;
-    await seed(b.backend.clients.dynamo, 'projA', LIST_PROJECT_IMAGES);
+    await seedImages(b.backend.clients.dynamo, 'projA', LIST_PROJECT_IMAGES, { prefix: 'meta-' });
     const created = await load(b, {
       connections: 1,
       count: sequentialN,
