@@ -7,6 +7,11 @@
 #   - initramfs: busybox-static; /init prints HANGAR-GUEST-BOOTED, reads the NoCloud seed (LABEL=cidata)
 #     and prints "instance-id: <id>", runs acpid so the ACPI power button (virsh shutdown) powers off,
 #     then prints "HANGAR-HEARTBEAT <n>" every second forever, so save/restore can be observed.
+#     The disk's own FAT32 partition (LABEL=HANGARBOOT) is mounted read-write at /mnt/disk and the guest prints
+#     "HANGAR-DISK-MARKER: <first line of /mnt/disk/hangar-marker.txt>" (or "none"), so a change written to the
+#     disk shows after a snapshot, a build or an upgrade. A NoCloud user-data starting with "#!/bin/sh" is run
+#     as a recipe after HANGAR-GUEST-READY (output on the console, between HANGAR-RECIPE-START and
+#     "HANGAR-RECIPE-EXIT <rc>"); a recipe ending in `sync; umount /mnt/disk; poweroff -f` powers the guest off.
 #
 # The result is cached: when OUT exists and OUT.stamp holds this script's sha256, nothing is rebuilt.
 # Needs: apt-get update done once (apt-get download), busybox-static cpio syslinux syslinux-common mtools
@@ -67,7 +72,7 @@ done
 
 # 3. initramfs tree
 R=$W/root
-mkdir -p "$R"/{bin,dev,proc,sys,mnt/seed,etc/acpi/PWRF,lib/modules/$KVER,tmp}
+mkdir -p "$R"/{bin,dev,proc,sys,mnt/seed,mnt/disk,etc/acpi/PWRF,lib/modules/$KVER,tmp}
 cp /bin/busybox "$R/bin/busybox"
 for rel in "${LIST[@]}"; do
   mkdir -p "$R/lib/modules/$KVER/$(dirname "$rel")"
@@ -81,6 +86,8 @@ cat >"$R/etc/acpi/PWRF/00000080" <<'ACPI'
 #!/bin/sh
 echo "HANGAR-ACPI-POWER-BUTTON: powering off" > /dev/console
 sync
+# The disk is mounted read-write: unmount it so a graceful shutdown leaves the FAT clean (dirty bit off).
+umount /mnt/disk 2>/dev/null
 poweroff -f
 ACPI
 chmod +x "$R/etc/acpi/PWRF/00000080"
@@ -115,13 +122,35 @@ if [ -n "$SEED" ] && mount -o ro "$SEED" /mnt/seed; then
   echo "instance-id: $IID"
   [ -n "$HN" ] && hostname "$HN" && echo "local-hostname: $HN"
   echo "user-data-first-line: $(head -n1 /mnt/seed/user-data 2>/dev/null)"
+  # Kept in memory: the seed is unmounted before the recipe runs (a recipe must not depend on it).
+  [ -f /mnt/seed/user-data ] && cp /mnt/seed/user-data /tmp/user-data
   umount /mnt/seed
 else
   echo "HANGAR-SEED-NOT-FOUND"
 fi
 # ACPI power button -> poweroff, so a graceful `virsh shutdown` works
+# The guest's own disk: the FAT32 partition the bootloader reads (label HANGARBOOT; vda1 if findfs cannot
+# tell), read-write so a recipe can leave a file behind that a snapshot or a build then carries.
+DISK=$(findfs LABEL=HANGARBOOT 2>/dev/null) || DISK=/dev/vda1
+if [ -b "$DISK" ] && mount -t vfat -o rw "$DISK" /mnt/disk; then
+  if [ -f /mnt/disk/hangar-marker.txt ]; then
+    echo "HANGAR-DISK-MARKER: $(head -n1 /mnt/disk/hangar-marker.txt | tr -d '\r')"
+  else
+    echo "HANGAR-DISK-MARKER: none"
+  fi
+else
+  echo "HANGAR-DISK-NOT-MOUNTED device=$DISK"
+  echo "HANGAR-DISK-MARKER: none"
+fi
 acpid -c /etc/acpi -l /dev/console 2>/dev/null || acpid -c /etc/acpi
 echo "HANGAR-GUEST-READY uptime=$(cut -d' ' -f1 /proc/uptime)"
+# A recipe (user-data that is a shell script) runs after READY, so a boot check sees the guest up before the
+# recipe can power it off. Other user-data (cloud-config) is ignored, as before.
+if [ -f /tmp/user-data ] && [ "$(head -c 9 /tmp/user-data)" = '#!/bin/sh' ]; then
+  echo "HANGAR-RECIPE-START"
+  sh /tmp/user-data </dev/null >/dev/console 2>&1
+  echo "HANGAR-RECIPE-EXIT $?"
+fi
 # A counter kept in memory: after a managed save + restore it carries on, after a reboot it restarts at 1.
 n=0
 while true; do sleep 1; n=$((n+1)); echo "HANGAR-HEARTBEAT $n"; done
