@@ -2,14 +2,26 @@
  * The agent's side of the hosts/jobs HTTP contract, and the image download (Glance GET /v2/images/{id}/file).
  * Every response body is parsed with zod; a 409 on a lease call becomes LeaseLostError.
  */
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { z } from 'zod';
 import { SAFE_ID } from './config.ts';
 import { LeaseLostError, ServiceError } from './errors.ts';
 import type { ImageSource } from './image-cache.ts';
 
-export const JOB_KINDS = ['build', 'start', 'stop', 'sleep', 'wake', 'reboot', 'destroy'] as const;
+export const JOB_KINDS = [
+  'build',
+  'start',
+  'stop',
+  'sleep',
+  'wake',
+  'reboot',
+  'destroy',
+  'snapshot',
+] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 export const ImageRefSchema = z.object({
@@ -32,6 +44,7 @@ export const ServiceImageSchema = z
     size: z.number().int().nonnegative().nullish(),
     os_hash_algo: z.string().nullish(),
     os_hash_value: z.string().nullish(),
+    checksum: z.string().nullish(),
   })
   .loose();
 export type ServiceImage = z.infer<typeof ServiceImageSchema>;
@@ -74,6 +87,14 @@ export const JobSchema = z.object({
     // Only a build needs the image; other kinds tolerate its absence.
     image: ImageRefSchema.nullish(),
   }),
+  // A snapshot job's target image and the grant that lets this host upload that image's data only.
+  snapshot: z
+    .object({
+      image_id: z.string().regex(SAFE_ID),
+      upload: z.enum(['put', 'multipart']),
+      upload_grant: z.string().min(1).max(512),
+    })
+    .nullish(),
 });
 export type Job = z.infer<typeof JobSchema>;
 
@@ -91,9 +112,32 @@ export interface HostRegistration {
   hypervisor_version: number;
 }
 
+export interface SnapshotReport {
+  size: number;
+  checksum: string;
+  os_hash_value: string;
+  /** How long the guest was paused (null: it was not running). */
+  paused_ms: number | null;
+}
+
 export interface JobResult {
   console_log?: string;
   domain_uuid?: string;
+  snapshot?: SnapshotReport;
+}
+
+/** What was sent, as the agent counted and hashed it on the way out. */
+export interface SentDigests {
+  size: number;
+  md5: string;
+  sha512: string;
+}
+
+/** Snapshot uploads: the service's own upload path, with the job's grant. */
+export interface ImageUploader {
+  /** PUT /v2/images/{id}/file streaming `path`, with X-Hangar-Upload-Grant. */
+  uploadImageFile(imageId: string, grant: string, path: string, signal: AbortSignal): Promise<SentDigests>;
+  getImage(imageId: string, signal?: AbortSignal): Promise<ServiceImage | null>;
 }
 
 /** What the worker and reconcile need from the service (the e2e/bench fakes implement the HTTP side). */
@@ -123,7 +167,7 @@ export interface ServiceClientOptions {
   timeoutMs?: number;
 }
 
-export class ServiceClient implements ServicePort, ImageResolver {
+export class ServiceClient implements ServicePort, ImageResolver, ImageUploader {
   private readonly timeoutMs: number;
 
   constructor(private readonly options: ServiceClientOptions) {
@@ -314,6 +358,55 @@ export class ServiceClient implements ServicePort, ImageResolver {
         new ServiceError(`not a name:tag reference: ${JSON.stringify(reference)}`, undefined),
       );
     return this.getParsed(`/v1/references/${reference}`, ResolvedReferenceSchema, signal);
+  }
+
+  /**
+   * Streams the file to PUT /v2/images/{id}/file (no buffering: fetch with a stream body), hashing
+   * every chunk as it leaves, so the caller can compare with what the service computed.
+   */
+  async uploadImageFile(
+    imageId: string,
+    grant: string,
+    path: string,
+    signal: AbortSignal,
+  ): Promise<SentDigests> {
+    const urlPath = `/v2/images/${encodeURIComponent(imageId)}/file`;
+    const { size } = await stat(path);
+    const md5 = createHash('md5');
+    const sha512 = createHash('sha512');
+    let sent = 0;
+    const hashing = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        md5.update(chunk);
+        sha512.update(chunk);
+        sent += chunk.length;
+        done(null, chunk);
+      },
+    });
+    const source = createReadStream(path).pipe(hashing);
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${urlPath}`, {
+        method: 'PUT',
+        headers: {
+          'X-Auth-Token': this.options.token,
+          'X-Hangar-Upload-Grant': grant,
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': String(size),
+          Accept: 'application/json',
+        },
+        body: Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>,
+        // Node's fetch streams a request body only half-duplex.
+        duplex: 'half',
+        signal,
+      } as RequestInit & { duplex: 'half' });
+    } catch (error) {
+      source.destroy();
+      throw new ServiceError(`PUT ${urlPath}: request failed`, undefined, { cause: error });
+    }
+    await this.expect(response, 'PUT', urlPath, [204]);
+    await response.body?.cancel();
+    return { size: sent, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
   }
 
   /** Streams GET /v2/images/{id}/file; the download's own signal (not the short request timeout) bounds it. */

@@ -62,6 +62,7 @@ export function startClaimingAgent(options: ClaimingAgentOptions): ClaimingAgent
       wake: record,
       reboot: record,
       destroy: record,
+      snapshot: record,
     },
     // The handlers above use none of it.
     context: {} as JobContext,

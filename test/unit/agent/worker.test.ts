@@ -73,6 +73,7 @@ const handlers = (overrides: Partial<Record<Job['kind'], JobHandler>>): Record<J
   wake: noop,
   reboot: noop,
   destroy: noop,
+  snapshot: noop,
   ...overrides,
 });
 
