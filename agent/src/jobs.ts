@@ -254,10 +254,6 @@ const snapshot: JobHandler = async (job, ctx, log, signal) => {
   const spec = job.snapshot;
   if (!spec) throw new JobRejectedError('snapshot job without its image and upload grant');
   if (!ctx.uploader) throw new JobRejectedError('this agent has no uploader for snapshots');
-  if (spec.upload !== 'put')
-    throw new JobRejectedError(
-      `snapshot upload '${spec.upload}' is not supported by this agent (only 'put')`,
-    );
   // A retried job finds its image no longer queued once an earlier attempt uploaded (or began to):
   // that upload's bytes cannot be checked any more, so the job fails and the service discards it.
   const target = await ctx.uploader.getImage(spec.image_id, signal);
@@ -297,7 +293,11 @@ const snapshot: JobHandler = async (job, ctx, log, signal) => {
     });
     const convertMs = Math.round(performance.now() - t1);
     const t2 = performance.now();
-    const sent = await ctx.uploader.uploadImageFile(spec.image_id, spec.upload_grant, out, signal);
+    // The service says which path: its own streaming PUT, or presigned multipart where bodies cannot pass it.
+    const sent =
+      spec.upload === 'multipart'
+        ? await ctx.uploader.uploadImageMultipart(spec.image_id, spec.upload_grant, out, signal)
+        : await ctx.uploader.uploadImageFile(spec.image_id, spec.upload_grant, out, signal);
     const uploadMs = Math.round(performance.now() - t2);
     // The service hashed the same bytes on the way in: both must agree before the job is done.
     const stored = await ctx.uploader.getImage(spec.image_id, signal);
@@ -309,6 +309,7 @@ const snapshot: JobHandler = async (job, ctx, log, signal) => {
       );
     log.info('snapshot uploaded', {
       image_id: spec.image_id,
+      upload: spec.upload,
       size: sent.size,
       source_state: info.state,
       paused_ms: pausedMs,

@@ -173,7 +173,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
       },
     },
     // Where the API cannot carry a large body (Lambda's 6 MB), agents use presigned multipart.
-    snapshotUpload: config.blobDelivery === 'redirect' ? 'multipart' : 'put',
+    snapshotUpload: config.snapshotUpload,
   };
   const instances = new InstancesService(instanceDeps);
 
