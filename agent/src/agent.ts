@@ -182,6 +182,7 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
       bootMarker: config.boot_marker === undefined ? undefined : new RegExp(config.boot_marker),
       bootTimeoutMs: config.boot_timeout_ms,
       consoleTailBytes: 16 * 1024,
+      uploader: service,
     },
     log,
     leaseSeconds: config.lease_seconds,

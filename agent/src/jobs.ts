@@ -2,20 +2,24 @@
  * One handler per job kind. Every handler is idempotent: a job can be retried (a new attempt after a lost
  * lease or a killed agent) and must converge on the same single domain, never a second one.
  */
+import { copyFile, mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  AgentError,
   BootTimeoutError,
   describeError,
   JobRejectedError,
   LibvirtError,
   UpgradeRolledBackError,
 } from './errors.ts';
+import { run } from './exec.ts';
 import { type DomainType, domainNameFor, domainUuidFor } from './hypervisor/domain-xml.ts';
 import type { DomainInfo, Hypervisor, ShutdownOptions } from './hypervisor/hypervisor.ts';
 import type { ImageCache } from './image-cache.ts';
 import type { InstanceFiles } from './instance-files.ts';
 import type { Logger } from './log.ts';
-import type { Job, JobResult } from './service-client.ts';
+import type { ImageUploader, Job, JobResult } from './service-client.ts';
 
 export interface JobContext {
   hostId: string;
@@ -31,6 +35,10 @@ export interface JobContext {
   bootTimeoutMs: number;
   /** How much of the console log goes back to the service with a result. */
   consoleTailBytes: number;
+  /** Snapshot uploads (absent: snapshot jobs are rejected). */
+  uploader?: ImageUploader;
+  /** qemu-img convert's bound (default 30 min). */
+  convertTimeoutMs?: number;
 }
 
 export type JobHandler = (job: Job, ctx: JobContext, log: Logger, signal: AbortSignal) => Promise<JobResult>;
@@ -362,7 +370,91 @@ const rollback: JobHandler = async (job, ctx, log, signal) => {
   return result(ctx, job);
 };
 
+/**
+ * A standalone qcow2 of the instance's disk, uploaded to the job's image with the job's grant.
+ * Shut off or asleep, nothing writes the overlay: it is read in place. Running, the guest is paused
+ * only while its overlay (the guest's own writes, not the base) is copied; qemu drains and flushes
+ * the disk when it stops the vCPUs, so the copy is what a power cut at that moment would leave
+ * (crash-consistent). The conversion through the backing chain then runs with the guest going.
+ */
+const snapshot: JobHandler = async (job, ctx, log, signal) => {
+  const spec = job.snapshot;
+  if (!spec) throw new JobRejectedError('snapshot job without its image and upload grant');
+  if (!ctx.uploader) throw new JobRejectedError('this agent has no uploader for snapshots');
+  // A retried job finds its image no longer queued once an earlier attempt uploaded (or began to):
+  // that upload's bytes cannot be checked any more, so the job fails and the service discards it.
+  const target = await ctx.uploader.getImage(spec.image_id, signal);
+  if (target?.status !== 'queued')
+    throw new AgentError(`snapshot image ${spec.image_id} is ${target?.status ?? 'gone'}, not queued`);
+  const info = await requireDomain(ctx, job, signal);
+  const paths = ctx.files.paths(job.instance.id);
+  const work = join(paths.dir, `snapshot-${job.id}`);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  try {
+    let source = paths.overlay;
+    let pausedMs: number | null = null;
+    if (info.state === 'running' || info.state === 'paused') {
+      const copy = join(work, 'overlay.qcow2');
+      const wasPaused = info.state === 'paused';
+      const t0 = performance.now();
+      if (!wasPaused) await ctx.hypervisor.suspend(info.name, signal);
+      try {
+        await copyFile(paths.overlay, copy);
+      } finally {
+        // Never left paused: not even an aborted job may skip the resume.
+        if (!wasPaused) await ctx.hypervisor.resume(info.name);
+      }
+      pausedMs = Math.round(performance.now() - t0);
+      source = copy;
+      log.info('guest paused for the snapshot copy', { domain: info.name, paused_ms: pausedMs });
+    } else if (info.state !== 'shutoff' && info.state !== 'saved' && info.state !== 'crashed') {
+      throw new JobRejectedError(`instance ${job.instance.id} is ${info.state}: no consistent disk to read`);
+    }
+    const out = join(work, 'snapshot.qcow2');
+    const t1 = performance.now();
+    // -U: a running qemu holds a shared lock on the base; the read here needs no write lock.
+    await run('qemu-img', ['convert', '-U', '-O', 'qcow2', source, out], {
+      timeoutMs: ctx.convertTimeoutMs ?? 30 * 60_000,
+      signal,
+    });
+    const convertMs = Math.round(performance.now() - t1);
+    const t2 = performance.now();
+    // The service says which path: its own streaming PUT, or presigned multipart where bodies cannot pass it.
+    const sent =
+      spec.upload === 'multipart'
+        ? await ctx.uploader.uploadImageMultipart(spec.image_id, spec.upload_grant, out, signal)
+        : await ctx.uploader.uploadImageFile(spec.image_id, spec.upload_grant, out, signal);
+    const uploadMs = Math.round(performance.now() - t2);
+    // The service hashed the same bytes on the way in: both must agree before the job is done.
+    const stored = await ctx.uploader.getImage(spec.image_id, signal);
+    if (stored?.status !== 'active')
+      throw new AgentError(`snapshot image ${spec.image_id} is ${stored?.status ?? 'gone'} after the upload`);
+    if (stored.os_hash_value !== sent.sha512 || stored.checksum !== sent.md5)
+      throw new AgentError(
+        `snapshot digests differ: sent md5 ${sent.md5} sha512 ${sent.sha512}, the service stored md5 ${stored.checksum} sha512 ${stored.os_hash_value}`,
+      );
+    log.info('snapshot uploaded', {
+      image_id: spec.image_id,
+      upload: spec.upload,
+      size: sent.size,
+      source_state: info.state,
+      paused_ms: pausedMs,
+      convert_ms: convertMs,
+      upload_ms: uploadMs,
+      file_bytes: (await stat(out)).size,
+    });
+    return {
+      ...(await result(ctx, job)),
+      snapshot: { size: sent.size, checksum: sent.md5, os_hash_value: sent.sha512, paused_ms: pausedMs },
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+};
+
 export const JOB_HANDLERS: Record<Job['kind'], JobHandler> = {
+  snapshot,
   build,
   start,
   stop,

@@ -2,8 +2,12 @@
  * The agent's side of the hosts/jobs HTTP contract, and the image download (Glance GET /v2/images/{id}/file).
  * Every response body is parsed with zod; a 409 on a lease call becomes LeaseLostError.
  */
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { SAFE_ID } from './config.ts';
 import { LeaseLostError, ServiceError } from './errors.ts';
@@ -19,6 +23,7 @@ export const JOB_KINDS = [
   'destroy',
   'upgrade',
   'rollback',
+  'snapshot',
 ] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
@@ -42,6 +47,7 @@ export const ServiceImageSchema = z
     size: z.number().int().nonnegative().nullish(),
     os_hash_algo: z.string().nullish(),
     os_hash_value: z.string().nullish(),
+    checksum: z.string().nullish(),
   })
   .loose();
 export type ServiceImage = z.infer<typeof ServiceImageSchema>;
@@ -87,8 +93,23 @@ export const JobSchema = z.object({
     upgrade_image: ImageRefSchema.nullish(),
     previous_image: ImageRefSchema.nullish(),
   }),
+  // A snapshot job's target image and the grant that lets this host upload that image's data only.
+  snapshot: z
+    .object({
+      image_id: z.string().regex(SAFE_ID),
+      upload: z.enum(['put', 'multipart']),
+      upload_grant: z.string().min(1).max(512),
+    })
+    .nullish(),
 });
 export type Job = z.infer<typeof JobSchema>;
+
+/** POST /v2/images/{id}/multipart-upload's answer (docs/import-export.md), as far as the agent uses it. */
+const MultipartSessionSchema = z.object({
+  upload_id: z.string().min(1),
+  part_size: z.number().int().positive(),
+  parts: z.array(z.object({ part_number: z.number().int().positive(), url: z.string().url() })).min(1),
+});
 
 export const ServiceInstanceSchema = z.object({ id: z.string(), stage: z.string() }).loose();
 export type ServiceInstance = z.infer<typeof ServiceInstanceSchema>;
@@ -104,9 +125,43 @@ export interface HostRegistration {
   hypervisor_version: number;
 }
 
+export interface SnapshotReport {
+  size: number;
+  checksum: string;
+  os_hash_value: string;
+  /** How long the guest was paused (null: it was not running). */
+  paused_ms: number | null;
+}
+
 export interface JobResult {
   console_log?: string;
   domain_uuid?: string;
+  snapshot?: SnapshotReport;
+}
+
+/** What was sent, as the agent counted and hashed it on the way out. */
+export interface SentDigests {
+  size: number;
+  md5: string;
+  sha512: string;
+}
+
+/** Snapshot uploads: the service's own upload path, with the job's grant. */
+export interface ImageUploader {
+  /** PUT /v2/images/{id}/file streaming `path`, with X-Hangar-Upload-Grant. */
+  uploadImageFile(imageId: string, grant: string, path: string, signal: AbortSignal): Promise<SentDigests>;
+  /**
+   * The presigned multipart path (where the API cannot carry the body): start with the grant, PUT
+   * each part to its URL, complete with the grant, then wait for the import to activate the image.
+   */
+  uploadImageMultipart(
+    imageId: string,
+    grant: string,
+    path: string,
+    signal: AbortSignal,
+    activeTimeoutMs?: number,
+  ): Promise<SentDigests>;
+  getImage(imageId: string, signal?: AbortSignal): Promise<ServiceImage | null>;
 }
 
 /** What the worker and reconcile need from the service (the e2e/bench fakes implement the HTTP side). */
@@ -136,7 +191,7 @@ export interface ServiceClientOptions {
   timeoutMs?: number;
 }
 
-export class ServiceClient implements ServicePort, ImageResolver {
+export class ServiceClient implements ServicePort, ImageResolver, ImageUploader {
   private readonly timeoutMs: number;
 
   constructor(private readonly options: ServiceClientOptions) {
@@ -327,6 +382,150 @@ export class ServiceClient implements ServicePort, ImageResolver {
         new ServiceError(`not a name:tag reference: ${JSON.stringify(reference)}`, undefined),
       );
     return this.getParsed(`/v1/references/${reference}`, ResolvedReferenceSchema, signal);
+  }
+
+  /**
+   * Streams the file to PUT /v2/images/{id}/file (no buffering: fetch with a stream body), hashing
+   * every chunk as it leaves, so the caller can compare with what the service computed.
+   */
+  async uploadImageFile(
+    imageId: string,
+    grant: string,
+    path: string,
+    signal: AbortSignal,
+  ): Promise<SentDigests> {
+    const urlPath = `/v2/images/${encodeURIComponent(imageId)}/file`;
+    const { size } = await stat(path);
+    const md5 = createHash('md5');
+    const sha512 = createHash('sha512');
+    let sent = 0;
+    const hashing = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        md5.update(chunk);
+        sha512.update(chunk);
+        sent += chunk.length;
+        done(null, chunk);
+      },
+    });
+    const source = createReadStream(path).pipe(hashing);
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${urlPath}`, {
+        method: 'PUT',
+        headers: {
+          'X-Auth-Token': this.options.token,
+          'X-Hangar-Upload-Grant': grant,
+          'Content-Type': 'application/octet-stream',
+          'Content-Length': String(size),
+          Accept: 'application/json',
+        },
+        body: Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>,
+        // Node's fetch streams a request body only half-duplex.
+        duplex: 'half',
+        signal,
+      } as RequestInit & { duplex: 'half' });
+    } catch (error) {
+      source.destroy();
+      throw new ServiceError(`PUT ${urlPath}: request failed`, undefined, { cause: error });
+    }
+    await this.expect(response, 'PUT', urlPath, [204]);
+    await response.body?.cancel();
+    return { size: sent, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
+  }
+
+  async uploadImageMultipart(
+    imageId: string,
+    grant: string,
+    path: string,
+    signal: AbortSignal,
+    activeTimeoutMs = 30 * 60_000,
+  ): Promise<SentDigests> {
+    const base = `/v2/images/${encodeURIComponent(imageId)}/multipart-upload`;
+    const { size } = await stat(path);
+    const started = await this.grantedJson(base, grant, { size }, [201], signal);
+    const session = MultipartSessionSchema.safeParse(started);
+    if (!session.success)
+      throw new ServiceError(`POST ${base}: unexpected body: ${z.prettifyError(session.error)}`, 201);
+    const { upload_id, part_size, parts } = session.data;
+    const md5 = createHash('md5');
+    const sha512 = createHash('sha512');
+    let sent = 0;
+    try {
+      const done: Array<{ part_number: number; etag: string }> = [];
+      const file = await open(path, 'r');
+      try {
+        for (const part of parts) {
+          // One part in memory at a time (8 MiB and up), hashed in order as it goes out.
+          const length = Math.min(part_size, size - (part.part_number - 1) * part_size);
+          const chunk = Buffer.alloc(Math.max(0, length));
+          const { bytesRead } = await file.read(chunk, 0, chunk.length, (part.part_number - 1) * part_size);
+          const bytes = chunk.subarray(0, bytesRead);
+          md5.update(bytes);
+          sha512.update(bytes);
+          sent += bytes.length;
+          const response = await fetch(part.url, { method: 'PUT', body: bytes, signal });
+          if (!response.ok)
+            throw new ServiceError(`PUT part ${part.part_number}: HTTP ${response.status}`, response.status);
+          await response.body?.cancel();
+          const etag = response.headers.get('etag');
+          if (!etag) throw new ServiceError(`PUT part ${part.part_number}: no ETag`, response.status);
+          done.push({ part_number: part.part_number, etag });
+        }
+      } finally {
+        await file.close();
+      }
+      await this.grantedJson(`${base}/complete`, grant, { upload_id, parts: done }, [202], signal);
+    } catch (error) {
+      await this.grantedJson(`${base}/abort`, grant, { upload_id }, [204]).catch(() => undefined);
+      throw error;
+    }
+    // The upload's object starts the import (digests, format inspection, activation): wait for it.
+    const deadline = Date.now() + activeTimeoutMs;
+    for (;;) {
+      const image = await this.getImage(imageId, signal);
+      if (image?.status === 'active') break;
+      if (!image || image.status === 'killed' || image.status === 'deleted')
+        throw new ServiceError(
+          `image ${imageId} is ${image?.status ?? 'gone'} after the multipart upload`,
+          undefined,
+        );
+      if (Date.now() > deadline)
+        throw new ServiceError(
+          `image ${imageId} still ${image.status} ${activeTimeoutMs} ms after the upload`,
+          undefined,
+        );
+      await sleep(500, undefined, { signal });
+    }
+    return { size: sent, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
+  }
+
+  private async grantedJson(
+    path: string,
+    grant: string,
+    body: unknown,
+    ok: number[],
+    signal?: AbortSignal,
+  ): Promise<unknown> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${path}`, {
+        method: 'POST',
+        headers: {
+          'X-Auth-Token': this.options.token,
+          'X-Hangar-Upload-Grant': grant,
+          'Content-Type': 'application/json',
+          Accept: 'application/json',
+        },
+        body: JSON.stringify(body),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+    } catch (error) {
+      throw new ServiceError(`POST ${path}: request failed`, undefined, { cause: error });
+    }
+    await this.expect(response, 'POST', path, ok);
+    const text = await response.text();
+    return text ? (JSON.parse(text) as unknown) : undefined;
   }
 
   /** Streams GET /v2/images/{id}/file; the download's own signal (not the short request timeout) bounds it. */

@@ -21,9 +21,15 @@ async function upload(request: ApiRequest): Promise<ApiResponse> {
     throw new UnsupportedMediaTypeError(
       `The request media type ${contentType ?? 'None'} is not supported by this server.`,
     );
+  const imageId = request.params.image_id ?? '';
+  // A host agent uploading a snapshot presents the grant its snapshot job came with: it permits
+  // this one image's data, nothing else (core/instances/snapshots.ts).
+  const grant = request.headers['x-hangar-upload-grant'];
+  if (grant !== undefined) await services().hosts.authorizeUpload(request.principal, imageId, grant);
   const body = request.stream();
   try {
-    await services().imageData.upload(request.principal, request.params.image_id ?? '', body, {
+    await services().imageData.upload(request.principal, imageId, body, {
+      granted: grant !== undefined,
       declaredSize: request.headers['x-openstack-image-size'],
       contentLength: request.headers['content-length'],
       sizeCap: serviceConfig().imageSizeCap,

@@ -45,24 +45,46 @@ async function importImage(request: ApiRequest): Promise<ApiResponse> {
   return { status: 202 };
 }
 
+/**
+ * A host agent uploading a snapshot presents its job's grant (X-Hangar-Upload-Grant): it permits
+ * this one image's upload, nothing else (core/instances/snapshots.ts). true when one was checked.
+ */
+async function granted(request: ApiRequest): Promise<boolean> {
+  const grant = request.headers['x-hangar-upload-grant'];
+  if (grant === undefined) return false;
+  await services().hosts.authorizeUpload(request.principal, imageId(request), grant);
+  return true;
+}
+
 async function startUpload(request: ApiRequest): Promise<ApiResponse> {
   const session = await services().imports.startMultipartUpload(
     request.principal,
     imageId(request),
     await request.json(),
+    await granted(request),
   );
   return { status: 201, json: session };
 }
 
 async function completeUpload(request: ApiRequest): Promise<ApiResponse> {
   const id = imageId(request);
-  await services().imports.completeMultipartUpload(request.principal, id, await request.json());
+  await services().imports.completeMultipartUpload(
+    request.principal,
+    id,
+    await request.json(),
+    await granted(request),
+  );
   // The object's creation event starts the import; the image's tasks show how it goes.
   return { status: 202, json: { image_id: id, tasks: `/v2/images/${id}/tasks` } };
 }
 
 async function abortUpload(request: ApiRequest): Promise<ApiResponse> {
-  await services().imports.abortMultipartUpload(request.principal, imageId(request), await request.json());
+  await services().imports.abortMultipartUpload(
+    request.principal,
+    imageId(request),
+    await request.json(),
+    await granted(request),
+  );
   return { status: 204 };
 }
 

@@ -60,8 +60,9 @@ async function show(request: ApiRequest): Promise<ApiResponse> {
 /** 202: the action's job is queued; the stage changes when the host agent reports it done. */
 async function action(request: ApiRequest): Promise<ApiResponse> {
   const name = request.params.action ?? '';
+  if (name === 'snapshot') return snapshot(request);
   if (!(ACTIONS as readonly string[]).includes(name))
-    throw new NotFoundError(`Unknown action ${name}; actions are ${ACTIONS.join(', ')}.`);
+    throw new NotFoundError(`Unknown action ${name}; actions are ${[...ACTIONS, 'snapshot'].join(', ')}.`);
   // Only an upgrade takes a body ({"image"?}); an empty one means "where its reference points".
   const body = name === 'upgrade' ? await request.json() : undefined;
   const instance = await services().instances.act(
@@ -72,6 +73,23 @@ async function action(request: ApiRequest): Promise<ApiResponse> {
   );
   // 202: a job was queued; 200: done at once (a destroy on a lost host).
   return { status: instance.pending_job ? 202 : 200, json: renderInstance(instance) };
+}
+
+/**
+ * 202 with the new image's id (Nova 2.45's answer) and the instance with its snapshot job pending;
+ * the image is queued now and becomes active once the host agent has uploaded the disk.
+ */
+async function snapshot(request: ApiRequest): Promise<ApiResponse> {
+  const { instance, image } = await services().instances.snapshot(
+    request.principal,
+    request.params.instance_id ?? '',
+    await request.json(),
+  );
+  return {
+    status: 202,
+    headers: { location: `${request.origin}/v2/images/${image.id}` },
+    json: { image_id: image.id, instance: renderInstance(instance) },
+  };
 }
 
 const routes = routeTable({

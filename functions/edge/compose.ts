@@ -27,10 +27,11 @@ import { SafeWebFetcher } from '#adapters/web-fetch';
 import { ImageDataService } from '#core/data/image-data';
 import type { BlobStore, ObjectStore } from '#core/data/ports';
 import { ImagesService } from '#core/images/images-service';
-import { LeaseRecovery } from '#core/images/recovery';
+import { freeImageData, LeaseRecovery } from '#core/images/recovery';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
 import { NotifyingInstanceStore } from '#core/instances/notifying-store';
 import { type JobNotifier, SILENT_NOTIFIER } from '#core/instances/ports';
+import { makePrincipal } from '#core/kernel/principal';
 import { MetadefsService } from '#core/metadefs/metadefs';
 import { HANGAR_METADEF_SEED } from '#core/metadefs/seeds';
 import { PublishService } from '#core/references/publish';
@@ -40,8 +41,10 @@ import type { TaskTokenNotifier, WorkflowStarter } from '#core/tasks/ports';
 import { TasksService } from '#core/tasks/tasks-service';
 import { ExportService } from '#core/transfer/export';
 import { ImportService } from '#core/transfer/import';
+import { stagingKey } from '#core/transfer/import-model';
 import { parseAllowList } from '#core/transfer/url-filter';
 import { type ServiceConfig, serviceConfig } from '../platform/config.ts';
+import { logger } from '../platform/logger.ts';
 
 /** What the services are built on besides the configuration: each one may be passed in. */
 export interface Collaborators {
@@ -156,6 +159,33 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     newId: () => randomUUID(),
     newToken: () => randomBytes(24).toString('base64url'),
     gates: taskTokens,
+    snapshots: {
+      create: (principal, body) => images.create(principal, body),
+      get: async (id) => {
+        const image = await repo.get(id);
+        return image && image.status !== 'deleted' ? image : null;
+      },
+      // As the owner project (the host that reports the failure writes no image): the tombstone
+      // first, then its blob and whatever an upload in flight left.
+      discard: async (id, reason) => {
+        const image = await repo.get(id);
+        if (!image || image.status === 'deleted') return;
+        const owner = makePrincipal(image.owner ?? '', 'hangar-snapshot', ['member']);
+        const deleted = await images.delete(owner, id);
+        logger.warn('snapshot image discarded', { image: id, reason });
+        await freeImageData(
+          { blobs, objects, stagingBucket: config.buckets.staging, stagingKey: stagingKey(id) },
+          deleted.image,
+          deleted.lease,
+        );
+      },
+      referenceTarget: (principal, reference) => references.snapshotTarget(principal, reference),
+      moveReference: async (principal, reference, input) => {
+        await references.snapshotMove(principal, reference, input);
+      },
+    },
+    // Where the API cannot carry a large body (Lambda's 6 MB), agents use presigned multipart.
+    snapshotUpload: config.snapshotUpload,
   };
   const instances = new InstancesService(instanceDeps);
 

@@ -72,6 +72,11 @@ const ServiceConfigSchema = z.object({
   /** stream: the handler returns image bytes itself (local gateway); redirect: a presigned S3 URL (Lambda). */
   HANGAR_BLOB_DELIVERY: z.enum(['stream', 'redirect']).default('stream'),
   /**
+   * How host agents upload snapshots: put (PUT /v2/images/{id}/file, where the API streams) or
+   * multipart (presigned, where it cannot). Default: multipart exactly when HANGAR_BLOB_DELIVERY=redirect.
+   */
+  HANGAR_SNAPSHOT_UPLOAD: z.enum(['put', 'multipart']).optional(),
+  /**
    * Where image bytes live: s3 (the images bucket; on AWS always) or fs (files under
    * HANGAR_BLOB_DIR; the embedded runner's default, see README "Performance").
    */
@@ -140,6 +145,7 @@ export type ServiceConfig = {
   /** PropertyProtections.NONE when no protections are configured. */
   propertyProtections: PropertyProtections;
   blobDelivery: 'stream' | 'redirect';
+  snapshotUpload: 'put' | 'multipart';
   /** The images bucket, or a directory (fs: no presigned URLs, so downloads stream). */
   blobStore: { kind: 's3' } | { kind: 'fs'; directory: string };
   s3ForcePathStyle: boolean;
@@ -213,6 +219,8 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       format: env.HANGAR_PROPERTY_PROTECTION_RULE_FORMAT,
     }),
     blobDelivery: env.HANGAR_BLOB_DELIVERY,
+    snapshotUpload:
+      env.HANGAR_SNAPSHOT_UPLOAD ?? (env.HANGAR_BLOB_DELIVERY === 'redirect' ? 'multipart' : 'put'),
     blobStore: blobStoreOf(env.HANGAR_BLOB_STORE, env.HANGAR_BLOB_DIR, env.HANGAR_BLOB_DELIVERY),
     s3ForcePathStyle: env.HANGAR_S3_FORCE_PATH_STYLE,
     logLevel: env.HANGAR_LOG_LEVEL,

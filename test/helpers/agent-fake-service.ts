@@ -261,9 +261,10 @@ export class FakeHangarService {
             job.status = 'done';
             job.result = (body['result'] ?? {}) as FakeJob['result'];
             // The service's own stage table; a destroyed instance leaves the fake's list.
-            const next = STAGE_AFTER[job.kind];
+            // (a snapshot keeps the stage)
+            const next = job.kind === 'snapshot' ? undefined : STAGE_AFTER[job.kind];
             if (next === 'Inexistent') this.instances.delete(job.instanceId);
-            else if (instance) instance.stage = next;
+            else if (instance && next) instance.stage = next;
           } else {
             job.status = 'failed';
             job.reason = String(body['reason']);

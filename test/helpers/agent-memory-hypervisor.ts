@@ -119,6 +119,16 @@ export class MemoryHypervisor implements Hypervisor {
       d.managedSave = false;
     }
   }
+  async suspend(name: string) {
+    this.calls.push(`suspend ${name}`);
+    const d = this.domains.get(name);
+    if (d?.state === 'running') d.state = 'paused';
+  }
+  async resume(name: string) {
+    this.calls.push(`resume ${name}`);
+    const d = this.domains.get(name);
+    if (d?.state === 'paused') d.state = 'running';
+  }
   async reboot(name: string) {
     this.calls.push(`reboot ${name}`);
   }

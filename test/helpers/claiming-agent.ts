@@ -66,6 +66,7 @@ export function startClaimingAgent(options: ClaimingAgentOptions): ClaimingAgent
       destroy: record,
       upgrade: record,
       rollback: record,
+      snapshot: record,
     },
     // The handlers above use none of it.
     context: {} as JobContext,

@@ -70,6 +70,10 @@ export interface Hypervisor {
   managedSaveRemove(name: string, signal?: AbortSignal): Promise<void>;
   /** Graceful shutdown (with the same retries and deadline), then start: a fresh boot either way. */
   reboot(name: string, options: ShutdownOptions, signal?: AbortSignal): Promise<void>;
+  /** Pause the guest's vCPUs (virsh suspend); qemu drains and flushes its disks when it stops the VM. */
+  suspend(name: string, signal?: AbortSignal): Promise<void>;
+  /** Let a paused guest run again (virsh resume). */
+  resume(name: string, signal?: AbortSignal): Promise<void>;
   /** Force off. */
   destroy(name: string, signal?: AbortSignal): Promise<DestroyOutcome>;
   /** Undefine, removing the managed save image and NVRAM with it. */

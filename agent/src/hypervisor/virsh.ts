@@ -298,6 +298,14 @@ export class VirshHypervisor implements Hypervisor {
     await this.virsh(['managedsave-remove', name], signal);
   }
 
+  async suspend(name: string, signal?: AbortSignal): Promise<void> {
+    await this.virsh(['suspend', name], signal);
+  }
+
+  async resume(name: string, signal?: AbortSignal): Promise<void> {
+    await this.virsh(['resume', name], signal);
+  }
+
   async reboot(name: string, options: ShutdownOptions, signal?: AbortSignal): Promise<void> {
     await this.shutdown(name, options, signal);
     await this.start(name, signal);

@@ -14,6 +14,7 @@ import {
   JOB_RETENTION_HOURS,
   JOB_STATUSES,
   type JobRecord,
+  SnapshotReportSchema,
 } from '#core/instances/work-queue';
 import { isUuid } from '#core/kernel/ids';
 import { hostQueueKind, hostQueueSort, jobKey } from './keys.ts';
@@ -34,7 +35,24 @@ const StoredJobSchema = z.object({
   claimed_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   reason: z.string().nullable(),
-  result: z.object({ console_log: z.string().optional(), domain_uuid: z.string().optional() }).nullable(),
+  result: z
+    .object({
+      console_log: z.string().optional(),
+      domain_uuid: z.string().optional(),
+      snapshot: SnapshotReportSchema.optional(),
+    })
+    .nullable(),
+  snapshot: z
+    .object({
+      image_id: z.string(),
+      upload_grant: z.string(),
+      upload: z.enum(['put', 'multipart']),
+      reference: z
+        .object({ text: z.string(), namespace: z.string(), expect: z.string().nullable() })
+        .nullable(),
+      requested_by: z.object({ project: z.string(), user: z.string(), roles: z.array(z.string()) }),
+    })
+    .nullish(),
   version: z.number().int(),
 });
 

@@ -8,6 +8,7 @@ import type {
   ReferenceRecord,
   RetentionPolicy,
 } from '#core/references/references';
+import { HISTORY_ACTIONS } from '#core/references/references';
 import type { ReferenceRepository } from '#core/references/references-service';
 import {
   keyFits,
@@ -38,7 +39,7 @@ const HistorySchema = z.object({
   name: z.string(),
   tag: z.string(),
   seq: z.number().int(),
-  action: z.enum(['create', 'move', 'rollback', 'delete', 'publish']),
+  action: z.enum(HISTORY_ACTIONS),
   from: z.string().nullable(),
   to: z.string().nullable(),
   by: z.string(),

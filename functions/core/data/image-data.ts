@@ -5,7 +5,7 @@
  * wrong returns the image to `queued` and removes the partial blob, so a retry starts clean.
  */
 import { randomUUID } from 'node:crypto';
-import { downloadable, writable } from '../images/access.ts';
+import { downloadable, readable, writable } from '../images/access.ts';
 import { FAILED_UPLOAD, type ImageRecord } from '../images/image.ts';
 import { assertLeaseHeld, LeaseHeartbeat, leaseExpiry } from '../images/lease.ts';
 import type { ImageRepository } from '../images/ports.ts';
@@ -26,6 +26,11 @@ export interface UploadOptions {
   sizeCap: number;
   /** Glance's require_image_format_match (default true): content must be the declared disk_format. */
   requireFormatMatch?: boolean;
+  /**
+   * The caller holds a job-scoped upload grant for this image, checked by the edge
+   * (HostsService.authorizeUpload): it may write this image's data though it writes no image.
+   */
+  granted?: boolean;
 }
 
 export class ImageDataService {
@@ -48,7 +53,7 @@ export class ImageDataService {
     const declaredSize = parseDeclaredSize(options.declaredSize, options.sizeCap);
     const key = `images/${id}/${randomUUID()}`;
     const holder = randomUUID();
-    const saving = await this.startSaving(principal, id, holder, key);
+    const saving = await this.startSaving(principal, id, holder, key, options.granted === true);
     const heartbeat = new LeaseHeartbeat(this.repo, id, holder, this.leaseMs, this.clock).start();
     const bytes = new BytePipeline(
       { digester: this.digester, sharedBlock: this.sharedBlock },
@@ -146,10 +151,12 @@ export class ImageDataService {
     id: string,
     holder: string,
     key: string,
+    granted: boolean,
   ): Promise<ImageRecord> {
     return retryOnStale(
       async () => {
-        const queued = writable(await this.repo.get(id), id, principal);
+        const stored = await this.repo.get(id);
+        const queued = granted ? readable(stored, id, principal) : writable(stored, id, principal);
         requireFormatsForData(queued);
         const now = this.clock();
         // The lease is part of the same conditional write: no moment in `saving` without one.

@@ -14,7 +14,7 @@ import {
   StaleWriteError,
   UnavailableError,
 } from '../kernel/errors.ts';
-import { hasReaderRole, type Principal } from '../kernel/principal.ts';
+import { hasReaderRole, isHostAgent, makePrincipal, type Principal } from '../kernel/principal.ts';
 import { retryOnStale, type StaleRetryOptions } from '../kernel/retry.ts';
 import type { TaskTokenNotifier } from '../tasks/ports.ts';
 import { assertActsForHost, assertManagesInstances, assertProjectCaller, canSeeInstance } from './access.ts';
@@ -30,7 +30,7 @@ import {
   requestAction,
 } from './lifecycle.ts';
 import { hostRefusal, type ImageRequirements, imageRequirements, place, silentSeconds } from './placement.ts';
-import type { ImageLookup, InstanceStore } from './ports.ts';
+import type { ImageLookup, InstanceStore, SnapshotImages } from './ports.ts';
 import type { Action, HostRecord, InstanceRecord } from './records.ts';
 import {
   type CreateInstanceRequest,
@@ -40,6 +40,15 @@ import {
   parseBody,
   UpgradeRequestSchema,
 } from './requests.ts';
+import {
+  assertGrants,
+  assertSnapshottable,
+  parseGrant,
+  requestSnapshot,
+  SnapshotRequestSchema,
+  snapshotImageBody,
+  verifySnapshot,
+} from './snapshots.ts';
 import {
   abandon,
   ClaimRequestSchema,
@@ -56,6 +65,8 @@ import {
   newJob,
   ObservedRequestSchema,
   renewLease,
+  type SnapshotJobSpec,
+  type SnapshotUpload,
 } from './work-queue.ts';
 
 export interface InstancesDeps {
@@ -64,6 +75,10 @@ export interface InstancesDeps {
   hostTimeoutSeconds: number;
   newId: () => string;
   newToken: () => string;
+  /** Images and references for snapshots (absent: snapshots are refused as unavailable). */
+  snapshots?: SnapshotImages;
+  /** How agents upload snapshots: 'put' where the API streams bodies, 'multipart' where it cannot. */
+  snapshotUpload?: SnapshotUpload;
   /** Answers publish boot gates when their build ends (absent: nothing waits on builds). */
   gates?: TaskTokenNotifier;
   clock?: () => Date;
@@ -109,6 +124,16 @@ function answerGate(
       console_log: instance.console_log,
     });
   return gates.fail(token, 'BootFailed', `The candidate did not boot: ${outcome.reason}`);
+}
+
+function requireSnapshots(deps: InstancesDeps): SnapshotImages {
+  if (!deps.snapshots) throw new UnavailableError('Snapshots are not available on this service.');
+  return deps.snapshots;
+}
+
+/** A failed snapshot's image goes; a failure to remove it must not hide the snapshot's own outcome. */
+async function discardQuietly(snapshots: SnapshotImages, imageId: string, reason: string): Promise<void> {
+  await snapshots.discard(imageId, reason).catch(() => undefined);
 }
 
 export class InstancesService {
@@ -316,6 +341,57 @@ export class InstancesService {
     });
   }
 
+  /**
+   * Nova's "create image from server": checks the instance (409 unless Running, Sleep or Shutoff
+   * with no job pending) and the reference before anything is made, then creates the image
+   * (queued, in the instance's project, with provenance) and queues the `snapshot` job. When the
+   * job cannot be queued the image is discarded again.
+   */
+  async snapshot(
+    principal: Principal,
+    id: string,
+    body: unknown,
+  ): Promise<{ instance: InstanceRecord; image: ImageRecord }> {
+    const snapshots = requireSnapshots(this.deps);
+    const request = parseBody(SnapshotRequestSchema, body, 'snapshot');
+    const current = await this.show(principal, id);
+    assertManagesInstances(principal, current.project);
+    assertSnapshottable(current);
+    const reference = request.reference
+      ? { text: request.reference, ...(await snapshots.referenceTarget(principal, request.reference)) }
+      : null;
+    const image = await snapshots.create(
+      principal,
+      snapshotImageBody(current, request, principal.project !== current.project),
+    );
+    const spec: SnapshotJobSpec = {
+      image_id: image.id,
+      upload_grant: this.deps.newToken(),
+      upload: this.deps.snapshotUpload ?? 'put',
+      reference: reference && {
+        text: reference.text,
+        namespace: reference.namespace,
+        expect: reference.current,
+      },
+      requested_by: { project: principal.project, user: principal.user, roles: [...principal.roles] },
+    };
+    try {
+      const instance = await retryLostRaces(this.deps, busy(`Instance ${id}`), async () => {
+        const fresh = await this.show(principal, id);
+        const now = this.clock();
+        const jobId = this.deps.newId();
+        const next = requestSnapshot(fresh, jobId, now);
+        const job = newJob({ id: jobId, kind: 'snapshot', instance: fresh, now, snapshot: spec });
+        await this.deps.store.updateInstance(fresh, next, job);
+        return next;
+      });
+      return { instance, image };
+    } catch (error) {
+      await discardQuietly(snapshots, image.id, `the snapshot job could not be queued: ${String(error)}`);
+      throw error;
+    }
+  }
+
   private async destroyWithoutHost(
     current: InstanceRecord,
     host: { id: string; heartbeat_at: string },
@@ -328,6 +404,8 @@ export class InstancesService {
       ? { previous: open, next: abandon(open, next.last_error ?? 'host lost', now) }
       : undefined;
     await this.deps.store.destroyWithoutHost({ previous: current, next }, job);
+    if (open?.snapshot && this.deps.snapshots)
+      await discardQuietly(this.deps.snapshots, open.snapshot.image_id, next.last_error ?? 'host lost');
     // A publish gate waiting on this build hears that it will never boot.
     if (open?.kind === 'build' && current.gate_token)
       await answerGate(this.deps.gates, current.gate_token, next, {
@@ -447,11 +525,41 @@ export class HostsService {
       input.outcome === 'done' ? { ok: true, result: input.result } : { ok: false, reason: input.reason };
     // A lost race means the instance or the job moved meanwhile (a reconcile report, a repeat of
     // this very request): both are read again, and a repeat then finds the job finished and stops.
+    let refused: string | null = null;
     await retryLostRaces(this.deps, busy(`Job ${jobId}`), async () => {
+      refused = null;
       const job = await this.ownJob(principal, jobId);
-      const next = finish(job, token, input, this.clock());
-      if (next !== 'repeat') await this.applyFinish(job, next, outcome);
+      let next = finish(job, token, input, this.clock());
+      if (next === 'repeat') return;
+      let applied = outcome;
+      // A snapshot is done only if the service holds what the agent sent: the image active, with
+      // the sha512 and md5 the agent computed. Otherwise the job fails (and its image goes).
+      if (job.kind === 'snapshot' && job.snapshot && input.outcome === 'done') {
+        const why = verifySnapshot(
+          await requireSnapshots(this.deps).get(job.snapshot.image_id),
+          input.result,
+        );
+        if (why) {
+          refused = `the service refused the snapshot: ${why}`;
+          next = finish(job, token, { outcome: 'failed', reason: refused }, this.clock());
+          if (next === 'repeat') return;
+          applied = { ok: false, reason: refused };
+        }
+      }
+      await this.applyFinish(job, next, applied);
     });
+    if (refused) throw new ConflictError(refused);
+  }
+
+  /**
+   * 403 unless the job-scoped grant (`<job id>.<secret>`, handed out with a snapshot job's claim)
+   * lets this host token upload `imageId` now. A host token writes no image data without one.
+   */
+  async authorizeUpload(principal: Principal, imageId: string, grantText: string): Promise<void> {
+    if (!isHostAgent(principal))
+      throw new ForbiddenError('Upload grants are for host agents (tokens with the host role).');
+    const grant = parseGrant(grantText);
+    assertGrants(await this.deps.store.getJob(grant.jobId), grant, principal.user, imageId);
   }
 
   private async applyFinish(job: JobRecord, next: JobRecord, outcome: JobOutcome): Promise<void> {
@@ -465,6 +573,47 @@ export class HostsService {
     // report stops at `finish` as a repeat). A lost answer ends in the gate's own timeout.
     if (changed && job.kind === 'build' && changed.gate_token)
       await answerGate(this.deps.gates, changed.gate_token, changed, outcome);
+    if (job.kind === 'snapshot' && job.snapshot) await this.settleSnapshot(job.snapshot, outcome, changed);
+  }
+
+  /**
+   * After a snapshot job's outcome is written: a failure discards the image (no blob left behind);
+   * a success moves the reference, as the one who asked. A move that loses (the reference moved
+   * meanwhile) leaves the snapshot active and says so in the instance's last_error.
+   */
+  private async settleSnapshot(
+    spec: SnapshotJobSpec,
+    outcome: JobOutcome,
+    instance: InstanceRecord | null,
+  ): Promise<void> {
+    const snapshots = requireSnapshots(this.deps);
+    if (!outcome.ok) {
+      await discardQuietly(snapshots, spec.image_id, outcome.reason);
+      return;
+    }
+    if (!spec.reference) return;
+    const by = makePrincipal(spec.requested_by.project, spec.requested_by.user, spec.requested_by.roles);
+    try {
+      await snapshots.moveReference(by, spec.reference.text, {
+        image_id: spec.image_id,
+        expect: spec.reference.expect,
+        namespace: spec.reference.namespace,
+      });
+    } catch (error) {
+      if (!instance) return;
+      const note = `snapshot ${spec.image_id} is active, but reference ${spec.reference.text} was not moved: ${
+        error instanceof Error ? error.message : String(error)
+      }`;
+      await retryLostRaces(this.deps, busy(`Instance ${instance.id}`), async () => {
+        const fresh = await this.deps.store.getInstance(instance.id);
+        if (!fresh) return;
+        await this.deps.store.updateInstance(fresh, {
+          ...fresh,
+          last_error: note.slice(0, 4000),
+          version: fresh.version + 1,
+        });
+      }).catch(() => undefined);
+    }
   }
 
   private async ownJob(principal: Principal, jobId: string): Promise<JobRecord> {

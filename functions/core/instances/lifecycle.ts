@@ -32,8 +32,8 @@ export const ACTION_FROM: Readonly<Record<Action, readonly Stage[]>> = {
   rollback: ['Running', 'Shutoff'],
 };
 
-/** The stage a job leaves the instance in once the agent reports it done. */
-export const STAGE_AFTER: Readonly<Record<JobKind, Stage>> = {
+/** The stage a job leaves the instance in once the agent reports it done (a snapshot keeps it). */
+export const STAGE_AFTER: Readonly<Record<Exclude<JobKind, 'snapshot'>, Stage>> = {
   build: 'Running',
   start: 'Running',
   stop: 'Shutoff',
@@ -223,7 +223,7 @@ export function applyJobOutcome(
     return { ...base, last_error: `${job.kind} failed: ${reason}` };
   }
   const { console_log, domain_uuid } = outcome.result;
-  const stage = STAGE_AFTER[job.kind];
+  const stage = job.kind === 'snapshot' ? instance.stage : STAGE_AFTER[job.kind];
   return {
     ...base,
     ...disksAfter(instance, job.kind),

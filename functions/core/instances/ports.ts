@@ -78,6 +78,33 @@ export interface ImageLookup {
 }
 
 /**
+ * What snapshots need of the images and references services (composed in edge/compose.ts, so
+ * their access rules, quotas and property protections apply).
+ */
+export interface SnapshotImages {
+  /** POST /v2/images as `principal` (an admin may name another owner); the image is queued. */
+  create(principal: Principal, body: Record<string, unknown>): Promise<ImageRecord>;
+  /** The record as stored (null: none, or deleted). */
+  get(id: string): Promise<ImageRecord | null>;
+  /**
+   * Deletes the image and frees its data, whatever state the upload left it in: a failed snapshot
+   * leaves no image to boot and no blob behind. Never rejects for an image already gone.
+   */
+  discard(id: string, reason: string): Promise<void>;
+  /** Where `reference` would be written for `principal`, and where it points now (403 if not theirs). */
+  referenceTarget(
+    principal: Principal,
+    reference: string,
+  ): Promise<{ namespace: string; current: string | null }>;
+  /** The CAS move (or create, `expect` null) to the snapshot, recorded as `snapshot`. */
+  moveReference(
+    principal: Principal,
+    reference: string,
+    input: { image_id: string; expect: string | null; namespace: string },
+  ): Promise<void>;
+}
+
+/**
  * Tells a host's agent that its queue gained a job, so it claims now instead of at its next poll
  * (the agents' WebSocket: API Gateway's on AWS, the embedded gateway's locally). Best effort: an
  * implementation never rejects; a notification that is lost costs the job at most the agent's

@@ -21,7 +21,8 @@ export const ACTIONS = [
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
-export const JOB_KINDS = ['build', ...ACTIONS] as const;
+/** `snapshot` is not an Action: it has its own request (core/instances/snapshots.ts) and keeps the stage. */
+export const JOB_KINDS = ['build', ...ACTIONS, 'snapshot'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 export const OBSERVED_STATES = ['running', 'shutoff', 'saved', 'missing'] as const;

@@ -27,6 +27,35 @@ export const MAX_LEASE_SECONDS = 3600;
 export interface JobResult {
   console_log?: string | undefined;
   domain_uuid?: string | undefined;
+  /** A snapshot job's: what the agent sent, as it counted and hashed it, and how long the guest was paused. */
+  snapshot?: SnapshotReport | undefined;
+}
+
+export const SnapshotReportSchema = z.object({
+  size: z.number().int().nonnegative(),
+  checksum: z.string().regex(/^[0-9a-f]{32}$/),
+  os_hash_value: z.string().regex(/^[0-9a-f]{128}$/),
+  /** null: the domain was not running (Shutoff, Sleep), so it was never paused. */
+  paused_ms: z.number().int().nonnegative().nullable(),
+});
+export type SnapshotReport = z.infer<typeof SnapshotReportSchema>;
+
+/** How the agent sends the bytes: the API's own streaming PUT, or presigned multipart where bodies cannot pass it. */
+export type SnapshotUpload = 'put' | 'multipart';
+
+/** What a snapshot job carries besides its instance. */
+export interface SnapshotJobSpec {
+  image_id: string;
+  /**
+   * The job-scoped upload permission: the only thing that lets a host token write image data, and
+   * only this image's, only while this job is claimed by its host. Shown only to the claimer.
+   */
+  upload_grant: string;
+  upload: SnapshotUpload;
+  /** The reference to move once active (in `namespace`), and what it pointed to when asked (CAS). */
+  reference: { text: string; namespace: string; expect: string | null } | null;
+  /** Who asked: the reference move is made as them. */
+  requested_by: { project: string; user: string; roles: string[] };
 }
 
 export interface JobRecord {
@@ -47,6 +76,8 @@ export interface JobRecord {
   finished_at: string | null;
   reason: string | null;
   result: JobResult | null;
+  /** Snapshot jobs only. */
+  snapshot?: SnapshotJobSpec | null;
   version: number;
 }
 
@@ -62,6 +93,7 @@ export const CompleteRequestSchema = LeaseRequestSchema.extend({
         .max(1024 * 1024)
         .optional(),
       domain_uuid: z.string().max(64).optional(),
+      snapshot: SnapshotReportSchema.optional(),
     })
     .default({}),
 });
@@ -84,7 +116,10 @@ export function newJob(input: {
   kind: JobKind;
   instance: Pick<InstanceRecord, 'id' | 'host_id'>;
   now: Date;
+  snapshot?: SnapshotJobSpec;
 }): JobRecord {
+  if ((input.kind === 'snapshot') !== (input.snapshot !== undefined))
+    throw new Error('a snapshot job, and only a snapshot job, carries a snapshot spec');
   if (!(JOB_KINDS as readonly string[]).includes(input.kind))
     throw new Error(`unknown job kind ${input.kind}`);
   return {
@@ -102,6 +137,7 @@ export function newJob(input: {
     finished_at: null,
     reason: null,
     result: null,
+    ...(input.snapshot ? { snapshot: input.snapshot } : {}),
     version: 1,
   };
 }
@@ -209,7 +245,7 @@ export function expirationEpoch(finishedAt: string, hours: number): number {
 /** The fields of a job and of its instance that a claim hands on (the agent tests' fake service has only these). */
 export type ClaimedJobFields = Pick<
   JobRecord,
-  'id' | 'kind' | 'lease_token' | 'lease_expires_at' | 'attempt'
+  'id' | 'kind' | 'lease_token' | 'lease_expires_at' | 'attempt' | 'snapshot'
 >;
 type ClaimedImage = Pick<InstanceImage, 'id' | 'disk_format' | 'size' | 'os_hash_algo' | 'os_hash_value'>;
 export type ClaimedInstanceFields = Pick<
@@ -243,6 +279,16 @@ export function renderClaimedJob(job: ClaimedJobFields, instance: ClaimedInstanc
       upgrade_image: instance.upgrade_to ? jobImage(instance.upgrade_to.image) : null,
       previous_image: instance.previous_image ? jobImage(instance.previous_image) : null,
     },
+    // The grant is handed to the claimer only: it is what lets this host upload this one image.
+    ...(job.snapshot
+      ? {
+          snapshot: {
+            image_id: job.snapshot.image_id,
+            upload: job.snapshot.upload,
+            upload_grant: `${job.id}.${job.snapshot.upload_grant}`,
+          },
+        }
+      : {}),
   };
 }
 

@@ -127,6 +127,7 @@ export class ReferencesService {
   async create(
     principal: Principal,
     input: { reference: string; image_id: string; namespace?: string },
+    action: HistoryAction = 'create',
   ): Promise<ReferenceRecord> {
     const { name, tag } = parseReference(input.reference);
     const namespace = this.writeNamespace(principal, input.namespace);
@@ -142,7 +143,7 @@ export class ReferencesService {
       updated_by: `${principal.user}@${principal.project}`,
       version: 1,
     };
-    await this.repo.create(ref, this.entry(ref, 'create', null, input.image_id, principal));
+    await this.repo.create(ref, this.entry(ref, action, null, input.image_id, principal));
     await this.reviveQuietly(namespace, input.image_id);
     await this.applyRetentionQuietly(namespace, name);
     return ref;
@@ -334,6 +335,46 @@ export class ReferencesService {
         image_id: input.image_id,
         namespace: input.namespace,
       });
+    } catch (error) {
+      if (error instanceof ConflictError)
+        throw new ConflictError(`Reference ${text} was created by someone else meanwhile.`);
+      throw error;
+    }
+  }
+
+  /**
+   * Where a snapshot's reference would be written, and what it points to now (null: it does not
+   * exist yet): checked when the snapshot is asked for, so a reference the caller may not write is
+   * refused before anything is made.
+   */
+  async snapshotTarget(
+    principal: Principal,
+    text: string,
+  ): Promise<{ namespace: string; current: string | null }> {
+    const parsed = parseReference(text);
+    const namespace = this.writeNamespace(principal, undefined);
+    const current = await this.repo.get(namespace, parsed.name, parsed.tag);
+    return { namespace, current: current?.image_id ?? null };
+  }
+
+  /**
+   * A snapshot's move, once its image is active: compare-and-swap from what the reference pointed
+   * to when the snapshot was asked for (`expect` null: it must still not exist), recorded as
+   * `snapshot` in the history.
+   */
+  async snapshotMove(
+    principal: Principal,
+    text: string,
+    input: { image_id: string; expect: string | null; namespace: string },
+  ): Promise<ReferenceRecord> {
+    if (input.expect !== null)
+      return this.move(principal, text, { ...input, expect: input.expect }, 'snapshot');
+    try {
+      return await this.create(
+        principal,
+        { reference: text, image_id: input.image_id, namespace: input.namespace },
+        'snapshot',
+      );
     } catch (error) {
       if (error instanceof ConflictError)
         throw new ConflictError(`Reference ${text} was created by someone else meanwhile.`);

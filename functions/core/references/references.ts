@@ -30,7 +30,9 @@ export interface ReferenceRecord {
   version: number;
 }
 
-export type HistoryAction = 'create' | 'move' | 'rollback' | 'delete' | 'publish';
+/** `snapshot`: moved (or created) to an instance's snapshot once it became active (core/instances/snapshots.ts). */
+export const HISTORY_ACTIONS = ['create', 'move', 'rollback', 'delete', 'publish', 'snapshot'] as const;
+export type HistoryAction = (typeof HISTORY_ACTIONS)[number];
 
 export interface HistoryEntry {
   namespace: string;

@@ -58,16 +58,16 @@ export class ImportService {
     return this.uploads.onUpload(upload);
   }
 
-  startMultipartUpload(principal: Principal, id: string, body: unknown) {
-    return this.multipart.startMultipartUpload(principal, id, body);
+  startMultipartUpload(principal: Principal, id: string, body: unknown, granted = false) {
+    return this.multipart.startMultipartUpload(principal, id, body, granted);
   }
 
-  completeMultipartUpload(principal: Principal, id: string, body: unknown): Promise<void> {
-    return this.multipart.completeMultipartUpload(principal, id, body);
+  completeMultipartUpload(principal: Principal, id: string, body: unknown, granted = false): Promise<void> {
+    return this.multipart.completeMultipartUpload(principal, id, body, granted);
   }
 
-  abortMultipartUpload(principal: Principal, id: string, body: unknown): Promise<void> {
-    return this.multipart.abortMultipartUpload(principal, id, body);
+  abortMultipartUpload(principal: Principal, id: string, body: unknown, granted = false): Promise<void> {
+    return this.multipart.abortMultipartUpload(principal, id, body, granted);
   }
 
   begin(input: ImportInput): Promise<void> {

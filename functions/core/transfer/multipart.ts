@@ -6,7 +6,8 @@
 
 import { sizeCapError } from '../data/pipeline.ts';
 import type { ObjectRef } from '../data/ports.ts';
-import { writable } from '../images/access.ts';
+import { readable, writable } from '../images/access.ts';
+import type { ImageRecord } from '../images/image.ts';
 import { BadRequestError, ConflictError } from '../kernel/errors.ts';
 import type { Principal } from '../kernel/principal.ts';
 import { assertImportable, IMPORT_LOCK, type ImportContext, isObject } from './import-model.ts';
@@ -16,15 +17,28 @@ const GiB = 1024 * MiB;
 /** Part count cap for presigned uploads: keeps the answer (one URL a part) well under Lambda's 6 MB. */
 const MAX_UPLOAD_PARTS = 1000;
 
+/**
+ * `granted`: the caller holds a job-scoped upload grant for this image (a snapshot job's, checked
+ * by the edge with HostsService.authorizeUpload), so reading the image is enough.
+ */
+function uploadable(
+  image: ImageRecord | null,
+  id: string,
+  principal: Principal,
+  granted: boolean,
+): ImageRecord {
+  return granted ? readable(image, id, principal) : writable(image, id, principal);
+}
+
 export class PresignedMultipart {
   constructor(private readonly deps: ImportContext) {}
 
-  async startMultipartUpload(principal: Principal, id: string, body: unknown) {
+  async startMultipartUpload(principal: Principal, id: string, body: unknown, granted = false) {
     if (!isObject(body) || !Number.isSafeInteger(body.size) || (body.size as number) < 0)
       throw new BadRequestError('The request needs "size": the image size in bytes.');
     const size = body.size as number;
     if (size > this.deps.sizeCap) throw sizeCapError(this.deps.sizeCap);
-    const image = writable(await this.deps.repo.get(id), id, principal);
+    const image = uploadable(await this.deps.repo.get(id), id, principal, granted);
     assertImportable(image, 'web-download');
     if (image.properties[IMPORT_LOCK])
       throw new ConflictError(
@@ -57,8 +71,13 @@ export class PresignedMultipart {
     };
   }
 
-  async completeMultipartUpload(principal: Principal, id: string, body: unknown): Promise<void> {
-    writable(await this.deps.repo.get(id), id, principal);
+  async completeMultipartUpload(
+    principal: Principal,
+    id: string,
+    body: unknown,
+    granted = false,
+  ): Promise<void> {
+    uploadable(await this.deps.repo.get(id), id, principal, granted);
     const uploadId = isObject(body) ? body.upload_id : undefined;
     const parts = isObject(body) ? body.parts : undefined;
     if (typeof uploadId !== 'string' || !Array.isArray(parts) || parts.length === 0)
@@ -73,8 +92,13 @@ export class PresignedMultipart {
     await this.deps.multipart.complete(this.uploadRef(id), uploadId, list);
   }
 
-  async abortMultipartUpload(principal: Principal, id: string, body: unknown): Promise<void> {
-    writable(await this.deps.repo.get(id), id, principal);
+  async abortMultipartUpload(
+    principal: Principal,
+    id: string,
+    body: unknown,
+    granted = false,
+  ): Promise<void> {
+    uploadable(await this.deps.repo.get(id), id, principal, granted);
     const uploadId = isObject(body) ? body.upload_id : undefined;
     if (typeof uploadId !== 'string') throw new BadRequestError('The request needs "upload_id".');
     await this.deps.multipart.abort(this.uploadRef(id), uploadId);

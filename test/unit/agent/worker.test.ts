@@ -75,6 +75,7 @@ const handlers = (overrides: Partial<Record<Job['kind'], JobHandler>>): Record<J
   destroy: noop,
   upgrade: noop,
   rollback: noop,
+  snapshot: noop,
   ...overrides,
 });
 
