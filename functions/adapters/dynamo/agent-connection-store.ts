@@ -10,14 +10,7 @@ import { DeleteCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { AgentConnectionStore } from '#core/instances/agent-connections';
 import { dynamo } from '../aws-clients.ts';
-
-export const CONNECTIONS_TABLE = {
-  partitionKey: 'host_id',
-  sortKey: 'connection_id',
-  /** Partition key: connection_id; keys only (the host id is the table's key, so it is projected). */
-  connectionIndex: 'by_connection',
-  timeToLiveAttribute: 'expiration',
-} as const;
+import { CONNECTIONS_TABLE } from './connections-table.ts';
 
 const ConnectionItemSchema = z.object({ host_id: z.string(), connection_id: z.string() });
 
