@@ -23,7 +23,11 @@ import {
   HttpLambdaResponseType,
   WebSocketLambdaAuthorizer,
 } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import { HttpLambdaIntegration, WebSocketLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import {
+  HttpLambdaIntegration,
+  WebSocketLambdaIntegration,
+  WebSocketMockIntegration,
+} from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { AttributeType, BillingMode, ProjectionType, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
@@ -248,16 +252,25 @@ export class AppStack extends Stack {
       disconnectRouteOptions: {
         integration: new WebSocketLambdaIntegration('AgentDisconnectIntegration', disconnectFn),
       },
+      // The agents' keepalive ({"type":"ping"}, agent/src/notifications.ts): answered by nothing,
+      // no function runs. Without a $default route API Gateway would answer each with an error.
+      defaultRouteOptions: {
+        integration: new WebSocketMockIntegration('AgentKeepaliveIntegration', {
+          requestTemplates: { $default: '{"statusCode": 200}' },
+          templateSelectionExpression: '\\$default',
+        }),
+      },
     });
-    const disconnectRoute = api.node.tryFindChild('$disconnect-Route');
-    if (disconnectRoute)
-      NagSuppressions.addResourceSuppressions(disconnectRoute, [
+    for (const key of ['$disconnect', '$default']) {
+      const route = api.node.tryFindChild(`${key}-Route`);
+      if (!route) throw new Error(`internal: the WebSocket API has no ${key} route`);
+      NagSuppressions.addResourceSuppressions(route, [
         {
           id: 'AwsSolutions-APIG4',
-          reason:
-            'API Gateway accepts an authorizer on $connect only; $disconnect belongs to a connection that $connect already authorised.',
+          reason: `API Gateway accepts an authorizer on $connect only; ${key} belongs to a connection that $connect already authorised.`,
         },
       ]);
+    }
     const stage = new WebSocketStage(this, 'AgentSocketStage', {
       webSocketApi: api,
       stageName: AGENT_SOCKET_STAGE,

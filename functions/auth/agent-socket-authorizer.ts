@@ -31,7 +31,8 @@ async function verifiedClaims(
   const key = JSON.stringify([jwt.issuer, jwt.audience]);
   if (verifier?.key !== key)
     verifier = { key, instance: new JwtVerifier({ issuer: jwt.issuer, audience: jwt.audience }) };
-  const token = headers[jwt.tokenHeader.toLowerCase()];
+  // `Authorization: Bearer <jwt>` as well as a bare token, as API Gateway's JWT authorizer reads it.
+  const token = headers[jwt.tokenHeader.toLowerCase()]?.replace(/^Bearer\s+/i, '');
   return token ? ((await verifier.instance.verify(token)) ?? undefined) : undefined;
 }
 

@@ -491,7 +491,7 @@ describe('agent sockets (WebSocket API)', () => {
         | undefined
     )?.Variables ?? {};
 
-  it('has $connect behind the Lambda authorizer and $disconnect, each served by its function, and nothing else', () => {
+  it('has $connect behind the Lambda authorizer and $disconnect, each served by its function, and a mock $default', () => {
     // Prepare
     const app = resources(synth.application);
     const apiId = socketApiId();
@@ -503,7 +503,11 @@ describe('agent sockets (WebSocket API)', () => {
     // Assess
     expect(app[apiId]?.Properties).toMatchObject({ ProtocolType: 'WEBSOCKET' });
     const routes = onApi('AWS::ApiGatewayV2::Route');
-    expect(routes.map(([, r]) => r.Properties?.RouteKey).sort()).toEqual(['$connect', '$disconnect']);
+    expect(routes.map(([, r]) => r.Properties?.RouteKey).sort()).toEqual([
+      '$connect',
+      '$default',
+      '$disconnect',
+    ]);
     const authorizers = onApi('AWS::ApiGatewayV2::Authorizer');
     expect(authorizers).toHaveLength(1);
     const [authorizerId, authorizer] = authorizers[0] ?? [];
@@ -528,6 +532,11 @@ describe('agent sockets (WebSocket API)', () => {
         logicalId(socketFn(role)),
       );
     }
+    // The agents' keepalive lands on $default, which runs nothing.
+    const [, defaultRoute] = routes.find(([, r]) => r.Properties?.RouteKey === '$default') ?? [];
+    const [, keepalive] =
+      integrations.find(([id]) => JSON.stringify(defaultRoute?.Properties?.Target).includes(id)) ?? [];
+    expect(keepalive?.Properties?.IntegrationType).toBe('MOCK');
     // API Gateway may invoke the authorizer and the two route functions, each from this API only.
     for (const role of ['authorizer', 'connect', 'disconnect'] as const) {
       const permissions = Object.values(app).filter(

@@ -185,6 +185,26 @@ describe('agent socket authorizer', () => {
     await expect(authorizer(connectEvent({ 'x-auth-token': jwt(GOOD) }))).rejects.toThrow(/^Unauthorized$/);
   });
 
+  it('jwt mode: reads `Authorization: Bearer <jwt>` when that is the token header', async () => {
+    jwtMode();
+    useServiceSettings({
+      HANGAR_AUTH_MODE: 'claims',
+      HANGAR_JWT_ISSUER: ISSUER,
+      HANGAR_JWT_AUDIENCE: 'hangar',
+      HANGAR_JWT_TOKEN_HEADER: 'Authorization',
+      HANGAR_CLAIM_PROJECT: 'project',
+      HANGAR_CLAIM_ROLES: 'roles',
+      HANGAR_CLAIM_USER: 'sub',
+      HANGAR_LOG_LEVEL: 'silent',
+    });
+    const result = await authorizer(connectEvent({ Authorization: `Bearer ${jwt(GOOD)}` }, 'h1'));
+    expect(result.context).toEqual({ hostId: 'h1' });
+    // The X-Auth-Token header is not looked at then.
+    await expect(authorizer(connectEvent({ 'x-auth-token': jwt(GOOD) }, 'h1'))).rejects.toThrow(
+      /^Unauthorized$/,
+    );
+  });
+
   describe('tokens mode', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hangar-socket-auth-'));
     const file = join(dir, 'tokens.json');
