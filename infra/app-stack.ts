@@ -55,6 +55,7 @@ import { ROUTES } from '#api/routes';
 import { loadPropertyProtections } from '#platform/config';
 import { ConfigError, type DeployConfig } from './config.ts';
 import { Alarms } from './constructs/alarms.ts';
+import { ConsoleHosting } from './constructs/console-hosting.ts';
 import { ContainerFunction } from './constructs/container-function.ts';
 import { type HangarFunction, NodeFunction } from './constructs/node-function.ts';
 import { stagingDir } from './constructs/staging.ts';
@@ -128,6 +129,8 @@ export class AppStack extends Stack {
   readonly scheduleRules: Readonly<Record<string, Rule>>;
   readonly alarms: Alarms;
   readonly agentSockets: AgentSockets;
+  /** The web console behind CloudFront, unless consoleDir=none. */
+  readonly console: ConsoleHosting | undefined;
 
   private readonly config: DeployConfig;
   private readonly stateful: StatefulStack;
@@ -192,6 +195,14 @@ export class AppStack extends Stack {
 
     ({ api: this.api, stage: this.stage } = this.httpApi(auth));
     this.alarms.forApi(this.api);
+    this.console = config.consoleDir
+      ? new ConsoleHosting(this, 'Console', {
+          assetDir: repoPath(config.consoleDir),
+          setting: 'consoleDir (or HANGAR_DEPLOY_CONSOLE_DIR)',
+          api: this.api,
+          logRetention: config.logRetention,
+        })
+      : undefined;
   }
 
   /**

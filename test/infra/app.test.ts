@@ -13,6 +13,7 @@ import { ROUTES, routeKey } from '#api/routes';
 import { S3_TRIGGERS, SCHEDULES } from '../../functions/tasks/registry.ts';
 import { AGENT_SOCKET_STAGE } from '../../infra/app-stack.ts';
 import { SETTINGS } from '../../infra/config.ts';
+import { API_PATH_PATTERNS, CONSOLE_ROUTER_SOURCE } from '../../infra/constructs/console-hosting.ts';
 import { CONTAINER_DOCKERFILE } from '../../infra/constructs/container-function.ts';
 import {
   AGENT_SOCKET_FUNCTIONS,
@@ -663,6 +664,128 @@ describe('agent sockets (WebSocket API)', () => {
     expect(holders).toEqual([
       `${AGENT_SOCKET_FUNCTIONS.notifier.entry} execute-api:ManageConnections@socket-api/${AGENT_SOCKET_STAGE}/POST/@connections/*`,
     ]);
+  });
+});
+
+describe('console hosting (CloudFront)', () => {
+  const hosting = () => {
+    const found = synth.hangar.application.console;
+    if (!found) throw new Error('no console hosting in the default synth');
+    return found;
+  };
+  const distributionConfig = () =>
+    resources(synth.application)[logicalId(hosting().distribution)]?.Properties?.DistributionConfig as {
+      DefaultCacheBehavior: Record<string, unknown>;
+      CacheBehaviors: Record<string, unknown>[];
+      Origins: {
+        Id: string;
+        DomainName: unknown;
+        S3OriginConfig?: unknown;
+        OriginAccessControlId?: unknown;
+      }[];
+    };
+  // CloudFront's managed policies, by their fixed ids.
+  const CACHING_DISABLED = '4135ea2d-6df8-44a3-9df3-4b5a84be39ad';
+  const CACHING_OPTIMIZED = '658327ea-f89d-4fab-a63d-7e88639e58f6';
+  const ALL_VIEWER_EXCEPT_HOST = 'b689b0a8-53d0-40ab-baf2-68738e2966ac';
+
+  it('serves the console from a private bucket that only this distribution reads (OAC)', () => {
+    const app = resources(synth.application);
+    const bucketId = logicalId(hosting().bucket);
+    expect(app[bucketId]?.Properties?.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    const config = distributionConfig();
+    const s3 = config.Origins.find((o) => JSON.stringify(o.DomainName).includes(bucketId));
+    expect(s3?.OriginAccessControlId).toBeDefined();
+    expect(config.DefaultCacheBehavior).toMatchObject({
+      TargetOriginId: s3?.Id,
+      ViewerProtocolPolicy: 'redirect-to-https',
+      CachePolicyId: CACHING_OPTIMIZED,
+    });
+    const policy = Object.values(app).find(
+      (r) => r.Type === 'AWS::S3::BucketPolicy' && JSON.stringify(r.Properties?.Bucket).includes(bucketId),
+    );
+    const allows = (
+      (policy?.Properties?.PolicyDocument as { Statement: Statement[] } | undefined)?.Statement ?? []
+    ).filter((st) => st.Effect === 'Allow');
+    expect(allows).toHaveLength(1);
+    expect(allows[0]).toMatchObject({
+      Action: 's3:GetObject',
+      Principal: { Service: 'cloudfront.amazonaws.com' },
+    });
+    expect(JSON.stringify(allows[0]?.Condition)).toContain(logicalId(hosting().distribution));
+  });
+
+  it('sends /v1/* and /v2/* to the HTTP API uncached, with every viewer header but Host and every query string', () => {
+    const config = distributionConfig();
+    const apiId = logicalId(synth.hangar.application.api);
+    for (const pattern of API_PATH_PATTERNS) {
+      const behavior = config.CacheBehaviors.find((b) => b.PathPattern === pattern);
+      expect(behavior, pattern).toMatchObject({
+        CachePolicyId: CACHING_DISABLED,
+        OriginRequestPolicyId: ALL_VIEWER_EXCEPT_HOST,
+        ViewerProtocolPolicy: 'https-only',
+        AllowedMethods: expect.arrayContaining(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']),
+      });
+      const origin = config.Origins.find((o) => o.Id === behavior?.TargetOriginId);
+      expect(JSON.stringify(origin?.DomainName), pattern).toContain(apiId);
+    }
+    expect(config.CacheBehaviors).toHaveLength(API_PATH_PATTERNS.length);
+  });
+
+  it('uploads hashed assets immutable and index.html no-cache under console/', () => {
+    const deployments = Object.values(resources(synth.application)).filter(
+      (r) => r.Type === 'Custom::CDKBucketDeployment',
+    );
+    expect(deployments).toHaveLength(2);
+    const assets = deployments.find((d) => JSON.stringify(d.Properties?.Exclude) === '["index.html"]');
+    const page = deployments.find((d) => JSON.stringify(d.Properties?.Include) === '["index.html"]');
+    expect(assets?.Properties).toMatchObject({
+      DestinationBucketKeyPrefix: 'console/',
+      SystemMetadata: { 'cache-control': 'public, max-age=31536000, immutable' },
+      Prune: true,
+    });
+    expect(page?.Properties).toMatchObject({
+      DestinationBucketKeyPrefix: 'console/',
+      Exclude: ['*'],
+      SystemMetadata: { 'cache-control': 'no-cache' },
+      // It must not delete the assets the other pass uploaded.
+      Prune: false,
+    });
+  });
+
+  it('routes deep links under /console/ to index.html and the roots to /console/', () => {
+    // Prepare: the function CloudFront runs, as deployed.
+    const fn = resources(synth.application)[logicalId(hosting().router)];
+    const code = String(fn?.Properties?.FunctionCode);
+    expect(code).toBe(CONSOLE_ROUTER_SOURCE);
+    const handler = new Function(`${code}; return handler;`)() as (event: { request: { uri: string } }) => {
+      uri?: string;
+      statusCode?: number;
+      headers?: { location: { value: string } };
+    };
+    const run = (uri: string) => handler({ request: { uri } });
+
+    // Assess
+    expect(run('/console/images/0f2d4b1e-1111-4000-8000-000000000001').uri).toBe('/console/index.html');
+    expect(run('/console/').uri).toBe('/console/index.html');
+    expect(run('/console/assets/index-3f2a1b9c.js').uri).toBe('/console/assets/index-3f2a1b9c.js');
+    expect(run('/console').headers?.location.value).toBe('/console/');
+    expect(run('/').statusCode).toBe(302);
+    expect(run('/other/path').uri).toBe('/other/path');
+    const associations = distributionConfig().DefaultCacheBehavior.FunctionAssociations;
+    expect(JSON.stringify(associations)).toContain(logicalId(hosting().router));
+    expect(JSON.stringify(associations)).toContain('viewer-request');
+  });
+
+  it('gives the console URL as an output', () => {
+    const output = JSON.stringify(synth.application.findOutputs('ConsoleUrl'));
+    expect(output).toContain(logicalId(hosting().distribution));
+    expect(output).toContain('/console/');
   });
 });
 

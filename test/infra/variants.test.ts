@@ -153,7 +153,11 @@ describe('authMode=tokens', () => {
 
   it('ships the token digests as a layer of every authenticated function, and no authorizer', () => {
     const app = resources(synth.application);
-    const layers = Object.entries(app).filter(([, r]) => r.Type === 'AWS::Lambda::LayerVersion');
+    // The token layer (the console's upload brings CDK's own AWS CLI layers too).
+    const layers = Object.entries(app).filter(
+      ([, r]) =>
+        r.Type === 'AWS::Lambda::LayerVersion' && String(r.Properties?.Description).includes('token digests'),
+    );
     expect(layers).toHaveLength(1);
     expect(onHttpApi(synth, 'AWS::ApiGatewayV2::Authorizer')).toHaveLength(0);
     // The agents' socket has no function behind its $connect to check tokens but its authorizer.
@@ -327,6 +331,24 @@ describe('settings that cannot work', () => {
       disk: undefined,
       container: undefined,
     });
+  });
+
+  it('refuses a console directory without index.html, and deploys none with consoleDir=none', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'hangar-console-'));
+    try {
+      expect(() => synthHangar({ consoleDir: empty }, { bundle: false })).toThrow(
+        /consoleDir .* has no index\.html: build the console first/,
+      );
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+    const none = synthHangar({ consoleDir: 'none' }, { bundle: false });
+    try {
+      expect(none.hangar.application.console).toBeUndefined();
+      none.application.resourceCountIs('AWS::CloudFront::Distribution', 0);
+    } finally {
+      none.cleanup();
+    }
   });
 
   it('refuses unknown or incomplete settings', () => {
