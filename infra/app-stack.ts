@@ -379,8 +379,9 @@ export class AppStack extends Stack {
             'Connection ids are made by API Gateway at run time; the grant is POST @connections on this one WebSocket stage.',
           appliesTo: [
             {
+              // Partition, region and account read as tokens, or as values when the CLI knows them.
               regex:
-                '/^Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<AgentSocketApi[A-Za-z0-9]+>/agents/POST/@connections/\\*$/',
+                '/^Resource::arn:[^:]+:execute-api:[^:]+:[^:]+:<AgentSocketApi[A-Za-z0-9]+>/agents/POST/@connections/\\*$/',
             },
           ],
         },
