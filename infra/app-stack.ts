@@ -14,17 +14,33 @@ import {
   HttpStage,
   type IHttpRouteAuthorizer,
   LogGroupLogDestination,
+  WebSocketApi,
+  WebSocketStage,
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import {
   HttpJwtAuthorizer,
   HttpLambdaAuthorizer,
   HttpLambdaResponseType,
+  WebSocketLambdaAuthorizer,
 } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import {
+  HttpLambdaIntegration,
+  WebSocketLambdaIntegration,
+  WebSocketMockIntegration,
+} from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { AttributeType, BillingMode, ProjectionType, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { Architecture, Code, LayerVersion, Runtime } from 'aws-cdk-lib/aws-lambda';
+import {
+  Architecture,
+  Code,
+  EventSourceMapping,
+  FilterCriteria,
+  LayerVersion,
+  Runtime,
+  StartingPosition,
+} from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { LogGroup } from 'aws-cdk-lib/aws-logs';
 import { Bucket, EventType } from 'aws-cdk-lib/aws-s3';
@@ -33,15 +49,27 @@ import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { TokenFileSchema } from '#adapters/auth/token-file';
+import { CONNECTIONS_TABLE } from '#adapters/dynamo/connections-table';
+import { JOB_INSERT_FILTER } from '#adapters/dynamo/job-stream';
 import { ROUTES } from '#api/routes';
 import { loadPropertyProtections } from '#platform/config';
 import { ConfigError, type DeployConfig } from './config.ts';
 import { Alarms } from './constructs/alarms.ts';
+import { ConsoleHosting } from './constructs/console-hosting.ts';
 import { ContainerFunction } from './constructs/container-function.ts';
 import { type HangarFunction, NodeFunction } from './constructs/node-function.ts';
 import { stagingDir } from './constructs/staging.ts';
 import { Workflow } from './constructs/workflow.ts';
-import { type Access, BUCKETS, type BucketMode, type BucketName } from './declarations.ts';
+import {
+  type Access,
+  BUCKETS,
+  type BucketMode,
+  type BucketName,
+  CONNECTIONS_ACTIONS,
+  type SocketRole,
+  STREAM_ACTIONS,
+  STREAM_LIST_ACTION,
+} from './declarations.ts';
 import { type FunctionEntry, type Inventory, pascal, workflowEnvVar } from './inventory.ts';
 import { repoPath } from './paths.ts';
 import type { StatefulStack } from './stateful-stack.ts';
@@ -63,7 +91,23 @@ interface AuthSetup {
   /** What authenticated API functions get, on top of the service environment. */
   readonly environment: Readonly<Record<string, string>>;
   readonly layer?: LayerVersion;
+  /** What the agents' $connect authorizer checks host tokens with (it has no API Gateway authorizer in front). */
+  readonly socketEnvironment: Readonly<Record<string, string>>;
+  /** The header the host token comes in. */
+  readonly tokenHeader: string;
 }
+
+/** The agents' WebSocket API (issue 13): where agents are told that their queue has work. */
+export interface AgentSockets {
+  readonly api: WebSocketApi;
+  readonly stage: WebSocketStage;
+  readonly connections: Table;
+  readonly authorizer: WebSocketLambdaAuthorizer;
+  readonly streamMapping: EventSourceMapping;
+}
+
+/** The stage agents connect to: wss://<api>.execute-api.<region>.amazonaws.com/agents. */
+export const AGENT_SOCKET_STAGE = 'agents';
 
 const SHA256_KEY = /^sha256:[0-9a-fA-F]{64}$/;
 
@@ -84,6 +128,9 @@ export class AppStack extends Stack {
   /** The EventBridge rule of each scheduled function, by its module path. */
   readonly scheduleRules: Readonly<Record<string, Rule>>;
   readonly alarms: Alarms;
+  readonly agentSockets: AgentSockets;
+  /** The web console behind CloudFront, unless consoleDir=none. */
+  readonly console: ConsoleHosting | undefined;
 
   private readonly config: DeployConfig;
   private readonly stateful: StatefulStack;
@@ -136,6 +183,7 @@ export class AppStack extends Stack {
       scheduleRules[entry.key] = this.wireSchedule(entry, fn);
       functions[entry.key] = fn;
     }
+    this.agentSockets = this.makeAgentSockets(inventory, auth, functions, workflows);
     this.functions = { ...functions, ...this.authorizerFunctions };
     this.workflows = workflows;
     this.failureQueues = failureQueues;
@@ -147,6 +195,200 @@ export class AppStack extends Stack {
 
     ({ api: this.api, stage: this.stage } = this.httpApi(auth));
     this.alarms.forApi(this.api);
+    this.console = config.consoleDir
+      ? new ConsoleHosting(this, 'Console', {
+          assetDir: repoPath(config.consoleDir),
+          setting: 'consoleDir (or HANGAR_DEPLOY_CONSOLE_DIR)',
+          api: this.api,
+          logRetention: config.logRetention,
+        })
+      : undefined;
+  }
+
+  /**
+   * The agents' WebSocket API: $connect behind a Lambda authorizer that checks the host token as
+   * the deployment's auth mode does (a host for itself only), $connect/$disconnect recording the
+   * connection in a table of their own, and the notifier the service table's stream invokes for
+   * each job insert, which posts `{"type":"jobs"}` to the host's connections (infra/README.md,
+   * "Agents told, not polling").
+   */
+  private makeAgentSockets(
+    inventory: Inventory,
+    auth: AuthSetup,
+    functions: Record<string, HangarFunction>,
+    workflows: Readonly<Record<string, Workflow>>,
+  ): AgentSockets {
+    const entryOf = (role: SocketRole): FunctionEntry => {
+      const found = inventory.functions.find((f) => f.kind === 'socket' && f.socket === role);
+      if (!found) throw new Error(`internal: no agent socket ${role} in the inventory`);
+      return found;
+    };
+    const connections = new Table(this, 'AgentConnectionsTable', {
+      partitionKey: { name: CONNECTIONS_TABLE.partitionKey, type: AttributeType.STRING },
+      sortKey: { name: CONNECTIONS_TABLE.sortKey, type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: CONNECTIONS_TABLE.timeToLiveAttribute,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Connection ids are worth nothing once the stack is gone: agents reconnect to the new API.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    connections.addGlobalSecondaryIndex({
+      indexName: CONNECTIONS_TABLE.connectionIndex,
+      partitionKey: { name: CONNECTIONS_TABLE.sortKey, type: AttributeType.STRING },
+      projectionType: ProjectionType.KEYS_ONLY,
+    });
+
+    const make = (role: SocketRole, environment: Readonly<Record<string, string>> = {}) => {
+      const entry = entryOf(role);
+      const fn = this.makeFunction(entry, environment, workflows);
+      this.applyConnectionsAccess(fn, entry.access, connections);
+      functions[entry.key] = fn;
+      return { entry, fn };
+    };
+    const authorizerFn = make('authorizer', auth.socketEnvironment).fn;
+    if (auth.layer) authorizerFn.addLayers(auth.layer);
+    const connectFn = make('connect').fn;
+    const disconnectFn = make('disconnect').fn;
+
+    const authorizer = new WebSocketLambdaAuthorizer('AgentSocketAuthorizer', authorizerFn, {
+      // Both required: API Gateway refuses (401) a connect missing either without invoking anything.
+      identitySource: [`route.request.header.${auth.tokenHeader}`, 'route.request.querystring.host_id'],
+    });
+    const api = new WebSocketApi(this, 'AgentSocketApi', {
+      description: 'Hangar: host agents are told here when their job queue gains work',
+      connectRouteOptions: {
+        integration: new WebSocketLambdaIntegration('AgentConnectIntegration', connectFn),
+        authorizer,
+      },
+      disconnectRouteOptions: {
+        integration: new WebSocketLambdaIntegration('AgentDisconnectIntegration', disconnectFn),
+      },
+      // The agents' keepalive ({"type":"ping"}, agent/src/notifications.ts): answered by nothing,
+      // no function runs. Without a $default route API Gateway would answer each with an error.
+      defaultRouteOptions: {
+        integration: new WebSocketMockIntegration('AgentKeepaliveIntegration', {
+          requestTemplates: { $default: '{"statusCode": 200}' },
+          templateSelectionExpression: '\\$default',
+        }),
+      },
+    });
+    for (const key of ['$disconnect', '$default']) {
+      const route = api.node.tryFindChild(`${key}-Route`);
+      if (!route) throw new Error(`internal: the WebSocket API has no ${key} route`);
+      NagSuppressions.addResourceSuppressions(route, [
+        {
+          id: 'AwsSolutions-APIG4',
+          reason: `API Gateway accepts an authorizer on $connect only; ${key} belongs to a connection that $connect already authorised.`,
+        },
+      ]);
+    }
+    const stage = new WebSocketStage(this, 'AgentSocketStage', {
+      webSocketApi: api,
+      stageName: AGENT_SOCKET_STAGE,
+      autoDeploy: true,
+      throttle: { rateLimit: this.config.throttle.rate, burstLimit: this.config.throttle.burst },
+    });
+    NagSuppressions.addResourceSuppressions(stage, [
+      {
+        id: 'AwsSolutions-APIG1',
+        reason:
+          'WebSocket access logs need the account-wide API Gateway CloudWatch role (AWS::ApiGateway::Account), an account singleton this app must not take over; every connect, disconnect and post is logged by its function with the connection id.',
+      },
+    ]);
+
+    const notifier = make('notifier');
+    this.applySocketPosting(notifier.fn, notifier.entry.access, api, stage);
+    const streamArn = this.stateful.table.tableStreamArn;
+    if (!streamArn) throw new Error('internal: the service table has no stream');
+    if (notifier.entry.access.readsJobStream) {
+      notifier.fn.allow({ actions: [...STREAM_ACTIONS], resources: [streamArn] });
+      notifier.fn.allow({ actions: [STREAM_LIST_ACTION], resources: ['*'] });
+      NagSuppressions.addResourceSuppressions(
+        notifier.fn.role ?? notifier.fn,
+        [
+          {
+            id: 'AwsSolutions-IAM5',
+            reason:
+              'dynamodb:ListStreams takes no resource (Lambda lists the table streams with it); reading is limited to the service table stream.',
+            appliesTo: ['Resource::*'],
+          },
+        ],
+        true,
+      );
+    }
+    const streamMapping = new EventSourceMapping(this, 'JobNotifierStream', {
+      target: notifier.fn,
+      eventSourceArn: streamArn,
+      startingPosition: StartingPosition.LATEST,
+      // Only job inserts invoke it (filtered by Lambda, not billed as invocations).
+      filters: [FilterCriteria.filter(JOB_INSERT_FILTER)],
+      batchSize: 100,
+      // A notification is worth something for a minute at most: then the agent's fallback poll has come.
+      maxRecordAge: Duration.seconds(60),
+      retryAttempts: 2,
+    });
+
+    new CfnOutput(this, 'AgentSocketUrl', {
+      value: stage.url,
+      description: "The agents' notify_url (agent config): a wss:// URL apart from the HTTPS ApiUrl",
+    });
+    return { api, stage, connections, authorizer, streamMapping };
+  }
+
+  /** The connections table actions an agent socket function declares, on the table or its index. */
+  private applyConnectionsAccess(fn: HangarFunction, access: Access, connections: Table): void {
+    const modes = access.agentConnections ?? [];
+    if (modes.length === 0) return;
+    fn.addEnvironment('HANGAR_AGENT_CONNECTIONS_TABLE', connections.tableName);
+    for (const mode of modes)
+      fn.allow({
+        actions: [...CONNECTIONS_ACTIONS[mode]],
+        resources: [
+          mode === 'query-by-connection'
+            ? `${connections.tableArn}/index/${CONNECTIONS_TABLE.connectionIndex}`
+            : connections.tableArn,
+        ],
+      });
+  }
+
+  /** PostToConnection on this API's stage only, and the endpoint to post to. */
+  private applySocketPosting(
+    fn: HangarFunction,
+    access: Access,
+    api: WebSocketApi,
+    stage: WebSocketStage,
+  ): void {
+    if (!access.postsToAgentSockets) return;
+    fn.addEnvironment('HANGAR_AGENT_SOCKET_ENDPOINT', stage.callbackUrl);
+    fn.allow({
+      actions: ['execute-api:ManageConnections'],
+      resources: [
+        this.formatArn({
+          service: 'execute-api',
+          resource: api.apiId,
+          resourceName: `${stage.stageName}/POST/@connections/*`,
+        }),
+      ],
+    });
+    NagSuppressions.addResourceSuppressions(
+      fn.role ?? fn,
+      [
+        {
+          id: 'AwsSolutions-IAM5',
+          reason:
+            'Connection ids are made by API Gateway at run time; the grant is POST @connections on this one WebSocket stage.',
+          appliesTo: [
+            {
+              // Partition, region and account read as tokens, or as values when the CLI knows them
+              // (`<AWS::AccountId>` has colons of its own).
+              regex:
+                '/^Resource::arn:.+:execute-api:.+:<AgentSocketApi[A-Za-z0-9]+>/agents/POST/@connections/\\*$/',
+            },
+          ],
+        },
+      ],
+      true,
+    );
   }
 
   /** The service environment every Hangar function shares on AWS. */
@@ -284,6 +526,17 @@ export class AppStack extends Stack {
           HANGAR_CLAIM_ROLES: config.jwt.rolesClaim,
           HANGAR_CLAIM_USER: config.jwt.userClaim,
         },
+        // The same issuer, audiences and claims, verified by the authorizer itself.
+        socketEnvironment: {
+          HANGAR_AUTH_MODE: 'claims',
+          HANGAR_CLAIM_PROJECT: config.jwt.projectClaim,
+          HANGAR_CLAIM_ROLES: config.jwt.rolesClaim,
+          HANGAR_CLAIM_USER: config.jwt.userClaim,
+          HANGAR_JWT_ISSUER: issuer,
+          HANGAR_JWT_AUDIENCE: audience.join(','),
+          HANGAR_JWT_TOKEN_HEADER: config.jwt.tokenHeader,
+        },
+        tokenHeader: config.jwt.tokenHeader,
       };
     }
     if (config.authMode === 'keystone') {
@@ -301,22 +554,21 @@ export class AppStack extends Stack {
         HANGAR_CLAIM_ROLES: 'roles',
         HANGAR_CLAIM_USER: 'user',
       };
+      const keystoneEnvironment = {
+        HANGAR_KEYSTONE_URL: keystone.url ?? '',
+        HANGAR_KEYSTONE_USER: keystone.user ?? '',
+        HANGAR_KEYSTONE_PROJECT: keystone.project ?? '',
+        HANGAR_KEYSTONE_USER_DOMAIN: keystone.userDomain,
+        HANGAR_KEYSTONE_PROJECT_DOMAIN: keystone.projectDomain,
+        // A dynamic reference: CloudFormation resolves it at deploy time, the template never holds it.
+        HANGAR_KEYSTONE_PASSWORD: SecretValue.secretsManager(keystone.passwordSecret ?? '').unsafeUnwrap(),
+      };
       const fn: HangarFunction = new NodeFunction(this, entry.id, {
         entry: entry.entry,
         description: 'Hangar Keystone token authorizer',
         logRetention: config.logRetention,
         timeout: Duration.seconds(entry.timeoutSeconds ?? 10),
-        environment: {
-          HANGAR_KEYSTONE_URL: keystone.url ?? '',
-          HANGAR_KEYSTONE_USER: keystone.user ?? '',
-          HANGAR_KEYSTONE_PROJECT: keystone.project ?? '',
-          HANGAR_KEYSTONE_USER_DOMAIN: keystone.userDomain,
-          HANGAR_KEYSTONE_PROJECT_DOMAIN: keystone.projectDomain,
-          // A dynamic reference: CloudFormation resolves it at deploy time, the template never holds it.
-          HANGAR_KEYSTONE_PASSWORD: SecretValue.secretsManager(keystone.passwordSecret ?? '').unsafeUnwrap(),
-          HANGAR_LOG_LEVEL: 'info',
-          ...claims,
-        },
+        environment: { ...keystoneEnvironment, HANGAR_LOG_LEVEL: 'info', ...claims },
       });
       this.authorizerFunctions[entry.key] = fn;
       return {
@@ -327,11 +579,17 @@ export class AppStack extends Stack {
           resultsCacheTtl: Duration.seconds(keystone.cacheSeconds),
         }),
         environment: { HANGAR_AUTH_MODE: 'claims', ...claims },
+        // The socket's authorizer validates with Keystone itself, as the `keystone` mode does.
+        socketEnvironment: { HANGAR_AUTH_MODE: 'keystone', ...keystoneEnvironment },
+        tokenHeader: 'X-Auth-Token',
       };
     }
+    const environment = { HANGAR_AUTH_MODE: 'tokens', HANGAR_TOKENS: TOKENS_PATH };
     return {
-      environment: { HANGAR_AUTH_MODE: 'tokens', HANGAR_TOKENS: TOKENS_PATH },
+      environment,
       layer: this.tokensLayer(),
+      socketEnvironment: environment,
+      tokenHeader: 'X-Auth-Token',
     };
   }
 

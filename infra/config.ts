@@ -61,6 +61,8 @@ export interface DeployConfig {
   readonly noncurrentVersionDays: number;
   /** Period in minutes of each scheduled function (SCHEDULES in functions/tasks/registry.ts). */
   readonly schedules: Readonly<Record<ScheduleRate, number>>;
+  /** The built web console (a directory with index.html), relative to the repository; undefined: none. */
+  readonly consoleDir: string | undefined;
 }
 
 interface Setting {
@@ -106,6 +108,7 @@ export const SETTINGS = {
   noncurrentVersionDays: { context: 'noncurrentVersionDays', env: 'HANGAR_NONCURRENT_VERSION_DAYS' },
   retentionSweepMinutes: { context: 'retentionSweepMinutes', env: 'HANGAR_RETENTION_SWEEP_MINUTES' },
   leaseSweepMinutes: { context: 'leaseSweepMinutes', env: 'HANGAR_LEASE_SWEEP_MINUTES' },
+  consoleDir: { context: 'consoleDir', env: 'HANGAR_DEPLOY_CONSOLE_DIR' },
 } as const satisfies Record<string, Setting>;
 
 export class ConfigError extends Error {
@@ -168,6 +171,12 @@ function retention(days: number): RetentionDays {
   return days as RetentionDays;
 }
 
+/** `none` deploys no console; anything else must be a built console (checked when the stack is made). */
+function consoleDir(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw.trim() === '') return 'console/dist';
+  return raw.trim() === 'none' ? undefined : raw.trim();
+}
+
 export function readConfig(node: Node, env: NodeJS.ProcessEnv = process.env): DeployConfig {
   const authMode = read(node, SETTINGS.authMode, env) ?? 'jwt';
   if (authMode !== 'jwt' && authMode !== 'keystone' && authMode !== 'tokens')
@@ -223,5 +232,6 @@ export function readConfig(node: Node, env: NodeJS.ProcessEnv = process.env): De
       // Leases last HANGAR_LEASE_SECONDS (a minute): a dead upload is recovered within about this.
       leaseSweepMinutes: positiveInt(node, SETTINGS.leaseSweepMinutes, env, 5),
     },
+    consoleDir: consoleDir(read(node, SETTINGS.consoleDir, env)),
   };
 }

@@ -68,8 +68,32 @@ export const TABLE_ACTIONS: Readonly<Record<TableMode, readonly string[]>> = {
   ],
 };
 
+/**
+ * The agents' connections table (AWS WebSocket API, infra/app-stack.ts): put (a $connect),
+ * query (a host's connections), query-by-connection (the index $disconnect looks its host up
+ * in), delete (a $disconnect, or a post that answered 410).
+ */
+export type ConnectionsMode = 'put' | 'query' | 'query-by-connection' | 'delete';
+
+export const CONNECTIONS_ACTIONS: Readonly<Record<ConnectionsMode, readonly string[]>> = {
+  put: ['dynamodb:PutItem'],
+  query: ['dynamodb:Query'],
+  'query-by-connection': ['dynamodb:Query'],
+  delete: ['dynamodb:DeleteItem'],
+};
+
+/** What Lambda's poller reads a DynamoDB stream with (ListStreams takes no resource: `*`). */
+export const STREAM_ACTIONS = ['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator'];
+export const STREAM_LIST_ACTION = 'dynamodb:ListStreams';
+
 export interface Access {
   readonly table?: TableMode;
+  /** The agents' connections table, by mode. */
+  readonly agentConnections?: readonly ConnectionsMode[];
+  /** execute-api:ManageConnections (POST @connections) on the agents' WebSocket stage. */
+  readonly postsToAgentSockets?: boolean;
+  /** Invoked by the service table's stream (job inserts): the stream read actions. */
+  readonly readsJobStream?: boolean;
   readonly buckets?: Readonly<Partial<Record<BucketName, readonly BucketMode[]>>>;
   /** Workflows (STATE_MACHINES keys, functions/tasks/registry.ts) started: StartExecution + ARN env var. */
   readonly startsWorkflows?: readonly string[];
@@ -204,6 +228,44 @@ export const KEYSTONE_AUTHORIZER = {
   entry: 'functions/auth/keystone-authorizer.ts',
   access: {} as Access,
   timeoutSeconds: 10,
+};
+
+/**
+ * The agents' WebSocket API on AWS (issue 13: agents told, not polling): its $connect
+ * authorizer, its $connect and $disconnect routes, and the notifier the table's stream invokes
+ * for every job insert. Each exists once, whatever ROUTES says; the embedded gateway serves the
+ * same protocol itself (local/agent-sockets.ts).
+ */
+export type SocketRole = 'authorizer' | 'connect' | 'disconnect' | 'notifier';
+
+export const AGENT_SOCKET_FUNCTIONS: Readonly<
+  Record<SocketRole, { entry: string; id: string; access: Access; timeoutSeconds?: number }>
+> = {
+  // Checks the host token the way the deployment's auth mode does (a JWT against its issuer,
+  // Keystone, or the token layer); touches nothing.
+  authorizer: {
+    entry: 'functions/auth/agent-socket-authorizer.ts',
+    id: 'AgentSocketAuthorizerFunction',
+    access: {},
+    timeoutSeconds: 10,
+  },
+  connect: {
+    entry: 'functions/sockets/agent-connect.ts',
+    id: 'AgentConnectFunction',
+    access: { agentConnections: ['put'] },
+  },
+  disconnect: {
+    entry: 'functions/sockets/agent-disconnect.ts',
+    id: 'AgentDisconnectFunction',
+    access: { agentConnections: ['query-by-connection', 'delete'] },
+  },
+  // Reads the host's connections, posts to them, forgets the ones that answer 410.
+  notifier: {
+    entry: 'functions/triggers/job-notifier.ts',
+    id: 'JobNotifierFunction',
+    access: { agentConnections: ['query', 'delete'], postsToAgentSockets: true, readsJobStream: true },
+    timeoutSeconds: 60,
+  },
 };
 
 /** The API modules ROUTES names, in first-seen order. */

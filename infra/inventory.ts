@@ -19,18 +19,20 @@ import {
 import type { AuthMode } from './config.ts';
 import {
   type Access,
+  AGENT_SOCKET_FUNCTIONS,
   apiAccess,
   apiModules,
   type BucketName,
   KEYSTONE_AUTHORIZER,
   SCHEDULE_ACCESS,
+  type SocketRole,
   TASK_ACCESS,
   TRIGGER_ACCESS,
   taskAccess,
 } from './declarations.ts';
 import { repoPath, STATE_MACHINES_DIR } from './paths.ts';
 
-export type FunctionKind = 'api' | 'trigger' | 'schedule' | 'task' | 'authorizer';
+export type FunctionKind = 'api' | 'trigger' | 'schedule' | 'task' | 'authorizer' | 'socket';
 
 export interface TriggerSpec {
   readonly module: string;
@@ -58,6 +60,8 @@ export interface FunctionEntry {
   readonly trigger?: TriggerSpec;
   /** Scheduled functions: which rate setting runs them. */
   readonly schedule?: ScheduleSpec;
+  /** The agents' WebSocket API functions: which part they play. */
+  readonly socket?: SocketRole;
 }
 
 export interface WorkflowEntry {
@@ -241,6 +245,26 @@ export function buildInventory(options: InventoryOptions): Inventory {
       timeoutSeconds: KEYSTONE_AUTHORIZER.timeoutSeconds,
       packaging: 'zip',
       authenticated: false,
+    });
+  }
+
+  // The agents' WebSocket API is part of every deployment: its modules must exist.
+  for (const [role, spec] of Object.entries(AGENT_SOCKET_FUNCTIONS) as [
+    SocketRole,
+    (typeof AGENT_SOCKET_FUNCTIONS)[SocketRole],
+  ][]) {
+    if (!existsSync(repoPath(spec.entry)))
+      throw new Error(`AGENT_SOCKET_FUNCTIONS names ${spec.entry} (${role}), which does not exist`);
+    functions.push({
+      key: spec.entry,
+      id: spec.id,
+      kind: 'socket',
+      entry: spec.entry,
+      access: spec.access,
+      ...(spec.timeoutSeconds ? { timeoutSeconds: spec.timeoutSeconds } : {}),
+      packaging: 'zip',
+      authenticated: false,
+      socket: role,
     });
   }
 

@@ -6,7 +6,7 @@
  */
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
-import { AttributeType, BillingMode, ProjectionType, Table } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, BillingMode, ProjectionType, StreamViewType, Table } from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import {
   BlockPublicAccess,
@@ -57,6 +57,9 @@ export class StatefulStack extends Stack {
       billingMode: BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: TABLE_DEFINITION.timeToLiveAttribute,
+      // The agents' job notifier reads job inserts from here (new images: the host is in the
+      // item, not in its key). Adding a stream to a deployed table is an in-place update.
+      stream: StreamViewType.NEW_IMAGE,
       deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });

@@ -159,6 +159,7 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
         token: config.token,
         fallbackMs: config.fallback_poll_interval_ms,
         disconnectedPollMs: config.poll_interval_ms,
+        keepaliveMs: config.notify_keepalive_ms,
         log: log.child({ component: 'notifications' }),
       })
     : undefined;

@@ -29,6 +29,8 @@ export const AgentConfigSchema = z.strictObject({
   notify_url: z.url({ protocol: /^wss?$/ }).optional(),
   /** While the socket is open, claim anyway this often (jittered, never longer): a lost notification waits this. */
   fallback_poll_interval_ms: z.number().int().min(10).default(60_000),
+  /** While the socket is open, send a keepalive this often (API Gateway drops sockets idle 10 min); 0: never. */
+  notify_keepalive_ms: z.number().int().min(0).default(300_000),
   lease_seconds: z.number().int().min(2).max(3_600).default(60),
   heartbeat_interval_ms: z.number().int().min(100).default(30_000),
   /** Overrides for what the host reports (otherwise from `virsh nodeinfo` and the data_dir filesystem). */

@@ -5,7 +5,9 @@
  * while the socket is open, so a lost notification delays a job by at most that; every
  * `disconnectedPollMs` while no socket is open (today's poll interval, as without notifications).
  * Opening (or reopening) the socket counts as a notification, since nobody was told of the jobs
- * enqueued while it was closed.
+ * enqueued while it was closed. While open, the agent sends `{"type":"ping"}` every `keepaliveMs`:
+ * API Gateway's WebSocket API closes a connection with no data frames for 10 minutes (control-frame
+ * pings do not count there), and every server ignores what an agent sends.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
@@ -39,7 +41,10 @@ export type OpenSocket = (
   url: URL,
   headers: Record<string, string>,
   events: SocketEvents,
-) => { close(): void };
+) => { close(): void; send?(text: string): void };
+
+/** What the agent sends to keep an idle socket open; servers ignore it. */
+export const KEEPALIVE_MESSAGE = JSON.stringify({ type: 'ping' });
 
 const NotificationSchema = z.object({ type: z.string() });
 
@@ -56,7 +61,12 @@ export const openWebSocket: OpenSocket = (url, headers, events) => {
   ws.on('message', (data) => events.onMessage(String(data)));
   ws.on('error', (error) => closeOnce(error.message));
   ws.on('close', (code, reason) => closeOnce(`closed (${code}${reason.length ? ` ${String(reason)}` : ''})`));
-  return { close: () => ws.terminate() };
+  return {
+    close: () => ws.terminate(),
+    send: (text) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(text);
+    },
+  };
 };
 
 export interface JobNotificationsOptions {
@@ -66,6 +76,8 @@ export interface JobNotificationsOptions {
   token: string;
   fallbackMs: number;
   disconnectedPollMs: number;
+  /** A keepalive message this often while the socket is open; 0 or unset: none. */
+  keepaliveMs?: number;
   log: Logger;
   open?: OpenSocket;
   /** Reconnect backoff: first wait and cap (jittered down to half). */
@@ -137,12 +149,18 @@ export class JobNotifications implements ClaimPacer {
     url.searchParams.set('host_id', this.options.hostId);
     return new Promise<boolean>((resolve) => {
       let opened = false;
-      let socket: { close(): void } | undefined;
+      let socket: ReturnType<OpenSocket> | undefined;
+      let keepalive: ReturnType<typeof setInterval> | undefined;
       const stop = () => socket?.close();
       const events: SocketEvents = {
         onOpen: () => {
           opened = true;
           this.connected = true;
+          const every = this.options.keepaliveMs ?? 0;
+          if (every > 0) {
+            keepalive = setInterval(() => socket?.send?.(KEEPALIVE_MESSAGE), every);
+            keepalive.unref?.();
+          }
           log.info('notification socket open', { url: this.options.url });
           this.wake();
         },
@@ -157,6 +175,7 @@ export class JobNotifications implements ClaimPacer {
           else log.debug('notification ignored', { message: text.slice(0, 200) });
         },
         onClose: (reason) => {
+          clearInterval(keepalive);
           signal.removeEventListener('abort', stop);
           if (this.connected) {
             this.connected = false;

@@ -45,6 +45,7 @@ import { stagingKey } from '#core/transfer/import-model';
 import { parseAllowList } from '#core/transfer/url-filter';
 import { type ServiceConfig, serviceConfig } from '../platform/config.ts';
 import { logger } from '../platform/logger.ts';
+import { type AgentConnectionsFactory, agentConnectionsFactory } from './agent-connections.ts';
 
 /** What the services are built on besides the configuration: each one may be passed in. */
 export interface Collaborators {
@@ -78,6 +79,8 @@ export interface Services {
   readonly objects: ObjectStore;
   /** Presigned multipart uploads, and the sweep of those nobody finished (triggers/multipart-sweep). */
   readonly multipart: S3MultipartUploads;
+  /** The agents' WebSocket connections on AWS (the socket API's functions and the job notifier). */
+  readonly agentConnections: AgentConnectionsFactory;
 }
 
 const clock = () => new Date();
@@ -191,6 +194,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
 
   return {
     config,
+    agentConnections: agentConnectionsFactory(config, dynamo),
     images,
     imageData: new ImageDataService(repo, blobs, digester, DigestJob.sharedBlock, clock, leaseMs),
     members: new MembersService(repo, config.quotas),

@@ -49,6 +49,17 @@ const ServiceConfigSchema = z.object({
   HANGAR_CLAIM_ROLES: z.string().min(1).default('roles'),
   HANGAR_CLAIM_USER: z.string().min(1).default('sub'),
   /** Glance's image_size_cap: 1 TiB by default. */
+  /**
+   * The agents' WebSocket API on AWS (infra/app-stack.ts): the connections table, the stage's
+   * management endpoint (https://<api>.execute-api.<region>.amazonaws.com/<stage>) the notifier
+   * posts to, and in jwt mode the issuer and audiences its $connect authorizer verifies tokens
+   * against (the HTTP API's JWT authorizer cannot serve a WebSocket API).
+   */
+  HANGAR_AGENT_CONNECTIONS_TABLE: z.string().min(1).optional(),
+  HANGAR_AGENT_SOCKET_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  HANGAR_JWT_ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+  HANGAR_JWT_AUDIENCE: z.string().default(''),
+  HANGAR_JWT_TOKEN_HEADER: z.string().min(1).default('X-Auth-Token'),
   HANGAR_IMAGE_SIZE_CAP: bytes.default(1099511627776),
   HANGAR_PROPERTY_QUOTA: z.coerce.number().int().positive().default(128),
   HANGAR_TAG_QUOTA: z.coerce.number().int().positive().default(128),
@@ -134,6 +145,8 @@ export type ServiceConfig = {
     timeoutMs: number;
   };
   claims: { project: string; roles: string; user: string };
+  agentSockets: { connectionsTable: string | undefined; managementEndpoint: string | undefined };
+  jwt: { issuer: string | undefined; audience: string[]; tokenHeader: string };
   imageSizeCap: number;
   quotas: { properties: number; tags: number; members: number };
   imageFormats: {
@@ -202,6 +215,17 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       timeoutMs: env.HANGAR_KEYSTONE_TIMEOUT_MS,
     },
     claims: { project: env.HANGAR_CLAIM_PROJECT, roles: env.HANGAR_CLAIM_ROLES, user: env.HANGAR_CLAIM_USER },
+    agentSockets: {
+      connectionsTable: env.HANGAR_AGENT_CONNECTIONS_TABLE,
+      managementEndpoint: env.HANGAR_AGENT_SOCKET_ENDPOINT,
+    },
+    jwt: {
+      issuer: env.HANGAR_JWT_ISSUER,
+      audience: env.HANGAR_JWT_AUDIENCE.split(',')
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== ''),
+      tokenHeader: env.HANGAR_JWT_TOKEN_HEADER,
+    },
     imageSizeCap: env.HANGAR_IMAGE_SIZE_CAP,
     quotas: {
       properties: env.HANGAR_PROPERTY_QUOTA,

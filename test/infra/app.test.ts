@@ -4,13 +4,25 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import type { IConstruct } from 'constructs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONNECTIONS_TABLE } from '#adapters/dynamo/connections-table';
+import { JOB_INSERT_FILTER } from '#adapters/dynamo/job-stream';
 import { TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
 import { ROUTES, routeKey } from '#api/routes';
 import { S3_TRIGGERS, SCHEDULES } from '../../functions/tasks/registry.ts';
+import { AGENT_SOCKET_STAGE } from '../../infra/app-stack.ts';
 import { SETTINGS } from '../../infra/config.ts';
+import { API_PATH_PATTERNS, CONSOLE_ROUTER_SOURCE } from '../../infra/constructs/console-hosting.ts';
 import { CONTAINER_DOCKERFILE } from '../../infra/constructs/container-function.ts';
-import { API_ACCESS, apiAccess, apiModules, BUCKETS, writesImages } from '../../infra/declarations.ts';
+import {
+  AGENT_SOCKET_FUNCTIONS,
+  API_ACCESS,
+  apiAccess,
+  apiModules,
+  BUCKETS,
+  writesImages,
+} from '../../infra/declarations.ts';
 import { repoPath, STATE_MACHINES_DIR } from '../../infra/paths.ts';
 import { assertFunctionGrants, assertNagClean, assertWorkflowsWired, labels } from './expectations.ts';
 import {
@@ -49,9 +61,15 @@ describe('HTTP API', () => {
   it('has every route of ROUTES, served by its module, with the JWT authorizer unless auth is false', () => {
     // Prepare
     const app = resources(synth.application);
-    const routes = Object.values(app).filter((r) => r.Type === 'AWS::ApiGatewayV2::Route');
-    const integrations = Object.entries(app).filter(([, r]) => r.Type === 'AWS::ApiGatewayV2::Integration');
-    const authorizers = Object.entries(app).filter(([, r]) => r.Type === 'AWS::ApiGatewayV2::Authorizer');
+    // The HTTP API's own: the agents' WebSocket API has its routes too (tested below).
+    const httpApi = JSON.stringify({ Ref: logicalId(synth.hangar.application.api) });
+    const onHttpApi = (type: string) =>
+      Object.entries(app).filter(
+        ([, r]) => r.Type === type && JSON.stringify(r.Properties?.ApiId) === httpApi,
+      );
+    const routes = onHttpApi('AWS::ApiGatewayV2::Route').map(([, r]) => r);
+    const integrations = onHttpApi('AWS::ApiGatewayV2::Integration');
+    const authorizers = onHttpApi('AWS::ApiGatewayV2::Authorizer');
 
     // Assess
     expect(routes).toHaveLength(ROUTES.length);
@@ -457,6 +475,317 @@ describe('alarms', () => {
     ).toBe(true);
     const topicId = logicalId(synth.hangar.application.alarms.topic);
     for (const alarm of alarms) expect(JSON.stringify(alarm.Properties?.AlarmActions)).toContain(topicId);
+  });
+});
+
+describe('agent sockets (WebSocket API)', () => {
+  const socketFn = (role: keyof typeof AGENT_SOCKET_FUNCTIONS) => {
+    const fn = synth.hangar.application.functions[AGENT_SOCKET_FUNCTIONS[role].entry];
+    if (!fn) throw new Error(`no agent socket function ${role}`);
+    return fn;
+  };
+  const socketApiId = () => logicalId(synth.hangar.application.agentSockets.api);
+  const envOf = (construct: IConstruct): Record<string, unknown> =>
+    (
+      resources(synth.application)[logicalId(construct)]?.Properties?.Environment as
+        | { Variables?: Record<string, unknown> }
+        | undefined
+    )?.Variables ?? {};
+
+  it('has $connect behind the Lambda authorizer and $disconnect, each served by its function, and a mock $default', () => {
+    // Prepare
+    const app = resources(synth.application);
+    const apiId = socketApiId();
+    const onApi = (type: string) =>
+      Object.entries(app).filter(
+        ([, r]) => r.Type === type && JSON.stringify(r.Properties?.ApiId) === JSON.stringify({ Ref: apiId }),
+      );
+
+    // Assess
+    expect(app[apiId]?.Properties).toMatchObject({ ProtocolType: 'WEBSOCKET' });
+    const routes = onApi('AWS::ApiGatewayV2::Route');
+    expect(routes.map(([, r]) => r.Properties?.RouteKey).sort()).toEqual([
+      '$connect',
+      '$default',
+      '$disconnect',
+    ]);
+    const authorizers = onApi('AWS::ApiGatewayV2::Authorizer');
+    expect(authorizers).toHaveLength(1);
+    const [authorizerId, authorizer] = authorizers[0] ?? [];
+    expect(authorizer?.Properties).toMatchObject({
+      AuthorizerType: 'REQUEST',
+      IdentitySource: ['route.request.header.X-Auth-Token', 'route.request.querystring.host_id'],
+    });
+    expect(JSON.stringify(authorizer?.Properties?.AuthorizerUri)).toContain(
+      logicalId(socketFn('authorizer')),
+    );
+    const integrations = onApi('AWS::ApiGatewayV2::Integration');
+    for (const [key, role, auth] of [
+      ['$connect', 'connect', 'CUSTOM'],
+      ['$disconnect', 'disconnect', 'NONE'],
+    ] as const) {
+      const [, route] = routes.find(([, r]) => r.Properties?.RouteKey === key) ?? [];
+      expect(route?.Properties?.AuthorizationType, key).toBe(auth);
+      if (auth === 'CUSTOM') expect(route?.Properties?.AuthorizerId).toEqual({ Ref: authorizerId });
+      const target = JSON.stringify(route?.Properties?.Target);
+      const [, integration] = integrations.find(([id]) => target.includes(id)) ?? [];
+      expect(JSON.stringify(integration?.Properties?.IntegrationUri), key).toContain(
+        logicalId(socketFn(role)),
+      );
+    }
+    // The agents' keepalive lands on $default, which runs nothing.
+    const [, defaultRoute] = routes.find(([, r]) => r.Properties?.RouteKey === '$default') ?? [];
+    const [, keepalive] =
+      integrations.find(([id]) => JSON.stringify(defaultRoute?.Properties?.Target).includes(id)) ?? [];
+    expect(keepalive?.Properties?.IntegrationType).toBe('MOCK');
+    // API Gateway may invoke the authorizer and the two route functions, each from this API only.
+    for (const role of ['authorizer', 'connect', 'disconnect'] as const) {
+      const permissions = Object.values(app).filter(
+        (r) =>
+          r.Type === 'AWS::Lambda::Permission' &&
+          JSON.stringify(r.Properties?.FunctionName).includes(logicalId(socketFn(role))),
+      );
+      expect(permissions.length, role).toBeGreaterThan(0);
+      for (const permission of permissions) {
+        expect(permission.Properties?.Principal).toBe('apigateway.amazonaws.com');
+        expect(JSON.stringify(permission.Properties?.SourceArn)).toContain(apiId);
+      }
+    }
+  });
+
+  it('serves one throttled stage and gives its wss:// URL as the agents’ notify_url output', () => {
+    const template = synth.application;
+    template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      ApiId: { Ref: socketApiId() },
+      StageName: AGENT_SOCKET_STAGE,
+      AutoDeploy: true,
+      DefaultRouteSettings: { ThrottlingRateLimit: 100, ThrottlingBurstLimit: 200 },
+    });
+    const output = JSON.stringify(template.findOutputs('AgentSocketUrl'));
+    expect(output).toContain('wss://');
+    expect(output).toContain(socketApiId());
+    expect(output).toContain(`/${AGENT_SOCKET_STAGE}`);
+  });
+
+  it('checks host tokens in its authorizer against the same issuer, audience and claims as the HTTP API', () => {
+    // Prepare
+    const app = resources(synth.application);
+    const env = envOf(socketFn('authorizer'));
+    const apiEnv = envOf(synth.hangar.application.functions.images ?? synth.hangar.application);
+    const [, jwt] =
+      Object.entries(app).find(
+        ([, r]) => r.Type === 'AWS::ApiGatewayV2::Authorizer' && r.Properties?.AuthorizerType === 'JWT',
+      ) ?? [];
+    const jwtConfig = jwt?.Properties?.JwtConfiguration as { Issuer: unknown; Audience: unknown[] };
+
+    // Assess
+    expect(env).toMatchObject({
+      HANGAR_AUTH_MODE: 'claims',
+      HANGAR_CLAIM_PROJECT: apiEnv.HANGAR_CLAIM_PROJECT,
+      HANGAR_CLAIM_ROLES: apiEnv.HANGAR_CLAIM_ROLES,
+      HANGAR_CLAIM_USER: apiEnv.HANGAR_CLAIM_USER,
+      HANGAR_JWT_TOKEN_HEADER: 'X-Auth-Token',
+    });
+    expect(env.HANGAR_JWT_ISSUER).toEqual(jwtConfig.Issuer);
+    expect(env.HANGAR_JWT_AUDIENCE).toEqual(jwtConfig.Audience[0]);
+  });
+
+  it('keeps connections in their own table: host id -> connection id, an index by connection, TTL', () => {
+    const table = resources(synth.application)[logicalId(synth.hangar.application.agentSockets.connections)];
+    expect(table?.Properties).toMatchObject({
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [
+        { AttributeName: CONNECTIONS_TABLE.partitionKey, KeyType: 'HASH' },
+        { AttributeName: CONNECTIONS_TABLE.sortKey, KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: CONNECTIONS_TABLE.connectionIndex,
+          KeySchema: [{ AttributeName: CONNECTIONS_TABLE.sortKey, KeyType: 'HASH' }],
+          Projection: { ProjectionType: 'KEYS_ONLY' },
+        },
+      ],
+      TimeToLiveSpecification: { AttributeName: CONNECTIONS_TABLE.timeToLiveAttribute, Enabled: true },
+    });
+    // Only the socket functions know the table.
+    for (const [key, fn] of Object.entries(synth.hangar.application.functions)) {
+      const env = JSON.stringify(resources(synth.application)[logicalId(fn)]?.Properties?.Environment ?? {});
+      const socket = Object.values(AGENT_SOCKET_FUNCTIONS).find((f) => f.entry === key);
+      expect(env.includes('HANGAR_AGENT_CONNECTIONS_TABLE'), key).toBe(
+        (socket?.access.agentConnections?.length ?? 0) > 0,
+      );
+    }
+  });
+
+  it("runs the notifier from the service table's stream, filtered to job inserts, and posts to this stage", () => {
+    // Prepare
+    const app = resources(synth.application);
+    const notifier = socketFn('notifier');
+    const mappings = Object.values(app).filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping');
+    const env = envOf(notifier);
+
+    // Assess
+    synth.stateful.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: Match.arrayWith([{ AttributeName: TABLE_DEFINITION.partitionKey.name, KeyType: 'HASH' }]),
+      StreamSpecification: { StreamViewType: 'NEW_IMAGE' },
+    });
+    expect(mappings).toHaveLength(1);
+    const [mapping] = mappings;
+    expect(mapping?.Properties).toMatchObject({
+      FunctionName: { Ref: logicalId(notifier) },
+      StartingPosition: 'LATEST',
+      MaximumRecordAgeInSeconds: 60,
+    });
+    expect(JSON.stringify(mapping?.Properties?.EventSourceArn)).toContain(
+      `${logicalId(synth.hangar.stateful.table)}StreamArn`,
+    );
+    const filters =
+      (mapping?.Properties?.FilterCriteria as { Filters: { Pattern: string }[] } | undefined)?.Filters ?? [];
+    expect(filters.map((f) => JSON.parse(f.Pattern))).toEqual([JOB_INSERT_FILTER]);
+    const endpoint = JSON.stringify(env.HANGAR_AGENT_SOCKET_ENDPOINT);
+    expect(endpoint).toContain('https://');
+    expect(endpoint).toContain(socketApiId());
+    expect(endpoint).toContain(`/${AGENT_SOCKET_STAGE}`);
+  });
+
+  it('lets only the notifier manage connections, only on POST @connections of this stage', () => {
+    // Prepare
+    const names = labels(synth);
+    const app = resources(synth.application);
+
+    // Act
+    const holders = Object.entries(synth.hangar.application.functions).flatMap(([key, fn]) =>
+      grants(statementsOfRole(synth.application, app[logicalId(fn)]?.Properties?.Role), names)
+        .filter((g) => g.startsWith('execute-api:'))
+        .map((g) => `${key} ${g}`),
+    );
+
+    // Assess
+    expect(holders).toEqual([
+      `${AGENT_SOCKET_FUNCTIONS.notifier.entry} execute-api:ManageConnections@socket-api/${AGENT_SOCKET_STAGE}/POST/@connections/*`,
+    ]);
+  });
+});
+
+describe('console hosting (CloudFront)', () => {
+  const hosting = () => {
+    const found = synth.hangar.application.console;
+    if (!found) throw new Error('no console hosting in the default synth');
+    return found;
+  };
+  const distributionConfig = () =>
+    resources(synth.application)[logicalId(hosting().distribution)]?.Properties?.DistributionConfig as {
+      DefaultCacheBehavior: Record<string, unknown>;
+      CacheBehaviors: Record<string, unknown>[];
+      Origins: {
+        Id: string;
+        DomainName: unknown;
+        S3OriginConfig?: unknown;
+        OriginAccessControlId?: unknown;
+      }[];
+    };
+  // CloudFront's managed policies, by their fixed ids.
+  const CACHING_DISABLED = '4135ea2d-6df8-44a3-9df3-4b5a84be39ad';
+  const CACHING_OPTIMIZED = '658327ea-f89d-4fab-a63d-7e88639e58f6';
+  const ALL_VIEWER_EXCEPT_HOST = 'b689b0a8-53d0-40ab-baf2-68738e2966ac';
+
+  it('serves the console from a private bucket that only this distribution reads (OAC)', () => {
+    const app = resources(synth.application);
+    const bucketId = logicalId(hosting().bucket);
+    expect(app[bucketId]?.Properties?.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    const config = distributionConfig();
+    const s3 = config.Origins.find((o) => JSON.stringify(o.DomainName).includes(bucketId));
+    expect(s3?.OriginAccessControlId).toBeDefined();
+    expect(config.DefaultCacheBehavior).toMatchObject({
+      TargetOriginId: s3?.Id,
+      ViewerProtocolPolicy: 'redirect-to-https',
+      CachePolicyId: CACHING_OPTIMIZED,
+    });
+    const policy = Object.values(app).find(
+      (r) => r.Type === 'AWS::S3::BucketPolicy' && JSON.stringify(r.Properties?.Bucket).includes(bucketId),
+    );
+    const allows = (
+      (policy?.Properties?.PolicyDocument as { Statement: Statement[] } | undefined)?.Statement ?? []
+    ).filter((st) => st.Effect === 'Allow');
+    expect(allows).toHaveLength(1);
+    expect(allows[0]).toMatchObject({
+      Action: 's3:GetObject',
+      Principal: { Service: 'cloudfront.amazonaws.com' },
+    });
+    expect(JSON.stringify(allows[0]?.Condition)).toContain(logicalId(hosting().distribution));
+  });
+
+  it('sends /v1/* and /v2/* to the HTTP API uncached, with every viewer header but Host and every query string', () => {
+    const config = distributionConfig();
+    const apiId = logicalId(synth.hangar.application.api);
+    for (const pattern of API_PATH_PATTERNS) {
+      const behavior = config.CacheBehaviors.find((b) => b.PathPattern === pattern);
+      expect(behavior, pattern).toMatchObject({
+        CachePolicyId: CACHING_DISABLED,
+        OriginRequestPolicyId: ALL_VIEWER_EXCEPT_HOST,
+        ViewerProtocolPolicy: 'https-only',
+        AllowedMethods: expect.arrayContaining(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']),
+      });
+      const origin = config.Origins.find((o) => o.Id === behavior?.TargetOriginId);
+      expect(JSON.stringify(origin?.DomainName), pattern).toContain(apiId);
+    }
+    expect(config.CacheBehaviors).toHaveLength(API_PATH_PATTERNS.length);
+  });
+
+  it('uploads hashed assets immutable and index.html no-cache under console/', () => {
+    const deployments = Object.values(resources(synth.application)).filter(
+      (r) => r.Type === 'Custom::CDKBucketDeployment',
+    );
+    expect(deployments).toHaveLength(2);
+    const assets = deployments.find((d) => JSON.stringify(d.Properties?.Exclude) === '["index.html"]');
+    const page = deployments.find((d) => JSON.stringify(d.Properties?.Include) === '["index.html"]');
+    expect(assets?.Properties).toMatchObject({
+      DestinationBucketKeyPrefix: 'console/',
+      SystemMetadata: { 'cache-control': 'public, max-age=31536000, immutable' },
+      Prune: true,
+    });
+    expect(page?.Properties).toMatchObject({
+      DestinationBucketKeyPrefix: 'console/',
+      Exclude: ['*'],
+      SystemMetadata: { 'cache-control': 'no-cache' },
+      // It must not delete the assets the other pass uploaded.
+      Prune: false,
+    });
+  });
+
+  it('routes deep links under /console/ to index.html and the roots to /console/', () => {
+    // Prepare: the function CloudFront runs, as deployed.
+    const fn = resources(synth.application)[logicalId(hosting().router)];
+    const code = String(fn?.Properties?.FunctionCode);
+    expect(code).toBe(CONSOLE_ROUTER_SOURCE);
+    const handler = new Function(`${code}; return handler;`)() as (event: { request: { uri: string } }) => {
+      uri?: string;
+      statusCode?: number;
+      headers?: { location: { value: string } };
+    };
+    const run = (uri: string) => handler({ request: { uri } });
+
+    // Assess
+    expect(run('/console/images/0f2d4b1e-1111-4000-8000-000000000001').uri).toBe('/console/index.html');
+    expect(run('/console/').uri).toBe('/console/index.html');
+    expect(run('/console/assets/index-3f2a1b9c.js').uri).toBe('/console/assets/index-3f2a1b9c.js');
+    expect(run('/console').headers?.location.value).toBe('/console/');
+    expect(run('/').statusCode).toBe(302);
+    expect(run('/other/path').uri).toBe('/other/path');
+    const associations = distributionConfig().DefaultCacheBehavior.FunctionAssociations;
+    expect(JSON.stringify(associations)).toContain(logicalId(hosting().router));
+    expect(JSON.stringify(associations)).toContain('viewer-request');
+  });
+
+  it('gives the console URL as an output', () => {
+    const output = JSON.stringify(synth.application.findOutputs('ConsoleUrl'));
+    expect(output).toContain(logicalId(hosting().distribution));
+    expect(output).toContain('/console/');
   });
 });
 

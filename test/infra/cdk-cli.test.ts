@@ -23,6 +23,8 @@ describe('npm run synth', () => {
       AWS_EC2_METADATA_DISABLED: 'true',
       CDK_DISABLE_VERSION_CHECK: 'true',
       CI: 'true',
+      // The console is built by Vite (console/dist), not here: its stand-in.
+      HANGAR_DEPLOY_CONSOLE_DIR: 'test/fixtures/infra/console',
     };
 
     // Act

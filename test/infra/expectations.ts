@@ -3,8 +3,18 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { expect } from 'vitest';
+import { CONNECTIONS_TABLE } from '#adapters/dynamo/connections-table';
+import { AGENT_SOCKET_STAGE } from '../../infra/app-stack.ts';
 import { placeholdersOf } from '../../infra/constructs/workflow.ts';
-import { BUCKET_ACTIONS, BUCKETS, type BucketName, TABLE_ACTIONS } from '../../infra/declarations.ts';
+import {
+  BUCKET_ACTIONS,
+  BUCKETS,
+  type BucketName,
+  CONNECTIONS_ACTIONS,
+  STREAM_ACTIONS,
+  STREAM_LIST_ACTION,
+  TABLE_ACTIONS,
+} from '../../infra/declarations.ts';
 import type { FunctionEntry } from '../../infra/inventory.ts';
 import { grants, logicalId, resources, type Synthesized, statementsOfRole, unique } from './synth.ts';
 
@@ -22,12 +32,18 @@ export const STAR_ONLY_ACTIONS = new Set([
   'logs:PutResourcePolicy',
   'logs:DescribeResourcePolicies',
   'logs:DescribeLogGroups',
+  // Lambda's stream poller lists the table's streams; the reads themselves name the stream.
+  'dynamodb:ListStreams',
 ]);
 
 /** Logical id -> a readable label, for every resource a grant may point at. */
 export function labels(synth: Synthesized): Record<string, string> {
   const { stateful, application } = synth.hangar;
   const out: Record<string, string> = { [logicalId(stateful.table)]: 'table' };
+  // The stream ARN arrives as the stateful stack's output <table id>StreamArn...
+  out[`${logicalId(stateful.table)}Stream`] = 'table-stream';
+  out[logicalId(application.agentSockets.connections)] = 'connections';
+  out[logicalId(application.agentSockets.api)] = 'socket-api';
   for (const [name, bucket] of Object.entries(stateful.buckets)) out[logicalId(bucket)] = `bucket:${name}`;
   for (const [key, fn] of Object.entries(application.functions)) {
     out[logicalId(fn)] = `fn:${key}`;
@@ -50,6 +66,17 @@ function accessGrants(access: FunctionEntry['access']): string[] {
         out.push(
           mode === 'list' ? `${action}@bucket:${name}` : `${action}@bucket:${name}/${BUCKETS[name].objects}`,
         );
+  for (const mode of access.agentConnections ?? [])
+    for (const action of CONNECTIONS_ACTIONS[mode])
+      out.push(
+        mode === 'query-by-connection'
+          ? `${action}@connections/index/${CONNECTIONS_TABLE.connectionIndex}`
+          : `${action}@connections`,
+      );
+  if (access.postsToAgentSockets)
+    out.push(`execute-api:ManageConnections@socket-api/${AGENT_SOCKET_STAGE}/POST/@connections/*`);
+  if (access.readsJobStream)
+    out.push(...STREAM_ACTIONS.map((action) => `${action}@table-stream`), `${STREAM_LIST_ACTION}@*`);
   for (const wf of access.startsWorkflows ?? []) out.push(`states:StartExecution@sm:${wf}`);
   for (const wf of access.answersWorkflows ?? [])
     out.push(`states:SendTaskSuccess@sm:${wf}`, `states:SendTaskFailure@sm:${wf}`);

@@ -32,12 +32,20 @@ export interface SynthOptions extends HangarOptions {
   readonly bundle?: boolean;
 }
 
+/** A built console's stand-in: the real one (console/dist) is built by Vite, not by these tests. */
+export const CONSOLE_FIXTURE = 'test/fixtures/infra/console';
+
 export function synthHangar(context: Record<string, unknown> = {}, options: SynthOptions = {}): Synthesized {
   const outdir = mkdtempSync(join(tmpdir(), 'hangar-cdk-'));
   const { bundle = true, ...hangarOptions } = options;
   const app = new App({
     outdir,
-    context: { ...cdkJsonContext(), ...(bundle ? {} : { 'aws:cdk:bundling-stacks': [] }), ...context },
+    context: {
+      ...cdkJsonContext(),
+      consoleDir: CONSOLE_FIXTURE,
+      ...(bundle ? {} : { 'aws:cdk:bundling-stacks': [] }),
+      ...context,
+    },
   });
   // An empty environment: no CDK_DEFAULT_ACCOUNT/REGION and no HANGAR_* settings leak in.
   const hangar = buildHangar(app, { env: {}, ...hangarOptions });

@@ -12,7 +12,7 @@ import { ROUTES, routeKey } from '#api/routes';
 import { STATE_MACHINES, TASK_FUNCTIONS } from '../../functions/tasks/registry.ts';
 import { TOKENS_PATH } from '../../infra/app-stack.ts';
 import { readConfig } from '../../infra/config.ts';
-import { SCHEDULE_ACCESS, TASK_ACCESS } from '../../infra/declarations.ts';
+import { AGENT_SOCKET_FUNCTIONS, SCHEDULE_ACCESS, TASK_ACCESS } from '../../infra/declarations.ts';
 import { buildHangar } from '../../infra/hangar.ts';
 import { buildInventory } from '../../infra/inventory.ts';
 import { repoPath, STATE_MACHINES_DIR } from '../../infra/paths.ts';
@@ -42,6 +42,16 @@ const KEYSTONE = {
   keystonePasswordSecret: 'hangar/keystone-password',
 };
 
+const SOCKET_AUTHORIZER = AGENT_SOCKET_FUNCTIONS.authorizer.entry;
+
+/** The resources of `type` on the HTTP API (the agents' WebSocket API has its own). */
+function onHttpApi(synth: Synthesized, type: string) {
+  const api = JSON.stringify({ Ref: logicalId(synth.hangar.application.api) });
+  return Object.entries(resources(synth.application)).filter(
+    ([, r]) => r.Type === type && JSON.stringify(r.Properties?.ApiId) === api,
+  );
+}
+
 function environmentOf(synth: Synthesized, key: string): Record<string, unknown> {
   const fn = synth.hangar.application.functions[key];
   const props = resources(synth.application)[logicalId(fn ?? synth.hangar.application)]?.Properties;
@@ -60,7 +70,7 @@ describe('authMode=keystone, with a fixture state machine', () => {
 
   it('puts a Lambda authorizer reading X-Auth-Token before every authenticated route', () => {
     const app = resources(synth.application);
-    const authorizers = Object.entries(app).filter(([, r]) => r.Type === 'AWS::ApiGatewayV2::Authorizer');
+    const authorizers = onHttpApi(synth, 'AWS::ApiGatewayV2::Authorizer');
     expect(authorizers).toHaveLength(1);
     const [authorizerId, authorizer] = authorizers[0] ?? [];
     expect(authorizer?.Properties).toMatchObject({
@@ -104,6 +114,16 @@ describe('authMode=keystone, with a fixture state machine', () => {
     });
   });
 
+  it("validates agents' socket tokens with Keystone too, as the keystone mode does", () => {
+    expect(environmentOf(synth, SOCKET_AUTHORIZER)).toMatchObject({
+      HANGAR_AUTH_MODE: 'keystone',
+      HANGAR_KEYSTONE_URL: 'https://keystone.example.test/v3',
+      HANGAR_KEYSTONE_USER: 'hangar',
+      HANGAR_KEYSTONE_PROJECT: 'service',
+      HANGAR_KEYSTONE_PASSWORD: '{{resolve:secretsmanager:hangar/keystone-password:SecretString:::}}',
+    });
+  });
+
   it('wires the fixture ASL: placeholders substituted, staged as is, exact invoke grants', () => {
     expect(assertWorkflowsWired(synth, repoPath(`${FIXTURES}/state-machines`))).toBe(1);
   });
@@ -133,9 +153,21 @@ describe('authMode=tokens', () => {
 
   it('ships the token digests as a layer of every authenticated function, and no authorizer', () => {
     const app = resources(synth.application);
-    const layers = Object.entries(app).filter(([, r]) => r.Type === 'AWS::Lambda::LayerVersion');
+    // The token layer (the console's upload brings CDK's own AWS CLI layers too).
+    const layers = Object.entries(app).filter(
+      ([, r]) =>
+        r.Type === 'AWS::Lambda::LayerVersion' && String(r.Properties?.Description).includes('token digests'),
+    );
     expect(layers).toHaveLength(1);
-    synth.application.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
+    expect(onHttpApi(synth, 'AWS::ApiGatewayV2::Authorizer')).toHaveLength(0);
+    // The agents' socket has no function behind its $connect to check tokens but its authorizer.
+    const socketAuthorizer =
+      app[logicalId(synth.hangar.application.functions[SOCKET_AUTHORIZER] ?? synth.hangar.application)];
+    expect(JSON.stringify(socketAuthorizer?.Properties?.Layers)).toContain(layers[0]?.[0]);
+    expect(environmentOf(synth, SOCKET_AUTHORIZER)).toMatchObject({
+      HANGAR_AUTH_MODE: 'tokens',
+      HANGAR_TOKENS: TOKENS_PATH,
+    });
     for (const entry of synth.hangar.inventory.functions.filter((f) => f.kind === 'api')) {
       const props =
         app[logicalId(synth.hangar.application.functions[entry.key] ?? synth.hangar.application)]?.Properties;
@@ -147,13 +179,14 @@ describe('authMode=tokens', () => {
         });
       } else expect(props?.Layers, entry.key).toBeUndefined();
     }
-    for (const route of Object.values(app).filter((r) => r.Type === 'AWS::ApiGatewayV2::Route'))
+    for (const [, route] of onHttpApi(synth, 'AWS::ApiGatewayV2::Route'))
       expect(route.Properties?.AuthorizationType).toBe('NONE');
   });
 
   it('passes cdk-nag, each unauthenticated route justified', () => {
     const suppressions = assertNagClean(synth);
-    expect(suppressions.filter((s) => s.id === 'AwsSolutions-APIG4')).toHaveLength(ROUTES.length);
+    // Every HTTP route, and the agents' $disconnect and $default (API Gateway authorises on $connect only).
+    expect(suppressions.filter((s) => s.id === 'AwsSolutions-APIG4')).toHaveLength(ROUTES.length + 2);
   });
 });
 
@@ -191,6 +224,19 @@ describe('authMode=jwt with an external issuer, and a 15-minute retention sweep'
       HANGAR_AUTH_MODE: 'claims',
       HANGAR_CLAIM_PROJECT: 'project',
       HANGAR_CLAIM_ROLES: 'roles',
+    });
+    // The agents' socket checks the same issuer, audiences, header and claims itself.
+    expect(environmentOf(synth, SOCKET_AUTHORIZER)).toMatchObject({
+      HANGAR_AUTH_MODE: 'claims',
+      HANGAR_JWT_ISSUER: 'https://idp.example.test/realms/hangar',
+      HANGAR_JWT_AUDIENCE: 'hangar-api,glance',
+      HANGAR_JWT_TOKEN_HEADER: 'Authorization',
+      HANGAR_CLAIM_PROJECT: 'project',
+      HANGAR_CLAIM_ROLES: 'roles',
+    });
+    synth.application.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+      AuthorizerType: 'REQUEST',
+      IdentitySource: ['route.request.header.Authorization', 'route.request.querystring.host_id'],
     });
   });
 
@@ -285,6 +331,24 @@ describe('settings that cannot work', () => {
       disk: undefined,
       container: undefined,
     });
+  });
+
+  it('refuses a console directory without index.html, and deploys none with consoleDir=none', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'hangar-console-'));
+    try {
+      expect(() => synthHangar({ consoleDir: empty }, { bundle: false })).toThrow(
+        /consoleDir .* has no index\.html: build the console first/,
+      );
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+    const none = synthHangar({ consoleDir: 'none' }, { bundle: false });
+    try {
+      expect(none.hangar.application.console).toBeUndefined();
+      none.application.resourceCountIs('AWS::CloudFront::Distribution', 0);
+    } finally {
+      none.cleanup();
+    }
   });
 
   it('refuses unknown or incomplete settings', () => {

@@ -23,7 +23,7 @@ const CORE_PACKAGES: Record<string, string> = {
   'node:stream': 'the Readable type in the BlobStore port (type only)',
 };
 
-const TOP = ['edge', 'api', 'tasks', 'triggers', 'auth'];
+const TOP = ['edge', 'api', 'tasks', 'triggers', 'auth', 'sockets'];
 const BOTTOM = ['core', 'adapters', 'platform'];
 
 /**

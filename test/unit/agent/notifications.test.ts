@@ -6,6 +6,7 @@ import { silentLogger } from '../../../agent/src/log.ts';
 import {
   JobNotifications,
   type JobNotificationsOptions,
+  KEEPALIVE_MESSAGE,
   type OpenSocket,
   type SocketEvents,
 } from '../../../agent/src/notifications.ts';
@@ -19,11 +20,16 @@ class FakeSockets {
     headers: Record<string, string>;
     events: SocketEvents;
     closed: boolean;
+    sent: string[];
   }> = [];
   readonly open: OpenSocket = (url, headers, events) => {
-    const entry = { url, headers, events, closed: false };
+    const entry = { url, headers, events, closed: false, sent: [] as string[] };
     this.opened.push(entry);
     return {
+      // Recorded even after close: a keepalive timer left running would show here.
+      send: (text) => {
+        entry.sent.push(text);
+      },
       close: () => {
         if (entry.closed) return;
         entry.closed = true;
@@ -228,6 +234,29 @@ describe('JobNotifications', () => {
     await stop();
   });
 
+  it('sends a keepalive while open (API Gateway drops idle sockets), and stops with the socket', async () => {
+    // Arrange
+    const { sockets, stop } = setup({ keepaliveMs: 10 });
+    await until(() => sockets.opened.length === 1);
+    const first = sockets.last;
+
+    // Act
+    await sleep(30);
+    const beforeOpen = first.sent.length;
+    first.events.onOpen();
+    await until(() => first.sent.length >= 2);
+    sockets.drop();
+    const atDrop = first.sent.length;
+    await sleep(40);
+
+    // Assess
+    expect(beforeOpen).toBe(0);
+    expect(first.sent.every((text) => text === KEEPALIVE_MESSAGE)).toBe(true);
+    expect(JSON.parse(KEEPALIVE_MESSAGE)).toEqual({ type: 'ping' });
+    expect(first.sent.length).toBe(atDrop);
+    await stop();
+  });
+
   it('closes its socket when stopped, and a wait ends with the signal', async () => {
     // Arrange
     const { sockets, notifications, signal, stop } = setup();
@@ -300,6 +329,7 @@ describe('agent config for notifications', () => {
     expect(defaults).toMatchObject({
       notifications: true,
       fallback_poll_interval_ms: 60_000,
+      notify_keepalive_ms: 300_000,
       poll_interval_ms: 2_000,
     });
     expect(notificationUrl(defaults)).toBe('wss://hangar.example/api/v1/agent-socket');
