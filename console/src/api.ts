@@ -138,6 +138,9 @@ export interface Instance {
   reason: string | null;
   last_error: string | null;
   pending_action: string | null;
+  reference?: string | null;
+  previous_image?: { id: string; name: string | null } | null;
+  upgrading_to?: { id: string; name: string | null } | null;
   created_at: string;
   updated_at: string;
   console_log?: string | null;
@@ -223,7 +226,15 @@ export const api = {
   instances: () => request<{ instances: Instance[] }>('GET', '/v1/instances'),
   instance: (id: string) => request<Instance>('GET', `/v1/instances/${encodeURIComponent(id)}`),
   createInstance: (body: Record<string, unknown>) => request<Instance>('POST', '/v1/instances', { body }),
-  instanceAction: (id: string, action: string) =>
-    request<Instance>('POST', `/v1/instances/${encodeURIComponent(id)}/actions/${action}`),
+  instanceAction: (id: string, action: string, body?: Record<string, unknown>) =>
+    request<Instance>('POST', `/v1/instances/${encodeURIComponent(id)}/actions/${action}`, {
+      ...(body ? { body } : {}),
+    }),
+  snapshotInstance: (id: string, body: { name: string; reference?: string }) =>
+    request<{ image_id: string; instance: Instance }>(
+      'POST',
+      `/v1/instances/${encodeURIComponent(id)}/actions/snapshot`,
+      { body },
+    ),
   hosts: () => request<{ hosts: Host[] }>('GET', '/v1/hosts'),
 };

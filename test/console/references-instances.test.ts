@@ -2,9 +2,14 @@
  * The console in a real browser: a reference created, moved, and rolled back from its timeline
  * (and a move that lost the compare-and-swap race shown as such); an instance created from the
  * reference on a host whose agent (the real claim loop, test/helpers/claiming-agent.ts) runs its
- * jobs through the jobs API, driven through sleep, wake, stop and destroy with the stage updating;
- * the hosts page for admins.
+ * jobs through the jobs API, driven through sleep, wake, snapshot (the agent uploads a real qcow2
+ * with the job's grant), upgrade, rollback, stop and destroy with the stage updating and only the
+ * actions the stage allows enabled; the hosts page for admins.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
@@ -19,6 +24,10 @@ describe('console: references and instances', () => {
   let agent: ClaimingAgent;
   let page: Page;
   const ids: string[] = [];
+  // A real (tiny) qcow2 for the snapshot: the upload's format inspection checks disk_format.
+  const scratch = mkdtempSync(join(tmpdir(), 'hangar-console-snap-'));
+  const snapshotDisk = join(scratch, 'snap.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', snapshotDisk, '16M']);
 
   async function activeImage(name: string): Promise<string> {
     const created = await t.request('POST', '/v2/images', {
@@ -63,12 +72,24 @@ describe('console: references and instances', () => {
       result: (job) => ({
         console_log: `[    0.000000] Linux version 6.1\n${job.instance.name} login: (${job.kind} done)\n`,
       }),
+      work: {
+        // What the real agent does (agent/src/jobs.ts snapshot): upload with the grant, report the digests.
+        snapshot: async (job, service, signal) => {
+          const spec = job.snapshot;
+          if (!spec) throw new Error('snapshot job without its grant');
+          const sent = await service.uploadImageFile(spec.image_id, spec.upload_grant, snapshotDisk, signal);
+          return {
+            snapshot: { size: sent.size, checksum: sent.md5, os_hash_value: sent.sha512, paused_ms: 1 },
+          };
+        },
+      },
     });
   });
   afterAll(async () => {
     await agent?.stop();
     await browser?.close();
     await t?.stop();
+    rmSync(scratch, { recursive: true, force: true });
   });
 
   const current = () => page.locator('code.current-image').textContent();
@@ -129,7 +150,7 @@ describe('console: references and instances', () => {
     await expect.poll(current).toBe(v3);
   });
 
-  it('creates an instance from the reference and drives it through sleep, wake, stop and destroy', async () => {
+  it('creates an instance from the reference and drives it through sleep, wake, snapshot, upgrade, rollback, stop and destroy', async () => {
     await page.getByRole('link', { name: 'Instances' }).click();
     await page.getByLabel('Image (reference or id)').fill('web:prod');
     await page.getByLabel('Name', { exact: true }).fill('web-1');
@@ -148,29 +169,99 @@ describe('console: references and instances', () => {
     await expect.poll(() => page.locator('pre.log').textContent()).toContain('web-1 login: (build done)');
     await screenshot(page, 'instance');
 
-    const act = async (action: string, expected: string) => {
+    const act = async (action: string, expected: string, command?: string) => {
       await button(action).click();
       const dialog = page.getByRole('dialog');
       // The confirmation offers the CLI line for the same action.
       await dialog.getByRole('button', { name: 'Copy as command' }).click();
-      const cli = action === 'Destroy' ? 'rm' : action.toLowerCase();
+      const cli = command ?? (action === 'Destroy' ? 'rm' : action.toLowerCase());
       expect(await dialog.locator('code.command').textContent()).toBe(`hangar ${cli} ${instanceId}`);
       await dialog.getByRole('button', { name: action, exact: true }).click();
       await expect.poll(() => stage.textContent(), { timeout: 20_000 }).toBe(expected);
     };
+    // Rollback needs a previous disk: none yet.
+    expect(await button('Upgrade').isEnabled()).toBe(true);
+    expect(await button('Rollback').isDisabled()).toBe(true);
     await act('Sleep', 'Sleep');
     expect(await button('Wake').isEnabled()).toBe(true);
     expect(await button('Reboot').isDisabled()).toBe(true);
+    // A sleeping instance can be snapshotted but not upgraded.
+    expect(await button('Snapshot').isEnabled()).toBe(true);
+    expect(await button('Upgrade').isDisabled()).toBe(true);
     await act('Wake', 'Running');
+
+    // Snapshot: the dialog names the CLI line, the agent uploads, the image shows in the catalogue.
+    await button('Snapshot').click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Image name').fill('web-1-snap');
+    await dialog.getByLabel(/Reference to point at it/).fill('web:snap');
+    await dialog.getByRole('button', { name: 'Copy as command' }).click();
+    expect(await dialog.locator('code.command').textContent()).toBe(`hangar snapshot ${instanceId} web:snap`);
+    await dialog.getByRole('button', { name: 'Snapshot', exact: true }).click();
+    const notice = page.getByRole('status').filter({ hasText: 'Snapshot image' });
+    await notice.waitFor();
+    const snapId = (await notice.getByRole('link').textContent()) ?? '';
+    expect(snapId).toMatch(/^[0-9a-f-]{36}$/);
+    await expect.poll(() => stage.textContent(), { timeout: 20_000 }).toBe('Running');
+    const catalogue = await browser.newPage();
+    await signIn(catalogue, t.url, t.tokens.alice);
+    const row = catalogue.locator('tr', { hasText: 'web-1-snap' });
+    await expect.poll(() => row.textContent(), { timeout: 20_000 }).toContain('active');
+    expect(await row.textContent()).toContain('web:snap');
+    await catalogue.close();
+    // A refusal is shown in the API's own words (a malformed reference is a 400, nothing made).
+    await button('Snapshot').click();
+    await dialog.getByLabel(/Reference to point at it/).fill('not a reference!');
+    await dialog.getByRole('button', { name: 'Snapshot', exact: true }).click();
+    await expect.poll(() => dialog.getByRole('alert').textContent()).toContain('HTTP 400');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+    // Upgrade to where the reference points now (moved behind the page's back), then roll back.
+    const moved = await t.request('POST', '/v1/references/web:prod/move', {
+      token: t.tokens.alice,
+      body: { image_id: ids[0] ?? '' },
+    });
+    expect(moved.status).toBe(200);
+    await button('Upgrade').click();
+    await dialog.getByRole('button', { name: 'Copy as command' }).click();
+    expect(await dialog.locator('code.command').textContent()).toBe(`hangar upgrade ${instanceId}`);
+    await dialog.getByLabel(/Image \(reference or id/).fill('web:prod');
+    await expect
+      .poll(() => dialog.locator('code.command').textContent())
+      .toBe(`hangar upgrade ${instanceId} --image web:prod`);
+    await dialog.getByRole('button', { name: 'Upgrade', exact: true }).click();
+    await expect.poll(() => stage.textContent(), { timeout: 20_000 }).toBe('Running');
+    const props = page.locator('dl.props');
+    await expect.poll(() => props.textContent(), { timeout: 20_000 }).toContain('previous diskweb-v3');
+    expect(await props.textContent()).toContain(`(${ids[0]})`);
+    expect(await button('Rollback').isEnabled()).toBe(true);
+    // The stage stays Running throughout: what shows the rollback done is the disks having swapped.
+    await act('Rollback', 'Running', 'rollback-instance');
+    await expect.poll(() => props.textContent(), { timeout: 20_000 }).toContain(`(${ids[2]})`);
+    expect(await props.textContent()).toContain('previous diskweb-v1');
+    expect(await page.locator('.instance-stage').textContent()).toBe('Running');
+
     await act('Stop', 'Shutoff');
     expect(await button('Start').isEnabled()).toBe(true);
     expect(await button('Sleep').isDisabled()).toBe(true);
+    expect(await button('Upgrade').isEnabled()).toBe(true);
+    expect(await button('Rollback').isEnabled()).toBe(true);
     await act('Destroy', 'Inexistent');
-    for (const name of ['Start', 'Stop', 'Sleep', 'Wake', 'Reboot', 'Destroy'])
+    for (const name of [
+      'Start',
+      'Stop',
+      'Sleep',
+      'Wake',
+      'Reboot',
+      'Destroy',
+      'Snapshot',
+      'Upgrade',
+      'Rollback',
+    ])
       expect(await button(name).isDisabled(), name).toBe(true);
     // Every job went through the host's queue to the agent, in order.
     const kinds = agent.claims.map((claim) => claim.job.kind);
-    expect(kinds).toEqual(['build', 'sleep', 'wake', 'stop', 'destroy']);
+    expect(kinds).toEqual(['build', 'sleep', 'wake', 'snapshot', 'upgrade', 'rollback', 'stop', 'destroy']);
 
     await page.getByRole('link', { name: 'Instances' }).click();
     await expect.poll(() => page.locator('table.instances tbody').textContent()).toContain('web-1');

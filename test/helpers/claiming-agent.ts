@@ -6,7 +6,7 @@
 import type { JobContext, JobHandler } from '../../agent/src/jobs.ts';
 import { silentLogger } from '../../agent/src/log.ts';
 import { type ClaimPacer, FixedPoll, JobNotifications } from '../../agent/src/notifications.ts';
-import { type Job, type JobResult, ServiceClient } from '../../agent/src/service-client.ts';
+import { type Job, type JobKind, type JobResult, ServiceClient } from '../../agent/src/service-client.ts';
 import { Worker } from '../../agent/src/worker.ts';
 
 export interface ClaimingAgentOptions {
@@ -19,6 +19,13 @@ export interface ClaimingAgentOptions {
   disconnectedPollMs: number;
   /** What each job reports when done (default: nothing), e.g. a console log for the console's tests. */
   result?: (job: Job) => JobResult;
+  /**
+   * Kinds that do real work through the service after the claim is recorded (e.g. a snapshot that
+   * uploads with its grant); their result replaces `result`'s.
+   */
+  work?: Partial<
+    Record<JobKind, (job: Job, service: ServiceClient, signal: AbortSignal) => Promise<JobResult>>
+  >;
 }
 
 export interface ClaimingAgent {
@@ -35,8 +42,10 @@ export function startClaimingAgent(options: ClaimingAgentOptions): ClaimingAgent
   const { hostId, token } = options;
   const service = new ServiceClient({ baseUrl: options.serviceUrl, hostId, token, timeoutMs: 10_000 });
   const claims: ClaimingAgent['claims'] = [];
-  const record: JobHandler = async (job) => {
+  const record: JobHandler = async (job, _ctx, _log, signal) => {
     claims.push({ job, at: Date.now() });
+    const work = options.work?.[job.kind];
+    if (work) return work(job, service, signal);
     return options.result?.(job) ?? {};
   };
   const notifications =

@@ -35,9 +35,22 @@ export const ACTIONS: ReadonlyArray<{ action: string; cli: string; from: readonl
     },
   ];
 
+/** The image actions (docs/instances-api.md, "Snapshots" and "Upgrade and rollback"): stages they need. */
+export const IMAGE_ACTIONS: Readonly<Record<'snapshot' | 'upgrade' | 'rollback', readonly string[]>> = {
+  snapshot: ['Running', 'Sleep', 'Shutoff'],
+  upgrade: ['Running', 'Shutoff'],
+  rollback: ['Running', 'Shutoff'],
+};
+
 export function allowed(instance: Instance, action: string): boolean {
+  if (instance.pending_action !== null) return false;
+  if (action === 'snapshot' || action === 'upgrade' || action === 'rollback') {
+    // Rollback returns to the previous disk: without one the service refuses (409).
+    if (action === 'rollback' && !instance.previous_image) return false;
+    return IMAGE_ACTIONS[action].includes(instance.stage);
+  }
   const spec = ACTIONS.find((a) => a.action === action);
-  return !!spec && instance.pending_action === null && spec.from.includes(instance.stage);
+  return !!spec && spec.from.includes(instance.stage);
 }
 
 const settled = (i: Instance) => i.pending_action === null && i.stage !== 'Building';
@@ -71,7 +84,90 @@ function Actions({ instance, onDone }: { instance: Instance; onDone: (i: Instanc
           <CopyCommand command={hangar(spec.cli, instance.id)} />
         </ConfirmButton>
       ))}
+      <ImageActions instance={instance} onDone={onDone} />
     </div>
+  );
+}
+
+/** Snapshot, upgrade and rollback: each confirmed, with its own inputs and the CLI line. */
+function ImageActions({ instance, onDone }: { instance: Instance; onDone: (i: Instance) => void }) {
+  const [snapName, setSnapName] = useState('');
+  const [snapRef, setSnapRef] = useState('');
+  const [created, setCreated] = useState<string | null>(null);
+  const [upgradeTo, setUpgradeTo] = useState('');
+  const snapTarget = snapRef || snapName || 'NAME:TAG';
+  const follows = instance.reference ?? instance.image?.requested_as ?? null;
+  return (
+    <>
+      <ConfirmButton
+        label="Snapshot"
+        disabled={!allowed(instance, 'snapshot')}
+        title={`Snapshot ${instance.name}?`}
+        onConfirm={async () => {
+          const name = snapName.trim() || `${instance.name}-snapshot`;
+          const reference = snapRef.trim();
+          const answer = await api.snapshotInstance(instance.id, {
+            name,
+            ...(reference ? { reference } : {}),
+          });
+          setCreated(answer.image_id);
+          onDone(answer.instance);
+        }}
+      >
+        <p>Copies its disk into a new image (qcow2) in this project; the stage does not change.</p>
+        <label htmlFor="snap-name">Image name</label>
+        <input id="snap-name" value={snapName} onChange={(e) => setSnapName(e.target.value)} />
+        <label htmlFor="snap-ref">Reference to point at it (optional, name:tag)</label>
+        <input id="snap-ref" value={snapRef} onChange={(e) => setSnapRef(e.target.value)} />
+        <CopyCommand command={hangar('snapshot', instance.id, snapTarget)} />
+      </ConfirmButton>
+      <ConfirmButton
+        label="Upgrade"
+        disabled={!allowed(instance, 'upgrade')}
+        title={`Upgrade ${instance.name}?`}
+        onConfirm={async () =>
+          onDone(
+            await api.instanceAction(
+              instance.id,
+              'upgrade',
+              upgradeTo.trim() ? { image: upgradeTo.trim() } : {},
+            ),
+          )
+        }
+      >
+        <p>
+          Rebuilds its disk on a new image and boots it; the old disk is kept for a rollback.
+          {follows
+            ? ` By default: where ${follows} points now.`
+            : ' It follows no reference: name the image.'}
+        </p>
+        <label htmlFor="upgrade-image">Image (reference or id, optional)</label>
+        <input id="upgrade-image" value={upgradeTo} onChange={(e) => setUpgradeTo(e.target.value)} />
+        <CopyCommand
+          command={hangar('upgrade', instance.id, ...(upgradeTo.trim() ? ['--image', upgradeTo.trim()] : []))}
+        />
+      </ConfirmButton>
+      <ConfirmButton
+        label="Rollback"
+        disabled={!allowed(instance, 'rollback')}
+        title={`Roll ${instance.name} back?`}
+        onConfirm={async () => onDone(await api.instanceAction(instance.id, 'rollback'))}
+      >
+        <p>
+          Swaps back to the previous disk
+          {instance.previous_image
+            ? ` (image ${instance.previous_image.name ?? instance.previous_image.id})`
+            : ''}{' '}
+          and boots it.
+        </p>
+        <CopyCommand command={hangar('rollback-instance', instance.id)} />
+      </ConfirmButton>
+      {created && (
+        <p className="notice" role="status">
+          Snapshot image <Link to={`/images/${created}`}>{created}</Link> is being saved.
+        </p>
+      )}
+    </>
   );
 }
 
@@ -291,6 +387,11 @@ export function InstancePage({ id }: { id: string }) {
             ['hostname', instance.hostname],
             ['project', instance.project_id],
             ['image', `${instance.image?.requested_as ?? ''} (${instance.image_id})`],
+            ['reference', instance.reference ?? '—'],
+            [
+              'previous disk',
+              instance.previous_image ? (instance.previous_image.name ?? instance.previous_image.id) : '—',
+            ],
             ['size', `${instance.vcpus} vCPU, ${instance.ram_mb} MB RAM, ${instance.disk_gb} GB disk`],
             ['host', instance.host_id ?? '—'],
             ['created', formatTime(instance.created_at)],
