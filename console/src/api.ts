@@ -146,6 +146,23 @@ export interface Instance {
   console_log?: string | null;
 }
 
+/** A publish task (GET /v1/publications/{id}): pending, processing, then success or failure. */
+export interface Publication {
+  id: string;
+  status: 'pending' | 'processing' | 'success' | 'failure';
+  message: string | null;
+  result: Record<string, unknown> | null;
+  input: { reference?: string; image_id?: string; boot?: unknown } | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RetentionPolicy {
+  keep: number;
+  grace_seconds: number;
+  [key: string]: unknown;
+}
+
 export interface Host {
   id: string;
   [key: string]: unknown;
@@ -222,6 +239,22 @@ export const api = {
   rollbackReference: (ref: string, to: string, expect: string) =>
     request<Reference>('POST', `/v1/references/${ref}/rollback`, { body: { to, expect } }),
   deleteReference: (ref: string) => request<void>('DELETE', `/v1/references/${ref}`),
+  publish: (
+    ref: string,
+    body: { image_id: string; expect?: string | null; boot?: Record<string, unknown> },
+  ) => request<Publication>('POST', `/v1/references/${ref}/publish`, { body }),
+  publication: (id: string) => request<Publication>('GET', `/v1/publications/${encodeURIComponent(id)}`),
+  retention: (name: string) =>
+    request<RetentionPolicy>('GET', `/v1/names/${encodeURIComponent(name)}/retention`),
+  setRetention: (name: string, keep: number, graceSeconds: number) =>
+    request<RetentionPolicy>('PUT', `/v1/names/${encodeURIComponent(name)}/retention`, {
+      body: { keep, grace_seconds: graceSeconds },
+    }),
+  applyRetention: (name: string) =>
+    request<{ hidden: string[]; deactivated: string[]; restored: string[] }>(
+      'POST',
+      `/v1/names/${encodeURIComponent(name)}/retention/apply`,
+    ),
   history: (ref: string) => request<{ history: HistoryEntry[] }>('GET', `/v1/references/${ref}/history`),
   instances: () => request<{ instances: Instance[] }>('GET', '/v1/instances'),
   instance: (id: string) => request<Instance>('GET', `/v1/instances/${encodeURIComponent(id)}`),

@@ -278,4 +278,55 @@ describe('console: references and instances', () => {
     expect(await admin.locator('tbody').textContent()).toContain('8 vCPU, 16384 MB, 200 GB');
     await screenshot(admin, 'hosts');
   });
+
+  it('publishes a candidate behind the boot gate, showing its stages, and sets the retention policy', async () => {
+    const [v1, v2] = ids as [string, string];
+    await page.goto(`${t.url}/console/references/web%3Aprod`);
+    await expect.poll(current).toBe(v1);
+    const claimsBefore = agent.claims.length;
+    await page.getByLabel('Candidate image').selectOption(v2);
+    await page.getByLabel('Boot marker (optional)').fill('login:');
+    await page.getByLabel('Boot timeout (s)').fill('60');
+    const panel = page.locator('form', { has: page.getByRole('heading', { name: 'Publish a candidate' }) });
+    await panel.getByRole('button', { name: 'Copy as command' }).click();
+    expect(await panel.locator('code.command').textContent()).toBe(
+      `hangar publish ${v2} web:prod --boot-marker login: --boot-timeout 60s --expect ${v1} --wait`,
+    );
+    await panel.getByRole('button', { name: 'Publish', exact: true }).click();
+    const stages = panel.locator('ol.publish-stages li');
+    await expect.poll(() => stages.last().textContent(), { timeout: 30_000 }).toContain('success');
+    const seen = (await stages.allTextContents()).map((text) => text.split(' ')[0]);
+    // The 202 answers pending or processing; the page saw it to its end.
+    expect(['pending', 'processing']).toContain(seen[0]);
+    expect(seen.at(-1)).toBe('success');
+    expect(await panel.locator('.publish-outcome').textContent()).toContain(`web:prod now points to ${v2}`);
+    await expect.poll(current).toBe(v2);
+    await expect.poll(() => page.locator('ol.timeline li').first().textContent()).toContain('publish');
+    // The gate ran through the host's queue: a build of the candidate, then its removal.
+    const gateJobs = agent.claims.slice(claimsBefore).map((claim) => claim.job.kind);
+    expect(gateJobs[0]).toBe('build');
+    expect(agent.claims[claimsBefore]?.job.instance.image?.id).toBe(v2);
+    await screenshot(page, 'publish');
+
+    // Retention: none yet; set, then still there after a reload.
+    const policy = page.locator('.retention-policy');
+    await expect.poll(() => policy.textContent()).toContain('No retention policy');
+    await page.getByLabel('Versions to keep').fill('2');
+    await page.getByLabel('Grace (days)').fill('3');
+    await page.getByRole('button', { name: 'Set policy' }).click();
+    await expect.poll(() => policy.textContent()).toContain('newest 2 versions');
+    await page.reload();
+    await expect.poll(() => policy.textContent()).toContain('deactivated after 3 days');
+    const stored = (await (
+      await t.request('GET', '/v1/names/web/retention', {
+        token: t.tokens.alice,
+        headers: { accept: 'application/json' },
+      })
+    ).json()) as { keep: number; grace_seconds: number };
+    expect(stored).toMatchObject({ keep: 2, grace_seconds: 3 * 86_400 });
+    await page.getByRole('button', { name: 'Apply now' }).click();
+    await expect
+      .poll(() => page.getByRole('status').filter({ hasText: 'Hidden:' }).textContent())
+      .toMatch(/Hidden: \d+, deactivated: \d+, restored: \d+\./);
+  });
 });

@@ -4,10 +4,19 @@
  * someone else moved it first, the service's 409 is shown as that, with what it points to now.
  */
 import { type FormEvent, useCallback, useEffect, useState } from 'react';
-import { ApiError, api, type HistoryEntry, type Image, type Reference } from '../api.ts';
+import {
+  ApiError,
+  api,
+  type HistoryEntry,
+  type Image,
+  type Instance,
+  type Publication,
+  type Reference,
+  type RetentionPolicy,
+} from '../api.ts';
 import { curl, hangar } from '../commands.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
-import { ConfirmButton, CopyCommand, describeError, ErrorText, formatTime } from '../ui.tsx';
+import { ConfirmButton, CopyCommand, describeError, ErrorText, formatTime, usePolling } from '../ui.tsx';
 
 function useActiveImages(): Image[] {
   const [images, setImages] = useState<Image[]>([]);
@@ -159,6 +168,217 @@ function casMessage(error: unknown, ref: string, current: string | undefined): s
   return `Someone else moved ${ref} first${current ? ` (it now points to ${current})` : ''}: nothing was changed. The timeline shows the latest state; try again from there. (${error.message})`;
 }
 
+const finished = (p: Publication) => p.status === 'success' || p.status === 'failure';
+
+/**
+ * Publish a candidate behind the gate (docs/references-api.md, "Publishing behind a test gate"):
+ * the task is polled and every status it passes through is listed with its time; with a boot
+ * gate, the gate instance (its id is the task's) is shown with its stage while it exists.
+ */
+function Publish({ reference, current, onDone }: { reference: string; current: string; onDone: () => void }) {
+  const [candidate, setCandidate] = useState('');
+  const [marker, setMarker] = useState('');
+  const [timeout, setTimeoutSeconds] = useState(600);
+  const [task, setTask] = useState<Publication | null>(null);
+  const [seen, setSeen] = useState<Array<{ status: string; at: string }>>([]);
+  const [gate, setGate] = useState<Instance | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const record = (p: Publication) => {
+    setTask(p);
+    setSeen((list) =>
+      list.at(-1)?.status === p.status ? list : [...list, { status: p.status, at: new Date().toISOString() }],
+    );
+    if (finished(p)) onDone();
+  };
+  const poll = () => {
+    if (!task || finished(task)) return;
+    api.publication(task.id).then(record).catch(setError);
+    if (task.input?.boot)
+      api
+        .instance(task.id)
+        .then(setGate)
+        .catch(() => undefined);
+  };
+  usePolling(poll, 1000, task !== null && !finished(task));
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    setError(null);
+    setSeen([]);
+    setGate(null);
+    try {
+      record(
+        await api.publish(reference, {
+          image_id: candidate,
+          expect: current,
+          ...(marker ? { boot: { marker, timeout_seconds: timeout } } : {}),
+        }),
+      );
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const command = hangar(
+    'publish',
+    candidate || 'IMAGE',
+    reference,
+    ...(marker ? ['--boot-marker', marker, '--boot-timeout', `${timeout}s`] : []),
+    '--expect',
+    current,
+    '--wait',
+  );
+  return (
+    <form className="panel" onSubmit={submit} aria-labelledby="publish-title">
+      <h2 id="publish-title">Publish a candidate</h2>
+      <p>
+        Moves {reference} to the candidate only once its stored bytes verify again and, with a boot marker, an
+        instance of it boots and prints the marker.
+      </p>
+      <div className="row">
+        <ImageChoice id="publish-image" label="Candidate image" value={candidate} onChange={setCandidate} />
+        <div>
+          <label htmlFor="publish-marker">Boot marker (optional)</label>
+          <input id="publish-marker" value={marker} onChange={(e) => setMarker(e.target.value)} />
+        </div>
+        <div>
+          <label htmlFor="publish-timeout">Boot timeout (s)</label>
+          <input
+            id="publish-timeout"
+            type="number"
+            min={10}
+            max={3600}
+            value={timeout}
+            onChange={(e) => setTimeoutSeconds(Number(e.target.value))}
+          />
+        </div>
+      </div>
+      <div className="actions">
+        <button type="submit" className="primary" disabled={!candidate || (task !== null && !finished(task))}>
+          Publish
+        </button>
+        <CopyCommand command={command} />
+      </div>
+      <ErrorText error={error} />
+      {task && (
+        <div className="publication" aria-live="polite">
+          <h3>
+            Publication <code>{task.id}</code>
+          </h3>
+          <ol className="publish-stages">
+            {seen.map((s) => (
+              <li key={s.status} className={`badge status-${s.status}`}>
+                {s.status} <span className="muted">{formatTime(s.at)}</span>
+              </li>
+            ))}
+          </ol>
+          {gate && (
+            <p>
+              Gate instance <Link to={`/instances/${gate.id}`}>{gate.name}</Link>:{' '}
+              <span className={`badge stage-${gate.stage}`}>{gate.stage}</span>
+              {gate.pending_action && ` (${gate.pending_action} pending)`}
+            </p>
+          )}
+          {task.status === 'success' && (
+            <p className="publish-outcome">
+              Published: {reference} now points to {candidate}.
+            </p>
+          )}
+          {task.status === 'failure' && (
+            <p className="error publish-outcome" role="alert">
+              {task.message}
+            </p>
+          )}
+        </div>
+      )}
+    </form>
+  );
+}
+
+/** The name's retention policy (docs/references-api.md, "Retention"): shown, set, applied now. */
+function Retention({ name }: { name: string }) {
+  const [policy, setPolicy] = useState<RetentionPolicy | null | undefined>(undefined);
+  const [keep, setKeep] = useState(3);
+  const [graceDays, setGraceDays] = useState(7);
+  const [error, setError] = useState<unknown>(null);
+  const [applied, setApplied] = useState<string | null>(null);
+  useEffect(() => {
+    api
+      .retention(name)
+      .then((p) => {
+        setPolicy(p);
+        setKeep(p.keep);
+        setGraceDays(Math.round(p.grace_seconds / 86_400));
+      })
+      .catch((e) => (e instanceof ApiError && e.status === 404 ? setPolicy(null) : setError(e)));
+  }, [name]);
+  const save = async (event: FormEvent) => {
+    event.preventDefault();
+    setError(null);
+    try {
+      setPolicy(await api.setRetention(name, keep, graceDays * 86_400));
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const apply = async () => {
+    setError(null);
+    try {
+      const plan = await api.applyRetention(name);
+      setApplied(
+        `Hidden: ${plan.hidden.length}, deactivated: ${plan.deactivated.length}, restored: ${plan.restored.length}.`,
+      );
+    } catch (e) {
+      setError(e);
+    }
+  };
+  return (
+    <form className="panel" onSubmit={save} aria-labelledby="retention-title">
+      <h2 id="retention-title">Retention of {name}</h2>
+      <p className="retention-policy">
+        {policy === undefined
+          ? 'Loading…'
+          : policy === null
+            ? 'No retention policy: every version stays visible.'
+            : `Keeps the newest ${policy.keep} versions visible; older ones are hidden, and deactivated after ${Math.round(policy.grace_seconds / 86_400)} days.`}
+      </p>
+      <div className="row">
+        <div>
+          <label htmlFor="retention-keep">Versions to keep</label>
+          <input
+            id="retention-keep"
+            type="number"
+            min={1}
+            value={keep}
+            onChange={(e) => setKeep(Number(e.target.value))}
+          />
+        </div>
+        <div>
+          <label htmlFor="retention-grace">Grace (days)</label>
+          <input
+            id="retention-grace"
+            type="number"
+            min={0}
+            value={graceDays}
+            onChange={(e) => setGraceDays(Number(e.target.value))}
+          />
+        </div>
+      </div>
+      <div className="actions">
+        <button type="submit" className="primary">
+          Set policy
+        </button>
+        <button type="button" disabled={!policy} onClick={apply}>
+          Apply now
+        </button>
+        <CopyCommand
+          command={hangar('retention', name, '--keep', String(keep), '--grace', `${graceDays}d`)}
+        />
+      </div>
+      {applied && <p role="status">{applied}</p>}
+      <ErrorText error={error} />
+    </form>
+  );
+}
+
 export function ReferencePage({ reference }: { reference: string }) {
   const [ref, setRef] = useState<Reference | null>(null);
   const [history, setHistory] = useState<HistoryEntry[]>([]);
@@ -269,6 +489,8 @@ export function ReferencePage({ reference }: { reference: string }) {
           </li>
         ))}
       </ol>
+      <Publish reference={ref.reference} current={current} onDone={() => void load()} />
+      <Retention name={ref.name} />
     </article>
   );
 }
