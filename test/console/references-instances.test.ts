@@ -73,6 +73,15 @@ describe('console: references and instances', () => {
         console_log: `[    0.000000] Linux version 6.1\n${job.instance.name} login: (${job.kind} done)\n`,
       }),
       work: {
+        // A guest that never prints the marker `never-printed`: the agent fails the build as the
+        // real one does when its boot check times out; every other build boots.
+        build: async (job) => {
+          if (job.instance.boot_check?.marker === 'never-printed')
+            throw new Error('boot check failed: the console never printed never-printed');
+          return {
+            console_log: `[    0.000000] Linux version 6.1\n${job.instance.name} login: (build done)\n`,
+          };
+        },
         // What the real agent does (agent/src/jobs.ts snapshot): upload with the grant, report the digests.
         snapshot: async (job, service, signal) => {
           const spec = job.snapshot;
@@ -279,7 +288,7 @@ describe('console: references and instances', () => {
     await screenshot(admin, 'hosts');
   });
 
-  it('publishes a candidate behind the boot gate, showing its stages, and sets the retention policy', async () => {
+  it('publishes a candidate behind the boot gate showing its stages, refuses one whose gate boot fails, and sets the retention policy', async () => {
     const [v1, v2] = ids as [string, string];
     await page.goto(`${t.url}/console/references/web%3Aprod`);
     await expect.poll(current).toBe(v1);
@@ -307,6 +316,18 @@ describe('console: references and instances', () => {
     expect(gateJobs[0]).toBe('build');
     expect(agent.claims[claimsBefore]?.job.instance.image?.id).toBe(v2);
     await screenshot(page, 'publish');
+
+    // A candidate whose gate boot fails: the publication ends in failure with the task's reason,
+    // and the reference stays where it was.
+    await page.getByLabel('Candidate image').selectOption(v1);
+    await page.getByLabel('Boot marker (optional)').fill('never-printed');
+    await panel.getByRole('button', { name: 'Publish', exact: true }).click();
+    await expect.poll(() => stages.last().textContent(), { timeout: 30_000 }).toContain('failure');
+    const outcome = await panel.locator('.publish-outcome').textContent();
+    expect(outcome).toContain('Not published');
+    expect(outcome).toContain('never printed never-printed');
+    expect(outcome).toContain('The reference web:prod was left where it was.');
+    await expect.poll(current).toBe(v2);
 
     // Retention: none yet; set, then still there after a reload.
     const policy = page.locator('.retention-policy');
