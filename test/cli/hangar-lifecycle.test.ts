@@ -137,6 +137,37 @@ describe('hangar snapshot, upgrade, rollback-instance', { timeout: 180_000 }, ()
     expect(explicit).toMatchObject({ image_id: v2, reference: 'web:stable' });
   });
 
+  it('upgrade --wait to a disk that fails the boot check is exit 4 with the reason, the instance rolled back', async () => {
+    // Arrange: an instance whose boots must print the marker
+    const good = await push('gated:1', 'HANGAR-LIFE-READY good');
+    const broken = await push('gated:2', 'kernel panic: no init found');
+    const instance = await json([
+      'run',
+      'gated:1',
+      '--name',
+      'gated',
+      '--memory',
+      '256M',
+      '--disk',
+      '1G',
+      '--boot-marker',
+      'HANGAR-LIFE-READY',
+      '--timeout',
+      '10s',
+      '--wait',
+    ]);
+    expect(instance).toMatchObject({ stage: 'Running', image_id: good });
+
+    // Act
+    const upgrade = await run(['upgrade', 'gated', '--image', broken, '--wait']);
+
+    // Assert: a refused gate, saying so; still on the good disk, running
+    expect(upgrade.code, upgrade.stderr).toBe(4);
+    expect(upgrade.stderr).toMatch(/upgrade failed: UpgradeRolledBackError: .*failed its boot check/);
+    const shown = (await json(['ps'])).find((i: Json) => i.id === instance.id);
+    expect(shown).toMatchObject({ stage: 'Running', image_id: good, pending_action: null });
+  });
+
   it('snapshot NAME:TAG --property --wait prints the active image and points the reference at it', async () => {
     // Arrange
     const base = await push('snapbase:1', 'guest content=snap');
