@@ -12,6 +12,7 @@ import {
   singleThreadHashing,
 } from './api.ts';
 import { benchBytes, bytesSummary } from './bytes.ts';
+import { benchCli, cliBenchBytes, cliSummary } from './cli.ts';
 import { GiB, round, startBenchBackend } from './lib.ts';
 import { benchMetadata, metadataSummary } from './metadata.ts';
 
@@ -29,6 +30,8 @@ try {
   const claims = await benchClaimLatency(backend);
   // Last: upload, download and S3-drop import against the hashing limit measured alongside.
   const bytes = await benchBytes(backend, size);
+  // The CLIs' transfers (hangar against glance), over the same backend.
+  const cli = await benchCli(backend, cliBenchBytes());
   const result = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     latenciesMs: latencies,
@@ -41,6 +44,7 @@ try {
       pipelineRatio: round(pipeline / limit),
     },
     bytes,
+    cli,
     claimLatencyMs: claims,
   };
   console.log(JSON.stringify(result, null, 2));
@@ -55,6 +59,7 @@ try {
     `hashing limit (2 threads) ${round(limit, 0)} MiB/s; pipeline to null ${round(pipeline, 0)} MiB/s (${round(pipeline / limit)})`,
   );
   console.log(bytesSummary(bytes));
+  console.log(cliSummary(cli));
   console.log(
     `claim latency POST /v1/instances -> agent claim, p50/p95 ms: with the socket ${claims.withSocket.p50Ms}/${claims.withSocket.p95Ms}, polling every 2 s ${claims.polling2s.p50Ms}/${claims.polling2s.p95Ms} (mean ${claims.polling2s.meanMs})`,
   );

@@ -22,6 +22,7 @@ import {
   ResolvedReferenceSchema,
   RetentionPolicySchema,
   RetentionRunSchema,
+  SnapshotAnswerSchema,
   TaskListSchema,
   TaskSchema,
 } from './schemas.ts';
@@ -219,8 +220,10 @@ export class ApiClient {
     this.call('POST', '/v1/instances', InstanceSchema, body);
   listInstances = (query: URLSearchParams) => this.call('GET', `/v1/instances?${query}`, InstanceListSchema);
   showInstance = (id: string) => this.call('GET', `/v1/instances/${enc(id)}`, InstanceSchema);
-  instanceAction = (id: string, action: string) =>
-    this.call('POST', `/v1/instances/${enc(id)}/actions/${enc(action)}`, InstanceSchema);
+  instanceAction = (id: string, action: string, body?: Record<string, unknown>) =>
+    this.call('POST', `/v1/instances/${enc(id)}/actions/${enc(action)}`, InstanceSchema, body);
+  snapshotInstance = (id: string, body: Record<string, unknown>) =>
+    this.call('POST', `/v1/instances/${enc(id)}/actions/snapshot`, SnapshotAnswerSchema, body);
 
   /** An image by id, or the image a name:tag reference resolves to. */
   async image(ref: string): Promise<Image> {

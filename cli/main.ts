@@ -9,6 +9,7 @@ import { registerHosts } from './commands/hosts.ts';
 import { registerImages } from './commands/images.ts';
 import { registerImport } from './commands/import.ts';
 import { registerInstances } from './commands/instances.ts';
+import { registerLifecycle } from './commands/lifecycle.ts';
 import { registerPublishing } from './commands/publishing.ts';
 import { registerReferences } from './commands/references.ts';
 import { registerSharing } from './commands/sharing.ts';
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerImport(program);
   registerSharing(program);
   registerInstances(program);
+  registerLifecycle(program);
   registerHosts(program);
   registerAuth(program);
   registerCompletion(program);

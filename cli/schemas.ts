@@ -94,6 +94,8 @@ export const InstanceSchema = z.looseObject({
   console_log: z.string().nullable().optional(),
 });
 export type Instance = z.infer<typeof InstanceSchema>;
+/** The answer to a snapshot action: the queued image and the instance (whose job makes it). */
+export const SnapshotAnswerSchema = z.looseObject({ image_id: z.string(), instance: InstanceSchema });
 export const InstanceListSchema = z.looseObject({
   instances: z.array(InstanceSchema),
   next: z.string().optional(),

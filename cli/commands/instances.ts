@@ -28,7 +28,7 @@ const count = (text: string) => {
     throw new InvalidArgumentError(`expected a whole number, got ${text}`);
   return value;
 };
-const duration = (text: string) => {
+export const duration = (text: string) => {
   const ms = parseDuration(text);
   if (ms === undefined) throw new InvalidArgumentError(`expected a duration such as 90s or 10m, got ${text}`);
   return ms;
@@ -46,7 +46,7 @@ export async function allInstances(client: ApiClient): Promise<Instance[]> {
 }
 
 /** An instance by id, or by its name when exactly one live instance has it. */
-async function findInstance(client: ApiClient, which: string): Promise<Instance> {
+export async function findInstance(client: ApiClient, which: string): Promise<Instance> {
   if (isImageId(which)) return client.showInstance(which);
   const named = (await allInstances(client)).filter((i) => i.name === which && i.stage !== 'Inexistent');
   if (named.length === 1 && named[0]) return named[0];
@@ -56,7 +56,7 @@ async function findInstance(client: ApiClient, which: string): Promise<Instance>
 }
 
 /** Follows an instance until `settled` holds; a timeout is exit 5. */
-async function waitFor(
+export async function waitFor(
   client: ApiClient,
   id: string,
   timeoutMs: number,

@@ -63,6 +63,8 @@ export async function startMemoryAgent(options: {
       shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
       bootTimeoutMs: 10_000,
       consoleTailBytes: 16 * 1024,
+      // Snapshots upload through the agent's own service client, as agent/src/agent.ts wires it.
+      uploader: service,
     },
     log: silentLogger,
     leaseSeconds: 60,
