@@ -79,3 +79,19 @@ export function createRawImage(
     ...fields,
   });
 }
+
+/**
+ * `call` (any token), `as` (a persona) and `host` (a host's own token) against the backend that
+ * `current` returns: a getter, since the tests start theirs in a beforeAll.
+ */
+export function apiCalls(current: () => TestBackend) {
+  const call = (token: string, method: string, path: string, body?: unknown) =>
+    callJson(current(), token, method, path, body);
+  return {
+    call,
+    as: (persona: Persona, method: string, path: string, body?: unknown) =>
+      call(current().tokens[persona], method, path, body),
+    host: (hostId: string, method: string, path: string, body?: unknown) =>
+      call(current().hostTokens[hostId] ?? '', method, path, body),
+  };
+}

@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callJson, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { type MemoryAgent, startMemoryAgent } from '../helpers/memory-agent.ts';
 
@@ -49,13 +49,7 @@ describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
     await t?.stop();
   });
 
-  const call = (token: string, method: string, path: string, body?: unknown) =>
-    callJson(t, token, method, path, body);
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  function host(id: string, method: string, path: string, body?: unknown) {
-    return call(t.hostTokens[id] ?? '', method, path, body);
-  }
+  const { as, host } = apiCalls(() => t);
 
   /** An active raw image whose first line is what its guest prints at boot. */
   async function image(hostId: string, firstLine: string, persona: Persona = 'alice'): Promise<string> {

@@ -9,8 +9,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callJson, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
-import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
+import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 const HOSTS = [
   'h-reg',
@@ -36,12 +36,7 @@ describe('instances and hosts API', () => {
     await t?.stop();
   });
 
-  const call = (token: string, method: string, path: string, body?: unknown) =>
-    callJson(t, token, method, path, body);
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  const host = (id: string, method: string, path: string, body?: unknown) =>
-    call(t.hostTokens[id] ?? '', method, path, body);
+  const { as, host } = apiCalls(() => t);
 
   async function register(id: string, overrides: Record<string, unknown> = {}): Promise<Reply> {
     const reply = await registerHost(t, id, {

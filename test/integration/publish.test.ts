@@ -7,7 +7,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callJson, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { imageObjects, writeImageObject } from '../helpers/images.ts';
 
@@ -31,12 +31,8 @@ describe('publishing a reference behind a gate', () => {
     await t?.stop();
   });
 
-  const call = (token: string, method: string, path: string, body?: unknown) =>
-    callJson(t, token, method, path, body);
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  const host = (method: string, path: string, body?: unknown) =>
-    call(t.hostTokens[HOST] ?? '', method, path, body);
+  const { as, host: hostOf } = apiCalls(() => t);
+  const host = (method: string, path: string, body?: unknown) => hostOf(HOST, method, path, body);
 
   /** An active raw image of `persona`'s whose instances can only be placed on the gate host. */
   async function activeImage(persona: Persona, bytes: string): Promise<string> {

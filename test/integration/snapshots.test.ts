@@ -11,8 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { callJson, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
-import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
+import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 const HOST = 'h-snap';
 
@@ -48,13 +48,7 @@ describe('instance snapshots', () => {
     await t?.stop();
   });
 
-  const call = (token: string, method: string, path: string, body?: unknown) =>
-    callJson(t, token, method, path, body);
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  function host(id: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    return call(t.hostTokens[id] ?? '', method, path, body);
-  }
+  const { as, host } = apiCalls(() => t);
   const putFile = (token: string, imageId: string, bytes: Uint8Array, grant?: string) =>
     putImageFile(t, token, imageId, bytes, grant);
   const digests = (bytes: Uint8Array) => ({
