@@ -11,8 +11,8 @@ import { CliError, ExitCode, usageError } from '../errors.ts';
 import { followTask } from '../follow.ts';
 import { durationOption } from '../options.ts';
 import type { Task } from '../schemas.ts';
-import { pointedReferenceView, taskView } from '../views.ts';
-import { currentTarget, pointReference, splitReference } from './transfer.ts';
+import { taskView } from '../views.ts';
+import { currentTarget, pointAndShow, splitReference } from './transfer.ts';
 
 interface ImportOptions {
   diskFormat?: string;
@@ -150,20 +150,6 @@ export function registerImport(program: Command): void {
       const stored = await client.showImage(image.id);
       if (stored.status !== 'active')
         throw new CliError(`Image ${image.id} is ${stored.status} after its import.`, ExitCode.conflict);
-      const ref = await pointReference(client, reference, image.id, before);
-      out.notice(`${ref.reference} → ${image.id}`);
-      out.one(
-        {
-          ...ref,
-          image: {
-            id: stored.id,
-            status: stored.status,
-            size: stored.size,
-            os_hash_value: stored.os_hash_value,
-            disk_format: stored.disk_format,
-          },
-        },
-        pointedReferenceView,
-      );
+      await pointAndShow(client, out, reference, stored, before);
     });
 }

@@ -23,6 +23,7 @@ import { CliError, ExitCode, usageError } from '../errors.ts';
 import { bytes } from '../format.ts';
 import { meter } from '../meter.ts';
 import { countOption, durationOption, sizeOption } from '../options.ts';
+import type { Output } from '../output.ts';
 import { startProgress } from '../progress.ts';
 import type { Image, Reference } from '../schemas.ts';
 import { pointedReferenceView, type Transfer } from '../views.ts';
@@ -76,6 +77,36 @@ export async function pointReference(
 ): Promise<Reference> {
   if (expect === undefined) return client.createReference(reference, imageId);
   return client.moveReference(reference, imageId, expect);
+}
+
+/**
+ * What `push` and `import` end with: `reference` pointed at the stored image (see pointReference),
+ * a notice of the move, and the reference with that image (and how a multipart push sent it).
+ */
+export async function pointAndShow(
+  client: ApiClient,
+  out: Output,
+  reference: string,
+  stored: Image,
+  before: string | undefined,
+  transfer?: Transfer,
+): Promise<void> {
+  const ref = await pointReference(client, reference, stored.id, before);
+  out.notice(`${ref.reference} → ${stored.id}`);
+  out.one(
+    {
+      ...ref,
+      image: {
+        id: stored.id,
+        status: stored.status,
+        size: stored.size,
+        os_hash_value: stored.os_hash_value,
+        disk_format: stored.disk_format,
+      },
+      ...(transfer ? { transfer } : {}),
+    },
+    pointedReferenceView,
+  );
 }
 
 export async function waitForActive(client: ApiClient, id: string, timeoutMs: number): Promise<Image> {
@@ -193,22 +224,7 @@ export function registerTransfer(program: Command): void {
         throw new CliError(
           `The service stored sha512 ${stored.os_hash_value} for ${image.id}, but ${bytes(size)} with sha512 ${sent} were sent.`,
         );
-      const ref = await pointReference(client, reference, image.id, before);
-      out.notice(`${ref.reference} → ${image.id}`);
-      out.one(
-        {
-          ...ref,
-          image: {
-            id: stored.id,
-            status: stored.status,
-            size: stored.size,
-            os_hash_value: stored.os_hash_value,
-            disk_format: stored.disk_format,
-          },
-          ...(transfer ? { transfer } : {}),
-        },
-        pointedReferenceView,
-      );
+      await pointAndShow(client, out, reference, stored, before, transfer);
     });
 
   program

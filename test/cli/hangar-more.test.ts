@@ -11,7 +11,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { freshConfigDir, type HangarOptions, hangar, startHangar } from '../helpers/hangar.ts';
+import {
+  freshConfigDir,
+  type HangarOptions,
+  hangar,
+  hangarAs,
+  hangarJson,
+  startHangar,
+} from '../helpers/hangar.ts';
 import { type LoopbackServer, loopbackServer, s3Client } from '../helpers/imports.ts';
 
 const sha512 = (bytes: Buffer) => createHash('sha512').update(bytes).digest('hex');
@@ -36,23 +43,10 @@ describe('hangar publish, retention, import, hosts, ps --watch', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  function as(persona: Persona, args: string[], options: HangarOptions = {}) {
-    return hangar(args, {
-      ...options,
-      env: {
-        HANGAR_URL: t.url,
-        HANGAR_TOKEN: t.tokens[persona],
-        HANGAR_CONFIG_DIR: freshConfigDir(),
-        ...options.env,
-      },
-    });
-  }
-
-  async function json<T = Record<string, unknown>>(persona: Persona, args: string[]): Promise<T> {
-    const result = await as(persona, [...args, '-o', 'json']);
-    expect(result.code, result.stderr).toBe(0);
-    return JSON.parse(result.stdout) as T;
-  }
+  const as = (persona: Persona, args: string[], options: HangarOptions = {}) =>
+    hangarAs(t, persona, args, options);
+  const json = <T = Record<string, unknown>>(persona: Persona, args: string[]) =>
+    hangarJson<T>(t, persona, args);
 
   async function push(name: string, target: string, size = 2000): Promise<string> {
     const path = join(dir, name);

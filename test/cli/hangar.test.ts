@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { freshConfigDir, type HangarOptions, hangar } from '../helpers/hangar.ts';
+import { freshConfigDir, type HangarOptions, hangar, hangarAs, hangarJson } from '../helpers/hangar.ts';
 
 const sha512 = (bytes: Buffer) => createHash('sha512').update(bytes).digest('hex');
 
@@ -28,23 +28,10 @@ describe('hangar', () => {
   });
 
   /** `hangar ARGS` as `persona`, with the url and token from the environment. */
-  function as(persona: Persona, args: string[], options: HangarOptions = {}) {
-    return hangar(args, {
-      ...options,
-      env: {
-        HANGAR_URL: t.url,
-        HANGAR_TOKEN: t.tokens[persona],
-        HANGAR_CONFIG_DIR: freshConfigDir(),
-        ...options.env,
-      },
-    });
-  }
-
-  async function json<T = Record<string, unknown>>(persona: Persona, args: string[]): Promise<T> {
-    const result = await as(persona, [...args, '-o', 'json']);
-    expect(result.code, result.stderr).toBe(0);
-    return JSON.parse(result.stdout) as T;
-  }
+  const as = (persona: Persona, args: string[], options: HangarOptions = {}) =>
+    hangarAs(t, persona, args, options);
+  const json = <T = Record<string, unknown>>(persona: Persona, args: string[]) =>
+    hangarJson<T>(t, persona, args);
 
   function imageFile(name: string, size: number): { path: string; bytes: Buffer } {
     const bytes = randomBytes(size);

@@ -6,6 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { expect } from 'vitest';
+import type { Persona, TestBackend } from './backend.ts';
 
 export const HANGAR_BIN = resolve(import.meta.dirname, '../../cli/bin/hangar.js');
 
@@ -68,4 +70,33 @@ export function hangar(args: readonly string[], options: HangarOptions = {}): Pr
       resolvePromise({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
   });
+}
+
+/** `hangar ARGS` as `persona` of backend `t`, with the url and token from the environment. */
+export function hangarAs(
+  t: TestBackend,
+  persona: Persona,
+  args: string[],
+  options: HangarOptions = {},
+): Promise<HangarResult> {
+  return hangar(args, {
+    ...options,
+    env: {
+      HANGAR_URL: t.url,
+      HANGAR_TOKEN: t.tokens[persona],
+      HANGAR_CONFIG_DIR: freshConfigDir(),
+      ...options.env,
+    },
+  });
+}
+
+/** `hangar ARGS -o json` as `persona`, which must succeed; its output parsed. */
+export async function hangarJson<T = Record<string, unknown>>(
+  t: TestBackend,
+  persona: Persona,
+  args: string[],
+): Promise<T> {
+  const result = await hangarAs(t, persona, [...args, '-o', 'json']);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as T;
 }

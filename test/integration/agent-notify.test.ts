@@ -10,6 +10,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { createRawImage, putImageFile, registerHost } from '../helpers/api.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { type ClaimingAgent, startClaimingAgent } from '../helpers/claiming-agent.ts';
 
@@ -67,17 +68,9 @@ describe('agent notifications', () => {
     t = await startTestBackend({ hosts: HOSTS });
     // One image per host, asking for that host's architecture: placement picks that host only.
     for (const hostId of HOSTS) {
-      const created = await t.request('POST', '/v2/images', {
-        token: t.tokens.alice,
-        headers: { accept: 'application/json' },
-        body: { name: 'guest', disk_format: 'raw', container_format: 'bare', architecture: `arch-${hostId}` },
-      });
-      const id = ((await created.json()) as { id: string }).id;
-      const upload = await t.request('PUT', `/v2/images/${id}/file`, {
-        token: t.tokens.alice,
-        headers: { 'content-type': 'application/octet-stream' },
-        body: new TextEncoder().encode('not really a disk'),
-      });
+      const created = await createRawImage(t, 'alice', { name: 'guest', architecture: `arch-${hostId}` });
+      const id: string = created.body.id;
+      const upload = await putImageFile(t, t.tokens.alice, id, new TextEncoder().encode('not really a disk'));
       expect(upload.status).toBe(204);
       images[hostId] = id;
     }
@@ -87,16 +80,11 @@ describe('agent notifications', () => {
   });
 
   async function register(hostId: string): Promise<void> {
-    const reply = await t.request('PUT', `/v1/hosts/${hostId}`, {
-      token: t.hostTokens[hostId] ?? '',
-      body: {
-        vcpus: 16,
-        ram_mb: 65536,
-        disk_gb: 500,
-        architecture: `arch-${hostId}`,
-        hypervisor_type: 'qemu',
-        hypervisor_version: 9_000_000,
-      },
+    const reply = await registerHost(t, hostId, {
+      vcpus: 16,
+      ram_mb: 65536,
+      disk_gb: 500,
+      architecture: `arch-${hostId}`,
     });
     expect(reply.status).toBe(200);
   }

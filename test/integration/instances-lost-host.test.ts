@@ -6,17 +6,12 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callJson, createRawImage, putImageFile, registerHost } from '../helpers/api.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 const HOST = 'h-lost';
 const ARCH = 'arch-lost-host';
 const HOST_TIMEOUT_SECONDS = 2;
-
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are read field by field in assertions.
-  body: any;
-}
 
 describe('instances on a lost host', () => {
   let t: TestBackend;
@@ -31,41 +26,23 @@ describe('instances on a lost host', () => {
     await t?.stop();
   });
 
-  async function call(token: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  }
+  const call = (token: string, method: string, path: string, body?: unknown) =>
+    callJson(t, token, method, path, body);
   const alice = (method: string, path: string, body?: unknown) => call(t.tokens.alice, method, path, body);
   const host = (method: string, path: string, body?: unknown) =>
     call(t.hostTokens[HOST] ?? '', method, path, body);
 
   it('destroys at once when the host is lost, ending its pending job and releasing its capacity', async () => {
     // Prepare: a host, an image only it can run, and an instance whose build it claimed
-    const registered = await host('PUT', `/v1/hosts/${HOST}`, {
+    const registered = await registerHost(t, HOST, {
       vcpus: 4,
       ram_mb: 4096,
       disk_gb: 50,
       architecture: ARCH,
-      hypervisor_type: 'qemu',
-      hypervisor_version: 9_000_000,
     });
     expect(registered.status).toBe(200);
-    const image = await alice('POST', '/v2/images', {
-      name: 'lost',
-      disk_format: 'raw',
-      container_format: 'bare',
-      architecture: ARCH,
-    });
-    await t.request('PUT', `/v2/images/${image.body.id}/file`, {
-      token: t.tokens.alice,
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new TextEncoder().encode('bytes'),
-    });
+    const image = await createRawImage(t, 'alice', { name: 'lost', architecture: ARCH });
+    await putImageFile(t, t.tokens.alice, image.body.id, new TextEncoder().encode('bytes'));
     const created = await alice('POST', '/v1/instances', {
       name: 'stuck',
       image: image.body.id,

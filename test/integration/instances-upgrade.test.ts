@@ -7,6 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { type MemoryAgent, startMemoryAgent } from '../helpers/memory-agent.ts';
 
@@ -14,12 +15,6 @@ const AGENT_HOST = 'h-upgrade';
 const MANUAL_HOST = 'h-upgrade-manual';
 const MARKER = 'HANGAR-GUEST-READY';
 const BOOT_CHECK = { marker: MARKER, timeout_seconds: 10 };
-
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are read field by field in assertions.
-  body: any;
-}
 
 describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
   let t: TestBackend;
@@ -41,13 +36,11 @@ describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
       },
     });
     // Room for one 2 GB disk and not for a second: the capacity refusal.
-    const registered = await host(MANUAL_HOST, 'PUT', `/v1/hosts/${MANUAL_HOST}`, {
+    const registered = await registerHost(t, MANUAL_HOST, {
       vcpus: 8,
       ram_mb: 16384,
       disk_gb: 3,
       architecture: `arch-${MANUAL_HOST}`,
-      hypervisor_type: 'qemu',
-      hypervisor_version: 9_000_000,
     });
     expect(registered.status).toBe(200);
   }, 120_000);
@@ -56,37 +49,18 @@ describe('instance upgrade and rollback', { timeout: 120_000 }, () => {
     await t?.stop();
   });
 
-  async function call(token: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  }
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  function host(id: string, method: string, path: string, body?: unknown) {
-    return call(t.hostTokens[id] ?? '', method, path, body);
-  }
+  const { as, host } = apiCalls(() => t);
 
   /** An active raw image whose first line is what its guest prints at boot. */
   async function image(hostId: string, firstLine: string, persona: Persona = 'alice'): Promise<string> {
-    const created = await as(persona, 'POST', '/v2/images', {
+    const created = await createRawImage(t, persona, {
       name: firstLine.slice(0, 60),
-      disk_format: 'raw',
-      container_format: 'bare',
       architecture: `arch-${hostId}`,
     });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const bytes = Buffer.alloc(64 * 1024);
     bytes.write(`${firstLine}\n`);
-    const upload = await t.request('PUT', `/v2/images/${created.body.id}/file`, {
-      token: t.tokens[persona],
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new Uint8Array(bytes),
-    });
+    const upload = await putImageFile(t, t.tokens[persona], created.body.id, new Uint8Array(bytes));
     expect(upload.status).toBe(204);
     return created.body.id;
   }

@@ -9,7 +9,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
+import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 const HOSTS = [
   'h-reg',
@@ -25,12 +26,6 @@ const HOSTS = [
 ];
 const SHA512 = /^[0-9a-f]{128}$/;
 
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are read field by field in assertions.
-  body: any;
-}
-
 describe('instances and hosts API', () => {
   let t: TestBackend;
 
@@ -41,28 +36,14 @@ describe('instances and hosts API', () => {
     await t?.stop();
   });
 
-  async function call(token: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  }
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  const host = (id: string, method: string, path: string, body?: unknown) =>
-    call(t.hostTokens[id] ?? '', method, path, body);
+  const { as, host } = apiCalls(() => t);
 
   async function register(id: string, overrides: Record<string, unknown> = {}): Promise<Reply> {
-    const reply = await host(id, 'PUT', `/v1/hosts/${id}`, {
+    const reply = await registerHost(t, id, {
       vcpus: 8,
       ram_mb: 16384,
       disk_gb: 200,
       architecture: `arch-${id}`,
-      hypervisor_type: 'qemu',
-      hypervisor_version: 9_000_000,
       ...overrides,
     });
     expect(reply.status, JSON.stringify(reply.body)).toBe(200);
@@ -71,19 +52,15 @@ describe('instances and hosts API', () => {
 
   /** An active private image of alice's with the given Glance properties (a few bytes of data). */
   async function activeImage(properties: Record<string, unknown>): Promise<string> {
-    const created = await as('alice', 'POST', '/v2/images', {
-      name: 'guest',
-      // raw: the format inspector refuses bytes that do not look like the declared qcow2.
-      disk_format: 'raw',
-      container_format: 'bare',
-      ...properties,
-    });
+    // raw: the format inspector refuses bytes that do not look like the declared qcow2.
+    const created = await createRawImage(t, 'alice', { name: 'guest', ...properties });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
-    const upload = await t.request('PUT', `/v2/images/${created.body.id}/file`, {
-      token: t.tokens.alice,
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new TextEncoder().encode('not really a disk'),
-    });
+    const upload = await putImageFile(
+      t,
+      t.tokens.alice,
+      created.body.id,
+      new TextEncoder().encode('not really a disk'),
+    );
     expect(upload.status).toBe(204);
     return created.body.id;
   }

@@ -7,14 +7,9 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
 import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { imageObjects, writeImageObject } from '../helpers/images.ts';
-
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are read field by field in assertions.
-  body: any;
-}
 
 const HOST = 'h-gate';
 const ARCH = 'arch-publish-gate';
@@ -24,13 +19,11 @@ describe('publishing a reference behind a gate', () => {
 
   beforeAll(async () => {
     t = await startTestBackend({ hosts: [HOST] });
-    const registered = await host('PUT', `/v1/hosts/${HOST}`, {
+    const registered = await registerHost(t, HOST, {
       vcpus: 8,
       ram_mb: 16384,
       disk_gb: 200,
       architecture: ARCH,
-      hypervisor_type: 'qemu',
-      hypervisor_version: 9_000_000,
     });
     expect(registered.status, JSON.stringify(registered.body)).toBe(200);
   });
@@ -38,34 +31,14 @@ describe('publishing a reference behind a gate', () => {
     await t?.stop();
   });
 
-  async function call(token: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  }
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  const host = (method: string, path: string, body?: unknown) =>
-    call(t.hostTokens[HOST] ?? '', method, path, body);
+  const { as, host: hostOf } = apiCalls(() => t);
+  const host = (method: string, path: string, body?: unknown) => hostOf(HOST, method, path, body);
 
   /** An active raw image of `persona`'s whose instances can only be placed on the gate host. */
   async function activeImage(persona: Persona, bytes: string): Promise<string> {
-    const created = await as(persona, 'POST', '/v2/images', {
-      name: 'candidate',
-      disk_format: 'raw',
-      container_format: 'bare',
-      architecture: ARCH,
-    });
+    const created = await createRawImage(t, persona, { name: 'candidate', architecture: ARCH });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
-    const upload = await t.request('PUT', `/v2/images/${created.body.id}/file`, {
-      token: t.tokens[persona],
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new TextEncoder().encode(bytes),
-    });
+    const upload = await putImageFile(t, t.tokens[persona], created.body.id, new TextEncoder().encode(bytes));
     expect(upload.status).toBe(204);
     return created.body.id;
   }

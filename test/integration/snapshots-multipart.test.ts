@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceClient } from '../../agent/src/service-client.ts';
+import { callJson, createRawImage, putImageFile, registerHost } from '../helpers/api.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 const HOST = 'h-snap-mp';
@@ -36,43 +37,18 @@ describe('snapshot upload through presigned multipart', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are read field by field in assertions.
-  async function call(token: string, method: string, path: string, body?: unknown): Promise<any> {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  }
+  const call = (token: string, method: string, path: string, body?: unknown) =>
+    callJson(t, token, method, path, body);
   const hostToken = () => t.hostTokens[HOST] ?? '';
 
   it('the agent uploads with its grant via multipart; the image is active with the digests it sent', async () => {
     // Arrange: a host, a base image, a Running instance
     expect(
-      (
-        await call(hostToken(), 'PUT', `/v1/hosts/${HOST}`, {
-          vcpus: 4,
-          ram_mb: 4096,
-          disk_gb: 100,
-          architecture: 'arch-snap-mp',
-          hypervisor_type: 'qemu',
-          hypervisor_version: 9_000_000,
-        })
-      ).status,
+      (await registerHost(t, HOST, { vcpus: 4, ram_mb: 4096, disk_gb: 100, architecture: 'arch-snap-mp' }))
+        .status,
     ).toBe(200);
-    const base = await call(t.tokens.alice, 'POST', '/v2/images', {
-      name: 'mp-base',
-      disk_format: 'raw',
-      container_format: 'bare',
-      architecture: 'arch-snap-mp',
-    });
-    const put = await t.request('PUT', `/v2/images/${base.body.id}/file`, {
-      token: t.tokens.alice,
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new TextEncoder().encode('base'),
-    });
+    const base = await createRawImage(t, 'alice', { name: 'mp-base', architecture: 'arch-snap-mp' });
+    const put = await putImageFile(t, t.tokens.alice, base.body.id, new TextEncoder().encode('base'));
     expect(put.status).toBe(204);
     const created = await call(t.tokens.alice, 'POST', '/v1/instances', {
       name: 'mp',

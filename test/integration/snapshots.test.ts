@@ -11,15 +11,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { type Persona, startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { apiCalls, createRawImage, putImageFile, type Reply, registerHost } from '../helpers/api.ts';
+import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 
 const HOST = 'h-snap';
-
-interface Reply {
-  status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON answers are read field by field in assertions.
-  body: any;
-}
 
 describe('instance snapshots', () => {
   let t: TestBackend;
@@ -34,31 +29,17 @@ describe('instance snapshots', () => {
     disk = new Uint8Array(readFileSync(join(dir, 'd.qcow2')));
     rmSync(dir, { recursive: true, force: true });
     for (const id of [HOST, 'h-snap-other']) {
-      const reply = await host(id, 'PUT', `/v1/hosts/${id}`, {
+      const reply = await registerHost(t, id, {
         vcpus: 64,
         ram_mb: 65536,
         disk_gb: 1000,
         architecture: 'arch-snap',
-        hypervisor_type: 'qemu',
-        hypervisor_version: 9_000_000,
       });
       expect(reply.status).toBe(200);
     }
     // h-snap-other is registered with another architecture: only h-snap takes these instances.
-    await host('h-snap-other', 'PUT', '/v1/hosts/h-snap-other', {
-      vcpus: 1,
-      ram_mb: 64,
-      disk_gb: 1,
-      architecture: 'arch-none',
-      hypervisor_type: 'qemu',
-      hypervisor_version: 9_000_000,
-    });
-    const created = await as('alice', 'POST', '/v2/images', {
-      name: 'snap-base',
-      disk_format: 'raw',
-      container_format: 'bare',
-      architecture: 'arch-snap',
-    });
+    await registerHost(t, 'h-snap-other', { vcpus: 1, ram_mb: 64, disk_gb: 1, architecture: 'arch-none' });
+    const created = await createRawImage(t, 'alice', { name: 'snap-base', architecture: 'arch-snap' });
     baseImage = created.body.id;
     const upload = await putFile(t.tokens.alice, baseImage, new TextEncoder().encode('base disk'));
     expect(upload.status).toBe(204);
@@ -67,30 +48,9 @@ describe('instance snapshots', () => {
     await t?.stop();
   });
 
-  async function call(token: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
-  }
-  const as = (persona: Persona, method: string, path: string, body?: unknown) =>
-    call(t.tokens[persona], method, path, body);
-  function host(id: string, method: string, path: string, body?: unknown): Promise<Reply> {
-    return call(t.hostTokens[id] ?? '', method, path, body);
-  }
-  async function putFile(token: string, imageId: string, bytes: Uint8Array, grant?: string) {
-    return t.request('PUT', `/v2/images/${imageId}/file`, {
-      token,
-      headers: {
-        'content-type': 'application/octet-stream',
-        ...(grant ? { 'x-hangar-upload-grant': grant } : {}),
-      },
-      body: bytes,
-    });
-  }
+  const { as, host } = apiCalls(() => t);
+  const putFile = (token: string, imageId: string, bytes: Uint8Array, grant?: string) =>
+    putImageFile(t, token, imageId, bytes, grant);
   const digests = (bytes: Uint8Array) => ({
     size: bytes.length,
     checksum: createHash('md5').update(bytes).digest('hex'),

@@ -114,42 +114,33 @@ function Filters({ query }: { query: URLSearchParams }) {
         [key]: e.target.value === '' ? '' : String(Math.round(Number(e.target.value) * sizeUnit)),
       }),
   });
+  /** A select among `options`, the empty one (no filter) shown as `blank`. */
+  const choice = (
+    key: (typeof FILTERS)[number],
+    label: string,
+    options: readonly string[],
+    blank: string,
+  ) => (
+    <div>
+      <label htmlFor={`filter-${key}`}>{label}</label>
+      <select {...field(key)}>
+        {options.map((s) => (
+          <option key={s} value={s}>
+            {s || blank}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
   return (
     <form className="filters" onSubmit={apply} aria-label="Filter images">
       <div>
         <label htmlFor="filter-name">Name</label>
         <input {...field('name')} />
       </div>
-      <div>
-        <label htmlFor="filter-status">Status</label>
-        <select {...field('status')}>
-          {STATUSES.map((s) => (
-            <option key={s} value={s}>
-              {s || 'any'}
-            </option>
-          ))}
-        </select>
-      </div>
-      <div>
-        <label htmlFor="filter-visibility">Visibility</label>
-        <select {...field('visibility')}>
-          {VISIBILITIES.map((s) => (
-            <option key={s} value={s}>
-              {s || 'default'}
-            </option>
-          ))}
-        </select>
-      </div>
-      <div>
-        <label htmlFor="filter-disk_format">Format</label>
-        <select {...field('disk_format')}>
-          {FORMATS.map((s) => (
-            <option key={s} value={s}>
-              {s || 'any'}
-            </option>
-          ))}
-        </select>
-      </div>
+      {choice('status', 'Status', STATUSES, 'any')}
+      {choice('visibility', 'Visibility', VISIBILITIES, 'default')}
+      {choice('disk_format', 'Format', FORMATS, 'any')}
       <div>
         <label htmlFor="filter-tag">Tag</label>
         <input {...field('tag')} />

@@ -47,6 +47,57 @@ type ImportPhase =
  * bytes itself; the page follows the image's status and its task, and shows the task's failure
  * reason. A failed import's image is deleted, as a failed upload's is.
  */
+type Field = readonly [string, (value: string) => void];
+
+/** The name, disk format and visibility both forms ask for; `prefix` keeps their element ids apart. */
+function ImageFields(props: {
+  prefix: string;
+  busy: boolean;
+  name: Field;
+  diskFormat: Field;
+  visibility: Field;
+}) {
+  const { prefix, busy } = props;
+  const [name, setName] = props.name;
+  const [diskFormat, setDiskFormat] = props.diskFormat;
+  const [visibility, setVisibility] = props.visibility;
+  return (
+    <>
+      <div>
+        <label htmlFor={`${prefix}-name`}>Name</label>
+        <input id={`${prefix}-name`} value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
+      </div>
+      <div>
+        <label htmlFor={`${prefix}-format`}>Disk format</label>
+        <select
+          id={`${prefix}-format`}
+          value={diskFormat}
+          disabled={busy}
+          onChange={(e) => setDiskFormat(e.target.value)}
+        >
+          {FORMATS.map((f) => (
+            <option key={f}>{f}</option>
+          ))}
+        </select>
+      </div>
+      <div>
+        <label htmlFor={`${prefix}-visibility`}>Visibility</label>
+        <select
+          id={`${prefix}-visibility`}
+          value={visibility}
+          disabled={busy}
+          onChange={(e) => setVisibility(e.target.value)}
+        >
+          <option>private</option>
+          <option>shared</option>
+          <option>community</option>
+          <option>public</option>
+        </select>
+      </div>
+    </>
+  );
+}
+
 function ImportFromUrl() {
   const [uri, setUri] = useState('');
   const [name, setName] = useState('');
@@ -124,37 +175,13 @@ function ImportFromUrl() {
               onChange={(e) => setUri(e.target.value)}
             />
           </div>
-          <div>
-            <label htmlFor="import-name">Name</label>
-            <input id="import-name" value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
-          </div>
-          <div>
-            <label htmlFor="import-format">Disk format</label>
-            <select
-              id="import-format"
-              value={diskFormat}
-              disabled={busy}
-              onChange={(e) => setDiskFormat(e.target.value)}
-            >
-              {FORMATS.map((f) => (
-                <option key={f}>{f}</option>
-              ))}
-            </select>
-          </div>
-          <div>
-            <label htmlFor="import-visibility">Visibility</label>
-            <select
-              id="import-visibility"
-              value={visibility}
-              disabled={busy}
-              onChange={(e) => setVisibility(e.target.value)}
-            >
-              <option>private</option>
-              <option>shared</option>
-              <option>community</option>
-              <option>public</option>
-            </select>
-          </div>
+          <ImageFields
+            prefix="import"
+            busy={busy}
+            name={[name, setName]}
+            diskFormat={[diskFormat, setDiskFormat]}
+            visibility={[visibility, setVisibility]}
+          />
         </div>
         <div className="actions">
           <button type="submit" className="primary" disabled={busy || !uri}>
@@ -355,37 +382,13 @@ export function Upload() {
           />
         </div>
         <div className="row">
-          <div>
-            <label htmlFor="upload-name">Name</label>
-            <input id="upload-name" value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
-          </div>
-          <div>
-            <label htmlFor="upload-format">Disk format</label>
-            <select
-              id="upload-format"
-              value={diskFormat}
-              disabled={busy}
-              onChange={(e) => setDiskFormat(e.target.value)}
-            >
-              {FORMATS.map((f) => (
-                <option key={f}>{f}</option>
-              ))}
-            </select>
-          </div>
-          <div>
-            <label htmlFor="upload-visibility">Visibility</label>
-            <select
-              id="upload-visibility"
-              value={visibility}
-              disabled={busy}
-              onChange={(e) => setVisibility(e.target.value)}
-            >
-              <option>private</option>
-              <option>shared</option>
-              <option>community</option>
-              <option>public</option>
-            </select>
-          </div>
+          <ImageFields
+            prefix="upload"
+            busy={busy}
+            name={[name, setName]}
+            diskFormat={[diskFormat, setDiskFormat]}
+            visibility={[visibility, setVisibility]}
+          />
           <div>
             <label htmlFor="upload-reference">Reference (optional)</label>
             <input
