@@ -215,8 +215,18 @@ describe('console: references and instances', () => {
     const catalogue = await browser.newPage();
     await signIn(catalogue, t.url, t.tokens.alice);
     const row = catalogue.locator('tr', { hasText: 'web-1-snap' });
-    await expect.poll(() => row.textContent(), { timeout: 20_000 }).toContain('active');
-    expect(await row.textContent()).toContain('web:snap');
+    // The reference moves after the image turns active (the job's completion): reload until both show.
+    await expect
+      .poll(
+        async () => {
+          await catalogue.reload();
+          await row.waitFor({ timeout: 5_000 }).catch(() => undefined);
+          const text = (await row.textContent({ timeout: 1_000 }).catch(() => '')) ?? '';
+          return text.includes('active') && text.includes('web:snap');
+        },
+        { timeout: 20_000, intervals: [250, 500, 1000] },
+      )
+      .toBe(true);
     await catalogue.close();
     // A refusal is shown in the API's own words (a malformed reference is a 400, nothing made).
     await button('Snapshot').click();
