@@ -224,7 +224,7 @@ describe('console: references and instances', () => {
           const text = (await row.textContent({ timeout: 1_000 }).catch(() => '')) ?? '';
           return text.includes('active') && text.includes('web:snap');
         },
-        { timeout: 20_000, intervals: [250, 500, 1000] },
+        { timeout: 20_000, interval: 500 },
       )
       .toBe(true);
     await catalogue.close();
