@@ -154,3 +154,31 @@ export function StatusBadge({ status }: { status: string }) {
     </span>
   );
 }
+
+/** A labelled number input (the create form's sizes, the retention policy's counts). */
+export function NumberField({
+  id,
+  label,
+  min,
+  value,
+  onChange,
+}: {
+  id: string;
+  label: string;
+  min: number;
+  value: number;
+  onChange: (value: number) => void;
+}) {
+  return (
+    <div>
+      <label htmlFor={id}>{label}</label>
+      <input
+        id={id}
+        type="number"
+        min={min}
+        value={value}
+        onChange={(e) => onChange(Number(e.target.value))}
+      />
+    </div>
+  );
+}

@@ -7,7 +7,7 @@ import { type FormEvent, useCallback, useEffect, useState } from 'react';
 import { api, type Instance, type Reference } from '../api.ts';
 import { curl, hangar } from '../commands.ts';
 import { Link, navigate } from '../router.tsx';
-import { ConfirmButton, CopyCommand, ErrorText, formatTime, usePolling } from '../ui.tsx';
+import { ConfirmButton, CopyCommand, ErrorText, formatTime, NumberField, usePolling } from '../ui.tsx';
 
 /** Which stages each action is allowed from (the service's lifecycle.ts; 409 otherwise). */
 export const ACTIONS: ReadonlyArray<{ action: string; cli: string; from: readonly string[]; says: string }> =
@@ -233,36 +233,9 @@ function CreateInstance({ onCreated }: { onCreated: (i: Instance) => void }) {
           <label htmlFor="inst-name">Name</label>
           <input id="inst-name" value={name} onChange={(e) => setName(e.target.value)} />
         </div>
-        <div>
-          <label htmlFor="inst-vcpus">vCPUs</label>
-          <input
-            id="inst-vcpus"
-            type="number"
-            min={1}
-            value={vcpus}
-            onChange={(e) => setVcpus(Number(e.target.value))}
-          />
-        </div>
-        <div>
-          <label htmlFor="inst-ram">Memory (MB)</label>
-          <input
-            id="inst-ram"
-            type="number"
-            min={16}
-            value={ram}
-            onChange={(e) => setRam(Number(e.target.value))}
-          />
-        </div>
-        <div>
-          <label htmlFor="inst-disk">Disk (GB)</label>
-          <input
-            id="inst-disk"
-            type="number"
-            min={1}
-            value={disk}
-            onChange={(e) => setDisk(Number(e.target.value))}
-          />
-        </div>
+        <NumberField id="inst-vcpus" label="vCPUs" min={1} value={vcpus} onChange={setVcpus} />
+        <NumberField id="inst-ram" label="Memory (MB)" min={16} value={ram} onChange={setRam} />
+        <NumberField id="inst-disk" label="Disk (GB)" min={1} value={disk} onChange={setDisk} />
       </div>
       <div>
         <label htmlFor="inst-user-data">User data (cloud-init, optional)</label>

@@ -16,7 +16,15 @@ import {
 } from '../api.ts';
 import { curl, hangar } from '../commands.ts';
 import { Link, navigate, useLocation } from '../router.tsx';
-import { ConfirmButton, CopyCommand, describeError, ErrorText, formatTime, usePolling } from '../ui.tsx';
+import {
+  ConfirmButton,
+  CopyCommand,
+  describeError,
+  ErrorText,
+  formatTime,
+  NumberField,
+  usePolling,
+} from '../ui.tsx';
 
 function useActiveImages(): Image[] {
   const [images, setImages] = useState<Image[]>([]);
@@ -341,26 +349,14 @@ function Retention({ name }: { name: string }) {
             : `Keeps the newest ${policy.keep} versions visible; older ones are hidden, and deactivated after ${Math.round(policy.grace_seconds / 86_400)} days.`}
       </p>
       <div className="row">
-        <div>
-          <label htmlFor="retention-keep">Versions to keep</label>
-          <input
-            id="retention-keep"
-            type="number"
-            min={1}
-            value={keep}
-            onChange={(e) => setKeep(Number(e.target.value))}
-          />
-        </div>
-        <div>
-          <label htmlFor="retention-grace">Grace (days)</label>
-          <input
-            id="retention-grace"
-            type="number"
-            min={0}
-            value={graceDays}
-            onChange={(e) => setGraceDays(Number(e.target.value))}
-          />
-        </div>
+        <NumberField id="retention-keep" label="Versions to keep" min={1} value={keep} onChange={setKeep} />
+        <NumberField
+          id="retention-grace"
+          label="Grace (days)"
+          min={0}
+          value={graceDays}
+          onChange={setGraceDays}
+        />
       </div>
       <div className="actions">
         <button type="submit" className="primary">
