@@ -165,10 +165,14 @@ export async function pipelineToNull(totalBytes: number): Promise<number> {
   return totalBytes / MiB / (ms / 1000);
 }
 
-/** PUT /file of `totalBytes` with curl (a separate process, as a real client), timed end to end. */
+/**
+ * PUT /file of `totalBytes` with curl (a separate process, as a real client), timed end to end.
+ * `around` wraps the transfer alone (not the making of the source file), for CPU and RSS samplers.
+ */
 export async function uploadThroughput(
   b: BenchBackend,
   totalBytes: number,
+  around: <T>(transfer: () => Promise<T>) => Promise<T> = (transfer) => transfer(),
 ): Promise<{ mibps: number; checksumOk: boolean }> {
   const dir = mkdtempSync(join(tmpdir(), 'hangar-bench-upload-'));
   try {
@@ -197,18 +201,20 @@ export async function uploadThroughput(
     });
     // Warm the page cache so the client reads memory, not disk.
     await run('cat', [path], { maxBuffer: 1 }).catch(() => undefined);
-    const { ms } = await timed(() =>
-      run('curl', [
-        '-sS',
-        '--fail',
-        '-T',
-        path,
-        '-H',
-        'Content-Type: application/octet-stream',
-        '-H',
-        `X-Auth-Token: ${b.tokens.alice}`,
-        `${b.url}/v2/images/${image.id}/file`,
-      ]),
+    const { ms } = await around(() =>
+      timed(() =>
+        run('curl', [
+          '-sS',
+          '--fail',
+          '-T',
+          path,
+          '-H',
+          'Content-Type: application/octet-stream',
+          '-H',
+          `X-Auth-Token: ${b.tokens.alice}`,
+          `${b.url}/v2/images/${image.id}/file`,
+        ]),
+      ),
     );
     const stored = await call(b, 'GET', `/v2/images/${image.id}`);
     return {
