@@ -1,0 +1,51 @@
+/**
+ * What the agent's job-handler unit tests share: a job for one instance (a fresh lease, first
+ * attempt), a stub image cache, and the handler context over a hypervisor and real instance files.
+ */
+import { join } from 'node:path';
+import type { CachedImage, ImageCache } from '../../agent/src/image-cache.ts';
+import { InstanceFiles } from '../../agent/src/instance-files.ts';
+import type { JobContext } from '../../agent/src/jobs.ts';
+import type { Job } from '../../agent/src/service-client.ts';
+import type { MemoryHypervisor } from './agent-memory-hypervisor.ts';
+
+export function jobFor(kind: Job['kind'], instance: Job['instance'], extra: Partial<Job> = {}): Job {
+  return {
+    id: `job-${kind}`,
+    kind,
+    lease_token: 'lease',
+    lease_expires_at: new Date(Date.now() + 60_000).toISOString(),
+    attempt: 1,
+    instance,
+    ...extra,
+  };
+}
+
+/** A cache that has what `ensure` answers and never evicts. */
+export function stubCache(ensure: (image: { id: string }) => Promise<CachedImage>): ImageCache {
+  return { ensure, evict: async () => [] } as unknown as ImageCache;
+}
+
+/** The handlers' context: instance files under `dir`, short boot and shutdown bounds. */
+export async function jobContext(
+  dir: string,
+  hypervisor: MemoryHypervisor,
+  cache: ImageCache,
+  overrides: Partial<JobContext> = {},
+): Promise<JobContext> {
+  const files = new InstanceFiles(join(dir, 'instances'));
+  await files.init();
+  return {
+    hostId: 'host-a',
+    hypervisor,
+    cache,
+    files,
+    domainType: 'qemu',
+    network: 'none',
+    seedDevice: 'disk',
+    shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
+    bootTimeoutMs: 1_000,
+    consoleTailBytes: 1_000,
+    ...overrides,
+  };
+}
