@@ -26,6 +26,14 @@ export function stubCache(ensure: (image: { id: string }) => Promise<CachedImage
   return { ensure, evict: async () => [] } as unknown as ImageCache;
 }
 
+/** What every test's handlers run with: plain qemu, no network, a seed disk, a short shutdown. */
+export const TEST_JOB_SETTINGS = {
+  domainType: 'qemu',
+  network: 'none',
+  seedDevice: 'disk',
+  shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
+} as const satisfies Partial<JobContext>;
+
 /** The handlers' context: instance files under `dir`, short boot and shutdown bounds. */
 export async function jobContext(
   dir: string,
@@ -40,10 +48,7 @@ export async function jobContext(
     hypervisor,
     cache,
     files,
-    domainType: 'qemu',
-    network: 'none',
-    seedDevice: 'disk',
-    shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
+    ...TEST_JOB_SETTINGS,
     bootTimeoutMs: 1_000,
     consoleTailBytes: 1_000,
     ...overrides,
