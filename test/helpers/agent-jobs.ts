@@ -21,6 +21,31 @@ export function jobFor(kind: Job['kind'], instance: Job['instance'], extra: Part
   };
 }
 
+/** An instance of one vCPU, 256 MiB and 1 GB on image img-1 (a qcow2), as a job carries it. */
+export function testInstance(
+  id: string,
+  name: string,
+  extra: Partial<Job['instance']> = {},
+): Job['instance'] {
+  return {
+    id,
+    name,
+    hostname: name,
+    vcpus: 1,
+    ram_mb: 256,
+    disk_gb: 1,
+    user_data: null,
+    image: {
+      id: 'img-1',
+      disk_format: 'qcow2',
+      size: 1,
+      os_hash_algo: 'sha512',
+      os_hash_value: 'a'.repeat(128),
+    },
+    ...extra,
+  };
+}
+
 /** A cache that has what `ensure` answers and never evicts. */
 export function stubCache(ensure: (image: { id: string }) => Promise<CachedImage>): ImageCache {
   return { ensure, evict: async () => [] } as unknown as ImageCache;

@@ -12,29 +12,13 @@ import type { CachedImage } from '../../../agent/src/image-cache.ts';
 import { JOB_HANDLERS, type JobContext } from '../../../agent/src/jobs.ts';
 import { silentLogger } from '../../../agent/src/log.ts';
 import type { Job } from '../../../agent/src/service-client.ts';
-import { jobContext, jobFor, stubCache } from '../../helpers/agent-jobs.ts';
+import { jobContext, jobFor, stubCache, testInstance } from '../../helpers/agent-jobs.ts';
 import { MemoryHypervisor } from '../../helpers/agent-memory-hypervisor.ts';
 
 const INSTANCE = '6f1c3a52-8f0e-4a55-9d0c-0b6a3c1f2e4d';
 const NAME = `hangar-${INSTANCE}`;
 
-const job = (kind: Job['kind']): Job =>
-  jobFor(kind, {
-    id: INSTANCE,
-    name: 'web-1',
-    hostname: 'web-1',
-    vcpus: 1,
-    ram_mb: 256,
-    disk_gb: 1,
-    user_data: null,
-    image: {
-      id: 'img-1',
-      disk_format: 'qcow2',
-      size: 1,
-      os_hash_algo: 'sha512',
-      os_hash_value: 'a'.repeat(128),
-    },
-  });
+const job = (kind: Job['kind']): Job => jobFor(kind, testInstance(INSTANCE, 'web-1'));
 
 describe('job handlers', { timeout: 30_000 }, () => {
   let dir: string;

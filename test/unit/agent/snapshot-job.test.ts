@@ -14,7 +14,7 @@ import { run } from '../../../agent/src/exec.ts';
 import { JOB_HANDLERS, type JobContext } from '../../../agent/src/jobs.ts';
 import { silentLogger } from '../../../agent/src/log.ts';
 import type { ImageUploader, Job, SentDigests, ServiceImage } from '../../../agent/src/service-client.ts';
-import { jobContext, jobFor, stubCache } from '../../helpers/agent-jobs.ts';
+import { jobContext, jobFor, stubCache, testInstance } from '../../helpers/agent-jobs.ts';
 import { MemoryHypervisor, qcow2BackingFile } from '../../helpers/agent-memory-hypervisor.ts';
 
 const INSTANCE = '3b9e0c7d-41a2-4f6b-8d15-7c0e2a9f4b61';
@@ -57,22 +57,7 @@ class KeepingUploader implements ImageUploader {
 const job = (kind: Job['kind'], upload: 'put' | 'multipart' = 'put'): Job =>
   jobFor(
     kind,
-    {
-      id: INSTANCE,
-      name: 'db',
-      hostname: 'db',
-      vcpus: 1,
-      ram_mb: 256,
-      disk_gb: 1,
-      user_data: null,
-      image: {
-        id: 'img-1',
-        disk_format: 'qcow2',
-        size: 1,
-        os_hash_algo: 'sha512',
-        os_hash_value: 'a'.repeat(128),
-      },
-    },
+    testInstance(INSTANCE, 'db'),
     kind === 'snapshot' ? { snapshot: { image_id: SNAPSHOT, upload, upload_grant: 'grant-1' } } : {},
   );
 

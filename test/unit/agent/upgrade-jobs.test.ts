@@ -13,7 +13,7 @@ import type { CachedImage } from '../../../agent/src/image-cache.ts';
 import { JOB_HANDLERS, type JobContext } from '../../../agent/src/jobs.ts';
 import { silentLogger } from '../../../agent/src/log.ts';
 import type { Job } from '../../../agent/src/service-client.ts';
-import { jobContext, jobFor, stubCache } from '../../helpers/agent-jobs.ts';
+import { jobContext, jobFor, stubCache, testInstance } from '../../helpers/agent-jobs.ts';
 import { bootFromDisk, MemoryHypervisor, qcow2BackingFile } from '../../helpers/agent-memory-hypervisor.ts';
 
 const INSTANCE = '0c3d7a10-5b2e-4f8e-9d61-2a7b9e4c1f00';
@@ -29,19 +29,15 @@ const ref = (id: string) => ({
 });
 
 const job = (kind: Job['kind'], images: { image: string; upgrade?: string; previous?: string }): Job =>
-  jobFor(kind, {
-    id: INSTANCE,
-    name: 'web',
-    hostname: 'web',
-    vcpus: 1,
-    ram_mb: 256,
-    disk_gb: 1,
-    user_data: null,
-    boot_check: { marker: MARKER, timeout_seconds: 1 },
-    image: ref(images.image),
-    upgrade_image: images.upgrade ? ref(images.upgrade) : null,
-    previous_image: images.previous ? ref(images.previous) : null,
-  });
+  jobFor(
+    kind,
+    testInstance(INSTANCE, 'web', {
+      boot_check: { marker: MARKER, timeout_seconds: 1 },
+      image: ref(images.image),
+      upgrade_image: images.upgrade ? ref(images.upgrade) : null,
+      previous_image: images.previous ? ref(images.previous) : null,
+    }),
+  );
 
 describe('upgrade and rollback jobs', { timeout: 30_000 }, () => {
   let dir: string;
