@@ -25,6 +25,7 @@ import {
   SnapshotAnswerSchema,
   TaskListSchema,
   TaskSchema,
+  UploadInfoSchema,
 } from './schemas.ts';
 
 export class ApiError extends CliError {
@@ -188,6 +189,24 @@ export class ApiClient {
   importImage = async (id: string, body: Record<string, unknown>) =>
     void (await this.send('POST', `/v2/images/${enc(id)}/import`, body));
   imageTasks = (id: string) => this.call('GET', `/v2/images/${enc(id)}/tasks`, TaskListSchema);
+
+  /**
+   * How the service wants image bytes: `put` (stream PUT /file) or `multipart` (presigned parts,
+   * where the API cannot carry a large body, as on AWS). A service without GET /v2/info/upload
+   * (Glance, an older Hangar) streams.
+   */
+  async uploadMethod(): Promise<'put' | 'multipart'> {
+    try {
+      const info = await this.call('GET', '/v2/info/upload', UploadInfoSchema);
+      const known = info['upload-methods'].value.find(
+        (method): method is 'put' | 'multipart' => method === 'put' || method === 'multipart',
+      );
+      return known ?? 'put';
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return 'put';
+      throw error;
+    }
+  }
 
   // Presigned multipart uploads (Hangar's, for services that do not stream PUT /file).
   startMultipart = (id: string, size: number, partSize?: number) =>

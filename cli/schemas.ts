@@ -148,3 +148,8 @@ export const MultipartSessionSchema = z.looseObject({
   parts: z.array(z.object({ part_number: z.number(), url: z.string() })),
 });
 export type MultipartSession = z.infer<typeof MultipartSessionSchema>;
+
+/** GET /v2/info/upload (Hangar's): the ways the service takes image bytes, the preferred first. */
+export const UploadInfoSchema = z.looseObject({
+  'upload-methods': z.looseObject({ value: z.array(z.string()) }),
+});

@@ -153,18 +153,16 @@ export type PointedReference = Reference & {
     os_hash_value: string | null;
     disk_format?: string | null;
   };
-  /** How a multipart push moved the bytes (what this run sent; what an earlier run had stored). */
+  /** How a push moved the bytes (for multipart: what this run sent; what an earlier run had stored). */
   transfer?: Transfer;
 };
-export interface Transfer {
-  method: 'multipart';
-  parts: number;
-  sent_parts: number;
-  skipped_parts: number;
-  sent_bytes: number;
-}
+export type Transfer =
+  | { method: 'put'; sent_bytes: number }
+  | { method: 'multipart'; parts: number; sent_parts: number; skipped_parts: number; sent_bytes: number };
 const transferLine = (t: Transfer) =>
-  `multipart, ${t.sent_parts} of ${t.parts} parts sent (${bytes(t.sent_bytes)})`;
+  t.method === 'put'
+    ? `put, ${bytes(t.sent_bytes)} streamed`
+    : `multipart, ${t.sent_parts} of ${t.parts} parts sent (${bytes(t.sent_bytes)})`;
 
 export const pointedReferenceView: View<PointedReference> = {
   columns: referenceView.columns,

@@ -4,7 +4,7 @@
  * collaborators that must exist once (workflows, task tokens, job notifications) are calls to
  * the primary over the cluster's IPC channel.
  */
-import { createAwsClients } from '#adapters/aws-clients';
+import { createAwsClients, destroyAwsClients } from '#adapters/aws-clients';
 import { useCollaborators } from '#edge/compose';
 import { gatewayWorkerSettings, useServiceSettings } from '#platform/config';
 import { logger } from '#platform/logger';
@@ -32,6 +32,8 @@ function call(target: CallTarget, ...args: unknown[]): Promise<void> {
 }
 
 const hub = new AgentSocketHub();
+// Its own connections to the primary's stand-ins (a worker never reads AWS_* variables).
+const clients = createAwsClients(given.clients);
 useCollaborators({
   workflows: {
     start: (workflow, executionName, input) => call('workflows.start', workflow, executionName, input),
@@ -42,11 +44,20 @@ useCollaborators({
   },
   // The primary tells every worker, this one included (see the 'jobs' message below).
   jobNotifier: { jobsQueued: (hostId) => call('jobs.queued', hostId) },
-  // Its own connections to the primary's stand-ins (a worker never reads AWS_* variables).
-  clients: createAwsClients(given.clients),
+  clients,
 });
 
 const gateway = await startGateway({ host: given.host, port: given.port, agentSockets: hub });
+
+let closing: Promise<void> | undefined;
+/** Once: the requests in flight finish (for up to graceMs), then the SDK clients' sockets close. */
+function shutDown(graceMs: number): Promise<void> {
+  closing ??= gateway
+    .close(graceMs)
+    .finally(() => destroyAwsClients(clients))
+    .finally(() => process.exit(0));
+  return closing;
+}
 
 process.on('message', (message: PrimaryMessage) => {
   if (message.type === 'reply') {
@@ -58,12 +69,12 @@ process.on('message', (message: PrimaryMessage) => {
   } else if (message.type === 'jobs') {
     void hub.jobsQueued(message.hostId);
   } else if (message.type === 'close') {
-    void gateway.close(message.graceMs).finally(() => process.exit(0));
+    void shutDown(message.graceMs);
   }
 });
 // The primary is gone (killed, or its IPC channel closed): a worker never outlives it.
 process.on('disconnect', () => {
-  void gateway.close(0).finally(() => process.exit(0));
+  void shutDown(0);
 });
 // Ctrl+C reaches the whole process group: the primary decides when workers stop.
 process.on('SIGINT', () => undefined);

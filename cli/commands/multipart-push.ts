@@ -19,6 +19,13 @@ import { type ProgressMode, startProgress } from '../progress.ts';
 import type { Image } from '../schemas.ts';
 import type { Transfer } from '../views.ts';
 
+/** What a push sent: into which image, the sha512 of the file as read, and how. */
+export interface Pushed {
+  image: Image;
+  sent: string;
+  transfer: Transfer;
+}
+
 export interface MultipartPushOptions {
   file: string;
   reference: string;
@@ -34,7 +41,7 @@ export async function multipartPush(
   out: Output,
   progress: ProgressMode,
   options: MultipartPushOptions,
-): Promise<{ image: Image; sent: string; transfer: Transfer }> {
+): Promise<Pushed> {
   const { file, reference, size } = options;
   const { mtimeMs } = statSync(file);
   const statePath = stateFile(client.baseUrl, file, reference);

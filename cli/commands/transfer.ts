@@ -24,10 +24,10 @@ import { bytes } from '../format.ts';
 import { meter } from '../meter.ts';
 import { countOption, durationOption, sizeOption } from '../options.ts';
 import type { Output } from '../output.ts';
-import { startProgress } from '../progress.ts';
+import { type ProgressMode, startProgress } from '../progress.ts';
 import type { Image, Reference } from '../schemas.ts';
 import { pointedReferenceView, type Transfer } from '../views.ts';
-import { multipartPush } from './multipart-push.ts';
+import { multipartPush, type Pushed } from './multipart-push.ts';
 
 /** `NAME:TAG` (a bare NAME means NAME:latest, as the API reads it). The server checks the rules. */
 export function splitReference(text: string): { name: string; tag: string; reference: string } {
@@ -128,6 +128,38 @@ export async function waitForActive(client: ApiClient, id: string, timeoutMs: nu
   }
 }
 
+/** The put path of `push`: the file streamed through PUT /file into `image` (removed if it fails). */
+async function streamPush(
+  client: ApiClient,
+  progress: ProgressMode,
+  image: Image,
+  file: string,
+  reference: string,
+  size: number,
+  options: { limitRate?: number },
+): Promise<Pushed> {
+  // A queued image with no data is litter, whether the upload failed or was stopped.
+  const removeImage = () => client.deleteImage(image.id).catch(() => {});
+  const bar = startProgress(progress, `push ${reference}`, size, {
+    interruptHint: `image ${image.id} removed`,
+    cleanup: removeImage,
+  });
+  const bytesPath = meter(bar, options.limitRate);
+  try {
+    await client.uploadImage(image.id, createReadStream(file).pipe(bytesPath), size);
+    bar.stop(true);
+  } catch (error) {
+    bar.stop(false);
+    await removeImage();
+    throw error;
+  }
+  return {
+    image,
+    sent: bytesPath.hash.digest('hex'),
+    transfer: { method: 'put', sent_bytes: bytesPath.moved },
+  };
+}
+
 interface PushOptions {
   diskFormat?: string;
   containerFormat: string;
@@ -165,7 +197,8 @@ export function registerTransfer(program: Command): void {
     .option('--wait', 'wait until the image is active')
     .option('--timeout <duration>', 'how long --wait waits', durationOption, 600_000)
     .option('--limit-rate <size>', 'at most this many bytes a second, e.g. 10M', sizeOption)
-    .option('--multipart', 'send presigned parts straight to S3, resumable (for services that do not stream)')
+    .option('--multipart', 'send presigned parts straight to S3, resumable (default: as the service says)')
+    .option('--no-multipart', 'stream through PUT /file even where the service asks for multipart')
     .option('--part-size <size>', 'multipart part size, 5M to 5G (default: the service picks)', sizeOption)
     .option('--parallel <n>', 'multipart parts sent at once', countOption, 4)
     .action(async (file: string, target: string, options: PushOptions, command: Command) => {
@@ -187,39 +220,31 @@ export function registerTransfer(program: Command): void {
         out.notice(`created image ${image.id} (${diskFormat}, ${bytes(size)})`);
         return image;
       };
-      let image: Image;
-      let sent: string;
-      let transfer: Transfer | undefined;
-      if (options.multipart) {
-        ({ image, sent, transfer } = await multipartPush(client, out, progress, {
-          file,
-          reference,
-          size,
-          createImage,
-          ...options,
-        }));
-      } else {
-        image = await createImage();
-        // A queued image with no data is litter, whether the upload failed or was stopped.
-        const removeImage = () => client.deleteImage(image.id).catch(() => {});
-        const bar = startProgress(progress, `push ${reference}`, size, {
-          interruptHint: `image ${image.id} removed`,
-          cleanup: removeImage,
-        });
-        const bytesPath = meter(bar, options.limitRate);
+      const method =
+        options.multipart === undefined
+          ? await client.uploadMethod()
+          : options.multipart
+            ? 'multipart'
+            : 'put';
+      const viaMultipart = () =>
+        multipartPush(client, out, progress, { file, reference, size, createImage, ...options });
+      let pushed: Pushed;
+      if (method === 'multipart') pushed = await viaMultipart();
+      else
         try {
-          await client.uploadImage(image.id, createReadStream(file).pipe(bytesPath), size);
-          bar.stop(true);
+          pushed = await streamPush(client, progress, await createImage(), file, reference, size, options);
         } catch (error) {
-          bar.stop(false);
-          await removeImage();
-          throw error;
+          // A gateway that caps bodies (API Gateway's 10 MB) in front of a service that said put.
+          if (!(options.multipart === undefined && error instanceof ApiError && error.status === 413))
+            throw error;
+          out.notice(`${error.message}; sending it as presigned multipart parts instead`);
+          pushed = await viaMultipart();
         }
-        sent = bytesPath.hash.digest('hex');
-      }
+      const { image, sent, transfer } = pushed;
       let stored = await client.showImage(image.id);
       // The multipart path ends in an import: only an active image can be referenced.
-      if (options.wait || options.multipart) stored = await waitForActive(client, image.id, options.timeout);
+      if (options.wait || transfer.method === 'multipart')
+        stored = await waitForActive(client, image.id, options.timeout);
       if (stored.os_hash_value && stored.os_hash_value !== sent)
         throw new CliError(
           `The service stored sha512 ${stored.os_hash_value} for ${image.id}, but ${bytes(size)} with sha512 ${sent} were sent.`,

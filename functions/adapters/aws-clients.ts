@@ -25,6 +25,8 @@ export interface AwsClientSettings {
   readonly region?: string;
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
   readonly endpoints?: { readonly dynamodb?: string; readonly s3?: string; readonly stepfunctions?: string };
+  /** The SDK's attempts per request (its default: 3). */
+  readonly maxAttempts?: number;
 }
 
 /**
@@ -50,35 +52,48 @@ function withoutResponseLogging(client: DynamoDBClient): DynamoDBClient {
 }
 
 export function createAwsClients(settings: AwsClientSettings): AwsClients {
-  const common = {
-    ...(settings.region !== undefined ? { region: settings.region } : {}),
-    ...(settings.credentials !== undefined ? { credentials: { ...settings.credentials } } : {}),
-  };
-  const endpoint = (url: string | undefined) => (url !== undefined ? { endpoint: url } : {});
   return {
-    dynamo: DynamoDBDocumentClient.from(
-      withoutResponseLogging(
-        new DynamoDBClient({
-          ...common,
-          ...endpoint(settings.endpoints?.dynamodb),
-          requestHandler: keepAlive(),
-        }),
-      ),
-      { marshallOptions: { removeUndefinedValues: true } },
-    ),
-    s3: new S3Client({
-      ...common,
-      ...endpoint(settings.endpoints?.s3),
-      requestHandler: keepAlive(),
-      forcePathStyle: settings.s3ForcePathStyle,
-      // Image bodies are hashed by Hangar itself; the SDK's own checksums would re-read every
-      // byte (and s3rver would store streamed uploads with the aws-chunked framing inside).
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
+    dynamo: DynamoDBDocumentClient.from(createDynamoClient(settings), {
+      marshallOptions: { removeUndefinedValues: true },
     }),
-    sfn: new SFNClient({ ...common, ...endpoint(settings.endpoints?.stepfunctions) }),
+    s3: createS3Client(settings),
+    sfn: new SFNClient({ ...common(settings), ...endpoint(settings.endpoints?.stepfunctions) }),
   };
 }
+
+/** The plain DynamoDB client under createAwsClients' document client (tests send raw commands). */
+export function createDynamoClient(settings: AwsClientSettings): DynamoDBClient {
+  return withoutResponseLogging(
+    new DynamoDBClient({
+      ...common(settings),
+      ...endpoint(settings.endpoints?.dynamodb),
+      requestHandler: keepAlive(),
+    }),
+  );
+}
+
+export function createS3Client(settings: AwsClientSettings): S3Client {
+  return new S3Client({
+    ...common(settings),
+    ...endpoint(settings.endpoints?.s3),
+    requestHandler: keepAlive(),
+    forcePathStyle: settings.s3ForcePathStyle,
+    // Image bodies are hashed by Hangar itself; the SDK's own checksums would re-read every
+    // byte (and s3rver would store streamed uploads with the aws-chunked framing inside).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+function common(settings: AwsClientSettings) {
+  return {
+    ...(settings.region !== undefined ? { region: settings.region } : {}),
+    ...(settings.credentials !== undefined ? { credentials: { ...settings.credentials } } : {}),
+    ...(settings.maxAttempts !== undefined ? { maxAttempts: settings.maxAttempts } : {}),
+  };
+}
+
+const endpoint = (url: string | undefined) => (url !== undefined ? { endpoint: url } : {});
 
 /** Closes the clients' sockets (the embedded runner's, when it stops). */
 export function destroyAwsClients(clients: AwsClients): void {

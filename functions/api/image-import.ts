@@ -8,6 +8,7 @@ import { UnsupportedMediaTypeError } from '#core/kernel/errors';
 import { IMPORT_METHODS } from '#core/transfer/import-model';
 import { services } from '#edge/compose';
 import { type ApiRequest, type ApiResponse, routeTable } from '#edge/http';
+import { serviceConfig } from '#platform/config';
 
 async function info(): Promise<ApiResponse> {
   return {
@@ -17,6 +18,25 @@ async function info(): Promise<ApiResponse> {
         description: 'Import methods available.',
         type: 'array',
         value: [...IMPORT_METHODS],
+      },
+    },
+  };
+}
+
+/**
+ * Hangar's own discovery document (Glance has none for this): the ways this service takes an
+ * image's bytes, the preferred first. `put` is PUT /v2/images/{id}/file (streamed); `multipart`
+ * the presigned multipart upload. Where the API cannot carry a large body (AWS) only multipart.
+ */
+async function uploadInfo(): Promise<ApiResponse> {
+  const preferred = serviceConfig().uploadMethod;
+  return {
+    status: 200,
+    json: {
+      'upload-methods': {
+        description: 'Upload methods available, the preferred first.',
+        type: 'array',
+        value: preferred === 'multipart' ? ['multipart'] : ['put', 'multipart'],
       },
     },
   };
@@ -94,6 +114,7 @@ function imageId(request: ApiRequest): string {
 
 const routes = routeTable({
   'GET /v2/info/import': info,
+  'GET /v2/info/upload': uploadInfo,
   // Glance without unified limits reports no usage; Hangar's quotas are per image (README).
   'GET /v2/info/usage': async () => ({ status: 200, json: { usage: {} } }),
   'PUT /v2/images/{image_id}/stage': stage,

@@ -40,6 +40,8 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'DELETE', path: '/v2/images/{image_id}/members/{member_id}', fn: 'members' },
   { method: 'GET', path: '/v2/info/import', fn: 'image-import' },
   { method: 'GET', path: '/v2/info/usage', fn: 'image-import' },
+  // Hangar's own: how to send image bytes here (put, or multipart where the API cannot stream).
+  { method: 'GET', path: '/v2/info/upload', fn: 'image-import' },
   { method: 'PUT', path: '/v2/images/{image_id}/stage', fn: 'image-import' },
   { method: 'POST', path: '/v2/images/{image_id}/import', fn: 'image-import' },
   // Hangar's own: presigned S3 multipart uploads for bodies API Gateway cannot carry.

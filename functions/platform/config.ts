@@ -83,9 +83,12 @@ const ServiceConfigSchema = z.object({
   /** stream: the handler returns image bytes itself (local gateway); redirect: a presigned S3 URL (Lambda). */
   HANGAR_BLOB_DELIVERY: z.enum(['stream', 'redirect']).default('stream'),
   /**
-   * How host agents upload snapshots: put (PUT /v2/images/{id}/file, where the API streams) or
-   * multipart (presigned, where it cannot). Default: multipart exactly when HANGAR_BLOB_DELIVERY=redirect.
+   * How clients should send image bytes, advertised by GET /v2/info/upload: put (PUT
+   * /v2/images/{id}/file streams the body) or multipart (presigned, where the API cannot carry a
+   * large body: API Gateway and Lambda). Default: multipart exactly when HANGAR_BLOB_DELIVERY=redirect.
    */
+  HANGAR_UPLOAD_METHOD: z.enum(['put', 'multipart']).optional(),
+  /** How host agents upload snapshots (put or multipart). Default: HANGAR_UPLOAD_METHOD's. */
   HANGAR_SNAPSHOT_UPLOAD: z.enum(['put', 'multipart']).optional(),
   /**
    * Where image bytes live: s3 (the images bucket; on AWS always) or fs (files under
@@ -158,6 +161,8 @@ export type ServiceConfig = {
   /** PropertyProtections.NONE when no protections are configured. */
   propertyProtections: PropertyProtections;
   blobDelivery: 'stream' | 'redirect';
+  /** What GET /v2/info/upload puts first: the way image bytes should come in. */
+  uploadMethod: 'put' | 'multipart';
   snapshotUpload: 'put' | 'multipart';
   /** The images bucket, or a directory (fs: no presigned URLs, so downloads stream). */
   blobStore: { kind: 's3' } | { kind: 'fs'; directory: string };
@@ -193,6 +198,8 @@ export function serviceConfig(): ServiceConfig {
 /** HANGAR_* settings (as in the environment) to a ServiceConfig; throws on an invalid one. */
 export function parseServiceConfig(settings: Readonly<Record<string, string | undefined>>): ServiceConfig {
   const env = ServiceConfigSchema.parse(settings);
+  const uploadMethod =
+    env.HANGAR_UPLOAD_METHOD ?? (env.HANGAR_BLOB_DELIVERY === 'redirect' ? 'multipart' : 'put');
   return {
     tableName: env.HANGAR_TABLE,
     buckets: {
@@ -243,8 +250,8 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       format: env.HANGAR_PROPERTY_PROTECTION_RULE_FORMAT,
     }),
     blobDelivery: env.HANGAR_BLOB_DELIVERY,
-    snapshotUpload:
-      env.HANGAR_SNAPSHOT_UPLOAD ?? (env.HANGAR_BLOB_DELIVERY === 'redirect' ? 'multipart' : 'put'),
+    uploadMethod,
+    snapshotUpload: env.HANGAR_SNAPSHOT_UPLOAD ?? uploadMethod,
     blobStore: blobStoreOf(env.HANGAR_BLOB_STORE, env.HANGAR_BLOB_DIR, env.HANGAR_BLOB_DELIVERY),
     s3ForcePathStyle: env.HANGAR_S3_FORCE_PATH_STYLE,
     logLevel: env.HANGAR_LOG_LEVEL,

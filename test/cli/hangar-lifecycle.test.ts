@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiCalls, registerHost } from '../helpers/api.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { freshConfigDir, type HangarResult, hangar } from '../helpers/hangar.ts';
+import { type HangarResult, hangarAs } from '../helpers/hangar.ts';
 import { type MemoryAgent, startMemoryAgent } from '../helpers/memory-agent.ts';
 
 const AGENT_HOST = 'h-life';
@@ -27,32 +28,19 @@ describe('hangar snapshot, upgrade, rollback-instance', { timeout: 180_000 }, ()
   beforeAll(async () => {
     t = await startTestBackend({ hosts: [AGENT_HOST, IDLE_HOST] });
     dir = mkdtempSync(join(tmpdir(), 'hangar-cli-life-'));
+    const resources = (host: string) => ({
+      vcpus: 8,
+      ram_mb: 16384,
+      disk_gb: 100,
+      architecture: `arch-${host}`,
+    });
     agent = await startMemoryAgent({
       serviceUrl: t.url,
       hostId: AGENT_HOST,
       token: t.hostTokens[AGENT_HOST] ?? '',
-      registration: {
-        vcpus: 8,
-        ram_mb: 16384,
-        disk_gb: 100,
-        architecture: `arch-${AGENT_HOST}`,
-        hypervisor_type: 'qemu',
-        hypervisor_version: 9_000_000,
-      },
+      registration: { ...resources(AGENT_HOST), hypervisor_type: 'qemu', hypervisor_version: 9_000_000 },
     });
-    const idle = await t.request('PUT', `/v1/hosts/${IDLE_HOST}`, {
-      token: t.hostTokens[IDLE_HOST] ?? '',
-      headers: { accept: 'application/json' },
-      body: {
-        vcpus: 8,
-        ram_mb: 16384,
-        disk_gb: 100,
-        architecture: `arch-${IDLE_HOST}`,
-        hypervisor_type: 'qemu',
-        hypervisor_version: 9_000_000,
-      },
-    });
-    expect(idle.status).toBe(200);
+    expect((await registerHost(t, IDLE_HOST, resources(IDLE_HOST))).status).toBe(200);
   }, 120_000);
   afterAll(async () => {
     await agent?.stop();
@@ -61,25 +49,13 @@ describe('hangar snapshot, upgrade, rollback-instance', { timeout: 180_000 }, ()
   });
 
   const run = (args: string[], timeoutMs = 90_000): Promise<HangarResult> =>
-    hangar(args, {
-      timeoutMs,
-      env: { HANGAR_URL: t.url, HANGAR_TOKEN: t.tokens.alice, HANGAR_CONFIG_DIR: freshConfigDir() },
-    });
+    hangarAs(t, 'alice', args, { timeoutMs });
   async function json(args: string[]): Promise<Json> {
     const result = await run([...args, '-o', 'json']);
     expect(result.code, result.stderr).toBe(0);
     return JSON.parse(result.stdout);
   }
-
-  async function hostCall(hostId: string, method: string, path: string, body?: object) {
-    const response = await t.request(method, path, {
-      token: t.hostTokens[hostId] ?? '',
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? (JSON.parse(text) as Json) : undefined };
-  }
+  const { host: hostCall } = apiCalls(() => t);
 
   /** Pushes a raw disk whose guest prints `firstLine`, for `host`, as `target`; its image id. */
   async function push(target: string, firstLine: string, host = AGENT_HOST): Promise<string> {

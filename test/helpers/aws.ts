@@ -1,27 +1,21 @@
 /**
- * A test's own SDK clients for a backend's stand-ins, configured as the service's are (endpoint,
- * region, the data directory's key pair), from what the backend reports: nothing is read from
+ * A test's own SDK clients for a backend's stand-ins, made as the service's are (the same
+ * factories, adapters/aws-clients.ts) from what the backend reports: nothing is read from
  * process.env. The caller destroys what it makes.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { type AwsClientSettings, createDynamoClient, createS3Client } from '#adapters/aws-clients';
 import type { Backend } from '../../local/backend.ts';
 import { currentBackend } from './backend.ts';
 
-export function standInS3(backend: Backend = currentBackend(), options: S3ClientConfig = {}): S3Client {
-  const { region, credentials, endpoints } = backend.clientSettings;
-  return new S3Client({
-    region,
-    credentials,
-    endpoint: endpoints.s3,
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    ...options,
-  });
+export function standInS3(
+  backend: Backend = currentBackend(),
+  options: Pick<AwsClientSettings, 'maxAttempts'> = {},
+): S3Client {
+  return createS3Client({ ...backend.clientSettings, ...options });
 }
 
 export function standInDynamo(backend: Backend = currentBackend()): DynamoDBClient {
-  const { region, credentials, endpoints } = backend.clientSettings;
-  return new DynamoDBClient({ region, credentials, endpoint: endpoints.dynamodb });
+  return createDynamoClient(backend.clientSettings);
 }

@@ -13,6 +13,7 @@ import { JOB_HANDLERS } from '../../agent/src/jobs.ts';
 import { silentLogger } from '../../agent/src/log.ts';
 import { type HostRegistration, ServiceClient } from '../../agent/src/service-client.ts';
 import { Worker } from '../../agent/src/worker.ts';
+import { TEST_JOB_SETTINGS } from './agent-jobs.ts';
 import { bootFromDisk, MemoryHypervisor } from './agent-memory-hypervisor.ts';
 
 export interface MemoryAgent {
@@ -57,10 +58,7 @@ export async function startMemoryAgent(options: {
       hypervisor,
       cache,
       files,
-      domainType: 'qemu',
-      network: 'none',
-      seedDevice: 'disk',
-      shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
+      ...TEST_JOB_SETTINGS,
       bootTimeoutMs: 10_000,
       consoleTailBytes: 16 * 1024,
       // Snapshots upload through the agent's own service client, as agent/src/agent.ts wires it.

@@ -8,41 +8,17 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BootTimeoutError, JobRejectedError, LibvirtError } from '../../../agent/src/errors.ts';
 import { run } from '../../../agent/src/exec.ts';
-import type { CachedImage, ImageCache } from '../../../agent/src/image-cache.ts';
-import { InstanceFiles } from '../../../agent/src/instance-files.ts';
+import type { CachedImage } from '../../../agent/src/image-cache.ts';
 import { JOB_HANDLERS, type JobContext } from '../../../agent/src/jobs.ts';
 import { silentLogger } from '../../../agent/src/log.ts';
 import type { Job } from '../../../agent/src/service-client.ts';
+import { jobContext, jobFor, stubCache, testInstance } from '../../helpers/agent-jobs.ts';
 import { MemoryHypervisor } from '../../helpers/agent-memory-hypervisor.ts';
 
 const INSTANCE = '6f1c3a52-8f0e-4a55-9d0c-0b6a3c1f2e4d';
 const NAME = `hangar-${INSTANCE}`;
 
-function job(kind: Job['kind']): Job {
-  return {
-    id: `job-${kind}`,
-    kind,
-    lease_token: 'lease',
-    lease_expires_at: new Date(Date.now() + 60_000).toISOString(),
-    attempt: 1,
-    instance: {
-      id: INSTANCE,
-      name: 'web-1',
-      hostname: 'web-1',
-      vcpus: 1,
-      ram_mb: 256,
-      disk_gb: 1,
-      user_data: null,
-      image: {
-        id: 'img-1',
-        disk_format: 'qcow2',
-        size: 1,
-        os_hash_algo: 'sha512',
-        os_hash_value: 'a'.repeat(128),
-      },
-    },
-  };
-}
+const job = (kind: Job['kind']): Job => jobFor(kind, testInstance(INSTANCE, 'web-1'));
 
 describe('job handlers', { timeout: 30_000 }, () => {
   let dir: string;
@@ -64,32 +40,26 @@ describe('job handlers', { timeout: 30_000 }, () => {
       sha512: '',
     };
     ensured = 0;
-    const cache = {
-      ensure: async () => {
-        ensured += 1;
-        return base;
-      },
-      evict: async () => [],
-    } as unknown as ImageCache;
+    const cache = stubCache(async () => {
+      ensured += 1;
+      return base;
+    });
     hv = new MemoryHypervisor();
-    const files = new InstanceFiles(join(dir, 'instances'));
-    await files.init();
-    ctx = {
-      hostId: 'host-a',
-      hypervisor: hv,
-      cache,
-      files,
-      domainType: 'qemu',
-      network: 'none',
-      seedDevice: 'disk',
-      shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
-      bootTimeoutMs: 1_000,
-      consoleTailBytes: 1_000,
-    };
+    ctx = await jobContext(dir, hv, cache);
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
   });
+
+  /** The instance's directory and record, as a build makes them before anything else. */
+  const prepared = () =>
+    ctx.files.prepare({
+      instance_id: INSTANCE,
+      image_id: 'img-1',
+      domain_name: NAME,
+      domain_uuid: INSTANCE,
+      created_at: '',
+    });
 
   it('builds: overlay, seed, one domain with the instance UUID and this host in its metadata, started', async () => {
     // Act
@@ -140,13 +110,7 @@ describe('job handlers', { timeout: 30_000 }, () => {
 
   it('a build without a domain replaces a half-made overlay left by a killed attempt', async () => {
     // Prepare
-    const paths = await ctx.files.prepare({
-      instance_id: INSTANCE,
-      image_id: 'img-1',
-      domain_name: NAME,
-      domain_uuid: INSTANCE,
-      created_at: '',
-    });
+    const paths = await prepared();
     await writeFile(paths.overlay, 'garbage');
 
     // Act
@@ -163,13 +127,7 @@ describe('job handlers', { timeout: 30_000 }, () => {
 
   it('waits for the boot marker in output written after the start, and times out without it', async () => {
     // Prepare: an old boot's marker is already in the log
-    const paths = await ctx.files.prepare({
-      instance_id: INSTANCE,
-      image_id: 'img-1',
-      domain_name: NAME,
-      domain_uuid: INSTANCE,
-      created_at: '',
-    });
+    const paths = await prepared();
     await writeFile(paths.consoleLog, 'READY from the previous boot\n');
 
     // Act
@@ -186,13 +144,7 @@ describe('job handlers', { timeout: 30_000 }, () => {
 
   it("uses the instance's own boot check (literal text, its own timeout) over the agent's marker", async () => {
     // Prepare: the agent has no marker of its own; the log holds text a pattern 'R.ADY' would match
-    const paths = await ctx.files.prepare({
-      instance_id: INSTANCE,
-      image_id: 'img-1',
-      domain_name: NAME,
-      domain_uuid: INSTANCE,
-      created_at: '',
-    });
+    const paths = await prepared();
     await writeFile(paths.consoleLog, '');
     const gated = job('build');
     gated.instance.boot_check = { marker: 'R.ADY', timeout_seconds: 2 };

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobRejectedError, UpgradeRolledBackError } from '../../../agent/src/errors.ts';
-import type { CachedImage, ImageCache } from '../../../agent/src/image-cache.ts';
-import { InstanceFiles } from '../../../agent/src/instance-files.ts';
+import type { CachedImage } from '../../../agent/src/image-cache.ts';
 import { JOB_HANDLERS, type JobContext } from '../../../agent/src/jobs.ts';
 import { silentLogger } from '../../../agent/src/log.ts';
 import type { Job } from '../../../agent/src/service-client.ts';
+import { jobContext, jobFor, stubCache, testInstance } from '../../helpers/agent-jobs.ts';
 import { bootFromDisk, MemoryHypervisor, qcow2BackingFile } from '../../helpers/agent-memory-hypervisor.ts';
 
 const INSTANCE = '0c3d7a10-5b2e-4f8e-9d61-2a7b9e4c1f00';
@@ -28,28 +28,16 @@ const ref = (id: string) => ({
   os_hash_value: 'a'.repeat(128),
 });
 
-function job(kind: Job['kind'], images: { image: string; upgrade?: string; previous?: string }): Job {
-  return {
-    id: `job-${kind}`,
+const job = (kind: Job['kind'], images: { image: string; upgrade?: string; previous?: string }): Job =>
+  jobFor(
     kind,
-    lease_token: 'lease',
-    lease_expires_at: new Date(Date.now() + 60_000).toISOString(),
-    attempt: 1,
-    instance: {
-      id: INSTANCE,
-      name: 'web',
-      hostname: 'web',
-      vcpus: 1,
-      ram_mb: 256,
-      disk_gb: 1,
-      user_data: null,
+    testInstance(INSTANCE, 'web', {
       boot_check: { marker: MARKER, timeout_seconds: 1 },
       image: ref(images.image),
       upgrade_image: images.upgrade ? ref(images.upgrade) : null,
       previous_image: images.previous ? ref(images.previous) : null,
-    },
-  };
-}
+    }),
+  );
 
 describe('upgrade and rollback jobs', { timeout: 30_000 }, () => {
   let dir: string;
@@ -77,29 +65,13 @@ describe('upgrade and rollback jobs', { timeout: 30_000 }, () => {
     await base('v1', `${MARKER} v1`);
     await base('v2', `${MARKER} v2`);
     await base('broken', 'no init found');
-    const cache = {
-      ensure: async (image: { id: string }) => {
-        const found = bases.get(image.id);
-        if (!found) throw new Error(`no base ${image.id}`);
-        return found;
-      },
-      evict: async () => [],
-    } as unknown as ImageCache;
+    const cache = stubCache(async (image) => {
+      const found = bases.get(image.id);
+      if (!found) throw new Error(`no base ${image.id}`);
+      return found;
+    });
     hv = new MemoryHypervisor({ guest: bootFromDisk });
-    const files = new InstanceFiles(join(dir, 'instances'));
-    await files.init();
-    ctx = {
-      hostId: 'host-a',
-      hypervisor: hv,
-      cache,
-      files,
-      domainType: 'qemu',
-      network: 'none',
-      seedDevice: 'disk',
-      shutdown: { deadlineMs: 1_000, retryIntervalMs: 100 },
-      bootTimeoutMs: 1_000,
-      consoleTailBytes: 4_000,
-    };
+    ctx = await jobContext(dir, hv, cache, { consoleTailBytes: 4_000 });
     await JOB_HANDLERS.build(job('build', { image: 'v1' }), ctx, silentLogger, signal);
   });
   afterEach(async () => {

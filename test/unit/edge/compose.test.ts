@@ -101,6 +101,24 @@ describe('the blob store setting', () => {
   });
 });
 
+describe('the upload method setting', () => {
+  it('is multipart exactly where downloads redirect (AWS) unless given, and snapshots follow it', () => {
+    expect(parseServiceConfig({})).toMatchObject({ uploadMethod: 'put', snapshotUpload: 'put' });
+    expect(parseServiceConfig({ HANGAR_BLOB_DELIVERY: 'redirect' })).toMatchObject({
+      uploadMethod: 'multipart',
+      snapshotUpload: 'multipart',
+    });
+    expect(parseServiceConfig({ HANGAR_UPLOAD_METHOD: 'multipart' })).toMatchObject({
+      uploadMethod: 'multipart',
+      snapshotUpload: 'multipart',
+    });
+    expect(
+      parseServiceConfig({ HANGAR_UPLOAD_METHOD: 'multipart', HANGAR_SNAPSHOT_UPLOAD: 'put' }).snapshotUpload,
+    ).toBe('put');
+    expect(() => parseServiceConfig({ HANGAR_UPLOAD_METHOD: 'stream' })).toThrow();
+  });
+});
+
 describe('services()', () => {
   it('composes once per configuration', () => {
     const first = services();
