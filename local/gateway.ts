@@ -22,6 +22,7 @@ import { attachRequestBody, responseBodyStream } from '#edge/streams';
 import { logger } from '#platform/logger';
 import { type AgentSocketHub, serveAgentSockets } from './agent-sockets.ts';
 import { isConsolePath, serveConsole } from './console-static.ts';
+import { isIdentityPath, serveIdentity } from './identity-proxy.ts';
 
 type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
 
@@ -280,6 +281,11 @@ async function handle(
   // The console's static files, as CloudFront serves them beside the API on AWS (same origin).
   if (isConsolePath(rawPath)) {
     await serveConsole(req, res, rawPath, consoleDir);
+    return;
+  }
+  // Keystone's password sign-in for the console, on the same origin (keystone mode only).
+  if (isIdentityPath(rawPath)) {
+    await serveIdentity(req, res, rawPath);
     return;
   }
 

@@ -117,4 +117,9 @@ describe('the console on the embedded gateway', () => {
     expect(versions.status).not.toBe(503);
     expect(versions.body).not.toContain('<title>console</title>');
   });
+
+  it('has no Keystone at /identity outside keystone mode (test/console/keystone.test.ts has it)', async () => {
+    expect((await raw(gateway, 'GET', '/identity/v3')).status).toBe(404);
+    expect((await raw(gateway, 'POST', '/identity/v3/auth/tokens')).status).toBe(404);
+  });
 });
