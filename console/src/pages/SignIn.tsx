@@ -122,7 +122,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) 
   return (
     <section className="sign-in">
       <h1>Sign in to Hangar</h1>
-      <form onSubmit={submit} aria-label={withPassword ? 'Sign in with Keystone' : 'Sign in with a token'}>
+      <form onSubmit={submit} aria-label={withPassword ? 'Sign in with Keystone' : 'Sign in'}>
         {withPassword ? (
           <>
             <TextField id="user" label="User" value={user} onChange={setUser} autoComplete="username" />

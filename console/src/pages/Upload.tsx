@@ -5,19 +5,12 @@
  * for a refusal is shown as it said it, with a retry. Leaving the page mid-upload asks first.
  */
 import { type FormEvent, useEffect, useRef, useState } from 'react';
-import { api, errorMessage, type Image, request, storedToken } from '../api.ts';
-import { curl, hangar } from '../commands.ts';
+import { api, errorMessage, type Image, storedToken } from '../api.ts';
+import { hangar } from '../commands.ts';
 import { Link } from '../router.tsx';
 import { CopyCommand, describeError, formatBytes } from '../ui.tsx';
-
-const FORMATS = ['qcow2', 'raw', 'iso', 'vmdk', 'vdi', 'vhd', 'vhdx', 'ami', 'ari', 'aki', 'ploop'];
-
-/** The format a file's name suggests (the service checks the content itself). */
-export function formatFromName(name: string): string {
-  const ext = name.toLowerCase().split('.').pop() ?? '';
-  if (ext === 'img' || ext === 'raw' || ext === 'bin') return 'raw';
-  return FORMATS.includes(ext) ? ext : 'qcow2';
-}
+import { ImportFromS3, ImportFromUrl } from './Import.tsx';
+import { formatFromName, ImageFields, UploadFailed } from './image-fields.tsx';
 
 type Phase =
   | { kind: 'idle' }
@@ -32,199 +25,6 @@ function formatDuration(seconds: number): string {
   if (seconds < 60) return `${Math.ceil(seconds)} s`;
   const minutes = Math.floor(seconds / 60);
   return `${minutes} min ${Math.round(seconds % 60)} s`;
-}
-
-class UploadFailed extends Error {}
-
-type ImportPhase =
-  | { kind: 'idle' }
-  | { kind: 'importing'; imageId: string; status: string; task?: string }
-  | { kind: 'done'; image: Image }
-  | { kind: 'failed'; message: string };
-
-/**
- * Import from a URL (Glance's interoperable import, `web-download`): the service fetches the
- * bytes itself; the page follows the image's status and its task, and shows the task's failure
- * reason. A failed import's image is deleted, as a failed upload's is.
- */
-type Field = readonly [string, (value: string) => void];
-
-/** The name, disk format and visibility both forms ask for; `prefix` keeps their element ids apart. */
-function ImageFields(props: {
-  prefix: string;
-  busy: boolean;
-  name: Field;
-  diskFormat: Field;
-  visibility: Field;
-}) {
-  const { prefix, busy } = props;
-  const [name, setName] = props.name;
-  const [diskFormat, setDiskFormat] = props.diskFormat;
-  const [visibility, setVisibility] = props.visibility;
-  return (
-    <>
-      <div>
-        <label htmlFor={`${prefix}-name`}>Name</label>
-        <input id={`${prefix}-name`} value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
-      </div>
-      <div>
-        <label htmlFor={`${prefix}-format`}>Disk format</label>
-        <select
-          id={`${prefix}-format`}
-          value={diskFormat}
-          disabled={busy}
-          onChange={(e) => setDiskFormat(e.target.value)}
-        >
-          {FORMATS.map((f) => (
-            <option key={f}>{f}</option>
-          ))}
-        </select>
-      </div>
-      <div>
-        <label htmlFor={`${prefix}-visibility`}>Visibility</label>
-        <select
-          id={`${prefix}-visibility`}
-          value={visibility}
-          disabled={busy}
-          onChange={(e) => setVisibility(e.target.value)}
-        >
-          <option>private</option>
-          <option>shared</option>
-          <option>community</option>
-          <option>public</option>
-        </select>
-      </div>
-    </>
-  );
-}
-
-function ImportFromUrl() {
-  const [uri, setUri] = useState('');
-  const [name, setName] = useState('');
-  const [diskFormat, setDiskFormat] = useState('qcow2');
-  const [visibility, setVisibility] = useState('private');
-  const [phase, setPhase] = useState<ImportPhase>({ kind: 'idle' });
-  const busy = phase.kind === 'importing';
-  const start = async (event?: FormEvent) => {
-    event?.preventDefault();
-    let image: Image | undefined;
-    try {
-      image = await api.createImage({
-        name: name || uri.split('/').pop() || 'imported',
-        disk_format: diskFormat,
-        container_format: 'bare',
-        visibility,
-      });
-      const imageId = image.id;
-      await request('POST', `/v2/images/${encodeURIComponent(imageId)}/import`, {
-        body: { method: { name: 'web-download', uri } },
-      });
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 500));
-        const shown = await api.image(imageId);
-        const tasks = await api.imageTasks(imageId).catch(() => ({ tasks: [] }));
-        const task = tasks.tasks[0];
-        const taskText = task
-          ? `task ${String(task.status)}${task.message ? `: ${String(task.message)}` : ''}`
-          : undefined;
-        if (shown.status === 'active') {
-          setPhase({ kind: 'done', image: shown });
-          return;
-        }
-        const failed =
-          typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import !== '';
-        if (
-          task?.status === 'failure' ||
-          (shown.status === 'queued' && failed) ||
-          shown.status === 'killed'
-        ) {
-          const reason =
-            (typeof task?.message === 'string' && task.message) ||
-            (typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import) ||
-            `the image is ${shown.status}`;
-          throw new UploadFailed(reason);
-        }
-        setPhase({
-          kind: 'importing',
-          imageId,
-          status: shown.status,
-          ...(taskText ? { task: taskText } : {}),
-        });
-      }
-    } catch (error) {
-      if (image) await api.deleteImage(image.id).catch(() => undefined);
-      setPhase({
-        kind: 'failed',
-        message: error instanceof UploadFailed ? error.message : describeError(error),
-      });
-    }
-  };
-  return (
-    <section aria-labelledby="import-title">
-      <h2 id="import-title">Import from a URL</h2>
-      <form className="panel" onSubmit={start} aria-label="Import from a URL">
-        <div className="row">
-          <div className="grow">
-            <label htmlFor="import-uri">URL</label>
-            <input
-              id="import-uri"
-              type="url"
-              size={50}
-              value={uri}
-              disabled={busy}
-              onChange={(e) => setUri(e.target.value)}
-            />
-          </div>
-          <ImageFields
-            prefix="import"
-            busy={busy}
-            name={[name, setName]}
-            diskFormat={[diskFormat, setDiskFormat]}
-            visibility={[visibility, setVisibility]}
-          />
-        </div>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={busy || !uri}>
-            Import
-          </button>
-          <CopyCommand
-            label="Copy as curl"
-            command={curl('POST', '/v2/images/IMAGE_ID/import', {
-              method: { name: 'web-download', uri: uri || 'URL' },
-            })}
-          />
-        </div>
-      </form>
-      {phase.kind === 'importing' && (
-        <p className="panel import-progress" aria-live="polite">
-          <span className="spinner" aria-hidden="true" /> The service is fetching the image: {phase.status}
-          {phase.task ? ` (${phase.task})` : ''}…
-        </p>
-      )}
-      {phase.kind === 'done' && (
-        <div className="notice import-result" role="status">
-          <p>
-            <Link to={`/images/${phase.image.id}`}>{phase.image.name}</Link> is{' '}
-            <strong>{phase.image.status}</strong>.
-          </p>
-          <p>
-            {phase.image.os_hash_algo}: <code className="checksum">{phase.image.os_hash_value}</code>
-          </p>
-        </div>
-      )}
-      {phase.kind === 'failed' && (
-        <div className="error import-result" role="alert">
-          <p>
-            The import failed: <span className="reason">{phase.message}</span>
-          </p>
-          <p>Nothing was kept: the image it created was deleted.</p>
-          <button type="button" onClick={() => start()}>
-            Retry import
-          </button>
-        </div>
-      )}
-    </section>
-  );
 }
 
 export function Upload() {
@@ -459,6 +259,7 @@ export function Upload() {
         </p>
       )}
       <ImportFromUrl />
+      <ImportFromS3 />
     </section>
   );
 }
