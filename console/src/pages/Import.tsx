@@ -30,6 +30,35 @@ interface ImportRequest {
   visibility: string;
 }
 
+/**
+ * Follows an image being filled by the service (an import, or a completed multipart upload) to
+ * active, reporting its status and its task's; rejects with the task's reason when it fails.
+ */
+export async function followImport(
+  imageId: string,
+  onProgress: (status: string, task?: string) => void,
+): Promise<Image> {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const shown = await api.image(imageId);
+    const tasks = await api.imageTasks(imageId).catch(() => ({ tasks: [] }));
+    const task = tasks.tasks[0];
+    if (shown.status === 'active') return shown;
+    const failed = typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import !== '';
+    if (task?.status === 'failure' || (shown.status === 'queued' && failed) || shown.status === 'killed') {
+      const reason =
+        (typeof task?.message === 'string' && task.message) ||
+        (typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import) ||
+        `the image is ${shown.status}`;
+      throw new UploadFailed(reason);
+    }
+    onProgress(
+      shown.status,
+      task ? `task ${String(task.status)}${task.message ? `: ${String(task.message)}` : ''}` : undefined,
+    );
+  }
+}
+
 /** Creates the image, asks for the import and follows it to active or to its failure's reason. */
 async function runImport(job: ImportRequest, report: (phase: ImportPhase) => void): Promise<void> {
   let image: Image | undefined;
@@ -44,29 +73,10 @@ async function runImport(job: ImportRequest, report: (phase: ImportPhase) => voi
     await request('POST', `/v2/images/${encodeURIComponent(imageId)}/import`, {
       body: { method: { name: 'web-download', uri: job.uri } },
     });
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 500));
-      const shown = await api.image(imageId);
-      const tasks = await api.imageTasks(imageId).catch(() => ({ tasks: [] }));
-      const task = tasks.tasks[0];
-      const taskText = task
-        ? `task ${String(task.status)}${task.message ? `: ${String(task.message)}` : ''}`
-        : undefined;
-      if (shown.status === 'active') {
-        report({ kind: 'done', image: shown });
-        return;
-      }
-      const failed =
-        typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import !== '';
-      if (task?.status === 'failure' || (shown.status === 'queued' && failed) || shown.status === 'killed') {
-        const reason =
-          (typeof task?.message === 'string' && task.message) ||
-          (typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import) ||
-          `the image is ${shown.status}`;
-        throw new UploadFailed(reason);
-      }
-      report({ kind: 'importing', imageId, status: shown.status, ...(taskText ? { task: taskText } : {}) });
-    }
+    const active = await followImport(imageId, (status, task) =>
+      report({ kind: 'importing', imageId, status, ...(task ? { task } : {}) }),
+    );
+    report({ kind: 'done', image: active });
   } catch (error) {
     if (image) await api.deleteImage(image.id).catch(() => undefined);
     const message = error instanceof UploadFailed ? error.message : describeError(error);

@@ -1,21 +1,24 @@
 /**
- * Upload: creates the image, streams the file with `PUT /v2/images/{id}/file` (XHR, for its upload
- * progress events: fetch has none for request bodies), shows rate and ETA, and never leaves a
- * half image behind: cancelling or a failure deletes the image it created. The server's reason
- * for a refusal is shown as it said it, with a retry. Leaving the page mid-upload asks first.
+ * Upload: creates the image, sends the file (streamed with `PUT /v2/images/{id}/file` where the
+ * service streams, presigned multipart with parallel parts where it does not, as GET
+ * /v2/info/upload says, or as chosen: console/src/transfer.ts), shows rate and ETA, and never
+ * leaves a half image behind: cancelling or a failure aborts a multipart upload and deletes the
+ * image it created. The server's reason for a refusal is shown as it said it, with a retry.
+ * Leaving the page mid-upload asks first.
  */
 import { type FormEvent, useEffect, useRef, useState } from 'react';
-import { api, errorMessage, type Image, storedToken } from '../api.ts';
+import { api, type Image } from '../api.ts';
 import { hangar } from '../commands.ts';
 import { Link } from '../router.tsx';
+import { preferredUploadMethod, sendMultipart, sendStreamed, type UploadMethod } from '../transfer.ts';
 import { CopyCommand, describeError, formatBytes } from '../ui.tsx';
-import { ImportFromS3, ImportFromUrl } from './Import.tsx';
+import { followImport, ImportFromS3, ImportFromUrl } from './Import.tsx';
 import { formatFromName, ImageFields, UploadFailed } from './image-fields.tsx';
 
 type Phase =
   | { kind: 'idle' }
   | { kind: 'uploading'; imageId: string; sent: number; total: number; rate: number; started: number }
-  | { kind: 'finishing'; imageId: string }
+  | { kind: 'finishing'; imageId: string; status?: string }
   | { kind: 'done'; image: Image; reference?: string }
   | { kind: 'failed'; message: string }
   | { kind: 'cancelled' };
@@ -34,9 +37,18 @@ export function Upload() {
   const [visibility, setVisibility] = useState('private');
   const [reference, setReference] = useState('');
   const [phase, setPhase] = useState<Phase>({ kind: 'idle' });
-  const xhr = useRef<XMLHttpRequest | null>(null);
-  const cancelled = useRef(false);
+  const [choice, setChoice] = useState<'auto' | UploadMethod>('auto');
+  // What the service says it takes (GET /v2/info/upload); streamed until it has answered.
+  const [preferred, setPreferred] = useState<UploadMethod>('put');
+  const method: UploadMethod = choice === 'auto' ? preferred : choice;
+  const controller = useRef<AbortController | null>(null);
   const busy = phase.kind === 'uploading' || phase.kind === 'finishing';
+
+  useEffect(() => {
+    preferredUploadMethod()
+      .then(setPreferred)
+      .catch(() => setPreferred('put'));
+  }, []);
 
   useEffect(() => {
     if (!busy) return;
@@ -57,45 +69,23 @@ export function Upload() {
     }
   };
 
-  const send = (imageId: string, body: File) =>
-    new Promise<void>((resolve, reject) => {
-      const request = new XMLHttpRequest();
-      xhr.current = request;
-      request.open('PUT', `/v2/images/${encodeURIComponent(imageId)}/file`);
-      request.setRequestHeader('content-type', 'application/octet-stream');
-      request.setRequestHeader('accept', 'application/json');
-      request.setRequestHeader('x-auth-token', storedToken() ?? '');
-      const started = performance.now();
-      let last = { at: started, sent: 0 };
-      let rate = 0;
-      request.upload.onprogress = (event) => {
-        const now = performance.now();
-        const seconds = (now - last.at) / 1000;
-        if (seconds >= 0.25 || event.loaded === event.total) {
-          const instant = (event.loaded - last.sent) / Math.max(seconds, 0.001);
-          // A moving average: the rate shown does not jump with every progress event.
-          rate = rate === 0 ? instant : rate * 0.7 + instant * 0.3;
-          last = { at: now, sent: event.loaded };
-        }
-        setPhase({
-          kind: 'uploading',
-          imageId,
-          sent: event.loaded,
-          total: event.total || body.size,
-          rate,
-          started,
-        });
-      };
-      request.upload.onload = () => setPhase({ kind: 'finishing', imageId });
-      request.onload = () => {
-        if (request.status >= 200 && request.status < 300) resolve();
-        else reject(new UploadFailed(errorMessage(request.status, request.responseText)));
-      };
-      request.onerror = () =>
-        reject(new UploadFailed('The connection to the service was lost during the upload.'));
-      request.onabort = () => reject(new UploadFailed('cancelled'));
-      request.send(body);
-    });
+  /** Progress with a moving-average rate: the rate shown does not jump with every event. */
+  const meter = (imageId: string, total: number) => {
+    const started = performance.now();
+    let last = { at: started, sent: 0 };
+    let rate = 0;
+    return (sent: number) => {
+      const now = performance.now();
+      const seconds = (now - last.at) / 1000;
+      if (seconds >= 0.25 || sent === total) {
+        const instant = (sent - last.sent) / Math.max(seconds, 0.001);
+        rate = rate === 0 ? instant : rate * 0.7 + instant * 0.3;
+        last = { at: now, sent };
+      }
+      if (sent >= total) setPhase({ kind: 'finishing', imageId });
+      else setPhase({ kind: 'uploading', imageId, sent, total, rate, started });
+    };
+  };
 
   const start = async (event?: FormEvent) => {
     event?.preventDefault();
@@ -103,7 +93,8 @@ export function Upload() {
       setPhase({ kind: 'failed', message: 'Choose a file to upload.' });
       return;
     }
-    cancelled.current = false;
+    const abort = new AbortController();
+    controller.current = abort;
     let image: Image | undefined;
     try {
       image = await api.createImage({
@@ -112,29 +103,42 @@ export function Upload() {
         container_format: 'bare',
         visibility,
       });
+      const imageId = image.id;
       setPhase({
         kind: 'uploading',
-        imageId: image.id,
+        imageId,
         sent: 0,
         total: file.size,
         rate: 0,
         started: performance.now(),
       });
-      await send(image.id, file);
-      let shown = await api.image(image.id);
-      // The answer comes once the data is stored; activation is in the same write, but be patient.
-      for (let i = 0; i < 20 && shown.status !== 'active'; i++) {
-        await new Promise((r) => setTimeout(r, 250));
-        shown = await api.image(image.id);
+      const options = { signal: abort.signal, onProgress: meter(imageId, file.size) };
+      let shown: Image;
+      if (method === 'multipart') {
+        await sendMultipart(imageId, file, options);
+        // Completing the upload starts the service's import of the parts: follow it.
+        shown = await followImport(imageId, (status, task) =>
+          setPhase({ kind: 'finishing', imageId, status: task ? `${status}, ${task}` : status }),
+        );
+      } else {
+        await sendStreamed(imageId, file, options);
+        shown = await api.image(imageId);
+        // The answer comes once the data is stored; activation is in the same write, but be patient.
+        for (let i = 0; i < 20 && shown.status !== 'active'; i++) {
+          await new Promise((r) => setTimeout(r, 250));
+          shown = await api.image(imageId);
+        }
       }
+      // A cancel while the service was still checking: the image goes all the same.
+      if (abort.signal.aborted) throw new UploadFailed('cancelled');
       let pointed: string | undefined;
       if (reference.trim()) {
         const ref = reference.trim();
         try {
-          await api.createReference(ref, image.id);
+          await api.createReference(ref, imageId);
         } catch {
           const current = await api.reference(ref);
-          await api.moveReference(ref, image.id, current.image_id);
+          await api.moveReference(ref, imageId, current.image_id);
         }
         pointed = ref;
       }
@@ -142,21 +146,18 @@ export function Upload() {
     } catch (error) {
       // No half image left queued: what this upload created goes with it.
       if (image) await api.deleteImage(image.id).catch(() => undefined);
-      if (cancelled.current) setPhase({ kind: 'cancelled' });
+      if (abort.signal.aborted) setPhase({ kind: 'cancelled' });
       else
         setPhase({
           kind: 'failed',
           message: error instanceof UploadFailed ? error.message : describeError(error),
         });
     } finally {
-      xhr.current = null;
+      controller.current = null;
     }
   };
 
-  const cancel = () => {
-    cancelled.current = true;
-    xhr.current?.abort();
-  };
+  const cancel = () => controller.current?.abort();
 
   const pushCommand = hangar(
     'push',
@@ -166,6 +167,7 @@ export function Upload() {
     diskFormat,
     '--visibility',
     visibility,
+    ...(method === 'multipart' ? ['--multipart'] : []),
   );
 
   return (
@@ -189,6 +191,21 @@ export function Upload() {
             diskFormat={[diskFormat, setDiskFormat]}
             visibility={[visibility, setVisibility]}
           />
+          <div>
+            <label htmlFor="upload-method">Send the bytes</label>
+            <select
+              id="upload-method"
+              value={choice}
+              disabled={busy}
+              onChange={(e) => setChoice(e.target.value as 'auto' | UploadMethod)}
+            >
+              <option value="auto">
+                as the service prefers ({preferred === 'multipart' ? 'presigned multipart' : 'streamed'})
+              </option>
+              <option value="put">streamed (PUT /file)</option>
+              <option value="multipart">presigned multipart, parallel parts</option>
+            </select>
+          </div>
           <div>
             <label htmlFor="upload-reference">Reference (optional)</label>
             <input
@@ -215,7 +232,10 @@ export function Upload() {
 
       {phase.kind === 'uploading' && (
         <div className="panel" aria-live="polite">
-          <label htmlFor="upload-progress">Uploading {file?.name}</label>
+          <label htmlFor="upload-progress">
+            Uploading {file?.name}
+            {method === 'multipart' ? ' in presigned parts, several at once' : ''}
+          </label>
           <progress id="upload-progress" className="progress" max={phase.total} value={phase.sent} />
           <p>
             {formatBytes(phase.sent)} of {formatBytes(phase.total)} (
@@ -227,7 +247,8 @@ export function Upload() {
       )}
       {phase.kind === 'finishing' && (
         <p className="panel" aria-live="polite">
-          All bytes sent; the service is checking the format and the checksums…
+          All bytes sent; the service is checking the format and the checksums
+          {phase.status ? ` (${phase.status})` : ''}…
         </p>
       )}
       {phase.kind === 'done' && (
