@@ -19,13 +19,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { launchBrowser, screenshot, signIn, type TestBrowser } from '../helpers/browser.ts';
+import { ImagesApi } from '../helpers/images.ts';
 
 async function imageNames(t: TestBackend): Promise<string[]> {
-  const list = await t.request('GET', '/v2/images', {
-    token: t.tokens.alice,
-    headers: { accept: 'application/json' },
-  });
-  return ((await list.json()) as { images: Array<{ name: string }> }).images.map((i) => i.name).sort();
+  return (await new ImagesApi(t).list('alice')).images.map((i) => String(i.name)).sort();
 }
 
 describe('console: import from a URL or an S3 key', () => {

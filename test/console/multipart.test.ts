@@ -17,6 +17,7 @@ import { serviceConfig } from '#platform/config';
 import { standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
 import { launchBrowser, screenshot, signIn, type TestBrowser } from '../helpers/browser.ts';
+import { ImagesApi } from '../helpers/images.ts';
 
 const MiB = 1024 * 1024;
 const uploadForm = (page: Page) => page.getByRole('form', { name: 'Upload a file' });
@@ -27,13 +28,7 @@ describe('console: presigned multipart upload', () => {
   let dir: string;
   let qcow2: string;
 
-  const names = async (): Promise<Array<{ name: string; status: string }>> => {
-    const reply = await t.request('GET', '/v2/images', {
-      token: t.tokens.alice,
-      headers: { accept: 'application/json' },
-    });
-    return ((await reply.json()) as { images: Array<{ name: string; status: string }> }).images;
-  };
+  const names = async () => (await new ImagesApi(t).list('alice')).images;
   const uploadsInProgress = async (): Promise<number> => {
     const s3 = standInS3(t.backend);
     try {

@@ -11,7 +11,7 @@ import { type FormEvent, type ReactNode, useState } from 'react';
 import { api, type Image, request } from '../api.ts';
 import { curl, hangar } from '../commands.ts';
 import { Link } from '../router.tsx';
-import { CopyCommand, describeError } from '../ui.tsx';
+import { CopyCommand, describeError, TextField } from '../ui.tsx';
 import { formatFromName, ImageFields, UploadFailed } from './image-fields.tsx';
 
 type ImportPhase =
@@ -280,19 +280,6 @@ export function ImportFromS3() {
       setPhase,
     );
   };
-  const text = (id: string, label: string, value: string, set: (v: string) => void, type = 'text') => (
-    <div>
-      <label htmlFor={id}>{label}</label>
-      <input
-        id={id}
-        type={type}
-        autoComplete="off"
-        value={value}
-        disabled={busy}
-        onChange={(e) => set(e.target.value)}
-      />
-    </div>
-  );
   return (
     <ImportSection
       id="import-s3"
@@ -338,13 +325,40 @@ export function ImportFromS3() {
             }}
           />
         </div>
-        {text('import-s3-region', 'Region', region, setRegion)}
-        {text('import-s3-endpoint', 'S3 endpoint (optional)', endpoint, setEndpoint, 'url')}
+        <TextField id="import-s3-region" label="Region" value={region} onChange={setRegion} disabled={busy} />
+        <TextField
+          id="import-s3-endpoint"
+          label="S3 endpoint (optional)"
+          value={endpoint}
+          onChange={setEndpoint}
+          type="url"
+          disabled={busy}
+        />
       </div>
       <div className="row">
-        {text('import-s3-key-id', 'AWS access key id', accessKeyId, setAccessKeyId)}
-        {text('import-s3-secret', 'AWS secret access key', secretAccessKey, setSecretAccessKey, 'password')}
-        {text('import-s3-session', 'Session token (optional)', sessionToken, setSessionToken, 'password')}
+        <TextField
+          id="import-s3-key-id"
+          label="AWS access key id"
+          value={accessKeyId}
+          onChange={setAccessKeyId}
+          disabled={busy}
+        />
+        <TextField
+          id="import-s3-secret"
+          label="AWS secret access key"
+          value={secretAccessKey}
+          onChange={setSecretAccessKey}
+          type="password"
+          disabled={busy}
+        />
+        <TextField
+          id="import-s3-session"
+          label="Session token (optional)"
+          value={sessionToken}
+          onChange={setSessionToken}
+          type="password"
+          disabled={busy}
+        />
       </div>
       <p className="help">
         The key is signed here, in this page, with your credentials (a download URL valid for an hour); the

@@ -6,6 +6,7 @@
  */
 import { type FormEvent, useEffect, useState } from 'react';
 import { errorMessage } from '../api.ts';
+import { TextField } from '../ui.tsx';
 
 const IDENTITY = '/identity/v3';
 
@@ -49,29 +50,6 @@ async function keystoneToken(user: string, password: string, project: string, do
   if (response.status !== 201 || !token)
     throw new Error(keystoneMessage(response.status, await response.text()));
   return token;
-}
-
-function TextField(props: {
-  id: string;
-  label: string;
-  value: string;
-  onChange: (value: string) => void;
-  type?: string;
-  autoComplete?: string;
-}) {
-  return (
-    <div>
-      <label htmlFor={props.id}>{props.label}</label>
-      <input
-        id={props.id}
-        name={props.id}
-        type={props.type ?? 'text'}
-        autoComplete={props.autoComplete ?? 'off'}
-        value={props.value}
-        onChange={(e) => props.onChange(e.target.value)}
-      />
-    </div>
-  );
 }
 
 export function SignIn({ onSignedIn }: { onSignedIn: (token: string) => void }) {
