@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceConfig } from '#platform/config';
 import { standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { launchBrowser, screenshot, signIn, type TestBrowser } from '../helpers/browser.ts';
+import { launchBrowser, screenshot, signIn, type TestBrowser, throttleUploads } from '../helpers/browser.ts';
 import { ImagesApi } from '../helpers/images.ts';
 
 const MiB = 1024 * 1024;
@@ -110,15 +110,7 @@ describe('console: presigned multipart upload', () => {
   it('cancelled mid-upload, aborts the multipart upload and deletes the image', async () => {
     const page = await browser.newPage();
     await signIn(page, t.url, t.tokens.alice);
-    // A slow link (Chromium's own network emulation), so that the parts are seen in progress.
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Network.enable');
-    await cdp.send('Network.emulateNetworkConditions', {
-      offline: false,
-      latency: 0,
-      downloadThroughput: -1,
-      uploadThroughput: 2 * MiB,
-    });
+    await throttleUploads(page, 2 * MiB);
     await page.goto(`${t.url}/console/upload`);
     await uploadForm(page)
       .getByLabel('Image file')
