@@ -18,7 +18,11 @@ export async function preferredUploadMethod(): Promise<UploadMethod> {
   try {
     const info = await request<{ 'upload-methods'?: { value?: unknown } }>('GET', '/v2/info/upload');
     const value = info['upload-methods']?.value;
-    return Array.isArray(value) && value[0] === 'multipart' ? 'multipart' : 'put';
+    // The first one this page knows, as `hangar push` picks it from the same document.
+    const known = (Array.isArray(value) ? value : []).find(
+      (method): method is UploadMethod => method === 'put' || method === 'multipart',
+    );
+    return known ?? 'put';
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) return 'put';
     throw error;
