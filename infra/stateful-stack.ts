@@ -12,12 +12,14 @@ import {
   BlockPublicAccess,
   Bucket,
   BucketEncryption,
+  HttpMethods,
   type LifecycleRule,
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { type KeyAttribute, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
+import { UPLOAD_CORS_RULE } from '#adapters/s3/upload-cors';
 import type { DeployConfig } from './config.ts';
 import { BUCKETS, type BucketName } from './declarations.ts';
 
@@ -109,6 +111,20 @@ export class StatefulStack extends Stack {
         serverAccessLogsBucket: this.accessLogs,
         serverAccessLogsPrefix: `${name}/`,
         lifecycleRules,
+        // The console sends multipart parts from the browser (functions/adapters/s3/upload-cors.ts).
+        ...(name === 'uploads'
+          ? {
+              cors: [
+                {
+                  allowedMethods: [HttpMethods.PUT],
+                  allowedOrigins: [...UPLOAD_CORS_RULE.allowedOrigins],
+                  allowedHeaders: [...UPLOAD_CORS_RULE.allowedHeaders],
+                  exposedHeaders: [...UPLOAD_CORS_RULE.exposedHeaders],
+                  maxAge: UPLOAD_CORS_RULE.maxAgeSeconds,
+                },
+              ],
+            }
+          : {}),
         removalPolicy: RemovalPolicy.RETAIN,
       });
     }

@@ -22,6 +22,7 @@ import {
 import {
   CreateBucketCommand,
   HeadBucketCommand,
+  PutBucketCorsCommand,
   type S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
@@ -34,6 +35,7 @@ import {
   destroyAwsClients,
 } from '#adapters/aws-clients';
 import { createTableInput, TABLE_DEFINITION } from '#adapters/dynamo/table-definition';
+import { UPLOAD_CORS_RULE } from '#adapters/s3/upload-cors';
 import { services, useCollaborators } from '#edge/compose';
 import { givenServiceSettings, localConfig, serviceConfig, useServiceSettings } from '#platform/config';
 import { logger } from '#platform/logger';
@@ -250,6 +252,23 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     clients = own;
     await ensureTable(own.dynamo, config.tableName);
     await Promise.all(Object.values(config.buckets).map((bucket) => ensureBucket(own.s3, bucket)));
+    // As on AWS: the console PUTs multipart parts from its own origin (functions/adapters/s3/upload-cors.ts).
+    await own.s3.send(
+      new PutBucketCorsCommand({
+        Bucket: config.buckets.uploads,
+        CORSConfiguration: {
+          CORSRules: [
+            {
+              AllowedMethods: [...UPLOAD_CORS_RULE.allowedMethods],
+              AllowedOrigins: [...UPLOAD_CORS_RULE.allowedOrigins],
+              AllowedHeaders: [...UPLOAD_CORS_RULE.allowedHeaders],
+              ExposeHeaders: [...UPLOAD_CORS_RULE.exposedHeaders],
+              MaxAgeSeconds: UPLOAD_CORS_RULE.maxAgeSeconds,
+            },
+          ],
+        },
+      }),
+    );
     // State machines run in-process, as on AWS with Lambda: the services start and answer them here.
     const workflows = new LocalStepFunctions();
     // The agents' sockets on the gateway hear of every job the services enqueue: here, or, with
@@ -292,7 +311,11 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
           { workers: workerCount, ...listen, settings: givenServiceSettings(), clients: clientSettings },
           { workflows, taskTokens: workflows },
         )
-      : await startGateway({ ...listen, agentSockets });
+      : await startGateway({
+          ...listen,
+          agentSockets,
+          consoleConnect: [new URL(standIns.s3.endpoint).origin],
+        });
     // What the EventBridge rule does on AWS; last, so the first run finds everything started.
     const sweep = startSchedule({
       name: 'retention-sweep',

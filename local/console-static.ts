@@ -85,12 +85,23 @@ function plain(
   res.end(`${message}\n`);
 }
 
+export interface ConsoleSite {
+  /** The built console; default console/dist. */
+  directory?: string;
+  /**
+   * Origins the page may send requests to besides its own: where presigned upload URLs point (the
+   * embedded S3), for the multipart upload's parts. Nothing else is allowed (CSP connect-src).
+   */
+  connect?: readonly string[];
+}
+
 export async function serveConsole(
   req: IncomingMessage,
   res: ServerResponse,
   rawPath: string,
-  directory: string = DEFAULT_CONSOLE_DIR,
+  site: ConsoleSite = {},
 ): Promise<void> {
+  const directory = site.directory ?? DEFAULT_CONSOLE_DIR;
   const method = (req.method ?? 'GET').toUpperCase();
   if (method !== 'GET' && method !== 'HEAD') {
     plain(res, 405, `The method ${method} is not allowed for this resource.`, { allow: 'GET, HEAD' });
@@ -134,9 +145,8 @@ export async function serveConsole(
     'content-length': String(info.size),
     'cache-control': relative.startsWith(ASSETS) ? IMMUTABLE : REVALIDATE,
     'x-content-type-options': 'nosniff',
-    // The app loads only its own scripts and styles and talks only to its own origin.
-    'content-security-policy':
-      "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; base-uri 'self'",
+    // The app loads only its own scripts and styles and talks only to its own origin (and S3's, for parts).
+    'content-security-policy': `default-src 'self'; connect-src ${["'self'", ...(site.connect ?? [])].join(' ')}; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; base-uri 'self'`,
     'referrer-policy': 'same-origin',
   });
   if (method === 'HEAD') {

@@ -47,7 +47,14 @@ useCollaborators({
   clients,
 });
 
-const gateway = await startGateway({ host: given.host, port: given.port, agentSockets: hub });
+const s3 = given.clients.endpoints?.s3;
+const gateway = await startGateway({
+  host: given.host,
+  port: given.port,
+  agentSockets: hub,
+  // The console's multipart parts go to the embedded S3 (see local/console-static.ts).
+  ...(s3 ? { consoleConnect: [new URL(s3).origin] } : {}),
+});
 
 let closing: Promise<void> | undefined;
 /** Once: the requests in flight finish (for up to graceMs), then the SDK clients' sockets close. */

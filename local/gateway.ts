@@ -21,7 +21,8 @@ import { errorResult } from '#edge/http';
 import { attachRequestBody, responseBodyStream } from '#edge/streams';
 import { logger } from '#platform/logger';
 import { type AgentSocketHub, serveAgentSockets } from './agent-sockets.ts';
-import { isConsolePath, serveConsole } from './console-static.ts';
+import { type ConsoleSite, isConsolePath, serveConsole } from './console-static.ts';
+import { isIdentityPath, serveIdentity } from './identity-proxy.ts';
 
 type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
 
@@ -35,6 +36,8 @@ export interface GatewayOptions {
   agentSockets?: AgentSocketHub;
   /** The built web console served at /console/ (default console/dist, local/console-static.ts). */
   consoleDir?: string;
+  /** Origins the console may connect to besides its own (the embedded S3 of presigned part URLs). */
+  consoleConnect?: readonly string[];
 }
 
 export interface Gateway {
@@ -265,7 +268,7 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   loadHandler: (fn: string) => Promise<LambdaHandler>,
-  consoleDir: string | undefined,
+  site: ConsoleSite,
 ): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
   const accept = req.headers.accept;
@@ -279,7 +282,12 @@ async function handle(
   const rawQueryString = q === -1 ? '' : rawUrl.slice(q + 1);
   // The console's static files, as CloudFront serves them beside the API on AWS (same origin).
   if (isConsolePath(rawPath)) {
-    await serveConsole(req, res, rawPath, consoleDir);
+    await serveConsole(req, res, rawPath, site);
+    return;
+  }
+  // Keystone's password sign-in for the console, on the same origin (keystone mode only).
+  if (isIdentityPath(rawPath)) {
+    await serveIdentity(req, res, rawPath);
     return;
   }
 
@@ -337,8 +345,12 @@ async function handle(
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const loadHandler = options.loadHandler ?? loadApiHandler;
+  const site: ConsoleSite = {
+    ...(options.consoleDir ? { directory: options.consoleDir } : {}),
+    ...(options.consoleConnect ? { connect: options.consoleConnect } : {}),
+  };
   const server: Server = createServer((req, res) => {
-    handle(req, res, loadHandler, options.consoleDir).catch((error: unknown) => {
+    handle(req, res, loadHandler, site).catch((error: unknown) => {
       logger.error('gateway failure', { error });
       if (!res.headersSent) {
         res.statusCode = 500;

@@ -5,8 +5,8 @@
  * Plain JavaScript so it starts without a TypeScript loader.
  *
  * What this adds to s3rver 3.7.1 (which it pins: the middleware layout is checked below):
- * - Only requests signed (SigV4) with the data directory's key pair are served; s3rver itself
- *   accepts anonymous requests and any V4 signature.
+ * - Only requests signed (SigV4) with the data directory's key pair are served (but CORS
+ *   preflights, which carry no signature); s3rver itself accepts anonymous requests and any V4 signature.
  * - AbortMultipartUpload removes the upload's parts (s3rver answers 405 and keeps them), and
  *   ListMultipartUploads lists the uploads in progress (s3rver: NotImplemented), so aborts are
  *   real and an orphan sweep can find what was left.
@@ -150,6 +150,9 @@ async function listUploads(bucket, query) {
 }
 
 async function authenticate(ctx, next) {
+  // A CORS preflight is never signed (browsers send it bare): s3rver's CORS middleware answers it
+  // from the bucket's CORS rules alone, and refuses it for a bucket that has none.
+  if (ctx.method === 'OPTIONS') return next();
   try {
     verifySigV4({ method: ctx.method, url: ctx.url, headers: ctx.headers }, credentials);
   } catch (error) {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { launchBrowser, screenshot, signIn, type TestBrowser } from '../helpers/browser.ts';
+import { launchBrowser, screenshot, signIn, type TestBrowser, throttleUploads } from '../helpers/browser.ts';
 
 const uploadForm = (page: Page) => page.getByRole('form', { name: 'Upload a file' });
 
@@ -103,15 +103,7 @@ describe('console: upload, image page, sharing', () => {
   it('shows progress with rate and ETA, warns before leaving, and a cancel deletes the image', async () => {
     const page = await browser.newPage();
     await signIn(page, t.url, t.tokens.alice);
-    // A slow link (Chromium's own network emulation), so that the upload is seen in progress.
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Network.enable');
-    await cdp.send('Network.emulateNetworkConditions', {
-      offline: false,
-      latency: 0,
-      downloadThroughput: -1,
-      uploadThroughput: 1024 * 1024,
-    });
+    await throttleUploads(page, 1024 * 1024);
     await page.goto(`${t.url}/console/upload`);
     await uploadForm(page)
       .getByLabel('Image file')

@@ -56,6 +56,18 @@ export async function signIn(page: Page, url: string, token: string): Promise<vo
   await page.getByRole('navigation', { name: 'Main' }).waitFor();
 }
 
+/** A slow uplink for `page` (Chromium's own network emulation), so that an upload is seen in progress. */
+export async function throttleUploads(page: Page, bytesPerSecond: number): Promise<void> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond,
+  });
+}
+
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });

@@ -185,6 +185,22 @@ describe('buckets', () => {
     },
   );
 
+  it("uploads: takes the console's multipart parts from a browser (PUT, ETag readable); no other bucket does", () => {
+    expect(bucketResource('uploads')?.Properties?.CorsConfiguration).toEqual({
+      CorsRules: [
+        {
+          AllowedMethods: ['PUT'],
+          AllowedOrigins: ['*'],
+          AllowedHeaders: ['*'],
+          ExposedHeaders: ['ETag'],
+          MaxAge: 3600,
+        },
+      ],
+    });
+    for (const name of ['images', 'staging', 'exports'] as const)
+      expect(bucketResource(name)?.Properties?.CorsConfiguration).toBeUndefined();
+  });
+
   it.each(Object.keys(BUCKETS) as (keyof typeof BUCKETS)[])('%s: refuses requests without TLS', (name) => {
     expect(policyOf(name)).toContainEqual(
       expect.objectContaining({

@@ -42,7 +42,13 @@ describe('the console on the embedded gateway', () => {
     writeFileSync(join(dir, 'index.html'), '<!doctype html><title>console</title>');
     writeFileSync(join(dir, 'assets', 'index-abc123.js'), 'console.log(1)');
     writeFileSync(outside, 'do not serve');
-    gateway = await startGateway({ host: '127.0.0.1', port: 0, consoleDir: dir });
+    // The embedded S3's origin, where the console's multipart parts go (local/backend.ts passes it).
+    gateway = await startGateway({
+      host: '127.0.0.1',
+      port: 0,
+      consoleDir: dir,
+      consoleConnect: ['http://127.0.0.1:4569'],
+    });
     empty = await startGateway({ host: '127.0.0.1', port: 0, consoleDir: join(base, 'missing') });
   });
   afterAll(async () => {
@@ -57,6 +63,9 @@ describe('the console on the embedded gateway', () => {
     expect(index.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(index.headers['cache-control']).toBe('no-cache');
     expect(index.body).toContain('<title>console</title>');
+    // The page may talk to its own origin and to the S3 of its presigned part URLs, nothing else.
+    expect(index.headers['content-security-policy']).toContain("connect-src 'self' http://127.0.0.1:4569;");
+    expect(index.headers['content-security-policy']).toContain("default-src 'self';");
     const asset = await raw(gateway, 'GET', '/console/assets/index-abc123.js');
     expect(asset.status).toBe(200);
     expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
@@ -116,5 +125,10 @@ describe('the console on the embedded gateway', () => {
     const versions = await raw(gateway, 'GET', '/consoles');
     expect(versions.status).not.toBe(503);
     expect(versions.body).not.toContain('<title>console</title>');
+  });
+
+  it('has no Keystone at /identity outside keystone mode (test/console/keystone.test.ts has it)', async () => {
+    expect((await raw(gateway, 'GET', '/identity/v3')).status).toBe(404);
+    expect((await raw(gateway, 'POST', '/identity/v3/auth/tokens')).status).toBe(404);
   });
 });

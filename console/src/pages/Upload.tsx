@@ -1,28 +1,24 @@
 /**
- * Upload: creates the image, streams the file with `PUT /v2/images/{id}/file` (XHR, for its upload
- * progress events: fetch has none for request bodies), shows rate and ETA, and never leaves a
- * half image behind: cancelling or a failure deletes the image it created. The server's reason
- * for a refusal is shown as it said it, with a retry. Leaving the page mid-upload asks first.
+ * Upload: creates the image, sends the file (streamed with `PUT /v2/images/{id}/file` where the
+ * service streams, presigned multipart with parallel parts where it does not, as GET
+ * /v2/info/upload says, or as chosen: console/src/transfer.ts), shows rate and ETA, and never
+ * leaves a half image behind: cancelling or a failure aborts a multipart upload and deletes the
+ * image it created. The server's reason for a refusal is shown as it said it, with a retry.
+ * Leaving the page mid-upload asks first.
  */
 import { type FormEvent, useEffect, useRef, useState } from 'react';
-import { api, errorMessage, type Image, request, storedToken } from '../api.ts';
-import { curl, hangar } from '../commands.ts';
+import { api, type Image } from '../api.ts';
+import { hangar } from '../commands.ts';
 import { Link } from '../router.tsx';
+import { preferredUploadMethod, sendMultipart, sendStreamed, type UploadMethod } from '../transfer.ts';
 import { CopyCommand, describeError, formatBytes } from '../ui.tsx';
-
-const FORMATS = ['qcow2', 'raw', 'iso', 'vmdk', 'vdi', 'vhd', 'vhdx', 'ami', 'ari', 'aki', 'ploop'];
-
-/** The format a file's name suggests (the service checks the content itself). */
-export function formatFromName(name: string): string {
-  const ext = name.toLowerCase().split('.').pop() ?? '';
-  if (ext === 'img' || ext === 'raw' || ext === 'bin') return 'raw';
-  return FORMATS.includes(ext) ? ext : 'qcow2';
-}
+import { followImport, ImportFromS3, ImportFromUrl } from './Import.tsx';
+import { formatFromName, ImageFields, UploadFailed } from './image-fields.tsx';
 
 type Phase =
   | { kind: 'idle' }
   | { kind: 'uploading'; imageId: string; sent: number; total: number; rate: number; started: number }
-  | { kind: 'finishing'; imageId: string }
+  | { kind: 'finishing'; imageId: string; status?: string }
   | { kind: 'done'; image: Image; reference?: string }
   | { kind: 'failed'; message: string }
   | { kind: 'cancelled' };
@@ -34,199 +30,6 @@ function formatDuration(seconds: number): string {
   return `${minutes} min ${Math.round(seconds % 60)} s`;
 }
 
-class UploadFailed extends Error {}
-
-type ImportPhase =
-  | { kind: 'idle' }
-  | { kind: 'importing'; imageId: string; status: string; task?: string }
-  | { kind: 'done'; image: Image }
-  | { kind: 'failed'; message: string };
-
-/**
- * Import from a URL (Glance's interoperable import, `web-download`): the service fetches the
- * bytes itself; the page follows the image's status and its task, and shows the task's failure
- * reason. A failed import's image is deleted, as a failed upload's is.
- */
-type Field = readonly [string, (value: string) => void];
-
-/** The name, disk format and visibility both forms ask for; `prefix` keeps their element ids apart. */
-function ImageFields(props: {
-  prefix: string;
-  busy: boolean;
-  name: Field;
-  diskFormat: Field;
-  visibility: Field;
-}) {
-  const { prefix, busy } = props;
-  const [name, setName] = props.name;
-  const [diskFormat, setDiskFormat] = props.diskFormat;
-  const [visibility, setVisibility] = props.visibility;
-  return (
-    <>
-      <div>
-        <label htmlFor={`${prefix}-name`}>Name</label>
-        <input id={`${prefix}-name`} value={name} disabled={busy} onChange={(e) => setName(e.target.value)} />
-      </div>
-      <div>
-        <label htmlFor={`${prefix}-format`}>Disk format</label>
-        <select
-          id={`${prefix}-format`}
-          value={diskFormat}
-          disabled={busy}
-          onChange={(e) => setDiskFormat(e.target.value)}
-        >
-          {FORMATS.map((f) => (
-            <option key={f}>{f}</option>
-          ))}
-        </select>
-      </div>
-      <div>
-        <label htmlFor={`${prefix}-visibility`}>Visibility</label>
-        <select
-          id={`${prefix}-visibility`}
-          value={visibility}
-          disabled={busy}
-          onChange={(e) => setVisibility(e.target.value)}
-        >
-          <option>private</option>
-          <option>shared</option>
-          <option>community</option>
-          <option>public</option>
-        </select>
-      </div>
-    </>
-  );
-}
-
-function ImportFromUrl() {
-  const [uri, setUri] = useState('');
-  const [name, setName] = useState('');
-  const [diskFormat, setDiskFormat] = useState('qcow2');
-  const [visibility, setVisibility] = useState('private');
-  const [phase, setPhase] = useState<ImportPhase>({ kind: 'idle' });
-  const busy = phase.kind === 'importing';
-  const start = async (event?: FormEvent) => {
-    event?.preventDefault();
-    let image: Image | undefined;
-    try {
-      image = await api.createImage({
-        name: name || uri.split('/').pop() || 'imported',
-        disk_format: diskFormat,
-        container_format: 'bare',
-        visibility,
-      });
-      const imageId = image.id;
-      await request('POST', `/v2/images/${encodeURIComponent(imageId)}/import`, {
-        body: { method: { name: 'web-download', uri } },
-      });
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 500));
-        const shown = await api.image(imageId);
-        const tasks = await api.imageTasks(imageId).catch(() => ({ tasks: [] }));
-        const task = tasks.tasks[0];
-        const taskText = task
-          ? `task ${String(task.status)}${task.message ? `: ${String(task.message)}` : ''}`
-          : undefined;
-        if (shown.status === 'active') {
-          setPhase({ kind: 'done', image: shown });
-          return;
-        }
-        const failed =
-          typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import !== '';
-        if (
-          task?.status === 'failure' ||
-          (shown.status === 'queued' && failed) ||
-          shown.status === 'killed'
-        ) {
-          const reason =
-            (typeof task?.message === 'string' && task.message) ||
-            (typeof shown.os_glance_failed_import === 'string' && shown.os_glance_failed_import) ||
-            `the image is ${shown.status}`;
-          throw new UploadFailed(reason);
-        }
-        setPhase({
-          kind: 'importing',
-          imageId,
-          status: shown.status,
-          ...(taskText ? { task: taskText } : {}),
-        });
-      }
-    } catch (error) {
-      if (image) await api.deleteImage(image.id).catch(() => undefined);
-      setPhase({
-        kind: 'failed',
-        message: error instanceof UploadFailed ? error.message : describeError(error),
-      });
-    }
-  };
-  return (
-    <section aria-labelledby="import-title">
-      <h2 id="import-title">Import from a URL</h2>
-      <form className="panel" onSubmit={start} aria-label="Import from a URL">
-        <div className="row">
-          <div className="grow">
-            <label htmlFor="import-uri">URL</label>
-            <input
-              id="import-uri"
-              type="url"
-              size={50}
-              value={uri}
-              disabled={busy}
-              onChange={(e) => setUri(e.target.value)}
-            />
-          </div>
-          <ImageFields
-            prefix="import"
-            busy={busy}
-            name={[name, setName]}
-            diskFormat={[diskFormat, setDiskFormat]}
-            visibility={[visibility, setVisibility]}
-          />
-        </div>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={busy || !uri}>
-            Import
-          </button>
-          <CopyCommand
-            label="Copy as curl"
-            command={curl('POST', '/v2/images/IMAGE_ID/import', {
-              method: { name: 'web-download', uri: uri || 'URL' },
-            })}
-          />
-        </div>
-      </form>
-      {phase.kind === 'importing' && (
-        <p className="panel import-progress" aria-live="polite">
-          <span className="spinner" aria-hidden="true" /> The service is fetching the image: {phase.status}
-          {phase.task ? ` (${phase.task})` : ''}…
-        </p>
-      )}
-      {phase.kind === 'done' && (
-        <div className="notice import-result" role="status">
-          <p>
-            <Link to={`/images/${phase.image.id}`}>{phase.image.name}</Link> is{' '}
-            <strong>{phase.image.status}</strong>.
-          </p>
-          <p>
-            {phase.image.os_hash_algo}: <code className="checksum">{phase.image.os_hash_value}</code>
-          </p>
-        </div>
-      )}
-      {phase.kind === 'failed' && (
-        <div className="error import-result" role="alert">
-          <p>
-            The import failed: <span className="reason">{phase.message}</span>
-          </p>
-          <p>Nothing was kept: the image it created was deleted.</p>
-          <button type="button" onClick={() => start()}>
-            Retry import
-          </button>
-        </div>
-      )}
-    </section>
-  );
-}
-
 export function Upload() {
   const [file, setFile] = useState<File | null>(null);
   const [name, setName] = useState('');
@@ -234,9 +37,18 @@ export function Upload() {
   const [visibility, setVisibility] = useState('private');
   const [reference, setReference] = useState('');
   const [phase, setPhase] = useState<Phase>({ kind: 'idle' });
-  const xhr = useRef<XMLHttpRequest | null>(null);
-  const cancelled = useRef(false);
+  const [choice, setChoice] = useState<'auto' | UploadMethod>('auto');
+  // What the service says it takes (GET /v2/info/upload); streamed until it has answered.
+  const [preferred, setPreferred] = useState<UploadMethod>('put');
+  const method: UploadMethod = choice === 'auto' ? preferred : choice;
+  const controller = useRef<AbortController | null>(null);
   const busy = phase.kind === 'uploading' || phase.kind === 'finishing';
+
+  useEffect(() => {
+    preferredUploadMethod()
+      .then(setPreferred)
+      .catch(() => setPreferred('put'));
+  }, []);
 
   useEffect(() => {
     if (!busy) return;
@@ -257,45 +69,23 @@ export function Upload() {
     }
   };
 
-  const send = (imageId: string, body: File) =>
-    new Promise<void>((resolve, reject) => {
-      const request = new XMLHttpRequest();
-      xhr.current = request;
-      request.open('PUT', `/v2/images/${encodeURIComponent(imageId)}/file`);
-      request.setRequestHeader('content-type', 'application/octet-stream');
-      request.setRequestHeader('accept', 'application/json');
-      request.setRequestHeader('x-auth-token', storedToken() ?? '');
-      const started = performance.now();
-      let last = { at: started, sent: 0 };
-      let rate = 0;
-      request.upload.onprogress = (event) => {
-        const now = performance.now();
-        const seconds = (now - last.at) / 1000;
-        if (seconds >= 0.25 || event.loaded === event.total) {
-          const instant = (event.loaded - last.sent) / Math.max(seconds, 0.001);
-          // A moving average: the rate shown does not jump with every progress event.
-          rate = rate === 0 ? instant : rate * 0.7 + instant * 0.3;
-          last = { at: now, sent: event.loaded };
-        }
-        setPhase({
-          kind: 'uploading',
-          imageId,
-          sent: event.loaded,
-          total: event.total || body.size,
-          rate,
-          started,
-        });
-      };
-      request.upload.onload = () => setPhase({ kind: 'finishing', imageId });
-      request.onload = () => {
-        if (request.status >= 200 && request.status < 300) resolve();
-        else reject(new UploadFailed(errorMessage(request.status, request.responseText)));
-      };
-      request.onerror = () =>
-        reject(new UploadFailed('The connection to the service was lost during the upload.'));
-      request.onabort = () => reject(new UploadFailed('cancelled'));
-      request.send(body);
-    });
+  /** Progress with a moving-average rate: the rate shown does not jump with every event. */
+  const meter = (imageId: string, total: number) => {
+    const started = performance.now();
+    let last = { at: started, sent: 0 };
+    let rate = 0;
+    return (sent: number) => {
+      const now = performance.now();
+      const seconds = (now - last.at) / 1000;
+      if (seconds >= 0.25 || sent === total) {
+        const instant = (sent - last.sent) / Math.max(seconds, 0.001);
+        rate = rate === 0 ? instant : rate * 0.7 + instant * 0.3;
+        last = { at: now, sent };
+      }
+      if (sent >= total) setPhase({ kind: 'finishing', imageId });
+      else setPhase({ kind: 'uploading', imageId, sent, total, rate, started });
+    };
+  };
 
   const start = async (event?: FormEvent) => {
     event?.preventDefault();
@@ -303,7 +93,8 @@ export function Upload() {
       setPhase({ kind: 'failed', message: 'Choose a file to upload.' });
       return;
     }
-    cancelled.current = false;
+    const abort = new AbortController();
+    controller.current = abort;
     let image: Image | undefined;
     try {
       image = await api.createImage({
@@ -312,29 +103,42 @@ export function Upload() {
         container_format: 'bare',
         visibility,
       });
+      const imageId = image.id;
       setPhase({
         kind: 'uploading',
-        imageId: image.id,
+        imageId,
         sent: 0,
         total: file.size,
         rate: 0,
         started: performance.now(),
       });
-      await send(image.id, file);
-      let shown = await api.image(image.id);
-      // The answer comes once the data is stored; activation is in the same write, but be patient.
-      for (let i = 0; i < 20 && shown.status !== 'active'; i++) {
-        await new Promise((r) => setTimeout(r, 250));
-        shown = await api.image(image.id);
+      const options = { signal: abort.signal, onProgress: meter(imageId, file.size) };
+      let shown: Image;
+      if (method === 'multipart') {
+        await sendMultipart(imageId, file, options);
+        // Completing the upload starts the service's import of the parts: follow it.
+        shown = await followImport(imageId, (status, task) =>
+          setPhase({ kind: 'finishing', imageId, status: task ? `${status}, ${task}` : status }),
+        );
+      } else {
+        await sendStreamed(imageId, file, options);
+        shown = await api.image(imageId);
+        // The answer comes once the data is stored; activation is in the same write, but be patient.
+        for (let i = 0; i < 20 && shown.status !== 'active'; i++) {
+          await new Promise((r) => setTimeout(r, 250));
+          shown = await api.image(imageId);
+        }
       }
+      // A cancel while the service was still checking: the image goes all the same.
+      if (abort.signal.aborted) throw new UploadFailed('cancelled');
       let pointed: string | undefined;
       if (reference.trim()) {
         const ref = reference.trim();
         try {
-          await api.createReference(ref, image.id);
+          await api.createReference(ref, imageId);
         } catch {
           const current = await api.reference(ref);
-          await api.moveReference(ref, image.id, current.image_id);
+          await api.moveReference(ref, imageId, current.image_id);
         }
         pointed = ref;
       }
@@ -342,21 +146,18 @@ export function Upload() {
     } catch (error) {
       // No half image left queued: what this upload created goes with it.
       if (image) await api.deleteImage(image.id).catch(() => undefined);
-      if (cancelled.current) setPhase({ kind: 'cancelled' });
+      if (abort.signal.aborted) setPhase({ kind: 'cancelled' });
       else
         setPhase({
           kind: 'failed',
           message: error instanceof UploadFailed ? error.message : describeError(error),
         });
     } finally {
-      xhr.current = null;
+      controller.current = null;
     }
   };
 
-  const cancel = () => {
-    cancelled.current = true;
-    xhr.current?.abort();
-  };
+  const cancel = () => controller.current?.abort();
 
   const pushCommand = hangar(
     'push',
@@ -366,6 +167,7 @@ export function Upload() {
     diskFormat,
     '--visibility',
     visibility,
+    ...(method === 'multipart' ? ['--multipart'] : []),
   );
 
   return (
@@ -389,6 +191,21 @@ export function Upload() {
             diskFormat={[diskFormat, setDiskFormat]}
             visibility={[visibility, setVisibility]}
           />
+          <div>
+            <label htmlFor="upload-method">Send the bytes</label>
+            <select
+              id="upload-method"
+              value={choice}
+              disabled={busy}
+              onChange={(e) => setChoice(e.target.value as 'auto' | UploadMethod)}
+            >
+              <option value="auto">
+                as the service prefers ({preferred === 'multipart' ? 'presigned multipart' : 'streamed'})
+              </option>
+              <option value="put">streamed (PUT /file)</option>
+              <option value="multipart">presigned multipart, parallel parts</option>
+            </select>
+          </div>
           <div>
             <label htmlFor="upload-reference">Reference (optional)</label>
             <input
@@ -415,7 +232,10 @@ export function Upload() {
 
       {phase.kind === 'uploading' && (
         <div className="panel" aria-live="polite">
-          <label htmlFor="upload-progress">Uploading {file?.name}</label>
+          <label htmlFor="upload-progress">
+            Uploading {file?.name}
+            {method === 'multipart' ? ' in presigned parts, several at once' : ''}
+          </label>
           <progress id="upload-progress" className="progress" max={phase.total} value={phase.sent} />
           <p>
             {formatBytes(phase.sent)} of {formatBytes(phase.total)} (
@@ -427,7 +247,8 @@ export function Upload() {
       )}
       {phase.kind === 'finishing' && (
         <p className="panel" aria-live="polite">
-          All bytes sent; the service is checking the format and the checksums…
+          All bytes sent; the service is checking the format and the checksums
+          {phase.status ? ` (${phase.status})` : ''}…
         </p>
       )}
       {phase.kind === 'done' && (
@@ -459,6 +280,7 @@ export function Upload() {
         </p>
       )}
       <ImportFromUrl />
+      <ImportFromS3 />
     </section>
   );
 }
