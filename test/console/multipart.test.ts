@@ -3,7 +3,8 @@
  * as on AWS) in a real browser against the embedded backend, whose upload bucket is s3rver's: the
  * parts go straight from the page to their presigned URLs, several at once, and the image becomes
  * active with the file's sha512; a cancel aborts the upload (no parts left in the bucket) and
- * deletes the queued image. The path is chosen on the page here: this service streams.
+ * deletes the queued image. The path is chosen on the page against a service that streams, and by
+ * the page itself against one that says it does not (HANGAR_UPLOAD_METHOD=multipart, as on AWS).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -133,6 +134,48 @@ describe('console: presigned multipart upload', () => {
     await expect.poll(() => page.getByRole('status').textContent()).toContain('cancelled');
     await expect.poll(() => uploadsInProgress()).toBe(0);
     await expect.poll(async () => (await names()).map((image) => image.name)).toEqual(['parts']);
+    await page.close();
+  });
+});
+
+describe('console: a service that does not stream', () => {
+  let t: TestBackend;
+  let browser: TestBrowser;
+
+  beforeAll(async () => {
+    // As on AWS: GET /v2/info/upload lists multipart first.
+    t = await startTestBackend({ env: { HANGAR_UPLOAD_METHOD: 'multipart' } });
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it('uploads in presigned parts by itself, never through PUT /file', async () => {
+    const page = await browser.newPage();
+    await signIn(page, t.url, t.tokens.alice);
+    await page.goto(`${t.url}/console/upload`);
+    const method = uploadForm(page).getByLabel('Send the bytes');
+    await expect.poll(() => method.locator('option').first().textContent()).toContain('presigned multipart');
+    const bytes = randomBytes(9 * MiB);
+    await uploadForm(page)
+      .getByLabel('Image file')
+      .setInputFiles({ name: 'prefers.raw', mimeType: 'application/octet-stream', buffer: bytes });
+    const s3Origin = new URL(t.backend.endpoints.s3).origin;
+    const puts: string[] = [];
+    page.on('request', (req) => {
+      if (req.method() === 'PUT') puts.push(new URL(req.url()).origin);
+    });
+    // The method is left as the page chose it.
+    await page.getByRole('button', { name: 'Upload', exact: true }).click();
+    const done = page.getByRole('status');
+    await expect.poll(() => done.textContent(), { timeout: 60_000 }).toContain('prefers is active');
+    expect(await done.locator('code.checksum').textContent()).toBe(
+      createHash('sha512').update(bytes).digest('hex'),
+    );
+    // Two parts of 8 MiB, both to S3.
+    expect(puts).toEqual([s3Origin, s3Origin]);
     await page.close();
   });
 });
