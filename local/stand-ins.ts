@@ -379,15 +379,20 @@ async function startDynamoDb(
     } catch (error) {
       lastError = error;
       await managed.stop(1000);
-      if (/jdk\.compiler/.test(managed.output())) {
+      // A port taken between freePort() and java's bind: try another (checked first, since every
+      // stack trace of the source launcher names jdk.compiler's frames).
+      if (/address already in use|BindException|Failed to bind/i.test(managed.output())) {
+        logger.warn('DynamoDB Local port was taken, retrying', { port, attempt });
+        continue;
+      }
+      if (/Module jdk\.compiler not found|jdk\.compiler.*not found/.test(managed.output())) {
         throw new StandInError(
           'DynamoDB Local is started through a Java source launcher, which needs a JDK, not only a JRE: ' +
             'e.g. `apt-get install openjdk-17-jdk-headless`.',
           { cause: error },
         );
       }
-      if (!/address already in use|BindException/i.test(managed.output())) throw error;
-      logger.warn('DynamoDB Local port was taken, retrying', { port, attempt });
+      throw error;
     } finally {
       client.destroy();
     }

@@ -25,7 +25,14 @@ public class LoopbackDynamoDbLocal {
       ((ServerConnector) connector).setHost(host);
     }
     // safeStart, not start: start() swallows a bind failure (prints it and stops), safeStart throws.
-    proxy.safeStart();
+    // Jetty's threads would keep the JVM up after a throw from main: exit, so the starter sees it at once.
+    try {
+      proxy.safeStart();
+    } catch (Exception failure) {
+      System.err.println("Failed to bind to " + host + ": " + failure);
+      failure.printStackTrace();
+      System.exit(3);
+    }
     System.out.println("DynamoDB Local listening on " + host + ":" + ((ServerConnector) connectors[0]).getLocalPort());
     proxy.join();
   }
