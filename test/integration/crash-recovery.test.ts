@@ -123,7 +123,10 @@ function storedBytes(dataDir: string): Map<string, number> {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) walk(path);
-      else if (!/\._S3rver_(metadata\.json|object\.md5|cors\.xml)$/.test(entry.name) && !entry.name.endsWith('.md5'))
+      else if (
+        !/\._S3rver_(metadata\.json|object\.md5|cors\.xml)$/.test(entry.name) &&
+        !entry.name.endsWith('.md5')
+      )
         out.set(path.slice(dataDir.length), statSync(path).size);
     }
   };
