@@ -133,6 +133,8 @@ describe('builds: build -> test -> publish', { timeout: 180_000 }, () => {
       image_type: 'snapshot',
       instance_uuid: done.id,
       base_image_ref: base,
+      // The base's placement properties stay: the image boots where the base could
+      architecture: `arch-${HOST}`,
       hangar_build_id: done.id,
       hangar_base_image: base,
       hangar_base_sha512: baseImage.os_hash_value,

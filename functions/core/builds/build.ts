@@ -39,6 +39,22 @@ export const BUILD_PROVENANCE_KEYS = [
   'hangar_recipe_sha256',
 ] as const;
 
+/**
+ * The base's properties the built image keeps: where it can boot (the placement's architecture and
+ * hypervisor requirements, core/instances/placement.ts) and what it is, as Nova's snapshots keep
+ * the base's image properties.
+ */
+export const INHERITED_PROPERTIES = [
+  'architecture',
+  'hw_architecture',
+  'hypervisor_type',
+  'img_hv_type',
+  'hypervisor_version_requires',
+  'img_hv_requested_version',
+  'os_distro',
+  'os_version',
+] as const;
+
 export const BuildRequestSchema = z.strictObject({
   /** An image id, or a name:tag reference the caller can resolve. */
   base: z.string().min(1).max(300),
@@ -81,7 +97,14 @@ export interface BuildRecord {
   user_id: string;
   roles: string[];
   request_id: string;
-  base: { requested: string; image_id: string; name: string | null; os_hash_value: string };
+  base: {
+    requested: string;
+    image_id: string;
+    name: string | null;
+    os_hash_value: string;
+    /** INHERITED_PROPERTIES the base has, for the built image. */
+    properties: Record<string, string>;
+  };
   /** The recipe's text (never shown) and its sha256 (shown, and on the built image). */
   recipe: string;
   recipe_sha256: string;
@@ -133,9 +156,10 @@ export function enterStage(build: BuildRecord, stage: BuildStage, now: Date, rea
   };
 }
 
-/** The image properties of the built image: where it came from and what made it. */
+/** The image properties of the built image: the base's it keeps, where it came from and what made it. */
 export function buildProvenance(build: BuildRecord): Record<string, string> {
   return {
+    ...build.base.properties,
     hangar_build_id: build.id,
     hangar_base_image: build.base.image_id,
     hangar_recipe_sha256: build.recipe_sha256,

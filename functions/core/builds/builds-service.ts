@@ -38,6 +38,7 @@ import {
   buildProvenance,
   CONSOLE_TAIL_CHARS,
   enterStage,
+  INHERITED_PROPERTIES,
   isFinishedBuild,
   parseBuildRequest,
 } from './build.ts';
@@ -118,6 +119,9 @@ export class BuildsService {
         image_id: base.id,
         name: base.name,
         os_hash_value: base.os_hash_value ?? '',
+        properties: Object.fromEntries(
+          INHERITED_PROPERTIES.flatMap((key) => (base.properties[key] ? [[key, base.properties[key]]] : [])),
+        ),
       },
       recipe: request.recipe.user_data,
       recipe_sha256: sha256(request.recipe.user_data),
