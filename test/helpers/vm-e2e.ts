@@ -32,8 +32,8 @@ export interface VmHarness {
   readonly guest: string;
   /** As alice, JSON both ways. */
   call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }>;
-  /** POST /v2/images (qcow2, x86_64) and PUT its file, as alice; the image id. */
-  upload(name: string, path: string): Promise<string>;
+  /** POST /v2/images (qcow2, x86_64, and `fields`) and PUT its file, as alice; the image id. */
+  upload(name: string, path: string, fields?: Record<string, unknown>): Promise<string>;
   /** The serial console the agent keeps for an instance ('' before there is one). */
   consoleLog(id: string): Promise<string>;
   /** Polls `probe` until it gives a value; a timeout fails with the agent's last log lines. */
@@ -94,12 +94,13 @@ export async function startVmHarness(options: {
     agent,
     guest,
     call,
-    async upload(name, path) {
+    async upload(name, path, fields = {}) {
       const created = await call('POST', '/v2/images', {
         name,
         disk_format: 'qcow2',
         container_format: 'bare',
         architecture: 'x86_64',
+        ...fields,
       });
       expect(created.status, JSON.stringify(created.body)).toBe(201);
       const put = await t.request('PUT', `/v2/images/${created.body.id}/file`, {
