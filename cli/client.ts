@@ -6,6 +6,8 @@ import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { CliError, exitCodeForStatus } from './errors.ts';
 import {
+  BuildListSchema,
+  BuildSchema,
   ErrorBodySchema,
   HistorySchema,
   HostListSchema,
@@ -176,6 +178,10 @@ export class ApiClient {
   publish = (ref: string, body: Record<string, unknown>) =>
     this.call('POST', `/v1/references/${enc(ref)}/publish`, TaskSchema, body);
   publication = (id: string) => this.call('GET', `/v1/publications/${enc(id)}`, TaskSchema);
+  startBuild = (body: Record<string, unknown>) => this.call('POST', '/v1/builds', BuildSchema, body);
+  build = (id: string) => this.call('GET', `/v1/builds/${enc(id)}`, BuildSchema);
+  builds = (target: string) =>
+    this.call('GET', `/v1/builds?target=${encodeURIComponent(target)}`, BuildListSchema);
   retention = (name: string) => this.call('GET', `/v1/names/${enc(name)}/retention`, RetentionPolicySchema);
   setRetention = (name: string, keep: number, graceSeconds: number) =>
     this.call('PUT', `/v1/names/${enc(name)}/retention`, RetentionPolicySchema, {

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { registerAuth } from './commands/auth.ts';
+import { registerBuilds } from './commands/builds.ts';
 import { registerCompletion } from './commands/completion.ts';
 import { registerHosts } from './commands/hosts.ts';
 import { registerImages } from './commands/images.ts';
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerSharing(program);
   registerInstances(program);
   registerLifecycle(program);
+  registerBuilds(program);
   registerHosts(program);
   registerAuth(program);
   registerCompletion(program);

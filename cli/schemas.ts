@@ -115,6 +115,30 @@ export const TaskSchema = z.looseObject({
 export type Task = z.infer<typeof TaskSchema>;
 export const TaskListSchema = z.looseObject({ tasks: z.array(TaskSchema) });
 
+export const BuildSchema = z.looseObject({
+  id: z.string(),
+  stage: z.string(),
+  target: z.string(),
+  namespace: z.string(),
+  base: z.looseObject({ requested: z.string(), image_id: z.string() }),
+  stages: z.array(
+    z.looseObject({
+      stage: z.string(),
+      started_at: z.string(),
+      ended_at: z.string().nullable(),
+      seconds: z.number().nullable(),
+    }),
+  ),
+  image_id: z.string().nullable(),
+  publication_id: z.string().nullable(),
+  console_tail: z.string().nullable(),
+  reason: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+export type Build = z.infer<typeof BuildSchema>;
+export const BuildListSchema = z.looseObject({ builds: z.array(BuildSchema) });
+
 export const RetentionPolicySchema = z.looseObject({ keep: z.number(), grace_seconds: z.number() });
 export type RetentionPolicy = z.infer<typeof RetentionPolicySchema>;
 export const RetentionRunSchema = z.looseObject({

@@ -1,7 +1,7 @@
 /** How each kind of resource is shown in a table and by `-o name`. */
 import { bytes } from './format.ts';
 import type { View } from './output.ts';
-import type { HistoryEntry, Host, Image, Instance, Member, Reference, Task } from './schemas.ts';
+import type { Build, HistoryEntry, Host, Image, Instance, Member, Reference, Task } from './schemas.ts';
 
 /** An image row of `hangar images`: the image and the name:tag references pointing to it. */
 export type ImageRow = Image & { references: string[] };
@@ -87,6 +87,33 @@ export const instanceView: View<Instance> = {
     ['host', instance.host_id ?? '-'],
     ['created', when(instance.created_at)],
     ['updated', when(instance.updated_at)],
+  ],
+};
+
+/** A build: its stage and, once there, its image; the stage timings and the reason as rows. */
+export const buildView: View<Build> = {
+  columns: [
+    { header: 'ID', value: (build) => build.id },
+    { header: 'TARGET', value: (build) => build.target },
+    { header: 'STAGE', value: (build) => build.stage },
+    { header: 'IMAGE', value: (build) => build.image_id ?? '-' },
+    { header: 'REASON', value: (build) => build.reason ?? '-' },
+    { header: 'UPDATED', value: (build) => when(build.updated_at) },
+  ],
+  name: (build) => build.id,
+  fields: (build) => [
+    ['id', build.id],
+    ['target', build.target],
+    ['base', `${build.base.requested} (${build.base.image_id})`],
+    ['stage', build.stage],
+    ...build.stages.map(
+      (t) => [`time.${t.stage}`, t.seconds === null ? 'running' : `${t.seconds}s`] as const,
+    ),
+    ['image', build.image_id ?? '-'],
+    ['publication', build.publication_id ?? '-'],
+    ['reason', build.reason ?? '-'],
+    ['created', when(build.created_at)],
+    ['updated', when(build.updated_at)],
   ],
 };
 

@@ -131,8 +131,11 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   references: { table: 'RW', startsWorkflows: ['publish'] },
   // Instances, hosts and their job queue (records only; agents download images via image-data).
   instances: { table: 'RW' },
-  // A finished build answers the publish boot gate waiting on it (core/instances/instances-service.ts).
-  hosts: { table: 'RW', answersWorkflows: ['publish'] },
+  // Builds: records only; POST starts the build workflow.
+  builds: { table: 'RW', startsWorkflows: ['build'] },
+  // A finished build job answers the publish boot gate waiting on it (core/instances/instances-service.ts),
+  // in the publish machine or in the build machine, which runs the publish steps itself.
+  hosts: { table: 'RW', answersWorkflows: ['publish', 'build'] },
   // Image sharing: member records next to the image's.
   members: { table: 'RW' },
   // Metadata definitions catalogue (records only); writes its seed on first use.
@@ -184,6 +187,12 @@ export const TASK_ACCESS: Readonly<Record<string, Access>> = {
   'functions/tasks/publish-cleanup.ts': { table: 'RW' },
   'functions/tasks/publish-move.ts': { table: 'RW' },
   'functions/tasks/publish-fail.ts': { table: 'RW' },
+  // The build's own steps (one function): records (the build instance and its jobs, the snapshot
+  // image, the publish task, the reference), and Fail Build frees a discarded snapshot's data.
+  'functions/tasks/build-step.ts': {
+    table: 'RW',
+    buckets: { images: ['abort', 'delete', 'list'], staging: ['delete'] },
+  },
 };
 
 /**

@@ -11,7 +11,7 @@ import { JOB_HANDLERS } from './jobs.ts';
 import type { Logger } from './log.ts';
 import { JobNotifications } from './notifications.ts';
 import { Prefetcher } from './prefetch.ts';
-import { reconcile } from './reconcile.ts';
+import { observe, reconcile } from './reconcile.ts';
 import { ServiceClient } from './service-client.ts';
 import { Worker } from './worker.ts';
 
@@ -151,6 +151,17 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
     }
   })();
 
+  // A guest that powers itself off (a build's recipe ends so) shows as Shutoff within one interval.
+  const observing = (async () => {
+    while (!signal.aborted) {
+      await sleep(config.observe_interval_ms, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      await observe({ service, hypervisor, log, signal }).catch((error: unknown) => {
+        if (!signal.aborted) log.warn('observing domain states failed', { error });
+      });
+    }
+  })();
+
   // Told when the queue gains a job; polls slowly beside it (and at poll_interval_ms without it).
   const notifications = config.notifications
     ? new JobNotifications({
@@ -194,6 +205,7 @@ export async function runAgent(config: AgentConfig, log: Logger, signal: AbortSi
   log.info('agent ready', { domain_type: domainType, data_dir: config.data_dir });
   await worker.run(signal);
   await heartbeats;
+  await observing;
   await listening;
   await prefetching;
   log.info('agent stopped');

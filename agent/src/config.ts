@@ -33,6 +33,8 @@ export const AgentConfigSchema = z.strictObject({
   notify_keepalive_ms: z.number().int().min(0).default(300_000),
   lease_seconds: z.number().int().min(2).max(3_600).default(60),
   heartbeat_interval_ms: z.number().int().min(100).default(30_000),
+  /** How often the domains' states are compared with the service's (a guest that powered itself off). */
+  observe_interval_ms: z.number().int().min(100).default(5_000),
   /** Overrides for what the host reports (otherwise from `virsh nodeinfo` and the data_dir filesystem). */
   capacity: z
     .strictObject({

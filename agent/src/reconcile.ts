@@ -116,3 +116,44 @@ export async function reconcile(deps: {
   });
   return report;
 }
+
+/** The stage the service shows for a domain in each observed state (what needs no report). */
+const STAGE_OF: Readonly<Record<ObservedState, string>> = {
+  running: 'Running',
+  shutoff: 'Shutoff',
+  saved: 'Sleep',
+  missing: 'Error',
+};
+
+/**
+ * Between start-ups: a guest that changed state by itself (powered itself off, as a build's
+ * recipe does last, or crashed) is reported. Only the domains of known, built instances whose
+ * state differs from the service's stage are reported; nothing is removed (that is reconcile's,
+ * at start-up, before any job runs). The service ignores a report while a job is in flight.
+ */
+export async function observe(deps: {
+  service: ServicePort;
+  hypervisor: Hypervisor;
+  log: Logger;
+  signal?: AbortSignal;
+}): Promise<number> {
+  const { service, hypervisor, log, signal } = deps;
+  const domains = new Map<string, DomainInfo>();
+  for (const domain of await hypervisor.list(DOMAIN_PREFIX, signal))
+    domains.set(domain.name.slice(DOMAIN_PREFIX.length), domain);
+  let reported = 0;
+  for (const instance of await service.listInstances(signal)) {
+    const domain = domains.get(instance.id);
+    if (!domain || !['Running', 'Shutoff', 'Sleep'].includes(instance.stage)) continue;
+    const observed = observedStateOf(domain.state);
+    if (STAGE_OF[observed.state] === instance.stage) continue;
+    try {
+      await service.reportObserved(instance.id, observed.state, observed.reason, signal);
+      reported += 1;
+      log.info('reported a state change', { instance_id: instance.id, stage: instance.stage, ...observed });
+    } catch (error) {
+      log.warn('could not report observed state', { instance_id: instance.id, error });
+    }
+  }
+  return reported;
+}

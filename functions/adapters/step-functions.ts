@@ -1,6 +1,6 @@
 /**
  * The WorkflowStarter and TaskTokenNotifier ports on AWS: StartExecution on the state machine
- * whose ARN the CDK app passes in (HANGAR_{IMPORT,EXPORT,PUBLISH}_STATE_MACHINE_ARN), and
+ * whose ARN the CDK app passes in (HANGAR_{IMPORT,EXPORT,PUBLISH,BUILD}_STATE_MACHINE_ARN), and
  * SendTaskSuccess / SendTaskFailure for task tokens. Locally (HANGAR_WORKFLOWS=local) the
  * embedded runner passes its in-process runner to compose() instead (local/step-functions.ts),
  * which runs the same ASL files with the same task handlers.

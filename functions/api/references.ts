@@ -49,6 +49,7 @@ const renderHistory = (entry: HistoryEntry) => ({
   to: entry.to,
   by: entry.by,
   at: entry.at,
+  ...(entry.build_id ? { build_id: entry.build_id } : {}),
 });
 
 const namespaceOf = (request: ApiRequest) => request.query.get('namespace');

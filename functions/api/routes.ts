@@ -102,6 +102,10 @@ export const ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/v1/names/{name}/retention', fn: 'references' },
   { method: 'PUT', path: '/v1/names/{name}/retention', fn: 'references' },
   { method: 'POST', path: '/v1/names/{name}/retention/apply', fn: 'references' },
+  // Hangar's own builds: base + recipe -> image, tested and published (docs/builds-api.md).
+  { method: 'POST', path: '/v1/builds', fn: 'builds' },
+  { method: 'GET', path: '/v1/builds', fn: 'builds' },
+  { method: 'GET', path: '/v1/builds/{build_id}', fn: 'builds' },
   // Hangar's own instances, and the host agents' hosts/jobs API (docs/instances-api.md).
   { method: 'POST', path: '/v1/instances', fn: 'instances' },
   { method: 'GET', path: '/v1/instances', fn: 'instances' },

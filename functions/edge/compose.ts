@@ -11,6 +11,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { type AwsClients, createAwsClients } from '#adapters/aws-clients';
 import { DigestJob } from '#adapters/digests';
+import { DynamoBuildRepository } from '#adapters/dynamo/build-repository';
 import { DynamoEventMarkers } from '#adapters/dynamo/event-markers';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { DynamoInstanceStore } from '#adapters/dynamo/instance-store';
@@ -24,13 +25,14 @@ import { S3BlobStore } from '#adapters/s3/blob-store';
 import { S3MultipartUploads, S3ObjectStore } from '#adapters/s3/objects';
 import { SfnTaskTokens, SfnWorkflowStarter } from '#adapters/step-functions';
 import { SafeWebFetcher } from '#adapters/web-fetch';
+import { BuildsService } from '#core/builds/builds-service';
 import { ImageDataService } from '#core/data/image-data';
 import type { BlobStore, ObjectStore } from '#core/data/ports';
 import { ImagesService } from '#core/images/images-service';
 import { freeImageData, LeaseRecovery } from '#core/images/recovery';
 import { HostsService, type InstancesDeps, InstancesService } from '#core/instances/instances-service';
 import { NotifyingInstanceStore } from '#core/instances/notifying-store';
-import { type JobNotifier, SILENT_NOTIFIER } from '#core/instances/ports';
+import { type JobNotifier, SILENT_NOTIFIER, type SnapshotImages } from '#core/instances/ports';
 import { makePrincipal } from '#core/kernel/principal';
 import { MetadefsService } from '#core/metadefs/metadefs';
 import { HANGAR_METADEF_SEED } from '#core/metadefs/seeds';
@@ -72,6 +74,7 @@ export interface Services {
   readonly exports: ExportService;
   readonly tasks: TasksService;
   readonly publishing: PublishService;
+  readonly builds: BuildsService;
   readonly instances: InstancesService;
   readonly hosts: HostsService;
   /** The images bucket, for the handlers that sign or stream its objects themselves. */
@@ -107,6 +110,7 @@ function defaults(config: ServiceConfig, overrides: Partial<Collaborators>): Col
     import: config.workflows.importArn,
     export: config.workflows.exportArn,
     publish: config.workflows.publishArn,
+    build: config.workflows.buildArn,
   };
   return {
     workflows: new SfnWorkflowStarter(arns, clients.sfn),
@@ -150,6 +154,32 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
   const references = new ReferencesService(new DynamoReferenceRepository(dynamo, table), images, {
     inUse: (ids) => instanceStore.instances.imagesInUse(ids),
   });
+  const snapshotImages: SnapshotImages = {
+    create: (principal, body) => images.create(principal, body),
+    get: async (id) => {
+      const image = await repo.get(id);
+      return image && image.status !== 'deleted' ? image : null;
+    },
+    // As the owner project (the host that reports the failure writes no image): the tombstone
+    // first, then its blob and whatever an upload in flight left.
+    discard: async (id, reason) => {
+      const image = await repo.get(id);
+      if (!image || image.status === 'deleted') return;
+      const owner = makePrincipal(image.owner ?? '', 'hangar-snapshot', ['member']);
+      const deleted = await images.delete(owner, id);
+      logger.warn('snapshot image discarded', { image: id, reason });
+      await freeImageData(
+        { blobs, objects, stagingBucket: config.buckets.staging, stagingKey: stagingKey(id) },
+        deleted.image,
+        deleted.lease,
+      );
+    },
+    referenceTarget: (principal, reference, namespace) =>
+      references.snapshotTarget(principal, reference, namespace),
+    moveReference: async (principal, reference, input) => {
+      await references.snapshotMove(principal, reference, input);
+    },
+  };
   const instanceDeps: InstancesDeps = {
     // Every job enqueued through it is announced to its host once the write has committed.
     store: new NotifyingInstanceStore(instanceStore, jobNotifier),
@@ -162,35 +192,23 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     newId: () => randomUUID(),
     newToken: () => randomBytes(24).toString('base64url'),
     gates: taskTokens,
-    snapshots: {
-      create: (principal, body) => images.create(principal, body),
-      get: async (id) => {
-        const image = await repo.get(id);
-        return image && image.status !== 'deleted' ? image : null;
-      },
-      // As the owner project (the host that reports the failure writes no image): the tombstone
-      // first, then its blob and whatever an upload in flight left.
-      discard: async (id, reason) => {
-        const image = await repo.get(id);
-        if (!image || image.status === 'deleted') return;
-        const owner = makePrincipal(image.owner ?? '', 'hangar-snapshot', ['member']);
-        const deleted = await images.delete(owner, id);
-        logger.warn('snapshot image discarded', { image: id, reason });
-        await freeImageData(
-          { blobs, objects, stagingBucket: config.buckets.staging, stagingKey: stagingKey(id) },
-          deleted.image,
-          deleted.lease,
-        );
-      },
-      referenceTarget: (principal, reference) => references.snapshotTarget(principal, reference),
-      moveReference: async (principal, reference, input) => {
-        await references.snapshotMove(principal, reference, input);
-      },
-    },
+    snapshots: snapshotImages,
     // Where the API cannot carry a large body (Lambda's 6 MB), agents use presigned multipart.
     snapshotUpload: config.snapshotUpload,
   };
   const instances = new InstancesService(instanceDeps);
+  const publishing = new PublishService({
+    repo,
+    blobs,
+    tasks: taskRepo,
+    workflows,
+    references,
+    instances: () => instances,
+    digester,
+    sharedBlock: DigestJob.sharedBlock,
+    taskTtlHours,
+    requireFormatMatch: config.imageFormats.requireMatch,
+  });
 
   return {
     config,
@@ -238,17 +256,18 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
       taskTtlHours,
     }),
     tasks: new TasksService(taskRepo, repo),
-    publishing: new PublishService({
-      repo,
-      blobs,
-      tasks: taskRepo,
+    publishing,
+    // Builds reuse the instances service, the snapshot action and the publish steps as they are.
+    builds: new BuildsService({
+      repo: new DynamoBuildRepository(dynamo, table),
       workflows,
-      references,
+      images: instanceDeps.images,
+      snapshots: snapshotImages,
       instances: () => instances,
-      digester,
-      sharedBlock: DigestJob.sharedBlock,
-      taskTtlHours,
-      requireFormatMatch: config.imageFormats.requireMatch,
+      publishing: () => publishing,
+      newId: () => randomUUID(),
+      pollSeconds: config.buildPollSeconds,
+      clock,
     }),
     instances,
     hosts: new HostsService(instanceDeps),

@@ -104,6 +104,9 @@ const ServiceConfigSchema = z.object({
   HANGAR_IMPORT_STATE_MACHINE_ARN: z.string().optional(),
   HANGAR_EXPORT_STATE_MACHINE_ARN: z.string().optional(),
   HANGAR_PUBLISH_STATE_MACHINE_ARN: z.string().optional(),
+  HANGAR_BUILD_STATE_MACHINE_ARN: z.string().optional(),
+  /** How often a build's state machine looks at its instance, snapshot and publish (Wait states). */
+  HANGAR_BUILD_POLL_SECONDS: z.coerce.number().int().min(1).max(300).default(10),
   /** web-download: hosts, IPs or CIDRs that may be private/loopback (comma-separated). Empty: none. */
   HANGAR_WEB_DOWNLOAD_ALLOW: z.string().default(''),
   /** Glance's task_time_to_live: finished tasks expire this many hours later. */
@@ -173,7 +176,9 @@ export type ServiceConfig = {
     importArn: string | undefined;
     exportArn: string | undefined;
     publishArn: string | undefined;
+    buildArn: string | undefined;
   };
+  buildPollSeconds: number;
   webDownloadAllow: string[];
   taskTimeToLiveHours: number;
   uploadUrlSeconds: number;
@@ -260,7 +265,9 @@ export function parseServiceConfig(settings: Readonly<Record<string, string | un
       importArn: env.HANGAR_IMPORT_STATE_MACHINE_ARN,
       exportArn: env.HANGAR_EXPORT_STATE_MACHINE_ARN,
       publishArn: env.HANGAR_PUBLISH_STATE_MACHINE_ARN,
+      buildArn: env.HANGAR_BUILD_STATE_MACHINE_ARN,
     },
+    buildPollSeconds: env.HANGAR_BUILD_POLL_SECONDS,
     webDownloadAllow: env.HANGAR_WEB_DOWNLOAD_ALLOW.split(',')
       .map((entry) => entry.trim())
       .filter((entry) => entry !== ''),

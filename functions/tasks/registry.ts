@@ -41,7 +41,17 @@ export const STATE_MACHINES = {
       PublishFailFunctionArn: 'functions/tasks/publish-fail.ts',
     },
   },
-} as const satisfies Record<'import' | 'export' | 'publish', StateMachineSpec>;
+  // The publish steps run in the build machine as they are (core/builds/builds-service.ts).
+  build: {
+    file: 'state-machines/build.asl.json',
+    substitutions: {
+      BuildStepFunctionArn: 'functions/tasks/build-step.ts',
+      PublishVerifyFunctionArn: 'functions/tasks/publish-verify.ts',
+      PublishBootFunctionArn: 'functions/tasks/publish-boot.ts',
+      PublishCleanupFunctionArn: 'functions/tasks/publish-cleanup.ts',
+    },
+  },
+} as const satisfies Record<'import' | 'export' | 'publish' | 'build', StateMachineSpec>;
 
 /**
  * What each task function needs on AWS beyond the defaults. import-copy hashes on two worker
@@ -76,6 +86,7 @@ export const TASK_FUNCTIONS: Readonly<Record<string, TaskFunctionSpec>> = {
   'functions/tasks/publish-cleanup.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
   'functions/tasks/publish-move.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
   'functions/tasks/publish-fail.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
+  'functions/tasks/build-step.ts': { memoryMb: 256, timeoutSeconds: 30, packaging: 'zip' },
 };
 
 /**

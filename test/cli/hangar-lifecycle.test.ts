@@ -1,5 +1,5 @@
 /**
- * `hangar snapshot`, `upgrade` and `rollback-instance`, black-box: the real binary against the
+ * `hangar snapshot`, `upgrade`, `rollback-instance` and `build`, black-box: the real binary against the
  * embedded backend, with the real host agent's jobs (test/helpers/memory-agent.ts: image cache,
  * qemu-img overlays, the snapshot upload) over the in-memory hypervisor, whose guests print the
  * first line of their image. A second host, whose jobs nobody claims, holds an instance that stays
@@ -26,7 +26,8 @@ describe('hangar snapshot, upgrade, rollback-instance', { timeout: 180_000 }, ()
   let dir: string;
 
   beforeAll(async () => {
-    t = await startTestBackend({ hosts: [AGENT_HOST, IDLE_HOST] });
+    // Builds look at their instance every second here (HANGAR_BUILD_POLL_SECONDS), not every 10.
+    t = await startTestBackend({ hosts: [AGENT_HOST, IDLE_HOST], env: { HANGAR_BUILD_POLL_SECONDS: '1' } });
     dir = mkdtempSync(join(tmpdir(), 'hangar-cli-life-'));
     const resources = (host: string) => ({
       vcpus: 8,
@@ -249,4 +250,73 @@ describe('hangar snapshot, upgrade, rollback-instance', { timeout: 180_000 }, ()
     expect(late.code, late.stderr).toBe(4);
     expect((await run(['upgrade', doomed.id, '--image', 'gone:1'])).code).toBe(4);
   });
+
+  it('build --recipe --boot-marker --wait publishes the built image (history `build`); a recipe that never powers off is exit 4', async () => {
+    // Arrange: a base, and two recipes (the memory guest powers off when its `#!/bin/sh` recipe says poweroff)
+    await push('buildbase:1', 'guest content=build base');
+    const recipe = join(dir, 'recipe.sh');
+    writeFileSync(
+      recipe,
+      '#!/bin/sh\necho built > /mnt/disk/hangar-marker.txt\nsync; umount /mnt/disk; poweroff -f\n',
+    );
+    const endless = join(dir, 'endless.sh');
+    writeFileSync(endless, '#!/bin/sh\necho still here\n');
+
+    // Act
+    const built = await json([
+      'build',
+      'buildbase:1',
+      'cli-built:1',
+      '--recipe',
+      recipe,
+      '--boot-marker',
+      'booting',
+      '--wait',
+    ]);
+
+    // Assert: succeeded through every stage, the target points to its image, the history names the build
+    expect(built).toMatchObject({ stage: 'succeeded', target: 'cli-built:1' });
+    expect(built.stages.map((s: Json) => s.stage)).toEqual([
+      'provisioning',
+      'running recipe',
+      'snapshotting',
+      'testing',
+      'publishing',
+    ]);
+    const history = await json(['history', 'cli-built:1']);
+    expect(history[0]).toMatchObject({ action: 'build', build_id: built.id, to: built.image_id });
+    expect((await json(['builds', 'cli-built:1'])).map((b: Json) => b.id)).toEqual([built.id]);
+
+    // Act: a recipe that never powers the guest off
+    const failed = await run([
+      'build',
+      'buildbase:1',
+      'cli-built:1',
+      '--recipe',
+      endless,
+      '--timeout',
+      '10s',
+      '--wait',
+    ]);
+
+    // Assert: exit 4 with the reason; the target still points to the first build's image
+    expect(failed.code, failed.stderr).toBe(4);
+    expect(failed.stderr).toMatch(/did not power the guest off within the build's 10 s/);
+    expect((await json(['builds', 'cli-built:1']))[0]).toMatchObject({ stage: 'failed' });
+    const resolved = await hostlessResolve('cli-built:1');
+    expect(resolved).toBe(built.image_id);
+
+    // Refusals: an unknown base (exit 1, the service's 400) and an unreadable recipe (usage, exit 2)
+    const unknown = await run(['build', 'nosuch:1', 'cli-built:1', '--recipe', recipe]);
+    expect(unknown.code, unknown.stderr).toBe(1);
+    expect(unknown.stderr).toMatch(/Invalid build base/);
+    expect((await run(['build', 'buildbase:1', 'cli-built:1', '--recipe', join(dir, 'none.sh')])).code).toBe(
+      2,
+    );
+  });
+
+  async function hostlessResolve(reference: string): Promise<string> {
+    const reply = await t.request('GET', `/v1/references/${reference}`, { token: t.tokens.alice });
+    return ((await reply.json()) as Json).image_id;
+  }
 });

@@ -8,23 +8,10 @@
  * Missing libvirt/qemu makes beforeAll throw: this test fails loudly rather than skip.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { domainNameFor } from '../../agent/src/hypervisor/domain-xml.ts';
-import {
-  type AgentProcess,
-  ensureLibvirt,
-  ensureTestGuest,
-  removeDomains,
-  SYSTEM_URI,
-  startAgent,
-  tail,
-  virsh,
-} from '../helpers/agent-libvirt.ts';
-import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
+import { SYSTEM_URI, tail, virsh } from '../helpers/agent-libvirt.ts';
+import { startVmHarness, type VmHarness } from '../helpers/vm-e2e.ts';
 
 const HOST_ID = `e2e-snap-${randomUUID().slice(0, 8)}`;
 const STAGE_TIMEOUT_MS = 180_000;
@@ -37,44 +24,22 @@ const recipe = (marker: string) =>
   `#!/bin/sh\necho "${marker}" > /mnt/disk/hangar-marker.txt\nsync\necho "recipe wrote ${marker}"\n`;
 
 describe('snapshots with a real host agent and libvirt', () => {
-  let t: TestBackend;
-  let dir: string;
-  let dataDir: string;
-  let agent: AgentProcess | undefined;
+  let vm: VmHarness;
   let guestImage: string;
   const instanceIds: string[] = [];
 
-  async function call(token: string, method: string, path: string, body?: unknown) {
-    const response = await t.request(method, path, {
-      token,
-      headers: { accept: 'application/json' },
-      ...(body === undefined ? {} : { body: body as object }),
-    });
-    const text = await response.text();
-    return { status: response.status, body: (text ? JSON.parse(text) : undefined) as Json };
-  }
-  const alice = (method: string, path: string, body?: unknown) => call(t.tokens.alice, method, path, body);
+  const alice = (method: string, path: string, body?: unknown) => vm.call(method, path, body);
   const show = async (id: string): Promise<Json> => (await alice('GET', `/v1/instances/${id}`)).body;
-  const consoleLog = (id: string) =>
-    readFile(join(dataDir, 'instances', id, 'console.log'), 'utf8').catch(() => '');
-
-  async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-    const deadline = Date.now() + STAGE_TIMEOUT_MS;
-    for (;;) {
-      const found = await probe();
-      if (found !== undefined) return found;
-      if (Date.now() > deadline)
-        throw new Error(`timed out waiting for ${what}\nagent logs:\n${tail(agent?.logs ?? [], 40)}`);
-      await sleep(250);
-    }
-  }
+  const consoleLog = (id: string) => vm.consoleLog(id);
+  const waitFor = <T>(what: string, probe: () => Promise<T | undefined>) =>
+    vm.waitFor(what, probe, STAGE_TIMEOUT_MS);
   /** The instance once it is `stage` with no job pending; its last_error fails the wait. */
   async function waitForStage(id: string, stage: string): Promise<Json> {
     return waitFor(`instance ${id} ${stage}`, async () => {
       const instance = await show(id);
       if (instance.stage === 'Error' || (instance.last_error && instance.pending_action === null))
         throw new Error(
-          `instance ${id} is ${instance.stage}: ${instance.reason ?? instance.last_error}\n${tail(agent?.logs ?? [], 40)}`,
+          `instance ${id} is ${instance.stage}: ${instance.reason ?? instance.last_error}\n${tail(vm.agent.logs, 40)}`,
         );
       return instance.stage === stage && instance.pending_action === null ? instance : undefined;
     });
@@ -129,7 +94,7 @@ describe('snapshots with a real host agent and libvirt', () => {
       base_image_ref: guestImage,
     });
     // The bytes the service serves hash to the sha512 it recorded (and checked against the agent's).
-    const download = await t.request('GET', `/v2/images/${imageId}/file`, { token: t.tokens.alice });
+    const download = await vm.t.request('GET', `/v2/images/${imageId}/file`, { token: vm.t.tokens.alice });
     expect(download.status).toBe(200);
     const bytes = new Uint8Array(await download.arrayBuffer());
     expect(createHash('sha512').update(bytes).digest('hex')).toBe(image.os_hash_value);
@@ -144,56 +109,16 @@ describe('snapshots with a real host agent and libvirt', () => {
   }
 
   beforeAll(async () => {
-    await ensureLibvirt();
-    const guest = await ensureTestGuest();
-    t = await startTestBackend({ hosts: [HOST_ID] });
-    const created = await alice('POST', '/v2/images', {
-      name: 'hangar-test-guest',
-      disk_format: 'qcow2',
-      container_format: 'bare',
-      architecture: 'x86_64',
-      min_ram: 128,
+    vm = await startVmHarness({
+      hostId: HOST_ID,
+      scratchPrefix: 'hangar-snap-e2e-',
+      agent: { boot_marker: 'HANGAR-GUEST-READY', shutdown_timeout_ms: 60_000, observe_interval_ms: 5_000 },
     });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    guestImage = created.body.id;
-    const upload = await t.request('PUT', `/v2/images/${guestImage}/file`, {
-      token: t.tokens.alice,
-      headers: { 'content-type': 'application/octet-stream' },
-      body: new Uint8Array(await readFile(guest)),
-    });
-    expect(upload.status).toBe(204);
-
-    dir = await mkdtemp(join(tmpdir(), 'hangar-snap-e2e-'));
-    await chmod(dir, 0o755);
-    dataDir = join(dir, 'data');
-    agent = await startAgent(
-      {
-        service_url: t.url,
-        host_id: HOST_ID,
-        token: t.hostTokens[HOST_ID],
-        libvirt_uri: SYSTEM_URI,
-        data_dir: dataDir,
-        domain_type: 'auto',
-        poll_interval_ms: 200,
-        lease_seconds: 10,
-        heartbeat_interval_ms: 1_000,
-        boot_marker: 'HANGAR-GUEST-READY',
-        boot_timeout_ms: 120_000,
-        shutdown_timeout_ms: 60_000,
-        shutdown_retry_interval_ms: 3_000,
-        network: 'user',
-        log_level: 'debug',
-      },
-      join(dir, 'agent.json'),
-    );
-    await agent.waitForLog((line) => line['message'] === 'agent ready', 120_000);
+    guestImage = await vm.upload('hangar-test-guest', vm.guest, { min_ram: 128 });
   }, 600_000);
 
   afterAll(async () => {
-    await agent?.stop('SIGTERM');
-    for (const id of instanceIds) await removeDomains(SYSTEM_URI, domainNameFor(id));
-    await t?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await vm?.stop(instanceIds.map(domainNameFor));
   }, 120_000);
 
   it('snapshots a Running instance, pausing it briefly; an instance of the snapshot shows the change', async () => {
@@ -207,9 +132,9 @@ describe('snapshots with a real host agent and libvirt', () => {
     const image = await snapshot(first, 'running snapshot', 'guestsnap:running');
 
     // Assert: the guest was paused, then carried on (still Running, heartbeats continue)
-    const paused = agent?.logs.find((line) => line['message'] === 'guest paused for the snapshot copy');
+    const paused = vm.agent.logs.find((line) => line['message'] === 'guest paused for the snapshot copy');
     expect(paused?.['paused_ms']).toEqual(expect.any(Number));
-    const uploaded = agent?.logs.find((line) => line['message'] === 'snapshot uploaded');
+    const uploaded = vm.agent.logs.find((line) => line['message'] === 'snapshot uploaded');
     // The figure for the README: how long the guest stood still, and the rest of the job.
     console.log('snapshot of a Running instance:', JSON.stringify(uploaded));
     expect((await virsh(SYSTEM_URI, 'domstate', domainNameFor(first))).trim()).toBe('running');
@@ -234,16 +159,16 @@ describe('snapshots with a real host agent and libvirt', () => {
     expect((await alice('POST', `/v1/instances/${first}/actions/stop`)).status).toBe(202);
     await waitForStage(first, 'Shutoff');
     const pausesBefore =
-      agent?.logs.filter((line) => line['message'] === 'guest paused for the snapshot copy').length ?? 0;
+      vm.agent.logs.filter((line) => line['message'] === 'guest paused for the snapshot copy').length ?? 0;
 
     // Act
     const image = await snapshot(first, 'shutoff snapshot', 'guestsnap:shutoff');
 
     // Assert
-    const uploads = agent?.logs.filter((line) => line['message'] === 'snapshot uploaded') ?? [];
+    const uploads = vm.agent.logs.filter((line) => line['message'] === 'snapshot uploaded') ?? [];
     expect(uploads.at(-1)).toMatchObject({ image_id: image.id, source_state: 'shutoff', paused_ms: null });
     expect(
-      agent?.logs.filter((line) => line['message'] === 'guest paused for the snapshot copy').length,
+      vm.agent.logs.filter((line) => line['message'] === 'guest paused for the snapshot copy').length,
     ).toBe(pausesBefore);
     const second = await boot('from shutoff snapshot', 'guestsnap:shutoff');
     await waitForConsole(second, new RegExp(`HANGAR-DISK-MARKER: ${marker}`));

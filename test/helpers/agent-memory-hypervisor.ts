@@ -6,6 +6,7 @@
  * whether the boot check sees its marker).
  */
 import { appendFile, open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { DomainSpec } from '../../agent/src/hypervisor/domain-xml.ts';
 import type { DomainInfo, DomainOwner, Hypervisor } from '../../agent/src/hypervisor/hypervisor.ts';
 
@@ -40,12 +41,32 @@ export async function bootFromDisk(spec: DomainSpec): Promise<string> {
   return `booting ${spec.name}\n${firstLine}\n`;
 }
 
+/** How long after its start a recipe guest powers itself off (after the build job has seen it boot). */
+const RECIPE_RUN_MS = 300;
+
+/**
+ * Whether the guest runs a recipe that powers it off, as the test guest does with a `#!/bin/sh`
+ * user-data ending in `poweroff` (agent/guest/build-test-guest.sh): read from the seed's
+ * user-data beside it (agent/src/instance-files.ts writes meta/user-data next to seed.img).
+ */
+export async function recipePowersOff(spec: DomainSpec): Promise<boolean> {
+  if (!spec.seed) return false;
+  const userData = await readFile(join(dirname(spec.seed.path), 'meta', 'user-data'), 'utf8').catch(() => '');
+  return userData.startsWith('#!/bin/sh') && /\bpoweroff\b/.test(userData);
+}
+
 export class MemoryHypervisor implements Hypervisor {
   readonly uri = 'memory:///';
   readonly domains = new Map<string, MemoryDomain>();
   readonly calls: string[] = [];
 
-  constructor(private readonly options: { guest?: (spec: DomainSpec) => Promise<string> } = {}) {}
+  constructor(
+    private readonly options: {
+      guest?: (spec: DomainSpec) => Promise<string>;
+      /** Whether a fresh start ends with the guest powering itself off (see recipePowersOff). */
+      powersOff?: (spec: DomainSpec) => Promise<boolean>;
+    } = {},
+  ) {}
 
   add(name: string, state: DomainInfo['state'], hostId: string | null): void {
     const owner = hostId === null ? null : { instanceId: name.replace(/^hangar-/, ''), hostId };
@@ -92,6 +113,17 @@ export class MemoryHypervisor implements Hypervisor {
     d.managedSave = false;
     if (!restored && this.options.guest && d.spec?.consoleLogPath)
       await appendFile(d.spec.consoleLogPath, await this.options.guest(d.spec));
+    const spec = d.spec;
+    if (!restored && spec && (await this.options.powersOff?.(spec))) {
+      const run = setTimeout(() => {
+        if (d.state !== 'running') return;
+        d.state = 'shutoff';
+        void appendFile(spec.consoleLogPath, 'HANGAR-RECIPE-START\nHANGAR-RECIPE-EXIT 0\n').catch(
+          () => undefined,
+        );
+      }, RECIPE_RUN_MS);
+      run.unref();
+    }
     return restored ? ('restored' as const) : ('started' as const);
   }
   async shutdown(name: string) {

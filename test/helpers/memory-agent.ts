@@ -7,14 +7,16 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ImageCache } from '../../agent/src/image-cache.ts';
 import { InstanceFiles } from '../../agent/src/instance-files.ts';
 import { JOB_HANDLERS } from '../../agent/src/jobs.ts';
 import { silentLogger } from '../../agent/src/log.ts';
+import { observe } from '../../agent/src/reconcile.ts';
 import { type HostRegistration, ServiceClient } from '../../agent/src/service-client.ts';
 import { Worker } from '../../agent/src/worker.ts';
 import { TEST_JOB_SETTINGS } from './agent-jobs.ts';
-import { bootFromDisk, MemoryHypervisor } from './agent-memory-hypervisor.ts';
+import { bootFromDisk, MemoryHypervisor, recipePowersOff } from './agent-memory-hypervisor.ts';
 
 export interface MemoryAgent {
   readonly hypervisor: MemoryHypervisor;
@@ -48,7 +50,7 @@ export async function startMemoryAgent(options: {
     signal,
   });
   await cache.init();
-  const hypervisor = new MemoryHypervisor({ guest: bootFromDisk });
+  const hypervisor = new MemoryHypervisor({ guest: bootFromDisk, powersOff: recipePowersOff });
   await service.registerHost(options.registration, signal);
   const worker = new Worker({
     service,
@@ -71,12 +73,21 @@ export async function startMemoryAgent(options: {
     shutdownGraceMs: 2_000,
   });
   const running = worker.run(signal);
+  // As agent/src/agent.ts does: a guest that powered itself off (a recipe) is reported.
+  const observing = (async () => {
+    while (!signal.aborted) {
+      await sleep(200, undefined, { signal }).catch(() => undefined);
+      if (!signal.aborted)
+        await observe({ service, hypervisor, log: silentLogger, signal }).catch(() => undefined);
+    }
+  })();
   return {
     hypervisor,
     files,
     async stop() {
       controller.abort();
       await running;
+      await observing;
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -317,6 +317,54 @@ describe('state machines', () => {
   });
 });
 
+describe('the build state machine', () => {
+  it('runs the publish steps as the publish machine does (the same functions), started by builds and answered by hosts', () => {
+    // Prepare
+    const app = resources(synth.application);
+    const { workflows, functions } = synth.hangar.application;
+    const names = labels(synth);
+    const machine = (name: string) =>
+      (app[logicalId(workflows[name]?.stateMachine ?? synth.hangar.application)]?.Properties ?? {}) as {
+        DefinitionSubstitutions?: Record<string, unknown>;
+      };
+    const grantsOf = (key: string) =>
+      grants(
+        statementsOfRole(
+          synth.application,
+          app[logicalId(functions[key] ?? synth.hangar.application)]?.Properties?.Role,
+        ),
+        names,
+      );
+
+    // Assess: one verify, boot gate and clean-up function each, invoked by both machines
+    const build = machine('build').DefinitionSubstitutions ?? {};
+    const publish = machine('publish').DefinitionSubstitutions ?? {};
+    for (const key of ['PublishVerifyFunctionArn', 'PublishBootFunctionArn', 'PublishCleanupFunctionArn']) {
+      expect(build[key], key).toBeDefined();
+      expect(build[key], key).toEqual(publish[key]);
+    }
+    expect(build.PublishMoveFunctionArn).toBeUndefined();
+    // POST /v1/builds starts the build machine (and no other); a finished build job answers gates in both
+    expect(grantsOf('builds').filter((g) => g.startsWith('states:'))).toEqual([
+      'states:StartExecution@sm:build',
+    ]);
+    expect(
+      grantsOf('hosts')
+        .filter((g) => g.startsWith('states:'))
+        .sort(),
+    ).toEqual([
+      'states:SendTaskFailure@sm:build',
+      'states:SendTaskFailure@sm:publish',
+      'states:SendTaskSuccess@sm:build',
+      'states:SendTaskSuccess@sm:publish',
+    ]);
+    // Fail Build frees the discarded snapshot's data, and starts nothing itself
+    const step = grantsOf('functions/tasks/build-step.ts');
+    expect(step).toContain('s3:DeleteObject@bucket:images/images/*');
+    expect(step.filter((g) => g.startsWith('states:'))).toEqual([]);
+  });
+});
+
 describe('S3 triggers', () => {
   it('wires each trigger whose module exists (and reports the others as skipped)', () => {
     const app = resources(synth.application);

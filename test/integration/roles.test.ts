@@ -39,6 +39,7 @@ interface Fixture {
   ref?: string;
   instance?: string;
   publication?: string;
+  build?: string;
 }
 
 interface Row {
@@ -165,6 +166,19 @@ describe('role matrix (Glance secure-RBAC defaults)', () => {
     const ref = `${unique('app')}:v1`;
     await ok(call('alice', 'POST', '/v1/references', { reference: ref, image_id: first }), 201);
     return { image: first, second, ref };
+  }
+
+  const buildBody = (f: Fixture) => ({
+    base: f.image,
+    recipe: { user_data: '#!/bin/sh\npoweroff -f\n' },
+    target: f.ref,
+    namespace: 'projA',
+  });
+  /** A build of alice's (here it fails at Begin Build: its base has not the host's architecture). */
+  async function aliceBuild(): Promise<Fixture> {
+    const fixture = { image: await image({ data: true }), ref: `${unique('built')}:1` };
+    const started = await ok(call('alice', 'POST', '/v1/builds', buildBody(fixture)), 202);
+    return { ...fixture, build: started.body.id };
   }
 
   /** One of alice's instances, built (Running), on the matrix's host. */
@@ -435,6 +449,26 @@ describe('role matrix (Glance secure-RBAC defaults)', () => {
         return { ...fixture, publication: started.body.id };
       },
       run: (p, f) => call(p, 'GET', `/v1/publications/${f.publication}`),
+    },
+    // Builds: the build is the caller's project's; its target is named in projA's namespace.
+    {
+      op: 'create a build',
+      expect: { reader: 403, member: 202, other: 403, admin: 202, none: 403 },
+      setup: async () => ({ image: await image({ data: true }), ref: `${unique('built')}:1` }),
+      run: (p, f) => call(p, 'POST', '/v1/builds', buildBody(f)),
+    },
+    {
+      op: 'show a build',
+      expect: { reader: 200, member: 200, other: 404, admin: 200, none: 404 },
+      setup: aliceBuild,
+      run: (p, f) => call(p, 'GET', `/v1/builds/${f.build}`),
+    },
+    {
+      op: 'list builds of a target (sees it)',
+      expect: { reader: [200, 1], member: [200, 1], other: [200, 0], admin: [200, 1], none: [200, 0] },
+      setup: aliceBuild,
+      run: (p, f) => call(p, 'GET', `/v1/builds?target=${f.ref}&namespace=projA`),
+      count: (body, f) => body.builds.filter((b: { id: string }) => b.id === f.build).length,
     },
     // Instances
     {

@@ -222,3 +222,103 @@ describe('the publish state machine, run locally with stub handlers', () => {
     expect(outcome).toHaveProperty('failed');
   });
 });
+
+describe('the build state machine, run locally with stub handlers', () => {
+  type Calls = Array<[string, Record<string, unknown>]>;
+  const input = { build_id: 'b', poll_seconds: 1 };
+  const publish = {
+    task_id: 'p',
+    image_id: 'i',
+    reference: 'app:1',
+    namespace: 'proj',
+    expect: 'old',
+    principal: { project: 'proj', user: 'u', roles: ['member'] },
+    build_id: 'b',
+  };
+
+  /** Runs the machine; the checks answer not-done `pending` times first; `failAt` throws. */
+  async function runBuild(
+    boot: Record<string, string> | null,
+    options: { failAt?: string; pending?: number } = {},
+  ): Promise<{ calls: Calls; outcome: unknown }> {
+    const { definition, taskModules } = loadDefinition('build');
+    const calls: Calls = [];
+    const handlers: LocalHandlers = {};
+    let pending = options.pending ?? 0;
+    for (const state of Object.keys(taskModules)) {
+      handlers[state] = (async (stateInput: unknown) => {
+        calls.push([state, stateInput as Record<string, unknown>]);
+        if (state === options.failAt) {
+          const error = new Error('The recipe did not power the guest off');
+          error.name = 'BuildFailedError';
+          throw error;
+        }
+        if (state === 'Check Recipe' || state === 'Check Snapshot') {
+          pending -= 1;
+          return { done: pending < 0 };
+        }
+        if (state === 'Start Testing') return { ...publish, boot };
+        return state === 'Snapshot Build' ? { image_id: 'i' } : {};
+      }) as LocalHandlers[string];
+    }
+    const machine = new StateMachine(definition as never);
+    const execution = machine.run(input, {
+      overrides: {
+        taskResourceLocalHandlers: handlers,
+        waitTimeOverrides: { 'Wait For Recipe': 1, 'Wait For Snapshot': 1 },
+      },
+      context: { Task: { Token: 'tok' } },
+    });
+    const outcome = await execution.result.then(
+      (result) => ({ ok: result }),
+      (error: Error) => ({ failed: error.message }),
+    );
+    return { calls, outcome };
+  }
+
+  it('waits for the recipe, snapshots, removes the instance, verifies and publishes (no gate)', async () => {
+    const { calls, outcome } = await runBuild(null, { pending: 2 });
+    expect(calls.map(([state]) => state)).toEqual([
+      'Begin Build',
+      'Check Recipe',
+      'Check Recipe',
+      'Check Recipe',
+      'Snapshot Build',
+      'Check Snapshot',
+      'Remove Build Instance',
+      'Start Testing',
+      'Verify Candidate',
+      'Publish Build',
+    ]);
+    // The publish steps get the publish input, as the publish machine hands it.
+    expect(calls[8]?.[1]).toEqual({ ...publish, boot: null });
+    expect(outcome).toHaveProperty('ok');
+  });
+
+  it('boots the candidate behind the gate with its task token, then removes the gate instance', async () => {
+    const { calls } = await runBuild({ marker: 'READY' });
+    expect(calls.map(([state]) => state).slice(-4)).toEqual([
+      'Verify Candidate',
+      'Boot Candidate',
+      'Remove Gate Instance',
+      'Publish Build',
+    ]);
+    expect(calls.at(-3)?.[1]).toMatchObject({
+      Payload: { ...publish, boot: { marker: 'READY' }, task_token: 'tok' },
+    });
+    expect(calls.at(-2)?.[1]).toEqual({ ...publish, boot: { marker: 'READY' } });
+  });
+
+  it.each(['Check Recipe', 'Verify Candidate', 'Publish Build'])(
+    'sends a failure in %s to Fail Build with the error, and fails the execution',
+    async (failAt) => {
+      const { calls, outcome } = await runBuild(null, { failAt });
+      expect(calls.map(([state]) => state).slice(-2)).toEqual([failAt, 'Fail Build']);
+      expect(calls.at(-1)?.[1]).toMatchObject({
+        build_id: 'b',
+        error: { Error: 'BuildFailedError', Cause: 'The recipe did not power the guest off' },
+      });
+      expect(outcome).toHaveProperty('failed');
+    },
+  );
+});

@@ -175,6 +175,13 @@ export const jobKey = (id: string) => ({ pk: `JOB#${id}`, sk: 'META' });
 export const hostQueueKind = (hostId: string) => `HOSTQ#${hostId}`;
 export const hostQueueSort = (enqueuedAt: string, jobId: string) => `${enqueuedAt}#${jobId}`;
 
+// Builds (see build-repository.ts):
+//   pk=BUILD#<id>      sk=META          the build (`version`); by_kind: kind_pk=BUILDT#<namespace>#<name>:<tag>,
+//                                       kind_sk=<created_at>#<id> (a target's builds, a Query)
+export const buildKey = (id: string) => ({ pk: `BUILD#${id}`, sk: 'META' });
+export const buildTargetKind = (namespace: string, target: string) => `BUILDT#${namespace}#${target}`;
+export const buildKindSort = (createdAt: string, id: string) => `${createdAt}#${id}`;
+
 // Metadata definitions (see metadef-repository.ts):
 //   pk=MDNS#<namespace>   sk=META            a namespace, its resource type associations inside;
 //                                            by_kind: kind_pk=MDNS#all, kind_sk=<namespace>

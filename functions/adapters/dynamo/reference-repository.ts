@@ -44,6 +44,7 @@ const HistorySchema = z.object({
   to: z.string().nullable(),
   by: z.string(),
   at: z.string(),
+  build_id: z.string().optional(),
 });
 
 const PolicySchema = z.object({ keep: z.number().int(), grace_seconds: z.number().int() });

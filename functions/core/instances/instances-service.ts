@@ -202,6 +202,23 @@ export class InstancesService {
     );
   }
 
+  /**
+   * An instance under a given id (a build's: core/builds/), so a retried step finds the one it
+   * made instead of making another.
+   */
+  async createNamed(principal: Principal, body: unknown, id: string): Promise<InstanceRecord> {
+    let placing: Placing | undefined;
+    return retryLostRaces(this.deps, HOSTS_BUSY, async () => {
+      const existing = await this.deps.store.getInstance(id);
+      if (existing) {
+        if (existing.project !== principal.project) throw new ConflictError(`Instance ${id} exists.`);
+        return existing;
+      }
+      placing ??= await this.prepare(principal, body);
+      return this.placeOnce(principal, placing, { id });
+    });
+  }
+
   private async prepare(principal: Principal, body: unknown): Promise<Placing> {
     assertProjectCaller(principal);
     assertManagesInstances(principal, principal.project);

@@ -91,10 +91,14 @@ export interface SnapshotImages {
    * leaves no image to boot and no blob behind. Never rejects for an image already gone.
    */
   discard(id: string, reason: string): Promise<void>;
-  /** Where `reference` would be written for `principal`, and where it points now (403 if not theirs). */
+  /**
+   * Where `reference` would be written for `principal` (in `namespace`, default their project),
+   * and where it points now (403 if not theirs).
+   */
   referenceTarget(
     principal: Principal,
     reference: string,
+    namespace?: string,
   ): Promise<{ namespace: string; current: string | null }>;
   /** The CAS move (or create, `expect` null) to the snapshot, recorded as `snapshot`. */
   moveReference(

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { BadRequestError } from '../kernel/errors.ts';
 
-const MAX_USER_DATA_BYTES = 65535;
+export const MAX_USER_DATA_BYTES = 65535;
 
 /**
  * A boot that counts only once the serial console prints `marker` (literal text), within

@@ -58,6 +58,8 @@ export const PublishInputSchema = z.object({
   boot: BootGateSchema.nullable(),
   /** Who asked: the steps act as this principal, so the same access rules apply as in the API. */
   principal: z.object({ project: z.string(), user: z.string(), roles: z.array(z.string()) }),
+  /** The build whose snapshot this is (the build machine runs these steps itself): named in the history. */
+  build_id: z.string().min(1).nullish(),
 });
 export type PublishInput = z.infer<typeof PublishInputSchema>;
 
@@ -106,6 +108,27 @@ export class PublishService {
     namespace: string | undefined,
     requestId: string,
   ): Promise<TaskRecord> {
+    const { task, input } = await this.record(principal, text, body, namespace, requestId);
+    await startOrFail(
+      'publish',
+      () => this.deps.workflows.start('publish', task.id, { ...input }),
+      (error) => this.fail({ ...input, error }),
+    );
+    return task;
+  }
+
+  /**
+   * The publish task, checked and recorded, and the input its steps take: what `start` hands the
+   * publish machine, and what the build machine (core/builds/) runs the same steps on.
+   */
+  async record(
+    principal: Principal,
+    text: string,
+    body: z.infer<typeof PublishRequestSchema>,
+    namespace: string | undefined,
+    requestId: string,
+    buildId: string | null = null,
+  ): Promise<{ task: TaskRecord; input: PublishInput }> {
     const parsed = parseReference(text);
     const target = await this.deps.references.publishTarget(principal, parsed, namespace, body.image_id);
     const expect = body.expect !== undefined ? body.expect : (target.current?.image_id ?? null);
@@ -126,6 +149,7 @@ export class PublishService {
           image_id: body.image_id,
           expect,
           boot: body.boot ?? null,
+          ...(buildId ? { build_id: buildId } : {}),
         },
       },
       this.clock(),
@@ -139,13 +163,9 @@ export class PublishService {
       expect,
       boot: body.boot ?? null,
       principal: { project: principal.project, user: principal.user, roles: [...principal.roles] },
+      build_id: buildId,
     };
-    await startOrFail(
-      'publish',
-      () => this.deps.workflows.start('publish', task.id, { ...input }),
-      (error) => this.fail({ ...input, error }),
-    );
-    return task;
+    return { task, input };
   }
 
   /** GET /v1/publications/{id}: a publish task, for its project (the tasks API is admin-only). */
@@ -248,6 +268,7 @@ export class PublishService {
       image_id: input.image_id,
       expect: input.expect,
       namespace: input.namespace,
+      build_id: input.build_id ?? null,
     });
     await this.advance(input.task_id, 'success', {
       result: {

@@ -110,6 +110,7 @@ export class ReferencesService {
     from: string | null,
     to: string | null,
     by: Principal,
+    buildId?: string | null,
   ): HistoryEntry {
     return {
       namespace: ref.namespace,
@@ -121,12 +122,13 @@ export class ReferencesService {
       to,
       by: `${by.user}@${by.project}`,
       at: isoSeconds(this.clock()),
+      ...(buildId ? { build_id: buildId } : {}),
     };
   }
 
   async create(
     principal: Principal,
-    input: { reference: string; image_id: string; namespace?: string },
+    input: { reference: string; image_id: string; namespace?: string; build_id?: string | null },
     action: HistoryAction = 'create',
   ): Promise<ReferenceRecord> {
     const { name, tag } = parseReference(input.reference);
@@ -143,7 +145,7 @@ export class ReferencesService {
       updated_by: `${principal.user}@${principal.project}`,
       version: 1,
     };
-    await this.repo.create(ref, this.entry(ref, action, null, input.image_id, principal));
+    await this.repo.create(ref, this.entry(ref, action, null, input.image_id, principal, input.build_id));
     await this.reviveQuietly(namespace, input.image_id);
     await this.applyRetentionQuietly(namespace, name);
     return ref;
@@ -188,7 +190,7 @@ export class ReferencesService {
   async move(
     principal: Principal,
     text: string,
-    input: { image_id: string; expect?: string; namespace?: string },
+    input: { image_id: string; expect?: string; namespace?: string; build_id?: string | null },
     action: HistoryAction = 'move',
   ): Promise<ReferenceRecord> {
     const parsed = parseReference(text);
@@ -209,7 +211,7 @@ export class ReferencesService {
       await this.repo.move(
         current,
         next,
-        this.entry(next, action, current.image_id, input.image_id, principal),
+        this.entry(next, action, current.image_id, input.image_id, principal, input.build_id),
       );
     } catch (error) {
       if (error instanceof StaleWriteError)
@@ -321,20 +323,23 @@ export class ReferencesService {
       );
   }
 
-  /** The publish's final step: a conditional move, or a create when `expect` is null. */
+  /**
+   * The publish's final step: a conditional move, or a create when `expect` is null. A build's
+   * publish (`build_id`) is recorded as `build`, naming the build.
+   */
   async publishMove(
     principal: Principal,
     text: string,
-    input: { image_id: string; expect: string | null; namespace: string },
+    input: { image_id: string; expect: string | null; namespace: string; build_id?: string | null },
   ): Promise<ReferenceRecord> {
-    if (input.expect !== null)
-      return this.move(principal, text, { ...input, expect: input.expect }, 'publish');
+    const action: HistoryAction = input.build_id ? 'build' : 'publish';
+    if (input.expect !== null) return this.move(principal, text, { ...input, expect: input.expect }, action);
     try {
-      return await this.create(principal, {
-        reference: text,
-        image_id: input.image_id,
-        namespace: input.namespace,
-      });
+      return await this.create(
+        principal,
+        { reference: text, image_id: input.image_id, namespace: input.namespace, build_id: input.build_id },
+        input.build_id ? 'build' : 'create',
+      );
     } catch (error) {
       if (error instanceof ConflictError)
         throw new ConflictError(`Reference ${text} was created by someone else meanwhile.`);
@@ -350,9 +355,10 @@ export class ReferencesService {
   async snapshotTarget(
     principal: Principal,
     text: string,
+    requested?: string,
   ): Promise<{ namespace: string; current: string | null }> {
     const parsed = parseReference(text);
-    const namespace = this.writeNamespace(principal, undefined);
+    const namespace = this.writeNamespace(principal, requested);
     const current = await this.repo.get(namespace, parsed.name, parsed.tag);
     return { namespace, current: current?.image_id ?? null };
   }

@@ -30,8 +30,19 @@ export interface ReferenceRecord {
   version: number;
 }
 
-/** `snapshot`: moved (or created) to an instance's snapshot once it became active (core/instances/snapshots.ts). */
-export const HISTORY_ACTIONS = ['create', 'move', 'rollback', 'delete', 'publish', 'snapshot'] as const;
+/**
+ * `snapshot`: moved (or created) to an instance's snapshot once it became active (core/instances/snapshots.ts).
+ * `build`: published by a build (core/builds/), the entry naming it in `build_id`.
+ */
+export const HISTORY_ACTIONS = [
+  'create',
+  'move',
+  'rollback',
+  'delete',
+  'publish',
+  'snapshot',
+  'build',
+] as const;
 export type HistoryAction = (typeof HISTORY_ACTIONS)[number];
 
 export interface HistoryEntry {
@@ -45,6 +56,8 @@ export interface HistoryEntry {
   to: string | null;
   by: string;
   at: string;
+  /** The build that published the image (action `build`); absent otherwise. */
+  build_id?: string;
 }
 
 export function validateName(name: string): void {

@@ -21,7 +21,7 @@ export interface TaskRepository {
   listForImage(imageId: string): Promise<TaskRecord[]>;
 }
 
-export type WorkflowName = 'import' | 'export' | 'publish';
+export type WorkflowName = 'import' | 'export' | 'publish' | 'build';
 
 /**
  * Answers a state machine's `.waitForTaskToken` state (SendTaskSuccess / SendTaskFailure on AWS,

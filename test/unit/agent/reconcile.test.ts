@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InstanceFiles } from '../../../agent/src/instance-files.ts';
 import { silentLogger } from '../../../agent/src/log.ts';
-import { observedStateOf, reconcile } from '../../../agent/src/reconcile.ts';
+import { observe, observedStateOf, reconcile } from '../../../agent/src/reconcile.ts';
 import type { ObservedState, ServiceInstance, ServicePort } from '../../../agent/src/service-client.ts';
 import { MemoryHypervisor } from '../../helpers/agent-memory-hypervisor.ts';
 
@@ -129,5 +129,34 @@ describe('reconcile', () => {
     expect(observedStateOf('paused')).toEqual({ state: 'running', reason: 'paused' });
     expect(observedStateOf('crashed')).toEqual({ state: 'shutoff', reason: 'crashed' });
     expect(observedStateOf('shutting_down')).toEqual({ state: 'running' });
+  });
+
+  it('observe: reports only built instances whose domain changed state by itself, and removes nothing', async () => {
+    // Prepare: a guest that powered itself off, one still running, one saved as Sleep, a build, an orphan
+    hv.add('hangar-off', 'shutoff', 'h1');
+    hv.add('hangar-on', 'running', 'h1');
+    hv.add('hangar-asleep', 'saved', 'h1');
+    hv.add('hangar-new', 'running', 'h1');
+    hv.add('hangar-orphan', 'running', 'h1');
+    const service = new RecordingService([
+      { id: 'off', stage: 'Running' },
+      { id: 'on', stage: 'Running' },
+      { id: 'asleep', stage: 'Sleep' },
+      { id: 'new', stage: 'Building' },
+      { id: 'gone', stage: 'Running' },
+    ]);
+
+    // Act
+    const reported = await observe({
+      service: service as unknown as ServicePort,
+      hypervisor: hv,
+      log: silentLogger,
+    });
+
+    // Assess
+    expect(reported).toBe(1);
+    expect(service.observed).toEqual([{ id: 'off', state: 'shutoff' }]);
+    expect(hv.domains.has('hangar-orphan')).toBe(true);
+    expect(hv.count('destroy')).toBe(0);
   });
 });
