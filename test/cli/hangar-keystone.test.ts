@@ -12,7 +12,7 @@ import { setServiceEnvironment } from '#platform/config';
 import { type Backend, startBackend } from '../../local/backend.ts';
 import { runCli } from '../helpers/cli.ts';
 import { freshConfigDir, hangar } from '../helpers/hangar.ts';
-import { ensureKeystone, type KeystoneInfo, openstackEnv } from '../helpers/keystone.ts';
+import { ensureKeystone, type KeystoneInfo, openstackEnv, serviceKeystoneEnv } from '../helpers/keystone.ts';
 
 describe('hangar with Keystone', () => {
   let keystone: KeystoneInfo;
@@ -21,12 +21,7 @@ describe('hangar with Keystone', () => {
 
   beforeAll(async () => {
     keystone = await ensureKeystone();
-    setServiceEnvironment({
-      HANGAR_KEYSTONE_URL: keystone.url,
-      HANGAR_KEYSTONE_USER: 'hangar',
-      HANGAR_KEYSTONE_PASSWORD: keystone.password,
-      HANGAR_KEYSTONE_PROJECT: 'service',
-    });
+    setServiceEnvironment(serviceKeystoneEnv(keystone));
     backend = await startBackend({ port: 0, storage: 'memory', authMode: 'keystone', logLevel: 'warn' });
     dir = mkdtempSync(join(tmpdir(), 'hangar-cli-keystone-'));
   }, 300_000);

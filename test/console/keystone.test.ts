@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setServiceEnvironment } from '#platform/config';
 import { type Backend, startBackend } from '../../local/backend.ts';
 import { launchBrowser, screenshot, type TestBrowser } from '../helpers/browser.ts';
-import { ensureKeystone, type KeystoneInfo, keystoneToken } from '../helpers/keystone.ts';
+import { ensureKeystone, type KeystoneInfo, keystoneToken, serviceKeystoneEnv } from '../helpers/keystone.ts';
 
 describe('console: sign-in with a Keystone user', () => {
   let keystone: KeystoneInfo;
@@ -19,12 +19,7 @@ describe('console: sign-in with a Keystone user', () => {
 
   beforeAll(async () => {
     keystone = await ensureKeystone();
-    setServiceEnvironment({
-      HANGAR_KEYSTONE_URL: keystone.url,
-      HANGAR_KEYSTONE_USER: 'hangar',
-      HANGAR_KEYSTONE_PASSWORD: keystone.password,
-      HANGAR_KEYSTONE_PROJECT: 'service',
-    });
+    setServiceEnvironment(serviceKeystoneEnv(keystone));
     backend = await startBackend({ port: 0, storage: 'memory', authMode: 'keystone', logLevel: 'warn' });
     // An image of alice's project, made with her own Keystone token: the catalogue must list it.
     const created = await fetch(`${backend.url}/v2/images`, {

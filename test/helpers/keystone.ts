@@ -37,6 +37,16 @@ export function ensureKeystone(): Promise<KeystoneInfo> {
   });
 }
 
+/** The service's own Keystone account (`hangar` in `service`), as a keystone-mode deployment sets it. */
+export function serviceKeystoneEnv(info: KeystoneInfo): Record<string, string> {
+  return {
+    HANGAR_KEYSTONE_URL: info.url,
+    HANGAR_KEYSTONE_USER: 'hangar',
+    HANGAR_KEYSTONE_PASSWORD: info.password,
+    HANGAR_KEYSTONE_PROJECT: 'service',
+  };
+}
+
 export interface KeystoneAnswer {
   status: number;
   headers: Record<string, string | string[] | undefined>;

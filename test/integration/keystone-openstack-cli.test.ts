@@ -26,6 +26,7 @@ import {
   keystoneToken,
   openstackEnv,
   registerImageEndpoint,
+  serviceKeystoneEnv,
 } from '../helpers/keystone.ts';
 
 let keystone: KeystoneInfo;
@@ -33,13 +34,6 @@ let backend: Backend;
 let home: string;
 let work: string;
 let unregisterImageEndpoint: (() => Promise<void>) | undefined;
-
-const SERVICE_ENV = (info: KeystoneInfo) => ({
-  HANGAR_KEYSTONE_URL: info.url,
-  HANGAR_KEYSTONE_USER: 'hangar',
-  HANGAR_KEYSTONE_PASSWORD: info.password,
-  HANGAR_KEYSTONE_PROJECT: 'service',
-});
 
 /** `openstack <args> -f json` as a test account; the parsed output. */
 async function openstack(
@@ -63,7 +57,7 @@ async function openstack(
 
 beforeAll(async () => {
   keystone = await ensureKeystone();
-  setServiceEnvironment(SERVICE_ENV(keystone));
+  setServiceEnvironment(serviceKeystoneEnv(keystone));
   backend = await startBackend({ port: 0, storage: 'memory', authMode: 'keystone', logLevel: 'warn' });
   unregisterImageEndpoint = await registerImageEndpoint(keystone, backend.url);
   home = freshHome();

@@ -9,7 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeystoneAuthenticator, keystoneSettings } from '#adapters/auth/keystone';
 import { setServiceEnvironment } from '#platform/config';
 import { type Backend, startBackend } from '../../local/backend.ts';
-import { ensureKeystone, type KeystoneInfo, keystoneCall, keystoneToken } from '../helpers/keystone.ts';
+import {
+  ensureKeystone,
+  type KeystoneInfo,
+  keystoneCall,
+  keystoneToken,
+  serviceKeystoneEnv,
+} from '../helpers/keystone.ts';
 
 const READER = 'rbac-reader';
 
@@ -55,12 +61,7 @@ async function readerToken(info: KeystoneInfo): Promise<string> {
 
 beforeAll(async () => {
   keystone = await ensureKeystone();
-  setServiceEnvironment({
-    HANGAR_KEYSTONE_URL: keystone.url,
-    HANGAR_KEYSTONE_USER: 'hangar',
-    HANGAR_KEYSTONE_PASSWORD: keystone.password,
-    HANGAR_KEYSTONE_PROJECT: 'service',
-  });
+  setServiceEnvironment(serviceKeystoneEnv(keystone));
   backend = await startBackend({ port: 0, storage: 'memory', authMode: 'keystone', logLevel: 'warn' });
 }, 300_000);
 

@@ -22,7 +22,7 @@ import { type Gateway, startGateway } from '../../local/gateway.ts';
 import { type S3EventRecord, startStandIns } from '../../local/stand-ins.ts';
 import { standInDynamo, standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
-import { ensureKeystone, keystoneToken } from '../helpers/keystone.ts';
+import { ensureKeystone, keystoneToken, serviceKeystoneEnv } from '../helpers/keystone.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -485,10 +485,7 @@ describe('npm start (local/main.ts as a real process)', () => {
         HANGAR_DATA_DIR: dataDir,
         HANGAR_STORAGE: 'disk',
         HANGAR_AUTH_MODE: 'keystone',
-        HANGAR_KEYSTONE_URL: keystone.url,
-        HANGAR_KEYSTONE_USER: 'hangar',
-        HANGAR_KEYSTONE_PASSWORD: keystone.password,
-        HANGAR_KEYSTONE_PROJECT: 'service',
+        ...serviceKeystoneEnv(keystone),
       });
       spawned.push(main.child);
 
