@@ -63,7 +63,7 @@ export class FsBlobStore implements BlobStore {
     const created = await mkdir(dirname(final), { recursive: true, mode: 0o700 });
     // 'wx': a second writer of the same key fails here instead of sharing the file.
     const file = await open(`${final}${PARTIAL}`, 'wx', 0o600);
-    return new BlobWriter(file, final, created);
+    return new BlobWriter(file, final, created, await openDirect(`${final}${PARTIAL}`));
   }
 
   async get(key: string, range?: { start: number; end: number }): Promise<ReadStream> {
@@ -159,6 +159,86 @@ export class FsBlobStore implements BlobStore {
 const GATHER_BYTES = 8 * 1024 * 1024;
 
 /**
+ * O_DIRECT needs file offsets, lengths and memory aligned to the device's logical block size;
+ * 4096 covers every size Linux disks use (512 or 4096).
+ */
+const ALIGN = 4096;
+/** One staging buffer: what one direct write carries. */
+const STAGE_BYTES = GATHER_BYTES;
+/** Aligned staging buffers kept for reuse (two per upload in flight are in use at most). */
+const MAX_FREE_STAGES = 8;
+const freeStages: Buffer[] = [];
+
+/**
+ * The partial file opened a second time with O_DIRECT, or undefined where the file system
+ * refuses it. Why: writing 1 GiB through the page cache and fsync'ing it cost the kernel 1.6-2.8
+ * CPU-s on this project's machines (`dd conv=fsync`), against 0.1 with O_DIRECT: on two cores
+ * that is CPU the two hash workers need. Downloads then read from disk, not from the cache.
+ */
+async function openDirect(path: string): Promise<FileHandle | undefined> {
+  const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
+  if (direct === undefined) return undefined;
+  return open(path, constants.O_WRONLY | direct).catch(() => undefined);
+}
+
+/**
+ * A STAGE_BYTES buffer whose memory O_DIRECT accepts. JavaScript cannot see a buffer's address,
+ * so a fresh one is over-allocated by ALIGN and the kernel is asked: the first offset (malloc
+ * aligns to 16) at which a direct write of ALIGN bytes to `direct` succeeds is aligned. The probe
+ * writes at `position`, where the caller's next stage goes (so it is overwritten, or truncated
+ * away at commit), never over bytes already written. Undefined when none is.
+ */
+async function takeStage(direct: FileHandle, position: number): Promise<Buffer | undefined> {
+  const reused = freeStages.pop();
+  if (reused) return reused;
+  const memory = Buffer.alloc(STAGE_BYTES + ALIGN);
+  for (let offset = 0; offset < ALIGN; offset += 16) {
+    try {
+      await direct.write(memory, offset, ALIGN, position);
+      return memory.subarray(offset, offset + STAGE_BYTES);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+    }
+  }
+  return undefined;
+}
+
+function giveStage(stage: Buffer): void {
+  if (freeStages.length < MAX_FREE_STAGES) freeStages.push(stage);
+}
+
+/**
+ * `length` bytes of `stage` at `position`: the aligned part with O_DIRECT, the rest (the file's
+ * last partial block, or anything after a short or refused direct write) through the page cache.
+ */
+async function writeStage(
+  direct: FileHandle,
+  buffered: FileHandle,
+  stage: Buffer,
+  length: number,
+  position: number,
+): Promise<void> {
+  const aligned = length - (length % ALIGN);
+  let done = 0;
+  try {
+    while (done < aligned) {
+      const { bytesWritten } = await direct.write(stage, done, aligned - done, position + done);
+      if (bytesWritten === 0) break;
+      done += bytesWritten;
+      if (done % ALIGN !== 0) break;
+    }
+  } catch (error) {
+    // A device with stricter alignment than the staging buffer's: the page cache takes it.
+    if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+  }
+  while (done < length) {
+    const { bytesWritten } = await buffered.write(stage, done, length - done, position + done);
+    if (bytesWritten === 0) throw new Error('write made no progress');
+    done += bytesWritten;
+  }
+}
+
+/**
  * One object being written to `<final>.partial`: at most one write in flight while the caller
  * reads and hashes the next piece, then fsync, read-only, link(2) into the final name (which
  * fails if it exists) and fsync of the directories whose entries changed.
@@ -170,16 +250,30 @@ export class BlobWriter {
   private gatheredBytes = 0;
   private afterGathered: Array<() => void> = [];
   private closed = false;
+  /** With O_DIRECT: the buffer being filled, how much of it is, and where it goes in the file. */
+  private stage: Buffer | undefined;
+  private staged = 0;
+  /** Bytes handed to a write so far: where the next write goes (all writes are positional). */
+  private dispatched = 0;
 
   constructor(
     private readonly file: FileHandle,
     private readonly final: string,
     /** The first directory mkdir created for it, if any. */
     private readonly created: string | undefined,
+    /** The same file opened with O_DIRECT (see openDirect), if the file system allows it. */
+    private direct?: FileHandle,
   ) {}
 
   /** Takes `piece` (which must not change until `written` is called) and resolves when it may take the next. */
   async write(piece: Buffer, written?: () => void): Promise<void> {
+    if (this.direct) {
+      if (await this.stageCopy(piece)) {
+        // Copied into the staging buffer: the piece is free again at once.
+        written?.();
+        return;
+      }
+    }
     this.size += piece.length;
     this.gathered.push(piece);
     this.gatheredBytes += piece.length;
@@ -187,7 +281,61 @@ export class BlobWriter {
     if (this.gatheredBytes >= GATHER_BYTES) await this.flush();
   }
 
+  /**
+   * Copies `piece` into aligned staging buffers, sending each full one to disk with one write in
+   * flight. False (nothing taken) when no aligned buffer can be had: the writer then goes on
+   * through the page cache.
+   */
+  private async stageCopy(piece: Buffer): Promise<boolean> {
+    const direct = this.direct;
+    if (!direct) return false;
+    let from = 0;
+    while (from < piece.length) {
+      if (!this.stage) {
+        const stage = await takeStage(direct, this.dispatched);
+        if (!stage) {
+          await this.dropDirect();
+          if (from === 0) return false;
+          // Part of the piece is staged already: the rest goes the buffered way (a copy, since
+          // the caller may reuse the piece as soon as this returns).
+          await this.write(Buffer.from(piece.subarray(from)));
+          return true;
+        }
+        this.stage = stage;
+      }
+      const copied = piece.copy(this.stage, this.staged, from);
+      this.staged += copied;
+      this.size += copied;
+      from += copied;
+      if (this.staged === this.stage.length) await this.sendStage();
+    }
+    return true;
+  }
+
+  /** Sends the staging buffer (once the previous write is done) and starts a fresh one. */
+  private async sendStage(): Promise<void> {
+    await this.writing;
+    const { stage, staged, direct } = this;
+    if (!stage || !direct) return;
+    const position = this.dispatched;
+    this.stage = undefined;
+    this.staged = 0;
+    this.dispatched += staged;
+    this.writing = writeStage(direct, this.file, stage, staged, position).finally(() => giveStage(stage));
+    this.writing.catch(() => undefined);
+  }
+
+  /** No more O_DIRECT for this writer: what is staged is written, later writes go the buffered way. */
+  private async dropDirect(): Promise<void> {
+    await this.sendStage();
+    await this.writing;
+    const direct = this.direct;
+    this.direct = undefined;
+    await direct?.close();
+  }
+
   private async flush(): Promise<void> {
+    if (this.direct) return this.sendStage();
     await this.writing;
     const pieces = this.gathered;
     const callbacks = this.afterGathered;
@@ -195,7 +343,9 @@ export class BlobWriter {
     this.gatheredBytes = 0;
     this.afterGathered = [];
     if (pieces.length === 0) return;
-    this.writing = writeAll(this.file, pieces).then(() => {
+    const position = this.dispatched;
+    this.dispatched += pieces.reduce((sum, piece) => sum + piece.length, 0);
+    this.writing = writeAll(this.file, pieces, position).then(() => {
       for (const done of callbacks) done();
     });
     // Seen by the next flush, commit or abort; not an unhandled rejection meanwhile.
@@ -208,6 +358,11 @@ export class BlobWriter {
     if (expectedSize !== undefined && this.size !== expectedSize)
       throw new Error(`body had ${this.size} bytes, ${expectedSize} were announced`);
     const partial = `${this.final}${PARTIAL}`;
+    if (this.direct) {
+      await this.dropDirect();
+      // Finding an aligned buffer wrote ALIGN bytes at offset 0, which a small object does not fill.
+      await this.file.truncate(this.size);
+    }
     await this.file.sync();
     await this.file.chmod(0o400);
     this.closed = true;
@@ -231,16 +386,22 @@ export class BlobWriter {
   /** Drops the partial file; the object never existed. */
   async abort(): Promise<void> {
     await this.writing.catch(() => undefined);
+    await this.direct?.close().catch(() => undefined);
+    this.direct = undefined;
+    if (this.stage) giveStage(this.stage);
+    this.stage = undefined;
     if (!this.closed) await this.file.close().catch(() => undefined);
     this.closed = true;
     await removeFile(`${this.final}${PARTIAL}`).catch(() => undefined);
   }
 }
 
-async function writeAll(file: FileHandle, pieces: Buffer[]): Promise<void> {
+async function writeAll(file: FileHandle, pieces: Buffer[], start: number): Promise<void> {
   let rest = pieces;
+  let position = start;
   while (rest.length > 0) {
-    let { bytesWritten } = await file.writev(rest);
+    let { bytesWritten } = await file.writev(rest, position);
+    position += bytesWritten;
     // A short write: go on from the first byte not written.
     const next: Buffer[] = [];
     for (const piece of rest) {

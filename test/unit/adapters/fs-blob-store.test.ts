@@ -2,6 +2,7 @@
  * The fs BlobStore on a temporary directory: written once and read-only, never overwritten,
  * nothing left by a failed write, ranges, prefix deletion; and the block pool it feeds.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { holdBlock, releaseBlock, takeBlock } from '#adapters/block-pool';
 import { FsBlobStore } from '#adapters/fs/blob-store';
+
+const MiB = 1024 * 1024;
 
 let root: string;
 let store: FsBlobStore;
@@ -114,6 +117,59 @@ describe('FsBlobStore', () => {
     await store.put('images/p/1', one(), noHooks);
     // The store gave back the only hold: the next block of that size is the same memory.
     expect(takeBlock(4096).buffer).toBe(block.buffer);
+  });
+});
+
+/** `size` pseudo-random bytes cut into pieces of `pieceSize` (not a multiple of any alignment). */
+function randomPieces(size: number, pieceSize: number): { pieces: Buffer[]; digest: string } {
+  const whole = randomBytes(size);
+  const pieces: Buffer[] = [];
+  for (let at = 0; at < size; at += pieceSize)
+    pieces.push(whole.subarray(at, Math.min(size, at + pieceSize)));
+  return { pieces, digest: createHash('sha256').update(whole).digest('hex') };
+}
+
+async function* each(pieces: Buffer[]): AsyncGenerator<Buffer> {
+  yield* pieces;
+}
+
+async function storedDigest(s: FsBlobStore, key: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of await s.get(key)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+// Sizes around the 4 KiB alignment of O_DIRECT and the 8 MiB staging buffers.
+const EDGE_SIZES = [1, 4095, 4096, 4097, 8 * MiB - 1, 8 * MiB, 8 * MiB + 4097, 20 * MiB + 123];
+
+describe.each([
+  // ext4 (or whatever the temporary directory is): written with O_DIRECT where the kernel allows it.
+  ['the temporary directory', () => tmpdir()],
+  // tmpfs: O_DIRECT refused (or emulated, on newer kernels): the page-cache path.
+  ['tmpfs', () => '/dev/shm'],
+])('FsBlobStore bytes on %s', (_name, base) => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(base(), 'hangar-fs-bytes-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each(EDGE_SIZES)('stores %i bytes exactly, from odd-sized pieces', async (size) => {
+    const bytes = new FsBlobStore(dir);
+    const { pieces, digest } = randomPieces(size, 65_536 + 7);
+    expect(await bytes.put('images/x/1', each(pieces), noHooks, size)).toEqual({ size });
+    expect(statSync(join(dir, 'images', 'x', '1')).size).toBe(size);
+    expect(await storedDigest(bytes, 'images/x/1')).toBe(digest);
+  });
+
+  it('keeps concurrent writers apart (each takes its own staging buffers)', async () => {
+    const bytes = new FsBlobStore(dir);
+    const uploads = [0, 1, 2].map((n) => ({
+      key: `images/c/${n}`,
+      ...randomPieces(17 * MiB + n * 999, 1 * MiB + 3),
+    }));
+    await Promise.all(uploads.map((u) => bytes.put(u.key, each(u.pieces), noHooks)));
+    for (const u of uploads) expect(await storedDigest(bytes, u.key)).toBe(u.digest);
   });
 });
 
