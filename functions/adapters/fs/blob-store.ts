@@ -339,12 +339,12 @@ export class BlobWriter {
     await this.writing;
     const pieces = this.gathered;
     const callbacks = this.afterGathered;
+    const position = this.dispatched;
+    this.dispatched += this.gatheredBytes;
     this.gathered = [];
     this.gatheredBytes = 0;
     this.afterGathered = [];
     if (pieces.length === 0) return;
-    const position = this.dispatched;
-    this.dispatched += pieces.reduce((sum, piece) => sum + piece.length, 0);
     this.writing = writeAll(this.file, pieces, position).then(() => {
       for (const done of callbacks) done();
     });
@@ -360,7 +360,7 @@ export class BlobWriter {
     const partial = `${this.final}${PARTIAL}`;
     if (this.direct) {
       await this.dropDirect();
-      // Finding an aligned buffer wrote ALIGN bytes at offset 0, which a small object does not fill.
+      // Probing for an aligned stage wrote ALIGN bytes where that stage went, past the end when it is short.
       await this.file.truncate(this.size);
     }
     await this.file.sync();
