@@ -458,13 +458,20 @@ export class DynamoImageRepository implements ImageRepository, MembershipReposit
         TableName: this.table,
         IndexName: indexName(key),
         KeyConditionExpression: bound ? `#scope = :scope AND #ord ${bound.op} :bound` : '#scope = :scope',
-        ExpressionAttributeNames: { '#scope': 'scope', '#ord': ord },
+        // What heads() reads, not the row's other seven order values (less for the table to send and the SDK to parse).
+        ProjectionExpression: '#pk, #scope, #ord, #ref, #data',
+        ExpressionAttributeNames: {
+          '#pk': 'pk',
+          '#scope': 'scope',
+          '#ord': ord,
+          '#ref': 'ref',
+          '#data': 'data',
+        },
         ExpressionAttributeValues: bound ? { ':scope': scope, ':bound': bound.value } : { ':scope': scope },
         ScanIndexForward: !descending,
         Limit: batch,
         ExclusiveStartKey: exclusiveStartKey,
       };
-      if (!bound) delete input.ExpressionAttributeNames?.['#ord'];
       const out = await this.client.send(new QueryCommand(input));
       yield* await this.heads(out.Items ?? [], key);
       exclusiveStartKey = out.LastEvaluatedKey;
