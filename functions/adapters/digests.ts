@@ -126,6 +126,11 @@ export class DigestJob {
     return takeBlock(size);
   }
 
+  /** The taker's hold of a sharedBlock given back (see ByteTools.releaseBlock). */
+  static releaseBlock(block: Buffer): void {
+    releaseBlock(block);
+  }
+
   /** Both workers have read a block: its hold in the pool is given back. */
   private acked(worker: 'md5' | 'sha512'): void {
     this.acks[worker]++;

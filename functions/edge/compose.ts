@@ -206,6 +206,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     instances: () => instances,
     digester,
     sharedBlock: DigestJob.sharedBlock,
+    releaseBlock: DigestJob.releaseBlock,
     taskTtlHours,
     requireFormatMatch: config.imageFormats.requireMatch,
   });
@@ -236,6 +237,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
       fetcher: new SafeWebFetcher(parseAllowList(config.webDownloadAllow)),
       digester,
       sharedBlock: DigestJob.sharedBlock,
+      releaseBlock: DigestJob.releaseBlock,
       sizeCap: config.imageSizeCap,
       requireFormatMatch: config.imageFormats.requireMatch,
       taskTtlHours,
@@ -251,6 +253,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
         exportStore: (bucket) => new S3BlobStore(s3, bucket),
         digester,
         sharedBlock: DigestJob.sharedBlock,
+        releaseBlock: DigestJob.releaseBlock,
       }),
       exportBucket: config.buckets.exports,
       taskTtlHours,

@@ -7,11 +7,11 @@
  * removes a dead upload's key (a failed upload, the lease sweep, the crash recovery at start-up)
  * removes its partial file too. Blocks from the block pool go back to it once written.
  */
-import { constants, type ReadStream } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, type ReadStream, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, link, mkdir, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import type { BlobPutHooks, BlobStore } from '#core/data/ports';
-import { releaseBlock } from '../block-pool.ts';
+import { alignBlocksWith, isAlignedBlock, releaseBlock } from '../block-pool.ts';
 
 const PARTIAL = '.partial';
 /** Reads of 1 MiB: fewer, larger writes to the socket than the 64 KiB default. */
@@ -20,7 +20,10 @@ const READ_CHUNK = 1024 * 1024;
 const KEY_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
 
 export class FsBlobStore implements BlobStore {
-  constructor(private readonly root: string) {}
+  constructor(private readonly root: string) {
+    // Pool blocks aligned for this disk's O_DIRECT are written as they are (see BlobWriter.write).
+    alignBlocksWith(directAlignmentProbe(root));
+  }
 
   /** The file of `key`; a key that could name anything outside the root is refused. */
   private path(key: string): string {
@@ -182,6 +185,46 @@ async function openDirect(path: string): Promise<FileHandle | undefined> {
 }
 
 /**
+ * Finds where in a block's memory O_DIRECT starts accepting it, by direct writes of ALIGN bytes to
+ * a scratch file under `root` (opened once, and unlinked at once: nothing stays on disk). Sync:
+ * the block pool asks only for fresh blocks, a few per process. Undefined where O_DIRECT is refused.
+ */
+function directAlignmentProbe(root: string): (memory: Buffer) => number | undefined {
+  const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
+  let fd: number | null | undefined;
+  const scratch = (): number | null => {
+    if (fd !== undefined) return fd;
+    fd = null;
+    if (direct === undefined) return fd;
+    try {
+      mkdirSync(root, { recursive: true, mode: 0o700 });
+      const path = join(root, `align-probe-${process.pid}-${Date.now()}${PARTIAL}`);
+      fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | direct, 0o600);
+      unlinkSync(path);
+    } catch {
+      if (typeof fd === 'number') closeSync(fd);
+      fd = null;
+    }
+    return fd;
+  };
+  return (memory) => {
+    const file = scratch();
+    if (file === null) return undefined;
+    // malloc'd large blocks start 16 bytes into a page: ALIGN - 16 is the usual answer, tried first.
+    for (const offset of [ALIGN - 16, ...Array.from({ length: ALIGN / 16 }, (_, i) => i * 16)]) {
+      if (offset + ALIGN > memory.length) continue;
+      try {
+        writeSync(file, memory, offset, ALIGN, 0);
+        return offset;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') return undefined;
+      }
+    }
+    return undefined;
+  };
+}
+
+/**
  * A STAGE_BYTES buffer whose memory O_DIRECT accepts. JavaScript cannot see a buffer's address,
  * so a fresh one is over-allocated by ALIGN and the kernel is asked: the first offset (malloc
  * aligns to 16) at which a direct write of ALIGN bytes to `direct` succeeds is aligned. The probe
@@ -217,9 +260,10 @@ async function writeStage(
   stage: Buffer,
   length: number,
   position: number,
-): Promise<void> {
+): Promise<{ refused: boolean }> {
   const aligned = length - (length % ALIGN);
   let done = 0;
+  let refused = false;
   try {
     while (done < aligned) {
       const { bytesWritten } = await direct.write(stage, done, aligned - done, position + done);
@@ -230,12 +274,14 @@ async function writeStage(
   } catch (error) {
     // A device with stricter alignment than the staging buffer's: the page cache takes it.
     if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+    refused = true;
   }
   while (done < length) {
     const { bytesWritten } = await buffered.write(stage, done, length - done, position + done);
     if (bytesWritten === 0) throw new Error('write made no progress');
     done += bytesWritten;
   }
+  return { refused };
 }
 
 /**
@@ -255,6 +301,8 @@ export class BlobWriter {
   private staged = 0;
   /** Bytes handed to a write so far: where the next write goes (all writes are positional). */
   private dispatched = 0;
+  /** A direct write got EINVAL: the rest goes through the page cache. */
+  private directRefused = false;
 
   constructor(
     private readonly file: FileHandle,
@@ -267,7 +315,14 @@ export class BlobWriter {
 
   /** Takes `piece` (which must not change until `written` is called) and resolves when it may take the next. */
   async write(piece: Buffer, written?: () => void): Promise<void> {
+    if (this.direct && this.directRefused) await this.dropDirect();
     if (this.direct) {
+      if (this.staged === 0 && this.dispatched % ALIGN === 0 && isAlignedBlock(piece)) {
+        // A pool block O_DIRECT accepts: written as it is, handed back once on disk.
+        this.size += piece.length;
+        await this.sendDirect(piece, piece.length, () => written?.());
+        return;
+      }
       if (await this.stageCopy(piece)) {
         // Copied into the staging buffer: the piece is free again at once.
         written?.();
@@ -315,13 +370,25 @@ export class BlobWriter {
   /** Sends the staging buffer (once the previous write is done) and starts a fresh one. */
   private async sendStage(): Promise<void> {
     await this.writing;
-    const { stage, staged, direct } = this;
-    if (!stage || !direct) return;
-    const position = this.dispatched;
+    const { stage, staged } = this;
+    if (!stage) return;
     this.stage = undefined;
     this.staged = 0;
-    this.dispatched += staged;
-    this.writing = writeStage(direct, this.file, stage, staged, position).finally(() => giveStage(stage));
+    await this.sendDirect(stage, staged, () => giveStage(stage));
+  }
+
+  /** `length` bytes of `buffer` (aligned memory) next in the file, once the previous write is done. */
+  private async sendDirect(buffer: Buffer, length: number, done: () => void): Promise<void> {
+    await this.writing;
+    const direct = this.direct;
+    if (!direct) throw new Error('no O_DIRECT descriptor');
+    const position = this.dispatched;
+    this.dispatched += length;
+    this.writing = writeStage(direct, this.file, buffer, length, position)
+      .then(({ refused }) => {
+        if (refused) this.directRefused = true;
+      })
+      .finally(done);
     this.writing.catch(() => undefined);
   }
 

@@ -6,14 +6,16 @@
  * A copy into the images bucket (the S3-drop import: copy the upload under the image's new key,
  * then read that copy once to hash and inspect it) reads the upload only once here: copy() checks
  * the pinned source and notes the copy, and the open() of the new key that follows streams exactly
- * that pinned version from S3, writing every piece to the new file before handing the same bytes
- * to the reader. The stream ends only once the file is complete (fsync'd, linked, read-only), so
+ * that pinned version from S3, regrouped into pool blocks (which the reader's pipeline takes as
+ * they are), writing every block to the new file while handing the same block to the reader. The stream ends only once the file is complete (fsync'd, linked, read-only), so
  * what the reader hashed is exactly what the image serves. A copy that is never opened writes
  * nothing; delete() of the key forgets it, and removes whatever a broken read left.
  */
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { BLOCK_SIZE, rechunk } from '#core/data/pipeline';
 import type { ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/data/ports';
+import { holdBlock, releaseBlock, takeBlock } from '../block-pool.ts';
 import type { FsBlobStore } from './blob-store.ts';
 
 interface NotedCopy {
@@ -59,7 +61,7 @@ export class FsBucketObjects implements ObjectStore {
     this.noted.set(to.key, { from, pin, size });
   }
 
-  /** Streams the pinned source into a new file under `key`, handing each piece on once written. */
+  /** Streams the pinned source into a new file under `key`, handing each block on as it is written. */
   private async copyThrough(copy: NotedCopy, key: string): Promise<OpenedObject> {
     // IfMatch and the version: the bytes copied are those `head` saw, or the read fails.
     const out = await this.client.send(
@@ -78,9 +80,11 @@ export class FsBucketObjects implements ObjectStore {
     async function* through(): AsyncGenerator<Buffer> {
       let committed = false;
       try {
-        for await (const piece of source as AsyncIterable<Buffer>) {
-          await writer.write(piece);
-          yield piece;
+        // The reader gets each block with the taker's hold; the writer holds it until it is on disk.
+        for await (const block of rechunk(source as AsyncIterable<Buffer>, BLOCK_SIZE, takeBlock)) {
+          holdBlock(block);
+          await writer.write(block, () => releaseBlock(block));
+          yield block;
         }
         await writer.commit(copy.size);
         committed = true;

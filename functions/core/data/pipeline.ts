@@ -20,6 +20,8 @@ export const BLOCK_SIZE = 8 * 1024 * 1024;
 export interface ByteTools {
   digester: () => StreamDigester;
   sharedBlock: (size: number) => Buffer;
+  /** Gives back the taker's hold of a block from sharedBlock, so it can be reused (drain's blocks). */
+  releaseBlock?: (block: Buffer) => void;
 }
 
 /** The stages besides counting that a pipeline runs each block through. */
@@ -85,7 +87,14 @@ export class BytePipeline<S extends PipelineStage> {
 
   /** Takes every block of `source` (a read no store consumes). */
   async drain(source: AsyncIterable<Buffer>): Promise<void> {
-    for await (const block of this.blocks(source)) await this.take(block);
+    for await (const block of this.blocks(source)) {
+      try {
+        await this.take(block);
+      } finally {
+        // Taken: the digest job holds it for as long as its workers need it.
+        this.tools.releaseBlock?.(block);
+      }
+    }
   }
 
   /** After the last block: the declared size must be met exactly; then the digests and the inspection. */
@@ -138,7 +147,9 @@ function sizeMismatch(declared: number, actual: number): HangarError {
 
 /**
  * Regroups a byte stream into fixed-size blocks in fresh (shared) memory: the single copy each
- * byte makes on its way to the hashers and the blob store.
+ * byte makes on its way to the hashers and the blob store. A source piece that already is a whole
+ * block in shared memory, at a block boundary, is passed on as it is (with the hold its producer
+ * had on it): a source that regrouped its bytes itself is not copied twice.
  */
 export async function* rechunk(
   source: AsyncIterable<Buffer>,
@@ -148,6 +159,10 @@ export async function* rechunk(
   let block = allocate(blockSize);
   let filled = 0;
   for await (const chunk of source) {
+    if (filled === 0 && chunk.length === blockSize && chunk.buffer instanceof SharedArrayBuffer) {
+      yield chunk;
+      continue;
+    }
     let offset = 0;
     while (offset < chunk.length) {
       const n = Math.min(chunk.length - offset, blockSize - filled);

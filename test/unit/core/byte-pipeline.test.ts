@@ -56,6 +56,26 @@ describe('BytePipeline', () => {
     expect(result.inspection).toMatchObject({ format: 'raw', dataSize: DATA.length });
   });
 
+  it('passes a whole block in shared memory through as it is; drain gives back each block once taken', async () => {
+    const released: Buffer[] = [];
+    const t = { ...tools(), releaseBlock: (block: Buffer) => void released.push(block) };
+    const whole = Buffer.from(new SharedArrayBuffer(BLOCK_SIZE));
+    DATA.copy(whole, 0, 0, BLOCK_SIZE);
+    const tail = DATA.subarray(BLOCK_SIZE);
+    async function* source() {
+      yield whole;
+      yield tail;
+    }
+    const bytes = new BytePipeline(t, { stages: ['digest'] });
+    await bytes.drain(source());
+    // Only the tail was copied (into the one block allocated); every block went back once.
+    expect(t.allocated).toHaveLength(1);
+    expect(released).toHaveLength(2);
+    expect(released[0]).toBe(whole);
+    expect(released[1]?.buffer).toBe(t.allocated[0]?.buffer);
+    expect((await bytes.finish()).digests).toEqual(digestsOf(DATA));
+  });
+
   it('drain reads a whole source through the stages (md5 and sha512 in the one pass)', async () => {
     const t = tools();
     const bytes = new BytePipeline(t, { stages: ['digest'] });
