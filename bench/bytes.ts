@@ -36,7 +36,7 @@ export interface BytesBenchResult {
    * O_DIRECT, past the page cache), the next two from the cache; `mibps` is their median.
    */
   download: { mibps: number; ratioToLimit: number; bytesOk: boolean; runsMiBps: number[] };
-  s3DropImport: ImportBenchResult;
+  s3DropImport: ImportBenchResult & { cpu: CpuBreakdown };
 }
 
 /** CPU seconds spent during one measurement, by where (from /proc; Linux only). */
@@ -163,7 +163,12 @@ export async function benchBytes(b: BenchBackend, size: number): Promise<BytesBe
     mibps: [...runsMiBps].sort((x, y) => x - y)[1] ?? 0,
     bytesOk: downloads.every((d) => d.bytesOk),
   };
-  const s3DropImport = await benchImport(b, size);
+  let importCpu: CpuBreakdown | undefined;
+  const imported = await benchImport(b, size, async (importing) => {
+    importCpu = (await withCpu(b.backend.pids.s3, importing)).cpu;
+  });
+  if (!importCpu) throw new Error('the import ran without its sampler');
+  const s3DropImport = { ...imported, cpu: importCpu };
   return {
     bytes: size,
     blobStore: serviceConfig().blobStore.kind,
@@ -193,6 +198,7 @@ export function bytesSummary(r: BytesBenchResult): string {
     `upload CPU seconds in ${r.upload.cpu.wallSeconds} s: gateway main thread ${r.upload.cpu.gatewayMainThread}, hash workers ${r.upload.cpu.hashWorkers.join(' + ')}, its other threads (file writes and fsync, GC) ${r.upload.cpu.gatewayOtherThreads}, s3rver ${r.upload.cpu.s3rver}`,
     `download: median of 3 ${r.download.mibps} MiB/s (${r.download.ratioToLimit}x the limit; runs ${r.download.runsMiBps.join(', ')}, the first from disk), bytes ${r.download.bytesOk ? 'ok' : 'WRONG'}`,
     `S3-drop import: ${r.s3DropImport.importMiBps} MiB/s (${r.s3DropImport.ratio} of ${r.s3DropImport.limitMiBps} MiB/s around it), checksum ${r.s3DropImport.checksumOk ? 'ok' : 'WRONG'}`,
+    `import CPU seconds in ${r.s3DropImport.cpu.wallSeconds} s: gateway main thread ${r.s3DropImport.cpu.gatewayMainThread}, hash workers ${r.s3DropImport.cpu.hashWorkers.join(' + ')}, its other threads ${r.s3DropImport.cpu.gatewayOtherThreads}, s3rver ${r.s3DropImport.cpu.s3rver}`,
   ].join('\n');
 }
 

@@ -54,7 +54,15 @@ async function waitActive(
   }
 }
 
-export async function benchImport(bench: BenchBackend, sizeBytes: number = GiB): Promise<ImportBenchResult> {
+/**
+ * `measure` wraps the import itself (from S3 holding the object to the image active), e.g. to
+ * sample CPU around it (bench/bytes.ts).
+ */
+export async function benchImport(
+  bench: BenchBackend,
+  sizeBytes: number = GiB,
+  measure: (importing: () => Promise<void>) => Promise<void> = (importing) => importing(),
+): Promise<ImportBenchResult> {
   const bytes = sourceBytes(sizeBytes);
   const md5 = createHash('md5').update(bytes).digest('hex');
 
@@ -98,8 +106,13 @@ export async function benchImport(bench: BenchBackend, sizeBytes: number = GiB):
     );
     const stored = performance.now();
     putSeconds = (stored - putStart) / 1000;
-    image = await waitActive(bench.backend.clients.dynamo, id, 30 * 60 * 1000);
+    let activated: { checksum: string | null; status: string } | undefined;
+    await measure(async () => {
+      activated = await waitActive(bench.backend.clients.dynamo, id, 30 * 60 * 1000);
+    });
     importSeconds = (performance.now() - stored) / 1000;
+    if (!activated) throw new Error('the import was not measured');
+    image = activated;
   } finally {
     s3.destroy();
   }
