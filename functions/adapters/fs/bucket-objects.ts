@@ -13,9 +13,10 @@
  */
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { BLOCK_SIZE, rechunk } from '#core/data/pipeline';
+import { BLOCK_SIZE } from '#core/data/pipeline';
 import type { ObjectPin, ObjectRef, ObjectStore, OpenedObject } from '#core/data/ports';
-import { holdBlock, releaseBlock, takeBlock } from '../block-pool.ts';
+import { holdBlock, releaseBlock } from '../block-pool.ts';
+import { streamBlocks } from '../stream-blocks.ts';
 import type { FsBlobStore } from './blob-store.ts';
 
 interface NotedCopy {
@@ -81,7 +82,7 @@ export class FsBucketObjects implements ObjectStore {
       let committed = false;
       try {
         // The reader gets each block with the taker's hold; the writer holds it until it is on disk.
-        for await (const block of rechunk(source as AsyncIterable<Buffer>, BLOCK_SIZE, takeBlock)) {
+        for await (const block of streamBlocks(source, BLOCK_SIZE)) {
           holdBlock(block);
           await writer.write(block, () => releaseBlock(block));
           yield block;
