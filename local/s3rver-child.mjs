@@ -18,7 +18,7 @@
  * Messages to the parent: {type: 'ready', port}, {type: 's3-event', record}.
  */
 import { createReadStream, ReadStream } from 'node:fs';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import S3rver from 's3rver';
@@ -65,6 +65,8 @@ const server = new S3rver({
  * answered as such); the body is reopened on the same path and range with the larger reads.
  */
 const READ_BYTES = 1024 * 1024;
+/** GetObject bodies that sendFileBodies sends itself (see there); others koa pipes as before. */
+const fileBodies = new WeakSet();
 const storeGetObject = server.store.getObject.bind(server.store);
 server.store.getObject = async (bucket, key, options) => {
   const object = await storeGetObject(bucket, key, options);
@@ -73,9 +75,55 @@ server.store.getObject = async (bucket, key, options) => {
     const { path, start, end } = content;
     content.destroy();
     object.content = createReadStream(path, { start, end, highWaterMark: READ_BYTES });
+    fileBodies.add(object.content);
   }
   return object;
 };
+
+/**
+ * Sends a GetObject body from two reused 1 MiB buffers, each read again only once the socket
+ * has taken it (the write's callback), instead of koa piping a read stream: that allocates a
+ * fresh 1 MiB buffer per read, and the garbage collection of a GiB of them was most of s3rver's
+ * CPU in an S3-drop import. Status and headers are s3rver's own (already on the response).
+ */
+async function sendFileBodies(ctx, next) {
+  await next();
+  const body = ctx.body;
+  if (ctx.method !== 'GET' || !fileBodies.has(body)) return;
+  const { path, start, end } = body;
+  body.destroy();
+  ctx.respond = false;
+  const res = ctx.res;
+  let file;
+  try {
+    file = await open(path, 'r');
+    const closed = new Promise((_, reject) => res.once('close', () => reject(new Error('closed'))));
+    closed.catch(() => undefined);
+    const buffers = [Buffer.allocUnsafe(READ_BYTES), Buffer.allocUnsafe(READ_BYTES)];
+    const sent = [Promise.resolve(), Promise.resolve()];
+    // s3rver's Content-Length: the object's size or the range's (its `end` of an empty object is 0).
+    const stop = start + Number(res.getHeader('content-length') ?? end + 1 - start);
+    let position = start;
+    for (let i = 0; position < stop; i ^= 1) {
+      await Promise.race([sent[i], closed]);
+      const { bytesRead } = await file.read(buffers[i], 0, Math.min(READ_BYTES, stop - position), position);
+      if (bytesRead === 0) throw new Error(`${path} ended early`);
+      position += bytesRead;
+      const piece = buffers[i].subarray(0, bytesRead);
+      sent[i] = new Promise((resolve, reject) =>
+        res.write(piece, (error) => (error ? reject(error) : resolve())),
+      );
+      sent[i].catch(() => undefined);
+    }
+    await Promise.race([Promise.all(sent), closed]);
+    res.end();
+  } catch {
+    // The client went away, or the file broke mid-body: the response cannot be completed.
+    res.destroy();
+  } finally {
+    await file?.close();
+  }
+}
 
 /** Where s3rver 3.7.1's filesystem store keeps a bucket's multipart uploads: one directory each. */
 const uploadsDir = (bucket) => join(directory, bucket, '._S3rver_uploads');
@@ -210,7 +258,7 @@ if (server.middleware.length !== 5) {
   process.stderr.write(`s3rver-child: unexpected s3rver middleware layout (${server.middleware.length})\n`);
   process.exit(2);
 }
-server.middleware.splice(2, 0, authenticate, multipart);
+server.middleware.splice(2, 0, sendFileBodies, authenticate, multipart);
 
 server.on('event', (event) => {
   for (const record of event.Records ?? []) process.send?.({ type: 's3-event', record });
