@@ -180,7 +180,9 @@ export async function uploadThroughput(
     const block = randomBytes(64 * MiB);
     const md5 = createHash('md5');
     await new Promise<void>((resolve, reject) => {
-      const out = createWriteStream(path);
+      // flush: fsync'd before the upload starts, so the kernel's writeback of this 1 GiB source
+      // does not run during the measurements (it cost the downloads after it half their speed).
+      const out = createWriteStream(path, { flush: true });
       out.on('error', reject);
       let written = 0;
       const write = () => {
