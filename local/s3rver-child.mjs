@@ -12,15 +12,21 @@
  *   real and an orphan sweep can find what was left.
  * - UploadPart and CompleteMultipartUpload on an unknown (aborted) upload id answer NoSuchUpload,
  *   instead of recreating its directory (UploadPart) or failing with a 500 (Complete).
+ * - PutObject and CompleteMultipartUpload answer once the object is on disk (fsync'd with its
+ *   metadata), as S3 answers once it is durable; s3rver answered before its write had finished.
+ * - GetObject bodies are read in 1 MiB pieces into reused buffers (see sendFileBodies).
  *
  * argv: <directory> <silent: "true"|"false">
  * env: HANGAR_S3_ACCESS_KEY_ID, HANGAR_S3_SECRET_ACCESS_KEY (env, not argv: argv is world-readable)
  * Messages to the parent: {type: 'ready', port}, {type: 's3-event', record}.
  */
-import { createReadStream, ReadStream } from 'node:fs';
-import { open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { constants, createReadStream, createWriteStream, ReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import { SigV4Error, verifySigV4 } from './s3-sigv4.mjs';
 
@@ -65,6 +71,49 @@ const server = new S3rver({
  * answered as such); the body is reopened on the same path and range with the larger reads.
  */
 const READ_BYTES = 1024 * 1024;
+async function syncFile(path, flags = constants.O_RDONLY) {
+  const handle = await open(path, flags);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * s3rver's putObject resolved before its write stream had finished (the md5 pass's 'finish'),
+ * and nothing was fsync'd: an acknowledged upload could be read short, or lost in a crash, and
+ * its writeback ran during whatever came next (an S3-drop import reading it). This one resolves
+ * once the object, its metadata and the directory entry are on disk.
+ */
+server.store.putObject = async function putObject(object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await mkdir(dirname(objectPath), { recursive: true });
+  const md5 = createHash('md5');
+  let size = 0;
+  const content = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+  await pipeline(
+    content,
+    new Transform({
+      transform(chunk, _encoding, callback) {
+        md5.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    }),
+    // flush: fsync'd before the stream closes.
+    createWriteStream(objectPath, { flush: true }),
+  );
+  const digest = md5.digest('hex');
+  await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+  await Promise.all([
+    syncFile(this.getResourcePath(object.bucket, object.key, 'metadata.json')),
+    syncFile(this.getResourcePath(object.bucket, object.key, 'object.md5')),
+  ]);
+  await syncFile(dirname(objectPath), constants.O_RDONLY | constants.O_DIRECTORY);
+  return { size, md5: digest };
+};
+
 /** GetObject bodies that sendFileBodies sends itself (see there); others koa pipes as before. */
 const fileBodies = new WeakSet();
 const storeGetObject = server.store.getObject.bind(server.store);
