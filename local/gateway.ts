@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { FileBody } from '#adapters/fs/blob-store';
 import { type HttpMethod, matchRoute, ROUTES, type RouteSpec, routeKey } from '#api/routes';
 import { errorResult } from '#edge/http';
 import { attachRequestBody, responseBodyStream } from '#edge/streams';
@@ -213,8 +214,10 @@ async function writeResult(
       res.end();
       return;
     }
-    // pipeline gives backpressure and destroys the source if the client goes away.
-    await pipeline(stream, res).catch((error: unknown) => {
+    // A stored file writes itself (fs blob store); anything else is piped, which gives
+    // backpressure and destroys the source if the client goes away.
+    const sending = stream instanceof FileBody ? stream.sendTo(res) : pipeline(stream, res);
+    await sending.catch((error: unknown) => {
       if (!res.destroyed && !res.writableEnded) res.destroy(error as Error);
       logger.info('response stream ended early', { error });
     });

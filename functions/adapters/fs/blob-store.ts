@@ -7,9 +7,10 @@
  * removes a dead upload's key (a failed upload, the lease sweep, the crash recovery at start-up)
  * removes its partial file too. Blocks from the block pool go back to it once written.
  */
-import { closeSync, constants, mkdirSync, openSync, type ReadStream, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, link, mkdir, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
+import { Readable, type Writable } from 'node:stream';
 import type { BlobPutHooks, BlobStore } from '#core/data/ports';
 import { alignBlocksWith, isAlignedBlock, releaseBlock } from '../block-pool.ts';
 
@@ -69,13 +70,16 @@ export class FsBlobStore implements BlobStore {
     return new BlobWriter(file, final, created, await openDirect(`${final}${PARTIAL}`));
   }
 
-  async get(key: string, range?: { start: number; end: number }): Promise<ReadStream> {
+  async get(key: string, range?: { start: number; end: number }): Promise<FileBody> {
     // Opened first, so a missing object fails here (as S3's GetObject does), not mid-response.
     const file = await open(this.path(key), constants.O_RDONLY);
-    return file.createReadStream({
-      highWaterMark: READ_CHUNK,
-      ...(range ? { start: range.start, end: range.end } : {}),
-    });
+    try {
+      const { size } = await file.stat();
+      return new FileBody(file, range?.start ?? 0, range ? Math.min(range.end + 1, size) : size);
+    } catch (error) {
+      await file.close();
+      throw error;
+    }
   }
 
   async delete(key: string): Promise<void> {
@@ -155,6 +159,82 @@ export class FsBlobStore implements BlobStore {
       if ((await stat(file).catch(() => undefined))?.isFile()) out.push(file);
     }
     return out;
+  }
+}
+
+/**
+ * A stored file's bytes from `start` to `end` (exclusive): a Readable of 1 MiB reads for any
+ * consumer, and sendTo(), which writes them to a socket from two reused buffers instead. Why:
+ * each fresh 1 MiB read buffer is external memory to V8, and a GiB of them in a row set off
+ * incremental full collections every ~80 ms in some runs (--trace-gc), which halved downloads.
+ */
+export class FileBody extends Readable {
+  private position: number;
+
+  constructor(
+    private readonly file: FileHandle,
+    start: number,
+    private readonly end: number,
+  ) {
+    super({ highWaterMark: READ_CHUNK });
+    this.position = start;
+  }
+
+  override _read(): void {
+    const length = Math.min(READ_CHUNK, this.end - this.position);
+    if (length <= 0) {
+      this.push(null);
+      return;
+    }
+    const buffer = Buffer.allocUnsafe(length);
+    this.file.read(buffer, 0, length, this.position).then(
+      ({ bytesRead }) => {
+        if (bytesRead === 0) return this.destroy(new Error('the file ended before its size'));
+        this.position += bytesRead;
+        this.push(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+      },
+      (error: Error) => this.destroy(error),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.file.close().then(
+      () => callback(error),
+      () => callback(error),
+    );
+  }
+
+  /**
+   * Writes the bytes to `out` and ends it, each buffer read again only once `out` has taken it
+   * (the write's callback). Rejects when `out` closes first (the client went away). The body is
+   * destroyed (its file closed) either way; it must not also be read as a stream.
+   */
+  async sendTo(out: Writable): Promise<void> {
+    const closed = new Promise<never>((_, reject) => {
+      out.once('close', () => reject(new Error('the response closed before its end')));
+    });
+    closed.catch(() => undefined);
+    const buffers: [Buffer, Buffer] = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)];
+    const sent: [Promise<void>, Promise<void>] = [Promise.resolve(), Promise.resolve()];
+    try {
+      for (let i: 0 | 1 = 0; this.position < this.end; i = i === 0 ? 1 : 0) {
+        await Promise.race([sent[i], closed]);
+        const length = Math.min(READ_CHUNK, this.end - this.position);
+        const { bytesRead } = await this.file.read(buffers[i], 0, length, this.position);
+        if (bytesRead === 0) throw new Error('the file ended before its size');
+        this.position += bytesRead;
+        const piece = buffers[i].subarray(0, bytesRead);
+        const written = new Promise<void>((resolve, reject) => {
+          out.write(piece, (error) => (error ? reject(error) : resolve()));
+        });
+        written.catch(() => undefined);
+        sent[i] = written;
+      }
+      await Promise.race([Promise.all(sent), closed]);
+      await Promise.race([new Promise<void>((resolve) => out.end(resolve)), closed]);
+    } finally {
+      this.destroy();
+    }
   }
 }
 
