@@ -21,7 +21,7 @@
  * Messages to the parent: {type: 'ready', port}, {type: 's3-event', record}.
  */
 import { createHash } from 'node:crypto';
-import { constants, createReadStream, createWriteStream, ReadStream } from 'node:fs';
+import { constants, createWriteStream, ReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -64,13 +64,6 @@ const server = new S3rver({
   allowMismatchedSignatures: false,
 });
 
-/**
- * GetObject bodies read in 1 MiB pieces instead of fs's 64 KiB: an S3-drop import streams the
- * whole upload through here, and at 64 KiB per read s3rver's GETs ran at ~180 MiB/s, mostly
- * waiting on round trips through libuv's pool. s3rver opens the file (so a missing one is
- * answered as such); the body is reopened on the same path and range with the larger reads.
- */
-const READ_BYTES = 1024 * 1024;
 async function syncFile(path, flags = constants.O_RDONLY) {
   const handle = await open(path, flags);
   try {
@@ -114,26 +107,26 @@ server.store.putObject = async function putObject(object) {
   return { size, md5: digest };
 };
 
-/** GetObject bodies that sendFileBodies sends itself (see there); others koa pipes as before. */
+/**
+ * GetObject bodies that sendFileBodies sends itself: s3rver's own read stream of the object (it
+ * opens the file, so a missing one is answered as such), kept only for its path and range.
+ */
 const fileBodies = new WeakSet();
 const storeGetObject = server.store.getObject.bind(server.store);
 server.store.getObject = async (bucket, key, options) => {
   const object = await storeGetObject(bucket, key, options);
-  const content = object?.content;
-  if (content instanceof ReadStream) {
-    const { path, start, end } = content;
-    content.destroy();
-    object.content = createReadStream(path, { start, end, highWaterMark: READ_BYTES });
-    fileBodies.add(object.content);
-  }
+  if (object?.content instanceof ReadStream) fileBodies.add(object.content);
   return object;
 };
+
+/** Reads of 1 MiB: s3rver's stream read 64 KiB at a time (GETs ran at ~180 MiB/s, waiting on libuv's pool). */
+const READ_BYTES = 1024 * 1024;
 
 /**
  * Sends a GetObject body from two reused 1 MiB buffers, each read again only once the socket
  * has taken it (the write's callback), instead of koa piping a read stream: that allocates a
- * fresh 1 MiB buffer per read, and the garbage collection of a GiB of them was most of s3rver's
- * CPU in an S3-drop import. Status and headers are s3rver's own (already on the response).
+ * fresh buffer per read, and the garbage collection of a GiB of them was most of s3rver's CPU
+ * in an S3-drop import. Status and headers are s3rver's own (already on the response).
  */
 async function sendFileBodies(ctx, next) {
   await next();

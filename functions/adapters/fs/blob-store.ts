@@ -266,41 +266,38 @@ async function openDirect(path: string): Promise<FileHandle | undefined> {
 
 /**
  * Finds where in a block's memory O_DIRECT starts accepting it, by direct writes of ALIGN bytes to
- * a scratch file under `root` (opened once, and unlinked at once: nothing stays on disk). Sync:
- * the block pool asks only for fresh blocks, a few per process. Undefined where O_DIRECT is refused.
+ * a scratch file under `root`, unlinked as soon as it is opened and closed after the probe:
+ * nothing stays on disk or open. Sync: the block pool asks only for fresh blocks, a few per
+ * process. Undefined where O_DIRECT is refused.
  */
 function directAlignmentProbe(root: string): (memory: Buffer) => number | undefined {
-  const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
-  let fd: number | null | undefined;
-  const scratch = (): number | null => {
-    if (fd !== undefined) return fd;
-    fd = null;
-    if (direct === undefined) return fd;
+  return (memory) => {
+    const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
+    if (direct === undefined) return undefined;
+    const path = join(root, `align-probe-${process.pid}-${Date.now()}${PARTIAL}`);
+    let fd: number;
     try {
       mkdirSync(root, { recursive: true, mode: 0o700 });
-      const path = join(root, `align-probe-${process.pid}-${Date.now()}${PARTIAL}`);
       fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | direct, 0o600);
-      unlinkSync(path);
     } catch {
-      if (typeof fd === 'number') closeSync(fd);
-      fd = null;
+      return undefined;
     }
-    return fd;
-  };
-  return (memory) => {
-    const file = scratch();
-    if (file === null) return undefined;
-    // malloc'd large blocks start 16 bytes into a page: ALIGN - 16 is the usual answer, tried first.
-    for (const offset of [ALIGN - 16, ...Array.from({ length: ALIGN / 16 }, (_, i) => i * 16)]) {
-      if (offset + ALIGN > memory.length) continue;
-      try {
-        writeSync(file, memory, offset, ALIGN, 0);
-        return offset;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') return undefined;
+    try {
+      unlinkSync(path);
+      // malloc'd large blocks start 16 bytes into a page: ALIGN - 16 is the usual answer, tried first.
+      for (const offset of [ALIGN - 16, ...Array.from({ length: ALIGN / 16 }, (_, i) => i * 16)]) {
+        if (offset + ALIGN > memory.length) continue;
+        try {
+          writeSync(fd, memory, offset, ALIGN, 0);
+          return offset;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EINVAL') return undefined;
+        }
       }
+      return undefined;
+    } finally {
+      closeSync(fd);
     }
-    return undefined;
   };
 }
 

@@ -7,8 +7,9 @@
  * then read that copy once to hash and inspect it) reads the upload only once here: copy() checks
  * the pinned source and notes the copy, and the open() of the new key that follows streams exactly
  * that pinned version from S3, regrouped into pool blocks (which the reader's pipeline takes as
- * they are), writing every block to the new file while handing the same block to the reader. The stream ends only once the file is complete (fsync'd, linked, read-only), so
- * what the reader hashed is exactly what the image serves. A copy that is never opened writes
+ * they are), writing every block to the new file while handing the same block to the reader.
+ * The stream ends only once the file is complete (fsync'd, linked, read-only), so what the
+ * reader hashed is exactly what the image serves. A copy that is never opened writes
  * nothing; delete() of the key forgets it, and removes whatever a broken read left.
  */
 import type { Readable } from 'node:stream';
