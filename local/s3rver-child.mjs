@@ -115,6 +115,12 @@ const fileBodies = new WeakSet();
 const storeGetObject = server.store.getObject.bind(server.store);
 server.store.getObject = async (bucket, key, options) => {
   const object = await storeGetObject(bucket, key, options);
+  // s3rver 3.7.1 reads an end of 0 as no end (`options.end || Infinity`), so `bytes=0-0` got the
+  // whole object under a Content-Range of 0-(size-1); it asks for the first byte.
+  if (options?.end === 0 && !options.start && object?.range && object.content) {
+    object.range.end = 0;
+    object.content.end = 0;
+  }
   if (object?.content instanceof ReadStream) fileBodies.add(object.content);
   return object;
 };

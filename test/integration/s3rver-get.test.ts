@@ -70,7 +70,8 @@ describe('s3rver GetObject bodies', () => {
 
   it('sends ranges, across and within the 1 MiB reads', async () => {
     for (const [start, end] of [
-      // (Not 0-0: s3rver 3.7.1 reads an end of 0 as "to the end".)
+      // 0-0: s3rver 3.7.1 itself read an end of 0 as "to the end".
+      [0, 0],
       [0, 9],
       [1000, 2 * MiB + 5],
       [MiB - 1, MiB],
