@@ -6,7 +6,7 @@
  * - download of the same image with curl discarding the body;
  * - S3-drop import of `size` bytes (bench/import.ts).
  *
- * Runs alone too: `npx tsx bench/bytes.ts [bytes]` (default 1 GiB); HANGAR_BLOB_STORE picks the store.
+ * Runs alone too: `npx tsx --initial-old-space-size=128 bench/bytes.ts [bytes]` (default 1 GiB); HANGAR_BLOB_STORE picks the store.
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { serviceConfig } from '#platform/config';
 import { hashingLimit, uploadThroughput } from './api.ts';
-import { benchImport, type ImportBenchResult } from './import.ts';
+import { benchImport, heapFlagsNote, type ImportBenchResult } from './import.ts';
 import { type BenchBackend, GiB, MiB, round, startBenchBackend } from './lib.ts';
 
 const run = promisify(execFile);
@@ -197,7 +197,7 @@ export function bytesSummary(r: BytesBenchResult): string {
     `upload ${round(r.bytes / MiB, 0)} MiB: ${r.upload.mibps} MiB/s (${r.upload.ratioToLimit} of the limit), checksum ${r.upload.checksumOk ? 'ok' : 'WRONG'}, gateway RSS ${r.upload.rssBeforeMiB} -> peak ${r.upload.rssPeakMiB} MiB`,
     `upload CPU seconds in ${r.upload.cpu.wallSeconds} s: gateway main thread ${r.upload.cpu.gatewayMainThread}, hash workers ${r.upload.cpu.hashWorkers.join(' + ')}, its other threads (file writes and fsync, GC) ${r.upload.cpu.gatewayOtherThreads}, s3rver ${r.upload.cpu.s3rver}`,
     `download: median of 3 ${r.download.mibps} MiB/s (${r.download.ratioToLimit}x the limit; runs ${r.download.runsMiBps.join(', ')}, the first from disk), bytes ${r.download.bytesOk ? 'ok' : 'WRONG'}`,
-    `S3-drop import: ${r.s3DropImport.importMiBps} MiB/s (${r.s3DropImport.ratio} of ${r.s3DropImport.limitMiBps} MiB/s around it), checksum ${r.s3DropImport.checksumOk ? 'ok' : 'WRONG'}`,
+    `S3-drop import: ${r.s3DropImport.importMiBps} MiB/s (${r.s3DropImport.ratio} of ${r.s3DropImport.limitMiBps} MiB/s around it), checksum ${r.s3DropImport.checksumOk ? 'ok' : 'WRONG'}${heapFlagsNote(r.s3DropImport)}`,
     `import CPU seconds in ${r.s3DropImport.cpu.wallSeconds} s: gateway main thread ${r.s3DropImport.cpu.gatewayMainThread}, hash workers ${r.s3DropImport.cpu.hashWorkers.join(' + ')}, its other threads ${r.s3DropImport.cpu.gatewayOtherThreads}, s3rver ${r.s3DropImport.cpu.s3rver}`,
   ].join('\n');
 }

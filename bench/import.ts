@@ -5,7 +5,8 @@
  * activation). The limit is the two-thread md5 + sha512 rate on in-memory blocks, measured in
  * the same run just before and after; the ratio is against the higher of the two.
  *
- * Runs alone too: `npx tsx bench/import.ts [bytes]` (default 1 GiB).
+ * Runs alone too: `npx tsx --initial-old-space-size=128 bench/import.ts [bytes]` (default 1 GiB;
+ * the flag is local/node-flags.ts's, which npm start gives the process that runs imports).
  */
 import { createHash, randomFillSync, randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -13,6 +14,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoImageRepository } from '#adapters/dynamo/image-repository';
 import { serviceConfig } from '#platform/config';
+import { missingNodeFlags, PRIMARY_NODE_FLAGS } from '../local/node-flags.ts';
 import { hashingLimit } from './api.ts';
 import { type BenchBackend, GiB, MiB, round, startBenchBackend } from './lib.ts';
 
@@ -28,6 +30,8 @@ export interface ImportBenchResult {
   /** importMiBps / limitMiBps. */
   ratio: number;
   checksumOk: boolean;
+  /** PRIMARY_NODE_FLAGS this process lacks (`npm run bench` passes them, as `npm start` does). */
+  missingHeapFlags: string[];
 }
 
 /** `size` bytes of random data (a random 16 MiB block repeated: cheap to make, no easy compression). */
@@ -146,7 +150,15 @@ export async function benchImport(
     importSeconds: round(importSeconds, 2),
     ratio: round(importMiBps / limit),
     checksumOk: image.status === 'active' && image.checksum === md5,
+    missingHeapFlags: missingNodeFlags(PRIMARY_NODE_FLAGS),
   };
+}
+
+/** A warning when the import ran without the heap flags `npm start` gives the process that runs it. */
+export function heapFlagsNote(result: ImportBenchResult): string {
+  return result.missingHeapFlags.length > 0
+    ? `; WITHOUT ${result.missingHeapFlags.join(' ')} (not npm start's configuration: run through tsx with it)`
+    : '';
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -156,7 +168,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     const result = await benchImport(bench, size);
     console.log(JSON.stringify(result, null, 2));
     console.log(
-      `S3-upload import of ${round(size / MiB, 0)} MiB: ${result.importMiBps} MiB/s against a two-thread hashing limit of ${result.limitMiBps} MiB/s (${Math.round(result.ratio * 100)}%)`,
+      `S3-upload import of ${round(size / MiB, 0)} MiB: ${result.importMiBps} MiB/s against a two-thread hashing limit of ${result.limitMiBps} MiB/s (${Math.round(result.ratio * 100)}%)${heapFlagsNote(result)}`,
     );
   } finally {
     await bench.stop();

@@ -25,6 +25,7 @@ import type { JobNotifier } from '#core/instances/ports';
 import type { TaskTokenNotifier, WorkflowStarter } from '#core/tasks/ports';
 import { logger } from '#platform/logger';
 import type { Gateway } from './gateway.ts';
+import { WORKER_NODE_FLAGS } from './node-flags.ts';
 
 /** What the primary answers for its workers. */
 export interface PrimaryCollaborators {
@@ -98,11 +99,9 @@ export class GatewayCluster implements JobNotifier {
     this.collaborators = collaborators;
     cluster.setupPrimary({
       exec: WORKER_ENTRY,
-      // Only the loader and a young generation twice node's default (16 MiB semi-spaces): a show
-      // allocates ~280 KiB, so node scavenged every ~57 requests, 1.8% of them waiting on a pause
-      // (the show p99 tail, bench/metadata.ts); with 32 MiB about half as often. Whatever else
-      // this process was started with (a test runner's flags) is not theirs.
-      execArgv: ['--import', tsxLoader(), '--max-semi-space-size=32'],
+      // Only the loader and the workers' heap flags: whatever else this process was started with
+      // (a test runner's flags, the primary's heap flags) is not theirs.
+      execArgv: ['--import', tsxLoader(), ...WORKER_NODE_FLAGS],
       args: [],
     });
     // The primary binds once per (host, port) asked for and shares that socket: every worker asks

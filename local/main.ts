@@ -7,8 +7,15 @@ import { localConfig, serviceConfig } from '#platform/config';
 import { logger } from '#platform/logger';
 import { startBackend } from './backend.ts';
 import { type LocalAgent, startLocalAgent } from './local-agent.ts';
+import { missingNodeFlags, PRIMARY_NODE_FLAGS } from './node-flags.ts';
 
 const config = localConfig();
+const missingFlags = missingNodeFlags(PRIMARY_NODE_FLAGS);
+// `npm start` passes them; someone running `tsx local/main.ts` by hand gets slower imports, not an error.
+if (missingFlags.length > 0)
+  logger.warn('started without the primary heap flags: S3-drop imports will spend more CPU on GC', {
+    missing: missingFlags,
+  });
 
 let backend: Awaited<ReturnType<typeof startBackend>>;
 try {
