@@ -41,6 +41,13 @@ export const GLANCE = {
 export const TARGET_RATIO_32 = 5;
 
 const LIST_PROJECT_IMAGES = 1000;
+/**
+ * The concurrent list is also run with pages of this size: Glance's concurrent list figures
+ * cannot be pages of 100. Its sequential page of 100 took 64-68 ms on its one worker (at most
+ * ~15 req/s), yet it served 94-107 req/s from 8 clients; with its show at 3.2 ms and ~0.6 ms
+ * per listed image, 100 req/s is a page of about 10.
+ */
+const SMALL_PAGE = 10;
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
 async function load(b: BenchBackend, spec: Omit<LoadSpec, 'host' | 'port'>): Promise<LoadResult> {
@@ -69,7 +76,7 @@ export interface MetadataRun {
   workers: number;
   sequential: Record<'create' | 'show' | 'patch' | 'list', { medianMs: number; p99Ms: number; n: number }>;
   concurrent: Record<
-    'show8' | 'show32' | 'list8' | 'list32',
+    'show8' | 'show32' | 'list8' | 'list32' | 'listSmall8' | 'listSmall32',
     { reqPerSec: number; medianMs: number; p99Ms: number; n: number }
   >;
 }
@@ -110,6 +117,9 @@ async function benchOne(workers: number, sequentialN: number, seconds: number): 
     const lists: LoadRequest[] = [
       { method: 'GET', path: '/v2/images?limit=100', headers: { 'x-auth-token': token } },
     ];
+    const smallLists: LoadRequest[] = [
+      { method: 'GET', path: `/v2/images?limit=${SMALL_PAGE}`, headers: { 'x-auth-token': token } },
+    ];
     const patches: LoadRequest[] = ids.map((id, i) => ({
       method: 'PATCH',
       path: `/v2/images/${id}`,
@@ -134,6 +144,8 @@ async function benchOne(workers: number, sequentialN: number, seconds: number): 
       show32: await timedRun(32, shows),
       list8: await timedRun(8, lists),
       list32: await timedRun(32, lists),
+      listSmall8: await timedRun(8, smallLists),
+      listSmall32: await timedRun(32, smallLists),
     };
     const pick = (r: LoadResult) => ({ medianMs: r.medianMs, p99Ms: r.p99Ms, n: r.answered });
     const pickRate = (r: LoadResult) => ({ reqPerSec: r.reqPerSec, ...pick(r) });
@@ -150,6 +162,8 @@ async function benchOne(workers: number, sequentialN: number, seconds: number): 
         show32: pickRate(concurrent.show32),
         list8: pickRate(concurrent.list8),
         list32: pickRate(concurrent.list32),
+        listSmall8: pickRate(concurrent.listSmall8),
+        listSmall32: pickRate(concurrent.listSmall32),
       },
     };
   } finally {
@@ -177,6 +191,8 @@ function ratios(r: MetadataRun) {
     show32: more(c.show32.reqPerSec, GLANCE.show32ReqPerSec),
     list8: more(c.list8.reqPerSec, GLANCE.list8ReqPerSec),
     list32: more(c.list32.reqPerSec, GLANCE.list32ReqPerSec),
+    listSmall8: more(c.listSmall8.reqPerSec, GLANCE.list8ReqPerSec),
+    listSmall32: more(c.listSmall32.reqPerSec, GLANCE.list32ReqPerSec),
   };
 }
 
@@ -185,6 +201,7 @@ function targets(r: MetadataRun) {
     show32AtLeast5x: r.concurrent.show32.reqPerSec >= TARGET_RATIO_32 * GLANCE.show32ReqPerSec[1],
     // Against the better end of Glance's list figures (101 req/s).
     list32AtLeast5x: r.concurrent.list32.reqPerSec >= TARGET_RATIO_32 * GLANCE.list32ReqPerSec[1],
+    listSmall32AtLeast5x: r.concurrent.listSmall32.reqPerSec >= TARGET_RATIO_32 * GLANCE.list32ReqPerSec[1],
     // Below the low end of Glance's range (4.5 ms).
     showP99BelowGlance: r.sequential.show.p99Ms < GLANCE.showP99Ms[0],
   };
@@ -205,7 +222,8 @@ export function metadataSummary(runs: MetadataRun[]): string {
         `  list of 100 median/p99 ${s.list.medianMs}/${s.list.p99Ms} ms (${x.listMedian})`,
         `  show 8 clients ${c.show8.reqPerSec} req/s p99 ${c.show8.p99Ms} ms (${x.show8}); 32 clients ${c.show32.reqPerSec} req/s p99 ${c.show32.p99Ms} ms (${x.show32})`,
         `  list 8 clients ${c.list8.reqPerSec} req/s p99 ${c.list8.p99Ms} ms (${x.list8}); 32 clients ${c.list32.reqPerSec} req/s p99 ${c.list32.p99Ms} ms (${x.list32})`,
-        `  targets: show@32 >= 5x ${t.show32AtLeast5x}, list@32 >= 5x ${t.list32AtLeast5x}, show p99 < 4.5 ms ${t.showP99BelowGlance}`,
+        `  list of ${SMALL_PAGE} 8 clients ${c.listSmall8.reqPerSec} req/s p99 ${c.listSmall8.p99Ms} ms (${x.listSmall8}); 32 clients ${c.listSmall32.reqPerSec} req/s p99 ${c.listSmall32.p99Ms} ms (${x.listSmall32})`,
+        `  targets: show@32 >= 5x ${t.show32AtLeast5x}, list of 100 @32 >= 5x ${t.list32AtLeast5x} (of ${SMALL_PAGE}: ${t.listSmall32AtLeast5x}), show p99 < 4.5 ms ${t.showP99BelowGlance}`,
       ].join('\n');
     })
     .join('\n');
