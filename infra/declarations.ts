@@ -102,19 +102,25 @@ export interface Access {
 }
 
 /**
+ * What freeing an image's data takes (freeImageData, functions/core/images/recovery.ts): its
+ * blob, a partial one (aborting its multipart upload), every object under its prefix (list), its
+ * staged object, an import's uploaded source.
+ */
+const FREES_IMAGE_DATA: Access['buckets'] = {
+  images: ['abort', 'delete', 'list'],
+  staging: ['delete'],
+  uploads: ['delete'],
+};
+
+/**
  * The API modules of functions/api (one Lambda each, named by ROUTES). Their timeout stays
  * under API Gateway's 30 s integration limit.
  */
 export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number }>> = {
   versions: {},
   schemas: {},
-  // Delete removes the blob after tombstoning the record (functions/api/images.ts).
-  // DELETE frees all the image owns: its blob, a partial one (aborting its multipart upload),
-  // every object under its prefix (list), its staged object, an import's uploaded source.
-  images: {
-    table: 'RW',
-    buckets: { images: ['abort', 'delete', 'list'], staging: ['delete'], uploads: ['delete'] },
-  },
+  // DELETE tombstones the record, then frees all the image owns (functions/api/images.ts).
+  images: { table: 'RW', buckets: FREES_IMAGE_DATA },
   // Upload writes images/<id>/<uuid> (multipart), removes it on failure; download presigns a GET.
   // Two hash threads (md5, sha512) want more than one vCPU's worth of memory share.
   'image-data': { table: 'RW', buckets: { images: ['read', 'write', 'delete'] }, memorySize: 1024 },
@@ -129,13 +135,16 @@ export const API_ACCESS: Readonly<Record<string, Access & { memorySize?: number 
   // name:tag references and their history; retention hides and deactivates images (records only);
   // publish starts the publish workflow.
   references: { table: 'RW', startsWorkflows: ['publish'] },
-  // Instances, hosts and their job queue (records only; agents download images via image-data).
-  instances: { table: 'RW' },
+  // Instances and their job queue; agents download images via image-data. A snapshot whose job
+  // cannot be queued, or whose host is lost, is discarded here: its data freed as images' DELETE
+  // frees it (freeImageData).
+  instances: { table: 'RW', buckets: FREES_IMAGE_DATA },
   // Builds: records only; POST starts the build workflow.
   builds: { table: 'RW', startsWorkflows: ['build'] },
   // A finished build job answers the publish boot gate waiting on it (core/instances/instances-service.ts),
   // in the publish machine or in the build machine, which runs the publish steps itself.
-  hosts: { table: 'RW', answersWorkflows: ['publish', 'build'] },
+  // A failed snapshot job discards its image here, freeing its data as images' DELETE does.
+  hosts: { table: 'RW', buckets: FREES_IMAGE_DATA, answersWorkflows: ['publish', 'build'] },
   // Image sharing: member records next to the image's.
   members: { table: 'RW' },
   // Metadata definitions catalogue (records only); writes its seed on first use.

@@ -365,6 +365,34 @@ describe('the build state machine', () => {
   });
 });
 
+describe('failed snapshots', () => {
+  it('lets the functions that discard one (instances, hosts) free its data as images\' DELETE does', () => {
+    // Prepare
+    const app = resources(synth.application);
+    const { functions } = synth.hangar.application;
+    const names = labels(synth);
+    const s3GrantsOf = (key: string) =>
+      grants(
+        statementsOfRole(
+          synth.application,
+          app[logicalId(functions[key] ?? synth.hangar.application)]?.Properties?.Role,
+        ),
+        names,
+      )
+        .filter((g) => g.startsWith('s3:'))
+        .sort();
+
+    // Act
+    const freeing = s3GrantsOf('images');
+
+    // Assess: a queue failure or a lost host (instances), a failed job (hosts)
+    expect(freeing).toContain('s3:DeleteObject@bucket:images/images/*');
+    expect(freeing).toContain('s3:AbortMultipartUpload@bucket:images/images/*');
+    expect(s3GrantsOf('instances')).toEqual(freeing);
+    expect(s3GrantsOf('hosts')).toEqual(freeing);
+  });
+});
+
 describe('S3 triggers', () => {
   it('wires each trigger whose module exists (and reports the others as skipped)', () => {
     const app = resources(synth.application);
