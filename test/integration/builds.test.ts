@@ -99,7 +99,7 @@ describe('builds: build -> test -> publish', { timeout: 180_000 }, () => {
       f.includes(imageId),
     );
   const pointsTo = async (ref: string) => (await as('alice', 'GET', `/v1/references/${ref}`)).body.image_id;
-  const build = (body: object, persona: 'alice' | 'bob' | 'dave' = 'alice'): Promise<Reply> =>
+  const build = (body: object, persona: 'alice' | 'bob' | 'dave' | 'admin' = 'alice'): Promise<Reply> =>
     as(persona, 'POST', '/v1/builds', body);
 
   it('builds from a reference, boots the image behind the gate, publishes it with provenance and a `build` history entry', async () => {
@@ -269,6 +269,11 @@ describe('builds: build -> test -> publish', { timeout: 180_000 }, () => {
     it('a base the caller cannot see (another project private image)', async () => {
       const bobs = await rawImage('bobs-private', 'guest content=bob', 'bob');
       await nothingMade(() => build({ ...good(), base: bobs }), 400, /Invalid build base/);
+    });
+
+    it('a target in the public namespace, even for an admin (the built image is private)', async () => {
+      await nothingMade(() => build({ ...good(), namespace: 'public' }), 403, /namespace 'public'/);
+      await nothingMade(() => build({ ...good(), namespace: 'public' }, 'admin'), 400, /Invalid build target/);
     });
 
     it("a target in another project's namespace, and a reader's build", async () => {

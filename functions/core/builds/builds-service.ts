@@ -28,7 +28,7 @@ import { canReadProject, makePrincipal, type Principal } from '../kernel/princip
 import { retryOnStale } from '../kernel/retry.ts';
 import { isoSeconds } from '../kernel/time.ts';
 import type { PublishInput, PublishService } from '../references/publish.ts';
-import { parseReference } from '../references/references.ts';
+import { PUBLIC_NAMESPACE, parseReference } from '../references/references.ts';
 import type { WorkflowStarter } from '../tasks/ports.ts';
 import { describeStepError, START_FAILED, type StepError } from '../tasks/step-error.ts';
 import { startOrFail } from '../tasks/workflow-start.ts';
@@ -105,6 +105,13 @@ export class BuildsService {
     const parsed = parseReference(request.target);
     const target = `${parsed.name}:${parsed.tag}`;
     const where = await this.deps.snapshots.referenceTarget(principal, target, request.namespace);
+    // Refused now rather than at the testing stage, after the whole build: the built image is
+    // private (it must not be bootable by everyone before its gate), and a public reference
+    // may only point to a public or community image.
+    if (where.namespace === PUBLIC_NAMESPACE)
+      throw new BadRequestError(
+        `Invalid build target: a build cannot publish into the '${PUBLIC_NAMESPACE}' namespace; its image stays private. Build into your project, then make the image public and publish it there.`,
+      );
     assertManagesInstances(principal, principal.project);
     const base = await this.findBase(principal, request.base);
     const now = isoSeconds(this.clock());
