@@ -366,7 +366,7 @@ describe('the build state machine', () => {
 });
 
 describe('failed snapshots', () => {
-  it('lets the functions that discard one (instances, hosts) free its data as images\' DELETE does', () => {
+  it("lets the functions that discard one (instances, hosts) free its data as images' DELETE does", () => {
     // Prepare
     const app = resources(synth.application);
     const { functions } = synth.hangar.application;

@@ -273,7 +273,11 @@ describe('builds: build -> test -> publish', { timeout: 180_000 }, () => {
 
     it('a target in the public namespace, even for an admin (the built image is private)', async () => {
       await nothingMade(() => build({ ...good(), namespace: 'public' }), 403, /namespace 'public'/);
-      await nothingMade(() => build({ ...good(), namespace: 'public' }, 'admin'), 400, /Invalid build target/);
+      await nothingMade(
+        () => build({ ...good(), namespace: 'public' }, 'admin'),
+        400,
+        /Invalid build target/,
+      );
     });
 
     it("a target in another project's namespace, and a reader's build", async () => {
