@@ -1,6 +1,6 @@
 /**
- * One machine, like testcloud: the backend as `npm start` runs it (`tsx local/main.ts`) with
- * HANGAR_LOCAL_AGENT=1, so it also runs the real host agent against the real libvirt, and the real
+ * One machine, like testcloud: the backend as `npm start` runs it (tsx with PRIMARY_NODE_FLAGS,
+ * local/main.ts) with HANGAR_LOCAL_AGENT=1, so it also runs the real host agent against the real libvirt, and the real
  * `hangar` binary doing exactly what the README's quick start says: `hangar push guest.qcow2
  * guest:1 && hangar run guest:1 --wait` boots a VM with no further setup; then `hangar logs`,
  * `hangar stop --wait` and `hangar rm`. Missing libvirt/qemu makes beforeAll throw: never a skip.
@@ -10,6 +10,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PRIMARY_NODE_FLAGS } from '../../local/node-flags.ts';
 import {
   ensureLibvirt,
   ensureTestGuest,
@@ -32,21 +33,25 @@ function startServer(dataDir: string): {
   started: Promise<Started>;
   output: () => string;
 } {
-  const child = spawn(join(REPO_ROOT, 'node_modules/.bin/tsx'), [join(REPO_ROOT, 'local/main.ts')], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? '/root',
-      LANG: 'C.UTF-8',
-      HANGAR_PORT: '0',
-      HANGAR_DATA_DIR: dataDir,
-      HANGAR_LOCAL_AGENT: '1',
-      HANGAR_LOG_LEVEL: process.env.HANGAR_CLI_VM_LOGS ? 'debug' : 'warn',
+  const child = spawn(
+    join(REPO_ROOT, 'node_modules/.bin/tsx'),
+    [...PRIMARY_NODE_FLAGS, join(REPO_ROOT, 'local/main.ts')],
+    {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/root',
+        LANG: 'C.UTF-8',
+        HANGAR_PORT: '0',
+        HANGAR_DATA_DIR: dataDir,
+        HANGAR_LOCAL_AGENT: '1',
+        HANGAR_LOG_LEVEL: process.env.HANGAR_CLI_VM_LOGS ? 'debug' : 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: the stop below reaches tsx's node child and the agent's.
+      detached: true,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own process group: the stop below reaches tsx's node child and the agent's.
-    detached: true,
-  });
+  );
   let stdout = '';
   let stderr = '';
   child.stderr?.on('data', (chunk) => {

@@ -19,6 +19,7 @@ import { attachResponseBody, requestBodyStream } from '#edge/streams';
 import { serviceConfig } from '#platform/config';
 import { startBackend } from '../../local/backend.ts';
 import { type Gateway, startGateway } from '../../local/gateway.ts';
+import { PRIMARY_NODE_FLAGS } from '../../local/node-flags.ts';
 import { type S3EventRecord, startStandIns } from '../../local/stand-ins.ts';
 import { standInDynamo, standInS3 } from '../helpers/aws.ts';
 import { startTestBackend, type TestBackend } from '../helpers/backend.ts';
@@ -386,6 +387,7 @@ describe('npm start (local/main.ts as a real process)', () => {
   interface Started {
     child: ChildProcess;
     stdout: () => string;
+    stderr: () => string;
     url: string;
     pids: { dynamodb: number; s3: number };
     exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -399,7 +401,8 @@ describe('npm start (local/main.ts as a real process)', () => {
   }
 
   async function startMain(env: Record<string, string>): Promise<Started> {
-    const child = spawn(join(ROOT, 'node_modules/.bin/tsx'), ['local/main.ts'], {
+    // As package.json's `start` runs it (test/unit/local/node-flags.test.ts keeps the two the same).
+    const child = spawn(join(ROOT, 'node_modules/.bin/tsx'), [...PRIMARY_NODE_FLAGS, 'local/main.ts'], {
       cwd: ROOT,
       env: { ...cleanEnv(), HANGAR_PORT: '0', HANGAR_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -435,6 +438,7 @@ describe('npm start (local/main.ts as a real process)', () => {
     return {
       child,
       stdout: () => out,
+      stderr: () => err,
       url,
       pids: { dynamodb: started.dynamodb.pid, s3: started.s3.pid },
       exit,
@@ -462,6 +466,8 @@ describe('npm start (local/main.ts as a real process)', () => {
       );
       expect(main.stdout()).toContain(dataDir);
       expect((await fetch(`${main.url}/`)).status).toBe(300);
+      // tsx passed the heap flags on to the process that runs the backend.
+      expect(main.stderr()).not.toContain('started without the primary heap flags');
 
       // Act
       main.child.kill('SIGTERM');
