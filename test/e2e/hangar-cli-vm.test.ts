@@ -1,9 +1,10 @@
 /**
  * One machine, like testcloud: the backend as `npm start` runs it (tsx with PRIMARY_NODE_FLAGS,
  * local/main.ts) with HANGAR_LOCAL_AGENT=1, so it also runs the real host agent against the real
- * libvirt, and the real `hangar` binary doing exactly what the README's quick start says: `hangar push guest.qcow2
- * guest:1 && hangar run guest:1 --wait` boots a VM with no further setup; then `hangar logs`,
- * `hangar stop --wait` and `hangar rm`. Missing libvirt/qemu makes beforeAll throw: never a skip.
+ * libvirt, and the real `hangar` binary doing exactly what the README's quick start says:
+ * `hangar push guest.qcow2 guest:1 && hangar run guest:1 --wait` boots a VM with no further
+ * setup; then `hangar logs`, `hangar stop --wait` and `hangar rm`. Missing libvirt/qemu makes
+ * beforeAll throw: never a skip.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
