@@ -195,8 +195,27 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     snapshots: snapshotImages,
     // Where the API cannot carry a large body (Lambda's 6 MB), agents use presigned multipart.
     snapshotUpload: config.snapshotUpload,
+    // A build keeps its instance's last console; a failure to keep it fails no job report.
+    finalConsoles: {
+      destroyed: (instanceId, consoleLog) =>
+        builds.recordFinalConsole(instanceId, consoleLog).catch((error: unknown) => {
+          logger.warn('could not keep a build instance console', { instance: instanceId, error });
+        }),
+    },
   };
   const instances = new InstancesService(instanceDeps);
+  // Builds reuse the instances service, the snapshot action and the publish steps as they are.
+  const builds: BuildsService = new BuildsService({
+    repo: new DynamoBuildRepository(dynamo, table),
+    workflows,
+    images: instanceDeps.images,
+    snapshots: snapshotImages,
+    instances: () => instances,
+    publishing: () => publishing,
+    newId: () => randomUUID(),
+    pollSeconds: config.buildPollSeconds,
+    clock,
+  });
   const publishing = new PublishService({
     repo,
     blobs,
@@ -260,18 +279,7 @@ export function compose(config: ServiceConfig, overrides: Partial<Collaborators>
     }),
     tasks: new TasksService(taskRepo, repo),
     publishing,
-    // Builds reuse the instances service, the snapshot action and the publish steps as they are.
-    builds: new BuildsService({
-      repo: new DynamoBuildRepository(dynamo, table),
-      workflows,
-      images: instanceDeps.images,
-      snapshots: snapshotImages,
-      instances: () => instances,
-      publishing: () => publishing,
-      newId: () => randomUUID(),
-      pollSeconds: config.buildPollSeconds,
-      clock,
-    }),
+    builds,
     instances,
     hosts: new HostsService(instanceDeps),
     blobs,

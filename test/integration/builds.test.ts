@@ -7,7 +7,7 @@
  * recipe that never powers off and an image that fails its gate, each leaving the target where it
  * was and no instance or image behind; two builds of one target; every refusal, nothing changed.
  */
-import { readdir } from 'node:fs/promises';
+import { appendFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiCalls, createRawImage, putImageFile, type Reply } from '../helpers/api.ts';
@@ -177,6 +177,13 @@ describe('builds: build -> test -> publish', { timeout: 180_000 }, () => {
       timeout_seconds: 10,
     });
     expect(asked.status, JSON.stringify(asked.body)).toBe(202);
+    // The guest prints while the recipe hangs, after the build job's result was sent.
+    const deadline = Date.now() + 60_000;
+    while ((await as('alice', 'GET', `/v1/builds/${asked.body.id}`)).body.stage !== 'running recipe') {
+      if (Date.now() > deadline) throw new Error('the build never reached running recipe');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await appendFile(agent.files.paths(asked.body.id).consoleLog, 'recipe stuck at step 3\n');
     const done = await finished(asked.body.id);
 
     // Assert
@@ -188,6 +195,11 @@ describe('builds: build -> test -> publish', { timeout: 180_000 }, () => {
     expect(done.image_id).toBeNull();
     expect(await pointsTo('app:1')).toBe(before);
     expect(await gone(done.id)).toBe('gone');
+    // The console the destroy job reported, where the recipe hung, is the build's console_tail.
+    const after = (await as('alice', 'GET', `/v1/builds/${done.id}`)).body;
+    expect(after.console_tail).toContain('recipe stuck at step 3');
+    expect(after.stage).toBe('failed');
+    expect(after.reason).toBe(done.reason);
   });
 
   it('an image that fails the boot gate: the snapshot image is discarded with its data, the target untouched', async () => {

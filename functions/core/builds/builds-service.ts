@@ -233,6 +233,22 @@ export class BuildsService {
     });
   }
 
+  /**
+   * The build instance's last console (its destroy job's report): kept as the build's
+   * console_tail, also after the build ended (a timed-out recipe's console shows where it hung
+   * only then). Instances that are not a build's (ids differ) are ignored.
+   */
+  async recordFinalConsole(instanceId: string, consoleLog: string): Promise<void> {
+    const build = await this.deps.repo.get(instanceId);
+    if (!build || build.instance_id !== instanceId) return;
+    const tail = consoleLog.slice(-CONSOLE_TAIL_CHARS);
+    await this.change(build.id, (fresh) =>
+      fresh.console_tail === tail
+        ? fresh
+        : { ...fresh, console_tail: tail, updated_at: isoSeconds(this.clock()), version: fresh.version + 1 },
+    );
+  }
+
   /** Begin Build: the build instance, an instance of the base with the recipe as its user-data. */
   async begin(input: BuildInput): Promise<void> {
     const build = await this.load(input.build_id);

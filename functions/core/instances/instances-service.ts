@@ -81,6 +81,11 @@ export interface InstancesDeps {
   snapshotUpload?: SnapshotUpload;
   /** Answers publish boot gates when their build ends (absent: nothing waits on builds). */
   gates?: TaskTokenNotifier;
+  /**
+   * Told the console a destroy job reported, once written: the last an instance ever shows (a
+   * build keeps its build instance's, which ends after the build may have failed). Never rejects.
+   */
+  finalConsoles?: { destroyed(instanceId: string, consoleLog: string): Promise<void> };
   clock?: () => Date;
   /** The lost-race retries' budget and clock (core/kernel/retry.ts defaults; tests pass a virtual one). */
   retry?: Omit<StaleRetryOptions, 'exhausted'>;
@@ -590,6 +595,8 @@ export class HostsService {
     // report stops at `finish` as a repeat). A lost answer ends in the gate's own timeout.
     if (changed && job.kind === 'build' && changed.gate_token)
       await answerGate(this.deps.gates, changed.gate_token, changed, outcome);
+    if (changed && job.kind === 'destroy' && changed.console_log && this.deps.finalConsoles)
+      await this.deps.finalConsoles.destroyed(changed.id, changed.console_log);
     if (job.kind === 'snapshot' && job.snapshot) await this.settleSnapshot(job.snapshot, outcome, changed);
   }
 
