@@ -43,6 +43,16 @@ beforeAll(() => {
 
 afterAll(() => synth?.cleanup());
 
+/** The grants (`action@resource` labels) of the role of function `key` (an API module or a task path). */
+function grantsOfFunction(key: string): string[] {
+  const app = resources(synth.application);
+  const fn = synth.hangar.application.functions[key];
+  return grants(
+    statementsOfRole(synth.application, app[logicalId(fn ?? synth.hangar.application)]?.Properties?.Role),
+    labels(synth),
+  );
+}
+
 describe('declarations', () => {
   it('declares the access of every module ROUTES names', () => {
     // Act
@@ -321,20 +331,11 @@ describe('the build state machine', () => {
   it('runs the publish steps as the publish machine does (the same functions), started by builds and answered by hosts', () => {
     // Prepare
     const app = resources(synth.application);
-    const { workflows, functions } = synth.hangar.application;
-    const names = labels(synth);
+    const { workflows } = synth.hangar.application;
     const machine = (name: string) =>
       (app[logicalId(workflows[name]?.stateMachine ?? synth.hangar.application)]?.Properties ?? {}) as {
         DefinitionSubstitutions?: Record<string, unknown>;
       };
-    const grantsOf = (key: string) =>
-      grants(
-        statementsOfRole(
-          synth.application,
-          app[logicalId(functions[key] ?? synth.hangar.application)]?.Properties?.Role,
-        ),
-        names,
-      );
 
     // Assess: one verify, boot gate and clean-up function each, invoked by both machines
     const build = machine('build').DefinitionSubstitutions ?? {};
@@ -345,11 +346,11 @@ describe('the build state machine', () => {
     }
     expect(build.PublishMoveFunctionArn).toBeUndefined();
     // POST /v1/builds starts the build machine (and no other); a finished build job answers gates in both
-    expect(grantsOf('builds').filter((g) => g.startsWith('states:'))).toEqual([
+    expect(grantsOfFunction('builds').filter((g) => g.startsWith('states:'))).toEqual([
       'states:StartExecution@sm:build',
     ]);
     expect(
-      grantsOf('hosts')
+      grantsOfFunction('hosts')
         .filter((g) => g.startsWith('states:'))
         .sort(),
     ).toEqual([
@@ -359,7 +360,7 @@ describe('the build state machine', () => {
       'states:SendTaskSuccess@sm:publish',
     ]);
     // Fail Build frees the discarded snapshot's data, and starts nothing itself
-    const step = grantsOf('functions/tasks/build-step.ts');
+    const step = grantsOfFunction('functions/tasks/build-step.ts');
     expect(step).toContain('s3:DeleteObject@bucket:images/images/*');
     expect(step.filter((g) => g.startsWith('states:'))).toEqual([]);
   });
@@ -368,17 +369,8 @@ describe('the build state machine', () => {
 describe('failed snapshots', () => {
   it("lets the functions that discard one (instances, hosts) free its data as images' DELETE does", () => {
     // Prepare
-    const app = resources(synth.application);
-    const { functions } = synth.hangar.application;
-    const names = labels(synth);
     const s3GrantsOf = (key: string) =>
-      grants(
-        statementsOfRole(
-          synth.application,
-          app[logicalId(functions[key] ?? synth.hangar.application)]?.Properties?.Role,
-        ),
-        names,
-      )
+      grantsOfFunction(key)
         .filter((g) => g.startsWith('s3:'))
         .sort();
 
