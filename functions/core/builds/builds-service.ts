@@ -239,14 +239,22 @@ export class BuildsService {
    * only then). Instances that are not a build's (ids differ) are ignored.
    */
   async recordFinalConsole(instanceId: string, consoleLog: string): Promise<void> {
-    const build = await this.deps.repo.get(instanceId);
-    if (!build || build.instance_id !== instanceId) return;
     const tail = consoleLog.slice(-CONSOLE_TAIL_CHARS);
-    await this.change(build.id, (fresh) =>
-      fresh.console_tail === tail
-        ? fresh
-        : { ...fresh, console_tail: tail, updated_at: isoSeconds(this.clock()), version: fresh.version + 1 },
-    );
+    try {
+      await this.change(instanceId, (build) =>
+        build.instance_id !== instanceId || build.console_tail === tail
+          ? build
+          : {
+              ...build,
+              console_tail: tail,
+              updated_at: isoSeconds(this.clock()),
+              version: build.version + 1,
+            },
+      );
+    } catch (error) {
+      // No build has this id: not a build instance.
+      if (!(error instanceof NotFoundError)) throw error;
+    }
   }
 
   /** Begin Build: the build instance, an instance of the base with the recipe as its user-data. */
